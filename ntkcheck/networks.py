@@ -1,0 +1,144 @@
+"""Dense finite networks: real weights for M networks at once, outputs and the
+empirical NTK by the layerwise formula (no Jacobian is ever formed).
+
+For ``h^l = a_l W^l x^{l-1} + c_l b^l`` (``x^l = phi(h^l)``, ``x^0 = x``) and
+``delta^l = df/dh^l``, the tangent kernel splits by layer:
+
+    Theta_hat(x, x') = sum_l <delta^l(x), delta^l(x')> (a_l^2 <x^{l-1}(x), x^{l-1}(x')> + c_l^2)
+
+(Jacot et al. 2018, proof of Thm 1; the sum over a layer's weights of
+``d h_i/d W_ij = a x_j`` factorises into the two Grams).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .kernels import check_inputs
+from .seeding import network_rngs
+from .spec import MLP
+
+#: Default memory cap for one chunk of networks (weights and activations).
+MAX_BYTES = 2 * 1024**3
+
+
+@dataclass(frozen=True)
+class DenseParams:
+    """Weights ``(M, n_out, n_in)`` and biases ``(M, n_out)`` of M networks, layers 1..L+1."""
+
+    weights: tuple[np.ndarray, ...]
+    biases: tuple[np.ndarray, ...]
+
+    @property
+    def n_networks(self) -> int:
+        return self.weights[0].shape[0]
+
+
+def init_params(spec: MLP, d_in: int, seed, start: int = 0, stop: int = 1,
+                dtype=np.float64) -> DenseParams:
+    """Initial parameters of networks ``start .. stop-1`` of the run seeded by ``seed``.
+
+    Network i draws W^1, b^1, W^2, b^2, ... in order from its own generator
+    (:func:`ntkcheck.seeding.network_rngs`), so the same i is the same network
+    whatever the chunking.
+    """
+    dims = (d_in,) + spec.widths + (spec.d_out,)
+    scales = spec.layer_scales(d_in)
+    m = stop - start
+    weights = [np.empty((m, dims[l + 1], dims[l]), dtype=dtype) for l in range(len(dims) - 1)]
+    biases = [np.empty((m, dims[l + 1]), dtype=dtype) for l in range(len(dims) - 1)]
+    for i, rng in enumerate(network_rngs(seed, start, stop)):
+        for W, b in zip(weights, biases):
+            rng.standard_normal(out=W[i], dtype=dtype)
+            rng.standard_normal(out=b[i], dtype=dtype)
+    for W, b, (_, _, s_w, s_b) in zip(weights, biases, scales):
+        if s_w != 1.0:
+            W *= s_w
+        if s_b != 1.0:
+            b *= s_b
+    return DenseParams(tuple(weights), tuple(biases))
+
+
+def forward(spec: MLP, params: DenseParams, X: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Outputs ``(M, N, d_out)`` and the pre-activations ``h^1 .. h^L`` (each (M, N, n_l))."""
+    scales = spec.layer_scales(X.shape[1])
+    x = X.astype(params.weights[0].dtype, copy=False)
+    pre = []
+    for l, (W, b, (a, c, _, _)) in enumerate(zip(params.weights, params.biases, scales)):
+        h = np.matmul(x, W.transpose(0, 2, 1))
+        h *= a
+        h += c * b[:, None, :]
+        if l == len(scales) - 1:
+            return spec.output_scale * h, pre
+        pre.append(h)
+        x = spec.act.fn(h)
+    raise AssertionError("unreachable")
+
+
+def _gram(A: np.ndarray) -> np.ndarray:
+    return np.matmul(A, A.transpose(0, 2, 1))
+
+
+def empirical_ntk_from(spec: MLP, params: DenseParams, X: np.ndarray, pre: list[np.ndarray]) -> np.ndarray:
+    """Theta_hat(X, X), shape (M, N, N), from the pre-activations of :func:`forward`.
+
+    For d_out > 1 this is the mean over outputs of each output's kernel (which
+    converges to Theta; the off-diagonal output blocks vanish at infinite width).
+    """
+    scales = spec.layer_scales(X.shape[1])
+    posts = [X.astype(params.weights[0].dtype, copy=False)[None]] + [spec.act.fn(h) for h in pre]
+    derivs = [spec.act.deriv(h) for h in pre]
+    # layer factors a_l^2 <x^{l-1}, x^{l-1}'> + c_l^2, shared by every output
+    factors = [a * a * _gram(x) + c * c for x, (a, c, _, _) in zip(posts, scales)]
+    alpha2 = spec.output_scale**2
+    total = 0.0
+    for k in range(spec.d_out):
+        theta = factors[-1] * alpha2                     # readout: delta^{L+1} = alpha
+        delta = None
+        for l in range(len(pre) - 1, -1, -1):
+            a_next = scales[l + 1][0]
+            W_next = params.weights[l + 1]
+            if delta is None:
+                back = (spec.output_scale * a_next) * W_next[:, k, None, :]   # (M, 1, n_L)
+            else:
+                back = a_next * np.matmul(delta, W_next)                       # (M, N, n_l)
+            delta = back * derivs[l]
+            theta = theta + _gram(delta) * factors[l]
+        total = total + theta
+    return total / spec.d_out
+
+
+def empirical_ntk(spec: MLP, params: DenseParams, X1, X2=None) -> np.ndarray:
+    """Each network's empirical NTK Theta_hat(X1, X2): (M, N1, N2)."""
+    X1, X2 = check_inputs(X1, X2)
+    X = X1 if X2 is None else np.concatenate([X1, X2])
+    _, pre = forward(spec, params, X)
+    ntk = empirical_ntk_from(spec, params, X, pre)
+    return ntk if X2 is None else ntk[:, : len(X1), len(X1):]
+
+
+def bytes_per_network(spec: MLP, d_in: int, n_inputs: int, itemsize: int = 8) -> int:
+    """Memory of one network in :func:`sample_dense`: weights plus ~4 activation arrays per layer."""
+    dims = (d_in,) + spec.widths + (spec.d_out,)
+    n_weights = sum(dims[l] * dims[l + 1] + dims[l + 1] for l in range(len(dims) - 1))
+    return itemsize * (n_weights + 4 * n_inputs * sum(dims))
+
+
+def sample_dense(spec: MLP, X, n_networks: int, seed=0, max_bytes: int = MAX_BYTES,
+                 dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+    """Outputs ``(M, N, d_out)`` and empirical NTKs ``(M, N, N)`` of M dense networks at init.
+
+    Networks are processed in chunks whose memory stays under ``max_bytes``.
+    """
+    X, _ = check_inputs(X)
+    if isinstance(n_networks, bool) or not isinstance(n_networks, (int, np.integer)) or n_networks < 1:
+        raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}")
+    chunk = max(1, int(max_bytes // bytes_per_network(spec, X.shape[1], len(X), np.dtype(dtype).itemsize)))
+    fs, ntks = [], []
+    for start in range(0, n_networks, chunk):
+        params = init_params(spec, X.shape[1], seed, start, min(n_networks, start + chunk), dtype)
+        f, pre = forward(spec, params, X)
+        fs.append(f)
+        ntks.append(empirical_ntk_from(spec, params, X, pre))
+    return np.concatenate(fs), np.concatenate(ntks)
