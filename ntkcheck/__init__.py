@@ -10,3 +10,8 @@ __all__ = [
     "init_params", "forward", "empirical_ntk", "sample_dense",
 ]
 __version__ = "0.1.0"
+
+# sampler (issue 3)
+from .sampler import InitSample, sample_init  # noqa: E402
+
+__all__ += ["InitSample", "sample_init"]
