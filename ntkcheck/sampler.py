@@ -182,8 +182,7 @@ def _exact_chunk(spec: MLP, X, seed, start, stop, independent_backward: bool = F
     for l, (n, (a, c, s_w, s_b)) in enumerate(zip(widths, scales)):
         A, b = next(draws), next(draws)
         weights.append(A)
-        h = np.matmul(F, A)
-        h *= a * s_w
+        h = np.matmul((a * s_w) * F, A)
         if c * s_b != 0.0:
             h += (c * s_b) * b[:, None, :]
         pre_grams[:, l] = _gram(h) / n
@@ -210,7 +209,7 @@ def _exact_chunk(spec: MLP, X, seed, start, stop, independent_backward: bool = F
 
     # backward: delta rows are (output k, input i) pairs, delta^L = alpha a W_k phi'(h^L)
     ntk = (d_out * alpha * alpha) * (a * a * x_grams[-1] + c * c)
-    delta = ((alpha * a * s_w) * W[:, :, None, :] * derivs[-1][:, None]).reshape(m, n_back, widths[-1])
+    delta = ((alpha * a * s_w) * W[:, :, None, :] * derivs.pop()[:, None]).reshape(m, n_back, widths[-1])
     for l in range(depth, 0, -1):              # delta = delta^l, 1-based hidden layer l
         a, c, s_w, _ = scales[l - 1]
         G = _gram(delta)
@@ -219,18 +218,18 @@ def _exact_chunk(spec: MLP, X, seed, start, stop, independent_backward: bool = F
             break
         C = next(draws)
         Lf = _sqrt_factor(G)                   # delta^T W' = Lf C in law
+        Lf *= a * s_w                          # a_l W^T delta: scale the small factors
         if independent_backward:
             back = np.matmul(Lf, C)
         else:
             Qt, A = bases[l - 2], weights[l - 1]
             u = np.matmul(delta, A.transpose(0, 2, 1))          # delta^T A
             v = np.matmul(C, Qt.transpose(0, 2, 1))             # C Q
-            back = np.matmul(u - np.matmul(Lf, v), Qt)
+            back = np.matmul((a * s_w) * u - np.matmul(Lf, v), Qt)
             back += np.matmul(Lf, C)
-        back *= a * s_w
         n = widths[l - 2]
-        delta = (back.reshape(m, d_out, n_inputs, n) * derivs[l - 2][:, None]).reshape(m, n_back, n)
-        del back
+        back.reshape(m, d_out, n_inputs, n)[...] *= derivs.pop()[:, None]
+        delta = back
     post_grams = np.stack([g / n for g, n in zip(x_grams[1:], widths)], axis=1)
     return f, ntk / d_out, pre_grams, post_grams
 
