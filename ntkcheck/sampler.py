@@ -161,12 +161,14 @@ def exact_bytes_per_network(spec: MLP, d_in: int, n_inputs: int) -> int:
                 + 4 * n_back * n_back)
 
 
-def _exact_chunk(spec: MLP, X, seed, start, stop, independent_backward: bool = False):
+def _exact_chunk(spec: MLP, X, seed, start, stop, backward: str = "conditional"):
     """Networks ``start .. stop-1`` by the conditional sampler (module docstring).
 
-    ``independent_backward=True`` is the deliberately wrong "gradient
-    independence" shortcut (a fresh W in every backward product), kept only as
-    the negative control of the distribution test.
+    ``backward`` other than ``"conditional"`` gives deliberately wrong samplers,
+    kept only as negative controls of the distribution test:
+    ``"independent"`` is the "gradient independence" shortcut (a fresh W in
+    every backward product, ``delta^T W = L C``), ``"unprojected"`` forgets the
+    projection ``I - Q Q^T`` (``delta^T W = (delta^T A) Q^T + L C``).
     """
     n_inputs, d_in = X.shape
     m, widths, d_out = stop - start, spec.widths, spec.d_out
@@ -219,13 +221,14 @@ def _exact_chunk(spec: MLP, X, seed, start, stop, independent_backward: bool = F
         C = next(draws)
         Lf = _sqrt_factor(G)                   # delta^T W' = Lf C in law
         Lf *= a * s_w                          # a_l W^T delta: scale the small factors
-        if independent_backward:
+        if backward == "independent":
             back = np.matmul(Lf, C)
         else:
             Qt, A = bases[l - 2], weights[l - 1]
-            u = np.matmul(delta, A.transpose(0, 2, 1))          # delta^T A
-            v = np.matmul(C, Qt.transpose(0, 2, 1))             # C Q
-            back = np.matmul((a * s_w) * u - np.matmul(Lf, v), Qt)
+            u = (a * s_w) * np.matmul(delta, A.transpose(0, 2, 1))     # a delta^T A
+            if backward == "conditional":
+                u -= np.matmul(Lf, np.matmul(C, Qt.transpose(0, 2, 1)))   # - a L C Q
+            back = np.matmul(u, Qt)
             back += np.matmul(Lf, C)
         n = widths[l - 2]
         back.reshape(m, d_out, n_inputs, n)[...] *= derivs.pop()[:, None]
