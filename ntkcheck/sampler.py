@@ -11,8 +11,10 @@ network.  For a hidden layer ``h = a W x + c b`` acting on post-activations
   orthonormal columns, also when x is rank deficient).  ``A = W Q`` is an
   n_out x K matrix of i.i.d. N(0, s_w^2) entries, and ``W x = A R``.
 * **Backward.**  Given ``A``, ``W = A Q^T + W' (I - Q Q^T)`` with ``W'``
-  independent of everything drawn so far (Gaussian conditioning; Yang 2019,
-  "Tensor Programs I", the conditioning trick of its Lemma on ``W | W X = Y``).
+  independent of everything drawn so far: ``W = W Q Q^T + W (I - Q Q^T)`` and,
+  each row of W being N(0, s_w^2 I), its projections on the orthogonal spaces
+  span(Q) and span(Q)^perp are independent (the Gaussian conditioning trick of
+  Bayati & Montanari 2011 and Yang 2019, "Tensor Programs I", arXiv:1902.04760).
   For back-propagated vectors ``delta`` (n_out x P)
   ``delta^T W = (delta^T A) Q^T + delta^T W' (I - Q Q^T)`` and, given delta,
   ``delta^T W' = L C`` in law with ``C`` a fresh P x n_in Gaussian matrix and
@@ -35,7 +37,7 @@ import numpy as np
 from scipy.linalg import lapack
 
 from .kernels import check_inputs
-from .networks import MAX_BYTES, bytes_per_network, empirical_ntk_from, forward, init_params
+from .networks import MAX_BYTES, _gram, bytes_per_network, empirical_ntk_from, forward, init_params
 from .seeding import network_rngs
 from .spec import MLP
 
@@ -99,7 +101,7 @@ def sample_init(spec: MLP, X, n_networks: int, seed=0, method: str = "exact",
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     chunk_fn, bytes_fn = (_exact_chunk, exact_bytes_per_network) if method == "exact" else \
-        (_dense_chunk, _dense_bytes_per_network)
+        (_dense_chunk, bytes_per_network)
     return _sample(spec, X, n_networks, seed, max_bytes, chunk_fn, bytes_fn)
 
 
@@ -112,7 +114,8 @@ def _sample(spec: MLP, X, n_networks, seed, max_bytes, chunk_fn: Callable, bytes
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 1:
         raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
     chunk = max(1, int(max_bytes // bytes_fn(spec, X.shape[1], len(X))))
-    parts = [chunk_fn(spec, X, seed, start, min(n_networks, start + chunk))
+    workspace = {}                         # buffers reused from chunk to chunk
+    parts = [chunk_fn(spec, X, seed, start, min(n_networks, start + chunk), workspace)
              for start in range(0, n_networks, chunk)]
     f, ntk, pre, post = (np.concatenate(p) for p in zip(*parts))
     return InitSample(f[..., 0] if spec.d_out == 1 else f, ntk, pre, post)
@@ -120,11 +123,7 @@ def _sample(spec: MLP, X, n_networks, seed, max_bytes, chunk_fn: Callable, bytes
 
 # --- dense -----------------------------------------------------------------
 
-def _dense_bytes_per_network(spec: MLP, d_in: int, n_inputs: int) -> int:
-    return bytes_per_network(spec, d_in, n_inputs)
-
-
-def _dense_chunk(spec: MLP, X, seed, start, stop):
+def _dense_chunk(spec: MLP, X, seed, start, stop, workspace: dict):
     params = init_params(spec, X.shape[1], seed, start, stop)
     f, pre = forward(spec, params, X)
     ntk = empirical_ntk_from(spec, params, X, pre)
@@ -161,7 +160,7 @@ def exact_bytes_per_network(spec: MLP, d_in: int, n_inputs: int) -> int:
                 + 4 * n_back * n_back)
 
 
-def _exact_chunk(spec: MLP, X, seed, start, stop, backward: str = "conditional"):
+def _exact_chunk(spec: MLP, X, seed, start, stop, workspace: dict, backward: str = "conditional"):
     """Networks ``start .. stop-1`` by the conditional sampler (module docstring).
 
     ``backward`` other than ``"conditional"`` gives deliberately wrong samplers,
@@ -174,7 +173,7 @@ def _exact_chunk(spec: MLP, X, seed, start, stop, backward: str = "conditional")
     m, widths, d_out = stop - start, spec.widths, spec.d_out
     depth, n_back = len(widths), d_out * n_inputs
     scales = spec.layer_scales(d_in)
-    draws = _draw(_draw_shapes(spec, d_in, n_inputs), seed, start, stop)
+    draws = _draw(_draw_shapes(spec, d_in, n_inputs), seed, start, stop, workspace)
 
     # forward: F is the left factor of the current layer input, F F^T = <x, x'>
     F = (X if d_in <= n_inputs else _sqrt_factor(X @ X.T))[None]
@@ -237,11 +236,15 @@ def _exact_chunk(spec: MLP, X, seed, start, stop, backward: str = "conditional")
     return f, ntk / d_out, pre_grams, post_grams
 
 
-def _draw(shapes, seed, start, stop):
+def _draw(shapes, seed, start, stop, workspace: dict):
     """Each network's Gaussians in one call from its own generator; yields
-    views (m, *shape) in order."""
+    views (m, *shape) in order.  The buffer is kept in ``workspace`` for the
+    next chunk (a fresh one would cost a page fault per 4 KB again)."""
     sizes = [math.prod(s) for s in shapes]
-    buf = np.empty((stop - start, sum(sizes)))
+    m, total = stop - start, sum(sizes)
+    if workspace.get("draws", np.empty(0)).size < m * total:
+        workspace["draws"] = np.empty(m * total)
+    buf = workspace["draws"][: m * total].reshape(m, total)
     for row, rng in zip(buf, network_rngs(seed, start, stop)):
         rng.standard_normal(out=row)
     offset = 0
@@ -279,10 +282,6 @@ def _sqrt_factor(G: np.ndarray) -> np.ndarray:
     round-off negative eigenvalues are clipped to 0 (rank-deficient G is fine)."""
     w, V = np.linalg.eigh(G)
     return V * np.sqrt(np.clip(w, 0.0, None))[..., None, :]
-
-
-def _gram(A: np.ndarray) -> np.ndarray:
-    return np.matmul(A, A.transpose(0, 2, 1))
 
 
 def _output_trace(G: np.ndarray, d_out: int, n_inputs: int) -> np.ndarray:

@@ -40,9 +40,9 @@ def _holm(pvalues, alpha):
 
 def _statistics(s: InitSample) -> dict[str, np.ndarray]:
     """Every entry of f and of the upper triangle of Theta_hat, and a few products."""
-    f, ntk = s.f, s.ntk
+    f, ntk = s.f.reshape(len(s.f), -1), s.ntk          # f columns: (input, output) pairs
     n = ntk.shape[1]
-    out = {f"f{i}": f[:, i] for i in range(n)}
+    out = {f"f{i}": f[:, i] for i in range(f.shape[1])}
     out.update({f"ntk{i}{j}": ntk[:, i, j] for i in range(n) for j in range(i, n)})
     out.update({"f0*ntk01": f[:, 0] * ntk[:, 0, 1], "f0*f1": f[:, 0] * f[:, 1],
                 "f1*ntk12": f[:, 1] * ntk[:, 1, 2], "ntk00*ntk11": ntk[:, 0, 0] * ntk[:, 1, 1],
@@ -99,6 +99,14 @@ def test_duplicate_inputs_more_inputs_than_width_and_dead_units():
     X = np.array([[1.0, 0.5], [1.0, 0.5], [-0.3, 1.2], [0.0, 0.0], [2.0, 1.0], [-0.3, 1.2]])
     exact = _assert_same_law(MLP(2, (3, 4), "relu", sigma_w=1.5), X, 10_000)
     np.testing.assert_allclose(exact.ntk[:, 0], exact.ntk[:, 1], rtol=1e-12, atol=1e-12)   # duplicates agree
+
+
+@pytest.mark.parametrize("spec", [
+    MLP(2, (12, 8), "gelu", sigma_w=1.5, sigma_b=0.3, parameterization="standard", d_out=3, output_scale=1.7),
+    MLP(2, 10, "sin", sigma_b=0.2, parameterization="mean_field"),
+])
+def test_other_parameterizations_and_outputs(spec):
+    _assert_same_law(spec, X3, 10_000)
 
 
 def test_dead_relu_layer():
