@@ -15,13 +15,25 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import ntkcheck.sampler as sampler  # noqa: E402
 from ntkcheck import MLP, ntk_kernel, sample_init  # noqa: E402
 
 WIDTH, M, N, D, DEPTH = 1_000_000, 1000, 8, 8, 3
 
 
+def _with_progress(chunk_fn, t0):
+    """The chunk function, logging networks done to stderr every 50 networks."""
+    def run(spec, X, seed, start, stop, workspace):
+        out = chunk_fn(spec, X, seed, start, stop, workspace)
+        if stop // 50 > start // 50:
+            print(f"{stop} networks, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+        return out
+    return run
+
+
 def main():
     X = np.random.default_rng(0).standard_normal((N, D))
+    sampler._exact_chunk = _with_progress(sampler._exact_chunk, time.perf_counter())
     spec = MLP(DEPTH, WIDTH, "relu", sigma_w=math.sqrt(2))
     t = time.perf_counter()
     s = sample_init(spec, X, M, seed=0, method="exact")
