@@ -96,7 +96,20 @@ def sample_init(spec: MLP, X, n_networks: int, seed=0, method: str = "exact",
     max_bytes : int
         Networks are processed in chunks whose working memory is estimated to
         stay under this cap (one network at a time if one alone exceeds it);
-        the returned arrays come on top.
+        the returned arrays come on top.  The exact sampler needs about
+        ``exact_bytes_per_network`` bytes per network (~1.3 GB at width 10^6,
+        depth 3, N = 8).
+
+    Returns
+    -------
+    InitSample
+        ``f`` (M, N) if ``spec.d_out == 1`` else (M, N, d_out), ``ntk``
+        (M, N, N), ``pre_grams`` and ``post_grams`` (M, L, N, N).
+
+    Notes
+    -----
+    Creating one generator per network costs ~17 us; at widths <= 32 that is
+    about half of the exact sampler's time, which is still ~30 us per network.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -124,6 +137,7 @@ def _sample(spec: MLP, X, n_networks, seed, max_bytes, chunk_fn: Callable, bytes
 # --- dense -----------------------------------------------------------------
 
 def _dense_chunk(spec: MLP, X, seed, start, stop, workspace: dict):
+    """Networks ``start .. stop-1`` with real weights (``workspace`` unused)."""
     params = init_params(spec, X.shape[1], seed, start, stop)
     f, pre = forward(spec, params, X)
     ntk = empirical_ntk_from(spec, params, X, pre)
