@@ -47,9 +47,12 @@ def run_task(task: Task) -> list[dict]:
     parameters filled in (see :data:`ntkcheck.claims.ROW_COLUMNS`)."""
     fixed = {"claim": task.claim, "task": task.key, "seed": int(task.seed.entropy)}
     fixed.update({k: task.params[k] for k in PARAM_COLUMNS if k in task.params})
-    rows = get_claim(task.claim).run_task(task)
+    try:
+        rows = get_claim(task.claim).run_task(task)
+    except Exception as err:  # keep the task's identity; workers may not pickle the cause
+        raise RuntimeError(f"claim {task.claim}, task {task.key} failed: {err!r}") from err
     if not all("quantity" in r and "value" in r for r in rows):
-        raise ValueError(f"claim {task.claim}: every row needs 'quantity' and 'value'")
+        raise RuntimeError(f"claim {task.claim}: every row needs 'quantity' and 'value'")
     return [{**fixed, **r} for r in rows]
 
 
@@ -103,11 +106,11 @@ def execute(tasks: list[Task], jobs: int = 1, client=None) -> Iterator[tuple[Tas
 
 def run_study(study: Study, jobs: int | None = None, scheduler: str | None = None,
               command: list[str] | None = None,
-              progress: Callable[[int, int], Callable[[], None]] | None = None) -> RunResult:
+              progress: Callable[[int, int], None] | None = None) -> RunResult:
     """Run (or resume) ``study`` and judge its claims.
 
-    Everything is validated before the output folder is touched.  ``progress(total,
-    done)`` may return a callback called once per finished task (e.g. a progress bar).
+    Everything is validated before the output folder is touched.  ``progress(done,
+    total)`` is called before the first task and after each one (e.g. a progress bar).
     """
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     jobs = jobs or study.jobs or os.cpu_count() or 1
@@ -121,11 +124,14 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
         store.write_metadata(meta)
         everything = [t for c in study.claims for t in tasks[c]]
         pending = [t for t in everything if not store.is_done(t)]
-        tick = progress(len(everything), len(everything) - len(pending)) if progress else None
+        done = len(everything) - len(pending)
+        if progress:
+            progress(done, len(everything))
         for task, rows in execute(pending, jobs, client):
             store.write_task(task, rows)
-            if tick:
-                tick()
+            done += 1
+            if progress:
+                progress(done, len(everything))
     verdicts = {}
     for c in study.claims:
         store.consolidate(c, tasks[c])
