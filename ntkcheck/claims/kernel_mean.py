@@ -40,7 +40,7 @@ _BASE = {"depth": [2], "activation": ["relu", "erf"], "parameterization": ["ntk"
 GRIDS = {
     "quick": {**_BASE, "width": [64, 128, 256], "n_networks": 2000, "chunk": 1000},
     "standard": {**_BASE, "width": [64, 128, 256, 512], "parameterization": ["ntk", "standard"],
-                 "n_networks": 8000, "chunk": 2000},
+                 "n_networks": 6000, "chunk": 1000},
     "full": {**_BASE, "width": [64, 128, 256, 512, 1024], "depth": [1, 2, 4],
              "activation": ["relu", "erf", "tanh", "gelu"], "parameterization": ["ntk", "standard"],
              "n_networks": 100000, "chunk": 5000},
