@@ -130,6 +130,9 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
     with (dask_client(scheduler) if scheduler else _nothing()) as client:
         store.open(study.fingerprint())
         meta = _metadata(study, store.read_metadata())
+        meta["runs"][-1].update(command=command if command is not None else sys.argv,
+                                started=started.isoformat(timespec="seconds"),
+                                executor=f"dask {scheduler}" if scheduler else f"local jobs={jobs}")
         store.write_metadata(meta)
         everything = [t for c in study.claims for t in tasks[c]]
         pending = [t for t in everything if not store.is_done(t)]
@@ -147,9 +150,6 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
         verdicts[c] = get_claim(c).verdict(store.read_claim(c))
     wall = time.perf_counter() - t0
     meta["runs"][-1].update(wall_time_s=round(wall, 3), tasks_run=len(pending),
-                            executor=f"dask {scheduler}" if scheduler else f"local jobs={jobs}",
-                            command=command if command is not None else sys.argv,
-                            started=started.isoformat(timespec="seconds"),
                             verdicts={c: v.verified for c, v in verdicts.items()})
     store.write_metadata(meta)
     return RunResult(verdicts, len(everything), len(pending), len(everything) - len(pending), wall)
