@@ -10,3 +10,11 @@ __all__ = [
     "init_params", "forward", "empirical_ntk", "sample_dense",
 ]
 __version__ = "0.1.0"
+
+# Claims, studies, runner, results store, reports (issue 5)
+from .claims import Claim, Convergence, Task, Verdict, all_claims, get_claim
+from .runner import run_study
+from .studies import Study, StudyError, load_study, make_study
+
+__all__ += ["Claim", "Convergence", "Task", "Verdict", "all_claims", "get_claim",
+            "run_study", "Study", "StudyError", "load_study", "make_study"]
