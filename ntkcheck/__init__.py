@@ -1,15 +1,23 @@
 """ntkcheck: Monte Carlo verification of infinite-width neural network theory."""
 from .activations import Activation, custom, get_activation, leaky_relu
-from .kernels import kernel_states, nngp_kernel, ntk_kernel
+from .kernels import kernel_states, nngp_kernel, ntk_kernel, output_kernels
 from .networks import empirical_ntk, forward, init_params, sample_dense
 from .spec import MLP
 
 __all__ = [
     "MLP", "Activation", "custom", "get_activation", "leaky_relu",
-    "nngp_kernel", "ntk_kernel", "kernel_states",
+    "nngp_kernel", "ntk_kernel", "output_kernels", "kernel_states",
     "init_params", "forward", "empirical_ntk", "sample_dense",
 ]
 __version__ = "0.1.0"
+
+# Claims, studies, runner, results store, reports (issue 5)
+from .claims import Claim, Convergence, Task, Verdict, all_claims, get_claim
+from .runner import run_study
+from .studies import Study, StudyError, load_study, make_study
+
+__all__ += ["Claim", "Convergence", "Task", "Verdict", "all_claims", "get_claim",
+            "run_study", "Study", "StudyError", "load_study", "make_study"]
 
 # sampler (issue 3)
 from .sampler import InitSample, sample_init  # noqa: E402

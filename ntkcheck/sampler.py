@@ -121,7 +121,7 @@ def sample_init(spec: MLP, X, n_networks: int, seed=0, method: str = "exact",
 def _sample(spec: MLP, X, n_networks, seed, max_bytes, chunk_fn: Callable, bytes_fn: Callable) -> InitSample:
     if not isinstance(spec, MLP):
         raise ValueError(f"spec must be an MLP, got {type(spec).__name__}")
-    X, _ = check_inputs(X)
+    X, _ = check_inputs(X, names=("X",))
     if isinstance(n_networks, bool) or not isinstance(n_networks, (int, np.integer)) or n_networks < 1:
         raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}")
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 1:
@@ -201,8 +201,8 @@ def _exact_chunk(spec: MLP, X, seed, start, stop, workspace: dict, backward: str
         if c * s_b != 0.0:
             h += (c * s_b) * b[:, None, :]
         pre_grams[:, l] = _gram(h) / n
-        derivs.append(spec.act.deriv(h))
-        x = np.ascontiguousarray(spec.act.fn(h))
+        derivs.append(np.asarray(spec.act.deriv(h), dtype=float))
+        x = np.ascontiguousarray(spec.act.fn(h), dtype=float)
         del h
         if l < depth - 1:
             Qt, R = _qr_rows(x)
