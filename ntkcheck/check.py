@@ -84,7 +84,7 @@ def design_kernel_check(depth: int, n_tests: int, spread_coefficient: float, fal
     if not (bias_coefficient >= 0 and spread_coefficient >= 0):
         raise ValueError("bias_coefficient and spread_coefficient must be >= 0")
     if width is None:
-        width = max(1, math.ceil(bias_coefficient * depth / (bias_fraction * discrepancy)))
+        width = max(1, math.ceil(bias_coefficient * depth / (bias_fraction * discrepancy) * (1 - 1e-12)))
     bias = bias_coefficient * depth / width
     if bias >= discrepancy:
         raise ValueError(f"width {width} is too small: its bias allowance {bias:.3g} is not below "
