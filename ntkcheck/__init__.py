@@ -22,3 +22,8 @@ __all__ += [
     "power_law_fit", "holm", "n_samples_for_mean",
     "check_kernel", "sample_kernel", "kernel_test", "design_kernel_check", "KernelCheckDesign", "KernelSample",
 ]
+
+# sampler (issue 3)
+from .sampler import InitSample, sample_init  # noqa: E402
+
+__all__ += ["InitSample", "sample_init"]
