@@ -12,6 +12,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import platform
+import re
+import socket
 import subprocess
 import sys
 import time
@@ -70,6 +72,12 @@ def dask_client(address: str, timeout: float = 10.0):
         from distributed import Client
     except ImportError:
         raise ValueError("--scheduler needs Dask: pip install 'ntkcheck[dask]'") from None
+    tcp = re.match(r"^tcp://\[?([^\]]+?)\]?:(\d+)$", address)
+    if tcp:  # fail fast on a refused or unresolvable address instead of retrying until timeout
+        try:
+            socket.create_connection((tcp.group(1), int(tcp.group(2))), timeout=timeout).close()
+        except OSError as err:
+            raise ValueError(f"cannot reach Dask scheduler at {address}: {err.strerror or err}") from None
     try:
         client = Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError) as err:
@@ -87,8 +95,9 @@ def execute(tasks: list[Task], jobs: int = 1, client=None) -> Iterator[tuple[Tas
 
         futures = {client.submit(run_task, t, key=f"ntkcheck-{t.claim}-{t.key}-{t.seed.entropy}",
                                  pure=False): t for t in tasks}
-        for future in dask_completed(futures):
-            yield futures[future], future.result()
+        with client.as_current():   # as_completed looks up the current client
+            for future in dask_completed(futures):
+                yield futures[future], future.result()
     elif jobs == 1 or len(tasks) <= 1:
         for t in tasks:
             yield t, run_task(t)
@@ -121,6 +130,9 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
     with (dask_client(scheduler) if scheduler else _nothing()) as client:
         store.open(study.fingerprint())
         meta = _metadata(study, store.read_metadata())
+        meta["runs"][-1].update(command=command if command is not None else sys.argv,
+                                started=started.isoformat(timespec="seconds"),
+                                executor=f"dask {scheduler}" if scheduler else f"local jobs={jobs}")
         store.write_metadata(meta)
         everything = [t for c in study.claims for t in tasks[c]]
         pending = [t for t in everything if not store.is_done(t)]
@@ -138,9 +150,6 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
         verdicts[c] = get_claim(c).verdict(store.read_claim(c))
     wall = time.perf_counter() - t0
     meta["runs"][-1].update(wall_time_s=round(wall, 3), tasks_run=len(pending),
-                            executor=f"dask {scheduler}" if scheduler else f"local jobs={jobs}",
-                            command=command if command is not None else sys.argv,
-                            started=started.isoformat(timespec="seconds"),
                             verdicts={c: v.verified for c, v in verdicts.items()})
     store.write_metadata(meta)
     return RunResult(verdicts, len(everything), len(pending), len(everything) - len(pending), wall)

@@ -136,7 +136,8 @@ class Store:
         path = self.claim_path(claim)
         if not path.is_file():
             raise ValueError(f"{path} not found: run the study first")
-        return pd.read_csv(path, float_precision="round_trip")
+        exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+        return pd.read_csv(path, **exact)   # floats exactly as written
 
     # -- metadata --------------------------------------------------------------------
     @property
