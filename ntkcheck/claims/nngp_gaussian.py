@@ -38,9 +38,9 @@ from ..kernels import nngp_kernel
 from ..moments import block_array, block_rows, log_ratio, readout_variance
 from ..sampler import sample_init
 from ..seeding import child
-from ..spec import MLP
 from ..stats import TestResult, covariance_test, gaussianity_test, holm, power_law_fit
-from . import Claim, Convergence, GridError, Task, Verdict, grid_cells, pool, task_key
+from . import Claim, Convergence, GridError, Task, Verdict, grid_cells, task_key
+from .initcommon import Z95, cell_spec, check_blocks, check_cells
 from .kernel_mean import inputs
 
 FALSE_FAIL_RATE = 1e-3
@@ -62,15 +62,8 @@ GRIDS = {
 }
 
 
-def _spec(p: dict, sigma_w_factor: float = 1.0) -> MLP:
-    return MLP(depth=p["depth"], width=p["width"], activation=p["activation"],
-               sigma_w=p["sigma_w"] * sigma_w_factor, sigma_b=p["sigma_b"])
-
-
 def check(grid: dict) -> None:
-    for key in ("n_networks", "control_networks"):
-        if grid[key] % grid["block"] or grid[key] // grid["block"] < 10:
-            raise GridError("block", f"{key} must be a multiple of block with >= 10 blocks (bootstrap units)")
+    check_blocks(grid, "n_networks", "control_networks")
     if grid["n_networks"] < 10:
         raise GridError("n_networks", "the Gaussianity test needs >= 10 networks")
     if grid["n_inputs"] < 2:
@@ -81,11 +74,7 @@ def check(grid: dict) -> None:
         raise GridError("width", "needs a width <= control_max_width (the negative control)")
     if grid["control_sigma_w_factor"] == 1.0:
         raise GridError("control_sigma_w_factor", "must differ from 1 (the control kernel must be wrong)")
-    for cell in grid_cells(grid):
-        try:
-            _spec(cell)
-        except ValueError as err:
-            raise GridError("activation", str(err)) from None
+    check_cells(grid)
 
 
 def split(grid: dict) -> list[tuple[str, dict]]:
@@ -101,7 +90,7 @@ def run_task(task: Task) -> list[dict]:
     """Per-block means of G/K_ii and (G/K_ii)^2 for each input; pooled f^2/K_ii, f^4/K_ii^2;
     at the test widths the p-values of the Gaussianity and covariance tests."""
     p = task.params
-    spec = _spec(p)
+    spec = cell_spec(p)
     X = inputs(p["n_inputs"], p["d_in"])
     K = nngp_kernel(spec, X)
     sample = sample_init(spec, X, p["n_networks"], seed=child(task.seed, 0))
@@ -111,7 +100,7 @@ def run_task(task: Task) -> list[dict]:
     rows += block_rows({"f^2": f2, "f^4": f2**2}, p["n_networks"])
     n = p["width"]
     if n >= p["test_min_width"] or n <= p["control_max_width"]:
-        wrong = nngp_kernel(_spec(p, p["control_sigma_w_factor"]), X)
+        wrong = nngp_kernel(cell_spec(p, p["control_sigma_w_factor"]), X)
         results = {"gaussianity": gaussianity_test(sample.f, K, seed=child(task.seed, 1),
                                                    false_fail_rate=FALSE_FAIL_RATE),
                    "covariance": covariance_test(sample.f, K, false_fail_rate=FALSE_FAIL_RATE),
@@ -153,7 +142,6 @@ def verdict(df) -> Verdict:
     cells = list(df.groupby(CELL, sort=True))
     alpha_fit = FIT_FALSE_FAIL_RATE / len(cells)
     fits, series, table = {}, [], []
-    z95 = 1.959963984540054
     for key, g in cells:
         cell = dict(zip(CELL, key))
         kurt = _cell_kurtosis(g)
@@ -168,10 +156,10 @@ def verdict(df) -> Verdict:
         se = np.array([kurt[n]["se"] for n in widths])
         series.append(Convergence(
             label=f"excess kurtosis of f(x): {cell['activation']}, L={cell['depth']}, sigma_b={cell['sigma_b']:g}",
-            x=tuple(widths), y=tuple(y), lo=tuple(np.maximum(y - z95 * se, 0.0)), hi=tuple(y + z95 * se),
+            x=tuple(widths), y=tuple(y), lo=tuple(np.maximum(y - Z95 * se, 0.0)), hi=tuple(y + Z95 * se),
             theory_exponent=-1.0, exponent=res.exponent, exponent_lo=res.ci_low, exponent_hi=res.ci_high,
             log_prefactor=res.details["log_prefactor"], fitted=tuple(bool(b) for b in fitted),
-            floor=tuple(z95 * se), y_name="excess kurtosis"))
+            floor=tuple(Z95 * se), y_name="excess kurtosis"))
         mine = tests[np.all([tests[c] == cell[c] for c in CELL], axis=0)]
         for n, fit in zip(widths, fitted):
             pv = dict(zip(mine[mine.width == n].quantity, mine[mine.width == n].value))

@@ -38,8 +38,8 @@ from scipy.stats import chi2, norm
 
 from ..moments import block_array, block_rows, log_ratio
 from ..sampler import sample_init
-from ..spec import MLP
 from . import Claim, GridError, Task, Verdict, task_key
+from .initcommon import Z95, cell_spec, save_figure
 
 FALSE_FAIL_RATE = 1e-3
 HANIN_NICA_RATE = 5.0
@@ -92,8 +92,7 @@ def split(grid: dict) -> list[tuple[str, dict]]:
 def run_task(task: Task) -> list[dict]:
     """Per-block means of Theta_hat(x,x) and its square."""
     p = task.params
-    spec = MLP(depth=p["depth"], width=p["width"], activation=p["activation"], sigma_w=p["sigma_w"],
-               sigma_b=p["sigma_b"])
+    spec = cell_spec(p)
     theta = sample_init(spec, np.ones((1, p["d_in"])), p["n_networks"], seed=task.seed).ntk[:, 0, 0]
     return [{**r, "beta": p["beta"]} for r in block_rows({"theta": theta, "theta^2": theta**2}, p["block"])]
 
@@ -187,8 +186,8 @@ def figure(df, v: Verdict, path) -> None:
     t = v.table
     fig, ax = plt.subplots(figsize=(5, 3.8))
     for n, g in t.groupby("width"):
-        ax.errorbar(g.beta, g.ratio, yerr=[g.ratio - np.exp(g.log_ratio - 1.96 * g.se_log),
-                                           np.exp(g.log_ratio + 1.96 * g.se_log) - g.ratio],
+        ax.errorbar(g.beta, g.ratio, yerr=[g.ratio - np.exp(g.log_ratio - Z95 * g.se_log),
+                                           np.exp(g.log_ratio + Z95 * g.se_log) - g.ratio],
                     marker="o", ms=3, capsize=2, label=f"n={n}")
     b = np.linspace(0, t.beta.max(), 100)
     lim = t.drop_duplicates("beta").sort_values("beta")
@@ -199,9 +198,7 @@ def figure(df, v: Verdict, path) -> None:
     ax.set_xlabel("beta = L/n")
     ax.set_ylabel("E[Theta(x,x)^2] / E[Theta(x,x)]^2")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 CLAIM = Claim(

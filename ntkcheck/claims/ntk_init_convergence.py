@@ -34,9 +34,9 @@ from scipy.stats import norm
 from ..kernels import ntk_kernel
 from ..moments import block_array, block_rows
 from ..sampler import sample_init
-from ..spec import MLP
 from ..stats import TestResult, holm, power_law_fit
 from . import Claim, Convergence, GridError, Task, Verdict, grid_cells, pool, task_key
+from .initcommon import Z95, cell_spec, check_blocks, check_cells
 from .kernel_mean import _fit_bias, inputs
 
 FALSE_FAIL_RATE = 1e-3
@@ -56,21 +56,11 @@ GRIDS = {
 }
 
 
-def _spec(p: dict) -> MLP:
-    return MLP(depth=p["depth"], width=p["width"], activation=p["activation"], sigma_w=p["sigma_w"],
-               sigma_b=p["sigma_b"])
-
-
 def check(grid: dict) -> None:
     if len(grid["width"]) < 3:
         raise GridError("width", "needs at least three widths (exponent and bias fits)")
-    if grid["n_networks"] % grid["block"] or grid["n_networks"] // grid["block"] < 10:
-        raise GridError("block", "n_networks must be a multiple of block with >= 10 blocks (bootstrap units)")
-    for cell in grid_cells(grid):
-        try:
-            _spec(cell)
-        except ValueError as err:
-            raise GridError("activation", str(err)) from None
+    check_blocks(grid, "n_networks")
+    check_cells(grid)
 
 
 def split(grid: dict) -> list[tuple[str, dict]]:
@@ -87,7 +77,7 @@ def run_task(task: Task) -> list[dict]:
     """Per-block means of e^2 (vs Theta and vs the control kernel); per-entry means of the
     normalized deviation ``(Theta_hat_ij - Theta_ij) / sqrt(Theta_ii Theta_jj)``."""
     p = task.params
-    spec = _spec(p)
+    spec = cell_spec(p)
     X = inputs(p["n_inputs"], p["d_in"])
     theta = ntk_kernel(spec, X)
     ntk = sample_init(spec, X, p["n_networks"], seed=task.seed, method=p["method"]).ntk
@@ -138,7 +128,6 @@ def verdict(df) -> Verdict:
     cells = list(exact[exact.quantity == "e2"].groupby(CELL, sort=True))
     alpha_fit = FIT_FALSE_FAIL_RATE / len(cells)
     fits, controls, series, table = {}, {}, [], []
-    z95 = 1.959963984540054
     for key, g in cells:
         cell = dict(zip(CELL, key))
         widths = np.array(sorted(g.width.unique()), dtype=float)
@@ -155,10 +144,10 @@ def verdict(df) -> Verdict:
         series.append(Convergence(
             label=f"relative Frobenius error of Theta_hat: {cell['activation']}, L={cell['depth']}, "
                   f"sigma_b={cell['sigma_b']:g}",
-            x=tuple(widths), y=tuple(rms["e2"]), lo=tuple(np.maximum(rms["e2"] - z95 * se, 0)),
-            hi=tuple(rms["e2"] + z95 * se), theory_exponent=-0.5, exponent=f.exponent, exponent_lo=f.ci_low,
+            x=tuple(widths), y=tuple(rms["e2"]), lo=tuple(np.maximum(rms["e2"] - Z95 * se, 0)),
+            hi=tuple(rms["e2"] + Z95 * se), theory_exponent=-0.5, exponent=f.exponent, exponent_lo=f.ci_low,
             exponent_hi=f.ci_high, log_prefactor=f.details["log_prefactor"], fitted=(True,) * len(widths),
-            floor=tuple(z95 * se), control=tuple(rms["e2_control"]),
+            floor=tuple(Z95 * se), control=tuple(rms["e2_control"]),
             y_name="sqrt(E||Theta_hat - Theta||^2) / ||Theta||"))
         table.append({**cell, "exponent": f.exponent, "ci_low": f.ci_low, "ci_high": f.ci_high, "passed": f.passed,
                       "control_exponent": controls[key].exponent, "control_ci_low": controls[key].ci_low,

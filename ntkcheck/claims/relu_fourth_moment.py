@@ -34,9 +34,9 @@ from scipy.stats import norm
 
 from ..moments import NORM_LAWS, norm_ratio, norm_ratio_law, readout_variance
 from ..sampler import sample_init
-from ..spec import MLP
 from ..stats import TestResult, holm
 from . import Claim, GridError, Task, Verdict, pool, task_key
+from .initcommon import Z95, cell_spec, save_figure
 
 FALSE_FAIL_RATE = 1e-3
 FALSE_PASS_RATE = 1e-3
@@ -96,7 +96,7 @@ def check(grid: dict) -> None:
         raise GridError("skew_limit", "must be in (0, 1]")
     if grid["chunk"] < 2:
         raise GridError("chunk", "must be >= 2")
-    _spec({**grid, "activation": grid["control_activation"], "width": 2, "depth": 1})
+    cell_spec({**grid, "activation": grid["control_activation"], "width": 2, "depth": 1})
 
 
 def split(grid: dict) -> list[tuple[str, dict]]:
@@ -115,18 +115,13 @@ def split(grid: dict) -> list[tuple[str, dict]]:
     return out
 
 
-def _spec(p: dict) -> MLP:
-    return MLP(depth=p["depth"], width=p["width"], activation=p["activation"], sigma_w=p["sigma_w"],
-               sigma_b=p["sigma_b"])
-
-
 def run_task(task: Task) -> list[dict]:
     """Means of G, G^2 (the readout variance) and of f^2, f^4 over the chunk's networks."""
     p = task.params
     if p["chunk"] < 0:
         return [{"quantity": "networks_needed", "value": float(p["n_networks"]), "role": p["role"],
                  "method": p["method"]}]
-    spec = _spec(p)
+    spec = cell_spec(p)
     X = np.ones((1, p["d_in"]))
     sample = sample_init(spec, X, p["n_networks"], seed=task.seed, method=p["method"])
     G = readout_variance(spec, sample.post_grams)[:, 0]
@@ -222,16 +217,14 @@ def figure(df, v: Verdict, path) -> None:
     for ax, ((role, act, sb), g) in zip(axes[0], panels):
         for L, e in g[g.method == "exact"].groupby("depth"):
             r = e["E[G^2]/E[G]^2"] / e["claimed"]
-            ax.errorbar(e["width"], r, yerr=1.96 * e["se_log"] * r, marker="o", ms=3, capsize=2, label=f"L={L}")
+            ax.errorbar(e["width"], r, yerr=Z95 * e["se_log"] * r, marker="o", ms=3, capsize=2, label=f"L={L}")
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set_xscale("log", base=2)
         ax.set_title(f"{role}: {act}, sigma_b={sb:g}", fontsize=9)
         ax.set_xlabel("width n")
     axes[0][0].set_ylabel("measured / claimed ratio")
     axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 CLAIM = Claim(
