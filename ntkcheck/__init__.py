@@ -35,3 +35,9 @@ from .studies import Study, StudyError, load_study, make_study
 
 __all__ += ["Claim", "Convergence", "Task", "Verdict", "all_claims", "get_claim",
             "run_study", "Study", "StudyError", "load_study", "make_study"]
+
+# claims at initialization (issue 6): exact layer-norm law and moment helpers
+from . import moments  # noqa: E402
+from .moments import norm_ratio, norm_ratio_law, readout_variance  # noqa: E402
+
+__all__ += ["moments", "norm_ratio", "norm_ratio_law", "readout_variance"]
