@@ -6,6 +6,10 @@ widths 512 / 4,096 / 65,536 / 1,048,576 with ``method="exact"``, and with
 under ~4 GB).  The floor of the exact sampler is the time to draw its Gaussians
 (``rng.standard_normal`` into a preallocated array) plus its QR/matmul FLOPs at
 the rate numpy reaches on a 2,000 x 2,000 matmul, both measured in this run.
+All times are CPU seconds of this process (``time.process_time``), so that
+other jobs sharing the machine slow the numbers less than wall time; with
+``OPENBLAS_NUM_THREADS=1`` they equal the wall time on an idle machine.  The
+wall time of the exact sampler is printed too.
 
 Run from the repository root:  python benchmarks/bench_sampler.py
 """
@@ -48,10 +52,11 @@ def exact_flops(spec: MLP, d_in: int, n_inputs: int) -> float:
     return flops
 
 
-def per_network(fn, n_networks: int) -> float:
-    t = time.perf_counter()
+def per_network(fn, n_networks: int) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) per network."""
+    cpu, wall = time.process_time(), time.perf_counter()
     fn(n_networks)
-    return (time.perf_counter() - t) / n_networks
+    return (time.process_time() - cpu) / n_networks, (time.perf_counter() - wall) / n_networks
 
 
 def main():
@@ -60,32 +65,28 @@ def main():
     # hardware rates, measured in this run
     buf = np.empty(50_000_000)
     rng.standard_normal(out=buf)                                     # touch the pages once
-    t = time.perf_counter()
-    rng.standard_normal(out=buf)
-    gauss_rate = buf.size / (time.perf_counter() - t)
+    gauss_rate = buf.size / per_network(lambda _: rng.standard_normal(out=buf), 1)[0]
     a = rng.standard_normal((2000, 2000))
     a @ a
-    t = time.perf_counter()
-    a @ a
-    flop_rate = 2 * 2000**3 / (time.perf_counter() - t)
+    flop_rate = 2 * 2000**3 / per_network(lambda _: a @ a, 1)[0]
     del buf
     print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}  "
           f"Gaussians {gauss_rate / 1e6:.0f} M/s  matmul {flop_rate / 1e9:.1f} GFLOP/s")
-    print(f"depth {DEPTH}, N = {N}, d = {D}, relu; seconds per network")
-    print(f"{'width':>9} {'exact':>9} {'floor':>9} {'ratio':>6} {'dense':>9} {'speedup':>8}")
+    print(f"depth {DEPTH}, N = {N}, d = {D}, relu; CPU seconds per network (exact wall time in the last column)")
+    print(f"{'width':>9} {'exact':>9} {'floor':>9} {'ratio':>6} {'dense':>9} {'speedup':>8} {'wall':>9}")
     for width in WIDTHS:
         spec = MLP(DEPTH, width, "relu", sigma_w=math.sqrt(2))
         m_exact = max(3, int(2e8 // (width * N * DEPTH * 20)))
         sample_init(spec, X, 1, seed=99)                             # warm-up
-        exact = per_network(lambda m: sample_init(spec, X, m, seed=1), m_exact)
+        exact, wall = per_network(lambda m: sample_init(spec, X, m, seed=1), m_exact)
         n_gauss = sum(math.prod(s) for s in _draw_shapes(spec, D, N))
         floor = n_gauss / gauss_rate + exact_flops(spec, D, N) / flop_rate
         dense_s = speedup = "-"
         if width * width * 8 <= DENSE_MAX_LAYER_BYTES:
             m_dense = max(2, int(2e8 // (width * width * DEPTH)))
-            dense = per_network(lambda m: sample_init(spec, X, m, seed=1, method="dense"), m_dense)
+            dense = per_network(lambda m: sample_init(spec, X, m, seed=1, method="dense"), m_dense)[0]
             dense_s, speedup = f"{dense:9.2e}", f"{dense / exact:8.0f}"
-        print(f"{width:>9} {exact:9.2e} {floor:9.2e} {exact / floor:6.2f} {dense_s:>9} {speedup:>8}", flush=True)
+        print(f"{width:>9} {exact:9.2e} {floor:9.2e} {exact / floor:6.2f} {dense_s:>9} {speedup:>8} {wall:9.2e}", flush=True)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ __all__ += [
 from .sampler import InitSample, sample_init  # noqa: E402
 
 __all__ += ["InitSample", "sample_init"]
-
 # Claims, studies, runner, results store, reports (issue 5)
 from .claims import Claim, Convergence, Task, Verdict, all_claims, get_claim
 from .runner import run_study

@@ -96,7 +96,20 @@ def sample_init(spec: MLP, X, n_networks: int, seed=0, method: str = "exact",
     max_bytes : int
         Networks are processed in chunks whose working memory is estimated to
         stay under this cap (one network at a time if one alone exceeds it);
-        the returned arrays come on top.
+        the returned arrays come on top.  The exact sampler needs about
+        ``exact_bytes_per_network`` bytes per network (~1.3 GB at width 10^6,
+        depth 3, N = 8).
+
+    Returns
+    -------
+    InitSample
+        ``f`` (M, N) if ``spec.d_out == 1`` else (M, N, d_out), ``ntk``
+        (M, N, N), ``pre_grams`` and ``post_grams`` (M, L, N, N).
+
+    Notes
+    -----
+    Creating one generator per network costs ~17 us; at widths <= 32 that is
+    about half of the exact sampler's time, which is still ~30 us per network.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -108,7 +121,7 @@ def sample_init(spec: MLP, X, n_networks: int, seed=0, method: str = "exact",
 def _sample(spec: MLP, X, n_networks, seed, max_bytes, chunk_fn: Callable, bytes_fn: Callable) -> InitSample:
     if not isinstance(spec, MLP):
         raise ValueError(f"spec must be an MLP, got {type(spec).__name__}")
-    X, _ = check_inputs(X)
+    X, _ = check_inputs(X, names=("X",))
     if isinstance(n_networks, bool) or not isinstance(n_networks, (int, np.integer)) or n_networks < 1:
         raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}")
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 1:
@@ -124,6 +137,7 @@ def _sample(spec: MLP, X, n_networks, seed, max_bytes, chunk_fn: Callable, bytes
 # --- dense -----------------------------------------------------------------
 
 def _dense_chunk(spec: MLP, X, seed, start, stop, workspace: dict):
+    """Networks ``start .. stop-1`` with real weights (``workspace`` unused)."""
     params = init_params(spec, X.shape[1], seed, start, stop)
     f, pre = forward(spec, params, X)
     ntk = empirical_ntk_from(spec, params, X, pre)
@@ -187,8 +201,8 @@ def _exact_chunk(spec: MLP, X, seed, start, stop, workspace: dict, backward: str
         if c * s_b != 0.0:
             h += (c * s_b) * b[:, None, :]
         pre_grams[:, l] = _gram(h) / n
-        derivs.append(spec.act.deriv(h))
-        x = np.ascontiguousarray(spec.act.fn(h))
+        derivs.append(np.asarray(spec.act.deriv(h), dtype=float))
+        x = np.ascontiguousarray(spec.act.fn(h), dtype=float)
         del h
         if l < depth - 1:
             Qt, R = _qr_rows(x)
