@@ -11,6 +11,19 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
+# Claims, studies, runner, results store, reports (issue 5)
+from .claims import Claim, Convergence, Task, Verdict, all_claims, get_claim
+from .runner import run_study
+from .studies import Study, StudyError, load_study, make_study
+
+__all__ += ["Claim", "Convergence", "Task", "Verdict", "all_claims", "get_claim",
+            "run_study", "Study", "StudyError", "load_study", "make_study"]
+
+# sampler (issue 3)
+from .sampler import InitSample, sample_init  # noqa: E402
+
+__all__ += ["InitSample", "sample_init"]
+
 # --- statistics and check_kernel (issue 4) ---
 from . import stats  # noqa: E402
 from .check import KernelCheckDesign, KernelSample, check_kernel, design_kernel_check, kernel_test, sample_kernel  # noqa: E402

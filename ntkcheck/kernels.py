@@ -112,11 +112,12 @@ def ntk_kernel(spec: MLP, X1, X2=None) -> np.ndarray:
     return output_kernels(spec, X1, X2).ntk
 
 
-def check_inputs(X1, X2=None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Validate inputs: finite float arrays of shape (N, d), equal d. Raises ValueError."""
-    X1 = _as_inputs(X1, "X1")
+def check_inputs(X1, X2=None, names=("X1", "X2")) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate inputs: finite float arrays of shape (N, d), equal d. Raises ValueError
+    naming the argument (``names``)."""
+    X1 = _as_inputs(X1, names[0])
     if X2 is not None:
-        X2 = _as_inputs(X2, "X2")
+        X2 = _as_inputs(X2, names[1])
         if X2.shape[1] != X1.shape[1]:
             raise ValueError(f"X1 and X2 must have the same input dimension, got {X1.shape[1]} and {X2.shape[1]}")
     return X1, X2

@@ -72,7 +72,7 @@ def forward(spec: MLP, params: DenseParams, X: np.ndarray) -> tuple[np.ndarray, 
         if l == len(scales) - 1:
             return spec.output_scale * h, pre
         pre.append(h)
-        x = spec.act.fn(h)
+        x = spec.act.fn(h).astype(h.dtype, copy=False)
     raise AssertionError("unreachable")
 
 
@@ -87,8 +87,9 @@ def empirical_ntk_from(spec: MLP, params: DenseParams, X: np.ndarray, pre: list[
     converges to Theta; the off-diagonal output blocks vanish at infinite width).
     """
     scales = spec.layer_scales(X.shape[1])
-    posts = [X.astype(params.weights[0].dtype, copy=False)[None]] + [spec.act.fn(h) for h in pre]
-    derivs = [spec.act.deriv(h) for h in pre]
+    dtype = params.weights[0].dtype
+    posts = [X.astype(dtype, copy=False)[None]] + [spec.act.fn(h).astype(dtype, copy=False) for h in pre]
+    derivs = [spec.act.deriv(h).astype(dtype, copy=False) for h in pre]
     # layer factors a_l^2 <x^{l-1}, x^{l-1}'> + c_l^2, shared by every output
     factors = [a * a * _gram(x) + c * c for x, (a, c, _, _) in zip(posts, scales)]
     alpha2 = spec.output_scale**2
@@ -131,7 +132,7 @@ def sample_dense(spec: MLP, X, n_networks: int, seed=0, max_bytes: int = MAX_BYT
 
     Networks are processed in chunks whose memory stays under ``max_bytes``.
     """
-    X, _ = check_inputs(X)
+    X, _ = check_inputs(X, names=("X",))
     if isinstance(n_networks, bool) or not isinstance(n_networks, (int, np.integer)) or n_networks < 1:
         raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}")
     chunk = max(1, int(max_bytes // bytes_per_network(spec, X.shape[1], len(X), np.dtype(dtype).itemsize)))
