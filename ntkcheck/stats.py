@@ -13,7 +13,7 @@ Public API (stable)::
     mean_test(samples, target, bias=0.0, false_fail_rate=1e-3, false_pass_rate=1e-3,
               scale=None, name="mean")                     samples (M, ...) vs target (...)
     covariance_test(samples, kernel, bias=0.0, ...)        E[x x^T] = kernel, samples (M, N[, k])
-    kernel_entries(stack, kernel)                          (M, N, N), (N, N) -> (M, K), (K,), index
+    kernel_entries(stack, kernel)                          (M, N, N), (N, N) -> (M, K), (K,), scale (K,), index
     gaussianity_test(samples, cov, seed=0, mean=None, n_projections=None,
                      false_fail_rate=1e-3, false_pass_rate=1e-3)
     power_law_fit(widths, per_network, claimed_exponent, seed=0, statistic=None,
@@ -210,13 +210,14 @@ def n_samples_for_mean(false_fail_rate: float, false_pass_rate: float, discrepan
 
 # --- covariances ----------------------------------------------------------------
 
-def kernel_entries(stack, kernel) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+def kernel_entries(stack, kernel) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Entries of symmetric per-draw matrices to compare with a claimed kernel.
 
     stack : (M, N, N) symmetric draws; kernel : (N, N).  Returns the draws and
     targets at the upper triangle (i <= j) plus every lower entry where the
     kernel differs from its mirror (so an asymmetric claim is tested on both
-    sides), and the (rows, cols) index.
+    sides), the entry scales ``sqrt(S_ii S_jj)`` from the mean draw S, and the
+    (rows, cols) index.
     """
     stack = np.asarray(stack, dtype=float)
     kernel = np.asarray(kernel, dtype=float)
@@ -229,7 +230,8 @@ def kernel_entries(stack, kernel) -> tuple[np.ndarray, np.ndarray, tuple[np.ndar
     lr, lc = np.tril_indices(n, -1)
     asym = kernel[lr, lc] != kernel[lc, lr]
     rows, cols = np.concatenate([rows, lr[asym]]), np.concatenate([cols, lc[asym]])
-    return stack[:, rows, cols], kernel[rows, cols], (rows, cols)
+    diag = np.abs(np.einsum("mii->i", stack)) / len(stack)
+    return stack[:, rows, cols], kernel[rows, cols], np.sqrt(diag[rows] * diag[cols]), (rows, cols)
 
 
 def covariance_test(samples, kernel, bias=0.0, false_fail_rate: float = 1e-3, false_pass_rate: float = 1e-3,
@@ -249,9 +251,7 @@ def covariance_test(samples, kernel, bias=0.0, false_fail_rate: float = 1e-3, fa
     if x.ndim != 3:
         raise ValueError(f"samples must have shape (M, N) or (M, N, k), got {np.shape(samples)}")
     products = np.einsum("mik,mjk->mij", x, x) / x.shape[2]
-    draws, target, (rows, cols) = kernel_entries(products, kernel)
-    diag = np.abs(np.einsum("mii->i", products)) / len(products)
-    scale = np.sqrt(diag[rows] * diag[cols])
+    draws, target, scale, (rows, cols) = kernel_entries(products, kernel)
     res = mean_test(draws, target, bias, false_fail_rate, false_pass_rate, scale=scale, name=name)
     return _with_details(res, index=(rows, cols))
 
