@@ -11,6 +11,22 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
+# --- statistics and check_kernel (issue 4) ---
+from . import stats  # noqa: E402
+from .check import KernelCheckDesign, KernelSample, check_kernel, design_kernel_check, kernel_test, sample_kernel  # noqa: E402
+from .stats import (PowerLawResult, TestResult, covariance_test, gaussianity_test, holm,  # noqa: E402
+                    mean_test, n_samples_for_mean, power_law_fit)
+
+__all__ += [
+    "stats", "TestResult", "PowerLawResult", "mean_test", "covariance_test", "gaussianity_test",
+    "power_law_fit", "holm", "n_samples_for_mean",
+    "check_kernel", "sample_kernel", "kernel_test", "design_kernel_check", "KernelCheckDesign", "KernelSample",
+]
+
+# sampler (issue 3)
+from .sampler import InitSample, sample_init  # noqa: E402
+
+__all__ += ["InitSample", "sample_init"]
 # Claims, studies, runner, results store, reports (issue 5)
 from .claims import Claim, Convergence, Task, Verdict, all_claims, get_claim
 from .runner import run_study
@@ -19,7 +35,8 @@ from .studies import Study, StudyError, load_study, make_study
 __all__ += ["Claim", "Convergence", "Task", "Verdict", "all_claims", "get_claim",
             "run_study", "Study", "StudyError", "load_study", "make_study"]
 
-# sampler (issue 3)
-from .sampler import InitSample, sample_init  # noqa: E402
+# claims at initialization (issue 6): exact layer-norm law and moment helpers
+from . import moments  # noqa: E402
+from .moments import norm_ratio, norm_ratio_law, readout_variance  # noqa: E402
 
-__all__ += ["InitSample", "sample_init"]
+__all__ += ["moments", "norm_ratio", "norm_ratio_law", "readout_variance"]
