@@ -40,3 +40,9 @@ from . import moments  # noqa: E402
 from .moments import norm_ratio, norm_ratio_law, readout_variance  # noqa: E402
 
 __all__ += ["moments", "norm_ratio", "norm_ratio_law", "readout_variance"]
+
+# kernel-mean (issue 5): finite-width extrapolation test, Rao-Blackwellized readout kernel
+from .moments import readout_kernel  # noqa: E402
+from .stats import intercept_test  # noqa: E402
+
+__all__ += ["intercept_test", "readout_kernel"]
