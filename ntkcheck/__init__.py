@@ -10,3 +10,14 @@ __all__ = [
     "init_params", "forward", "empirical_ntk", "sample_dense",
 ]
 __version__ = "0.1.0"
+
+# training dynamics (issue 7)
+from .data import circle_inputs, digits, gaussian_inputs, sphere_inputs
+from .linearized import linearized, residual_modes
+from .train import Trajectory, gradient_descent, gradient_flow, gradient_flow_ode, scaled_lr
+
+__all__ += [
+    "Trajectory", "gradient_descent", "gradient_flow", "gradient_flow_ode", "scaled_lr",
+    "linearized", "residual_modes",
+    "gaussian_inputs", "sphere_inputs", "circle_inputs", "digits",
+]
