@@ -111,11 +111,18 @@ def gaussian_expectation(g, k11, k12, k22, resolution: float = 1.0) -> np.ndarra
 
 
 def _correlation(k11, k12, k22):
-    """k12 / sqrt(k11 k22) clipped to [-1, 1]; 0 where a variance vanishes."""
+    """k12 / sqrt(k11 k22) clipped to [-1, 1]; 0 where a variance vanishes.
+
+    The relu-family E[phi' phi'] has infinite slope at c = +-1 (arccos), so a
+    correlation one rounding away from 1 would cost 1e-8 relative accuracy and
+    break positive semi-definiteness for parallel inputs: values within 8 ulps
+    of +-1 (below the precision the recursion carries) are set to +-1, and
+    k11 == k12 == k22 gives exactly 1 (sqrt(k*k) == k in IEEE arithmetic).
+    """
     norm = np.sqrt(k11 * k22)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        c = np.where(norm > 0, k12 / np.where(norm > 0, norm, 1.0), 0.0)
-    return np.clip(c, -1.0, 1.0)
+    c = np.divide(k12, norm, out=np.zeros(np.broadcast(k11, k12, k22).shape), where=norm > 0)
+    np.clip(c, -1.0, 1.0, out=c)
+    return np.where(np.abs(c) > 1 - 8 * np.finfo(float).eps, np.sign(c), c)
 
 
 # --- closed forms ---------------------------------------------------------
@@ -133,8 +140,15 @@ def _abs_linear_dual(alpha: float, beta: float) -> Dual:
             return alpha**2 * k12, np.full(np.broadcast(k11, k12, k22).shape, alpha**2)
         c = _correlation(k11, k12, k22)
         asin = np.arcsin(c)
-        nngp = alpha**2 * k12 + beta**2 * (2 / np.pi) * np.sqrt(k11 * k22) * (np.sqrt(1 - c * c) + c * asin)
-        return nngp, alpha**2 + beta**2 * (2 / np.pi) * asin
+        nngp = np.sqrt(1 - c * c)                 # in place below: this is the hot loop of the kernels
+        nngp += c * asin
+        nngp *= (beta**2 * 2 / np.pi) * np.sqrt(np.maximum(k11, 0))
+        nngp *= np.sqrt(np.maximum(k22, 0))
+        if alpha:
+            nngp += alpha**2 * k12
+        asin *= beta**2 * 2 / np.pi
+        asin += alpha**2
+        return nngp, asin
     return dual
 
 

@@ -45,7 +45,8 @@ def input_state(X1: np.ndarray, X2: np.ndarray | None) -> KernelState:
     same = X2 is None
     X2 = X1 if same else X2
     gram = X1 @ X2.T / d
-    diag1 = np.einsum("ij,ij->i", X1, X1) / d
+    # the diagonal of the Gram itself, so that K(x, x) and the variances agree to the bit
+    diag1 = gram.diagonal().copy() if same else np.einsum("ij,ij->i", X1, X1) / d
     diag2 = diag1 if same else np.einsum("ij,ij->i", X2, X2) / d
     return KernelState(gram, np.zeros_like(gram), diag1, diag2)
 
@@ -71,42 +72,52 @@ def activation_step(state: KernelState, act: Activation, same: bool) -> KernelSt
     return KernelState(nngp, dot * state.ntk, diag1, diag2)
 
 
-def kernel_states(spec: MLP, X1, X2=None) -> list[KernelState]:
-    """The state after every dense layer: pre-activation kernels K^1 ... K^{L+1}
-    (and Theta^l).  The last entry is the output; it includes the output scale."""
+def iter_kernel_states(spec: MLP, X1, X2=None):
+    """Yield the state after every dense layer: pre-activation kernels K^1 ... K^{L+1}
+    (with Theta^l).  The last one is the output's and includes the output scale."""
     X1, X2 = check_inputs(X1, X2)
     same = X2 is None
     state = input_state(X1, X2)
-    states = []
     scales = spec.layer_scales(X1.shape[1])
     fans = (X1.shape[1],) + spec.widths
     for l, ((a, c, s_w, s_b), fan) in enumerate(zip(scales, fans)):
         if l > 0:
             state = activation_step(state, spec.act, same)
         state = dense_step(state, a, c, s_w, s_b, fan)
-        states.append(state)
-    alpha2 = spec.output_scale**2
-    if alpha2 != 1.0:
-        last = states[-1]
-        states[-1] = KernelState(alpha2 * last.nngp, alpha2 * last.ntk, alpha2 * last.diag1, alpha2 * last.diag2)
-    return states
+        if l == len(fans) - 1 and spec.output_scale != 1.0:
+            a2 = spec.output_scale**2
+            state = KernelState(a2 * state.nngp, a2 * state.ntk, a2 * state.diag1, a2 * state.diag2)
+        yield state
+
+
+def kernel_states(spec: MLP, X1, X2=None) -> list[KernelState]:
+    """All layers' states (see :func:`iter_kernel_states`)."""
+    return list(iter_kernel_states(spec, X1, X2))
+
+
+def output_kernels(spec: MLP, X1, X2=None) -> KernelState:
+    """The output's NNGP and NTK in one pass, keeping one layer in memory at a time."""
+    for state in iter_kernel_states(spec, X1, X2):
+        pass
+    return state
 
 
 def nngp_kernel(spec: MLP, X1, X2=None) -> np.ndarray:
     """The NNGP kernel K^{L+1}(X1, X2) of the network's output (Lee et al. 2018, eq. 4)."""
-    return kernel_states(spec, X1, X2)[-1].nngp
+    return output_kernels(spec, X1, X2).nngp
 
 
 def ntk_kernel(spec: MLP, X1, X2=None) -> np.ndarray:
     """The neural tangent kernel Theta^{L+1}(X1, X2) (Jacot et al. 2018, Thm 1)."""
-    return kernel_states(spec, X1, X2)[-1].ntk
+    return output_kernels(spec, X1, X2).ntk
 
 
-def check_inputs(X1, X2=None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Validate inputs: finite float arrays of shape (N, d), equal d. Raises ValueError."""
-    X1 = _as_inputs(X1, "X1")
+def check_inputs(X1, X2=None, names=("X1", "X2")) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate inputs: finite float arrays of shape (N, d), equal d. Raises ValueError
+    naming the argument (``names``)."""
+    X1 = _as_inputs(X1, names[0])
     if X2 is not None:
-        X2 = _as_inputs(X2, "X2")
+        X2 = _as_inputs(X2, names[1])
         if X2.shape[1] != X1.shape[1]:
             raise ValueError(f"X1 and X2 must have the same input dimension, got {X1.shape[1]} and {X2.shape[1]}")
     return X1, X2

@@ -72,7 +72,7 @@ def forward(spec: MLP, params: DenseParams, X: np.ndarray) -> tuple[np.ndarray, 
         if l == len(scales) - 1:
             return spec.output_scale * h, pre
         pre.append(h)
-        x = spec.act.fn(h)
+        x = spec.act.fn(h).astype(h.dtype, copy=False)
     raise AssertionError("unreachable")
 
 
@@ -90,10 +90,11 @@ def backward(spec: MLP, params: DenseParams, pre: list[np.ndarray], cotangent: n
     residuals r/N it gives the MSE gradient ``dL/dW^l = a_l g^l^T x^{l-1}``.
     """
     scales = spec.layer_scales(params.weights[0].shape[2])
-    g = spec.output_scale * np.asarray(cotangent, dtype=params.weights[0].dtype)
+    dtype = params.weights[0].dtype
+    g = spec.output_scale * np.asarray(cotangent, dtype=dtype)
     out = [g]
     for l in range(len(pre) - 1, -1, -1):
-        g = scales[l + 1][0] * np.matmul(g, params.weights[l + 1]) * spec.act.deriv(pre[l])
+        g = scales[l + 1][0] * np.matmul(g, params.weights[l + 1]) * spec.act.deriv(pre[l]).astype(dtype, copy=False)
         out.append(g)
     return out[::-1]
 
@@ -108,13 +109,14 @@ def empirical_ntk_from(spec: MLP, params: DenseParams, X: np.ndarray, pre: list[
     the readout weights alone (the NNGP-type kernel of last-layer training).
     """
     scales = spec.layer_scales(X.shape[1])
-    posts = [X.astype(params.weights[0].dtype, copy=False)[None]] + [spec.act.fn(h) for h in pre]
+    dtype = params.weights[0].dtype
+    posts = [X.astype(dtype, copy=False)[None]] + [spec.act.fn(h).astype(dtype, copy=False) for h in pre]
     first = len(pre) if readout_only else 0
     # layer factors a_l^2 <x^{l-1}, x^{l-1}'> + c_l^2, shared by every output
     factors = [a * a * _gram(x) + c * c for x, (a, c, _, _) in zip(posts[first:], scales[first:])]
     total = 0.0
     for k in range(spec.d_out):
-        unit = np.zeros((1, 1, spec.d_out))
+        unit = np.zeros((1, 1, spec.d_out), dtype=dtype)
         unit[..., k] = 1.0
         deltas = [spec.output_scale * unit] if readout_only else backward(spec, params, pre, unit)
         for delta, factor in zip(deltas, factors):
@@ -144,7 +146,7 @@ def sample_dense(spec: MLP, X, n_networks: int, seed=0, max_bytes: int = MAX_BYT
 
     Networks are processed in chunks whose memory stays under ``max_bytes``.
     """
-    X, _ = check_inputs(X)
+    X, _ = check_inputs(X, names=("X",))
     if isinstance(n_networks, bool) or not isinstance(n_networks, (int, np.integer)) or n_networks < 1:
         raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}")
     chunk = max(1, int(max_bytes // bytes_per_network(spec, X.shape[1], len(X), np.dtype(dtype).itemsize)))

@@ -107,10 +107,11 @@ def train_bytes_per_network(spec: MLP, d_in: int, n_inputs: int, record_ntk: boo
 
 
 def _check_run(spec: MLP, X, y, X_test, lr, steps, dt):
-    X, _ = check_inputs(X)
-    X_test = np.zeros((0, X.shape[1])) if X_test is None else check_inputs(X_test)[0]
-    if X_test.shape[1] != X.shape[1]:
-        raise ValueError(f"X_test has {X_test.shape[1]} features but X has {X.shape[1]}")
+    if X_test is None:
+        X, _ = check_inputs(X, names=("X",))
+        X_test = np.zeros((0, X.shape[1]))
+    else:
+        X, X_test = check_inputs(X, X_test, names=("X", "X_test"))
     if spec.d_out != 1:
         raise ValueError(f"training needs a scalar output (spec.d_out == 1), got d_out={spec.d_out}")
     y = np.asarray(y, dtype=float)
@@ -181,6 +182,8 @@ def train_params(spec: MLP, params: DenseParams, X, y, lr: float, steps: int, *,
     X, y, X_test = _check_run(spec, X, y, X_test, lr, steps, dt)
     rec = _record_steps(record, steps)
     dtype = params.weights[0].dtype
+    if dtype != np.float64:
+        raise ValueError(f"training runs in float64 (fused BLAS dgemm updates), got {dtype} parameters")
     X = X.astype(dtype)
     X_all = np.concatenate([X, X_test.astype(dtype)])
     n, m, d_in = len(X), params.n_networks, X.shape[1]

@@ -118,7 +118,7 @@ def test_divergence_is_detected_and_frozen():
     (dict(lr=np.nan), "lr"),
     (dict(steps=-1), "steps"),
     (dict(record=[0, 11]), "record"),
-    (dict(X_test=np.zeros((2, 4))), "features"),
+    (dict(X_test=np.zeros((2, 4))), "input dimension"),
     (dict(n_networks=0), "n_networks"),
 ])
 def test_bad_input(kwargs, match):

@@ -1,0 +1,60 @@
+"""Dense empirical NTK vs the hardware floor, and analytic-kernel speed, measured in one run.
+
+    python benchmarks/bench_dense.py
+
+Floor per network = time to draw the same number of Gaussians (``standard_normal`` into a
+preallocated array) + the forward/backward matmul FLOPs at numpy's measured matmul rate.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ntkcheck import MLP, output_kernels, sample_dense
+
+
+def best_of(fn, repeat=3):
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def matmul_rate(n=2048):
+    a, b = np.random.default_rng(0).standard_normal((2, n, n))
+    return 2 * n**3 / best_of(lambda: a @ b)
+
+
+def draw_time(count):
+    out, rng = np.empty(count), np.random.default_rng(0)
+    return best_of(lambda: rng.standard_normal(out=out))
+
+
+def main():
+    flops_rate = matmul_rate()
+    print(f"numpy matmul: {flops_rate / 1e9:.1f} GFLOP/s;  Gaussian RNG: {2**24 / draw_time(2**24) / 1e6:.0f} M/s")
+    print("| width | networks | dense s/net | floor s/net | ratio |")
+    print("|---|---|---|---|---|")
+    d, N, depth = 8, 8, 2
+    X = np.random.default_rng(1).standard_normal((N, d))
+    for width, M in ((512, 64), (2048, 8), (4096, 4)):
+        spec = MLP(depth, width, "relu")
+        dims = (d,) + spec.widths + (1,)
+        gaussians = sum(dims[i] * dims[i + 1] + dims[i + 1] for i in range(len(dims) - 1))
+        # forward h = x W^T per layer, backward delta W per hidden layer, Grams are O(N^2 n)
+        flops = sum(2 * N * dims[i] * dims[i + 1] for i in range(len(dims) - 1))
+        flops += sum(2 * N * dims[i] * dims[i + 1] for i in range(1, len(dims) - 1))
+        t = best_of(lambda: sample_dense(spec, X, M, seed=0)) / M
+        floor = draw_time(gaussians * M) / M + flops / flops_rate
+        print(f"| {width} | {M} | {t:.4g} | {floor:.4g} | {t / floor:.2f} |")
+    X = np.random.default_rng(2).standard_normal((2000, 10))
+    spec = MLP(10, 512, "relu", sigma_w=1.4, sigma_b=0.1)
+    t = best_of(lambda: output_kernels(spec, X))
+    print(f"analytic NNGP+NTK, relu, depth 10, 2000 inputs: {t:.3f} s")
+
+
+if __name__ == "__main__":
+    main()

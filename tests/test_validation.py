@@ -1,0 +1,54 @@
+"""Bad specs and inputs raise ValueError naming the problem."""
+import numpy as np
+import pytest
+
+from ntkcheck import MLP, nngp_kernel, ntk_kernel, sample_dense
+
+GOOD = dict(depth=2, width=8, activation="relu")
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(depth=0), "MLP.depth"),
+    (dict(depth=1.5), "MLP.depth"),
+    (dict(width=0), "MLP.width"),
+    (dict(width=-3), "MLP.width"),
+    (dict(width=(4,)), "MLP.width has 1 entries but depth is 2"),
+    (dict(width="wide"), "MLP.width"),
+    (dict(activation="swish2"), "unknown activation 'swish2'"),
+    (dict(sigma_w=float("nan")), "MLP.sigma_w"),
+    (dict(sigma_b=-1.0), "MLP.sigma_b"),
+    (dict(sigma_w=float("inf")), "MLP.sigma_w"),
+    (dict(parameterization="muP"), "MLP.parameterization"),
+    (dict(d_out=0), "MLP.d_out"),
+])
+def test_bad_spec(change, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        MLP(**{**GOOD, **change})
+
+
+@pytest.mark.parametrize("X,message", [
+    (np.array([[1.0, np.nan]]), "X1 contains NaN or inf"),
+    (np.array([[1.0, np.inf]]), "X1 contains NaN or inf"),
+    (np.ones(3), r"X1 must have shape \(N, d\)"),
+    (np.ones((2, 2, 2)), r"X1 must have shape \(N, d\)"),
+    (np.ones((0, 3)), r"X1 must have shape \(N, d\)"),
+    ([["a", "b"]], "X1 must be a numeric array"),
+])
+def test_bad_inputs(X, message):
+    spec = MLP(**GOOD)
+    for fn in (nngp_kernel, ntk_kernel):
+        with pytest.raises(ValueError, match=message):
+            fn(spec, X)
+    with pytest.raises(ValueError, match=message.replace("X1", "X")):
+        sample_dense(spec, X, 2)
+
+
+def test_mismatched_dimensions():
+    with pytest.raises(ValueError, match="same input dimension"):
+        ntk_kernel(MLP(**GOOD), np.ones((2, 3)), np.ones((2, 4)))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_bad_network_count(bad):
+    with pytest.raises(ValueError, match="n_networks"):
+        sample_dense(MLP(**GOOD), np.ones((2, 3)), bad)
