@@ -11,6 +11,14 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
+# Claims, studies, runner, results store, reports (issue 5)
+from .claims import Claim, Convergence, Task, Verdict, all_claims, get_claim
+from .runner import run_study
+from .studies import Study, StudyError, load_study, make_study
+
+__all__ += ["Claim", "Convergence", "Task", "Verdict", "all_claims", "get_claim",
+            "run_study", "Study", "StudyError", "load_study", "make_study"]
+
 # training dynamics (issue 7)
 from .data import circle_inputs, digits, gaussian_inputs, sphere_inputs
 from .linearized import linearized, residual_modes

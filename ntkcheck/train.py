@@ -320,7 +320,7 @@ def gradient_flow_ode(spec: MLP, params: DenseParams, X, y, lr: float, times, *,
         _gd_step(spec, p, X, pre, r, lr, readout_only, out=unflatten(velocity))
         return velocity
 
-    z0 = np.concatenate([a.ravel() for a in arrays])
+    z0 = np.concatenate([a.ravel() for a in arrays]).astype(np.float64)
     sol = solve_ivp(rhs, (0.0, float(times[-1])), z0, method="DOP853", t_eval=times, rtol=rtol, atol=atol)
     if not sol.success:
         raise RuntimeError(f"solve_ivp failed: {sol.message}")

@@ -1,0 +1,256 @@
+"""Claims: the statements ntkcheck verifies, and the interface every claim implements.
+
+How to write a claim
+====================
+One module ``ntkcheck/claims/<name>.py`` exposing ``CLAIM = Claim(...)``; add ``"<name>"``
+to ``_MODULES`` below.  The runner, store, CLI and report do the rest.
+
+Fields of :class:`Claim`
+  ``id``          kebab-case id used on the command line, e.g. ``"kernel-mean"``.
+  ``title``       one line for ``ntkcheck list``.
+  ``statement``   the claim in one or two sentences, with its assumptions.
+  ``sources``     papers (``"Jacot et al. 2018, Thm 1"``) the claim comes from.
+  ``grids``       ``{"quick": grid, "standard": grid, "full": grid}``.  A grid is a flat dict:
+                  a **list** value is swept (grid axis), a **scalar** is a fixed setting.
+                  Budgets: ``quick`` = CI (all claims together <= 5 min on 2 cores, so aim for
+                  < 30 s), ``standard`` = the committed ``results/`` (all claims <= 30 min),
+                  ``full`` = hours on a cluster.  A study may override any key of a grid
+                  (never add keys); values keep the default's type.  Generic validation:
+                  numbers finite; ``width``, ``depth``, ``n_networks``, ``chunk``, ``n_*`` >= 1;
+                  ``sigma_*`` >= 0; lists non-empty.  Anything else goes in ``check``.
+  ``run_task``    ``run_task(task: Task) -> list[dict]``: pure function of the task (its
+                  ``params`` and its ``seed``), no I/O, no global state.
+  ``verdict``     ``verdict(df: pandas.DataFrame) -> Verdict`` from all rows of the claim
+                  (the consolidated ``<claim>.csv``; it must not recompute anything).
+  ``split``       optional ``split(grid) -> list[(key, params)]``.  Default
+                  :func:`split_cells`: one task per grid cell x chunk of ``grid["chunk"]``
+                  networks (``params["n_networks"]`` is the chunk's size, ``params["chunk"]``
+                  its index).  Keys must be unique, stable and filesystem safe
+                  (:func:`task_key`).
+  ``check``       optional ``check(grid)`` raising :class:`GridError(key, message)`.
+  ``figure``      optional ``figure(df, verdict, path)`` drawing a figure other than the
+                  convergence plots (which the report draws from ``Verdict.convergence``).
+
+Tasks and seeds
+  A :class:`Task` is one grid cell x one chunk of networks.  Its ``seed`` is
+  :func:`task_seed` ``(study seed, claim id, key)``: a ``SeedSequence`` child derived from
+  the study seed and the task key only, never from worker identity or order, so results
+  are identical with 1 job, N jobs or a Dask cluster.  Draw network i of the chunk from
+  ``seeding.child(task.seed, i)`` (``sample_dense``/``sample_init`` do this for you).
+
+Row schema (tidy: one row per measured quantity)
+  ``run_task`` returns dicts with at least ``quantity`` (str) and ``value`` (float), and
+  usually ``stderr``.  The runner adds ``claim``, ``task``, ``seed`` (the study seed) and
+  copies ``width``, ``depth``, ``activation``, ``parameterization``, ``sigma_w``,
+  ``sigma_b``, ``n_networks`` from ``task.params`` when the row does not set them.  Any
+  other keys (e.g. ``i``, ``j``) become extra columns (sorted after :data:`ROW_COLUMNS`).
+  Values: str, int, float or bool.  Floats are stored exactly (``repr``).  Per-chunk
+  means are combined across chunks with :func:`pool`.
+
+Verdict
+  :class:`Verdict`: ``passed`` (the claim's test), the ``statistics`` behind it, its stated
+  ``false_fail_rate`` (probability of failing when the claim holds), ``detectable`` (the
+  smallest discrepancy it detects, in words), the ``negative_control`` it ran (a setting
+  where the claim is false) and whether that was rejected (``negative_control_rejected``
+  must be True: a check that cannot fail is a defect).  ``verified`` = both.
+  ``convergence`` holds :class:`Convergence` series (x vs measured error with intervals,
+  fitted and theoretical exponents); ``report`` renders each as a markdown/LaTeX table and
+  a log-log PNG.  ``table`` is an optional further DataFrame printed under it.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import itertools
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ..seeding import child
+
+BUDGETS = ("quick", "standard", "full")
+
+#: Columns every results CSV starts with, in this order.
+ROW_COLUMNS = ("claim", "task", "seed", "width", "depth", "activation", "parameterization",
+               "sigma_w", "sigma_b", "n_networks", "quantity", "value", "stderr")
+
+#: Columns the runner copies from ``task.params`` into rows that do not set them.
+PARAM_COLUMNS = ("width", "depth", "activation", "parameterization", "sigma_w", "sigma_b", "n_networks")
+
+#: Claim modules, in the order ``ntkcheck list`` and ``verify`` use.
+_MODULES = ("kernel_mean",)
+
+
+class GridError(ValueError):
+    """A bad grid value; ``key`` names the offending grid key."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class Task:
+    """One independent unit of work: a grid cell x a chunk of networks."""
+
+    claim: str
+    key: str
+    params: dict
+    seed: np.random.SeedSequence
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """Measured error ``y`` vs ``x`` (usually width) with a power-law fit ``y ~ exp(a) x^b``.
+
+    ``lo``/``hi`` bound each point (a stated interval, e.g. 95 %).  ``fitted`` marks the
+    points that entered the fit; ``exponent`` (b) with interval ``exponent_lo..hi``,
+    ``log_prefactor`` (a) and ``fit_cov`` (2x2 covariance of (a, b), for the band).
+    ``theory_exponent`` is the slope the claim predicts.  ``floor`` (optional) is the
+    Monte Carlo resolution per point; ``control`` (optional) the same error measured
+    against the negative control.
+    """
+
+    label: str
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    lo: tuple[float, ...]
+    hi: tuple[float, ...]
+    theory_exponent: float
+    exponent: float = math.nan
+    exponent_lo: float = math.nan
+    exponent_hi: float = math.nan
+    log_prefactor: float = math.nan
+    fit_cov: tuple[tuple[float, float], tuple[float, float]] | None = None
+    fitted: tuple[bool, ...] = ()
+    floor: tuple[float, ...] | None = None
+    control: tuple[float, ...] | None = None
+    x_name: str = "width"
+    y_name: str = "error"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one claim (see the module docstring)."""
+
+    claim: str
+    passed: bool
+    summary: str
+    statistics: Mapping[str, float]
+    false_fail_rate: float
+    detectable: str
+    negative_control: str
+    negative_control_rejected: bool
+    convergence: tuple[Convergence, ...] = ()
+    table: Any = None
+
+    @property
+    def verified(self) -> bool:
+        """The claim passed and its negative control was rejected."""
+        return bool(self.passed and self.negative_control_rejected)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A verifiable statement (see the module docstring for every field)."""
+
+    id: str
+    title: str
+    statement: str
+    sources: tuple[str, ...]
+    grids: Mapping[str, Mapping[str, Any]]
+    run_task: Callable[[Task], list[dict]]
+    verdict: Callable[[Any], Verdict]
+    split: Callable[[dict], list[tuple[str, dict]]] | None = None
+    check: Callable[[dict], None] | None = None
+    figure: Callable[[Any, Verdict, Any], None] | None = None
+
+    def __post_init__(self):
+        if set(self.grids) != set(BUDGETS):
+            raise ValueError(f"claim {self.id}: grids must have exactly the budgets {BUDGETS}")
+
+    def grid(self, budget: str, overrides: Mapping[str, Any] | None = None) -> dict:
+        """The budget's grid with ``overrides`` applied (validated by the study loader)."""
+        if budget not in BUDGETS:
+            raise ValueError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
+        return {**self.grids[budget], **(overrides or {})}
+
+    def tasks(self, grid: dict, seed: int) -> list[Task]:
+        """The claim's tasks for ``grid``, each seeded by :func:`task_seed`."""
+        pairs = (self.split or split_cells)(grid)
+        keys = [k for k, _ in pairs]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"claim {self.id}: task keys are not unique")
+        return [Task(self.id, k, dict(p), task_seed(seed, self.id, k)) for k, p in pairs]
+
+
+def task_seed(seed: int, claim_id: str, key: str) -> np.random.SeedSequence:
+    """The ``SeedSequence`` of a task: a child of the study seed at a spawn key made
+    from a hash of (claim id, task key), so it depends on nothing else."""
+    digest = hashlib.sha256(f"{claim_id}\0{key}".encode()).digest()
+    words = [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4)]
+    return child(seed, *words)
+
+
+def task_key(params: Mapping[str, Any]) -> str:
+    """A filesystem-safe key ``name=value,...`` (characters outside ``[\\w.+-=,]`` -> ``_``)."""
+    text = ",".join(f"{k}={_key_value(v)}" for k, v in params.items())
+    return re.sub(r"[^\w.+\-=,]", "_", text)
+
+
+def _key_value(v) -> str:
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def grid_cells(grid: Mapping[str, Any]) -> list[dict]:
+    """Every combination of the grid's list values, with its scalar values added."""
+    axes = [k for k, v in grid.items() if isinstance(v, (list, tuple))]
+    fixed = {k: v for k, v in grid.items() if k not in axes}
+    return [{**fixed, **dict(zip(axes, combo))} for combo in itertools.product(*(grid[k] for k in axes))]
+
+
+def split_cells(grid: Mapping[str, Any]) -> list[tuple[str, dict]]:
+    """Default split: each grid cell x chunks of ``grid["chunk"]`` of ``grid["n_networks"]``.
+
+    The key names the swept values and the chunk index; ``params`` holds the whole cell
+    with ``n_networks`` replaced by the chunk's size and ``chunk`` by its index.
+    """
+    axes = [k for k, v in grid.items() if isinstance(v, (list, tuple))]
+    total, size = int(grid["n_networks"]), int(grid["chunk"])
+    out = []
+    for cell in grid_cells(grid):
+        for index, start in enumerate(range(0, total, size)):
+            params = {**cell, "n_networks": min(size, total - start), "chunk": index}
+            out.append((task_key({**{k: cell[k] for k in axes}, "chunk": index}), params))
+    return out
+
+
+def pool(df, by: list[str]):
+    """Combine per-chunk rows (mean ``value``, ``stderr``, ``n_networks``) into one row per
+    group ``by``: the grand mean and its standard error from the pooled sample variance
+    (exact: ``sum x^2`` is recovered from each chunk's mean, stderr and size)."""
+    n = df["n_networks"].astype(float)
+    s2 = df["stderr"].astype(float) ** 2 * n          # chunk sample variance (ddof=1)
+    work = df.assign(_n=n, _sum=df["value"] * n, _sq=(n - 1) * s2 + n * df["value"] ** 2)
+    g = work.groupby(by, sort=True)[["_n", "_sum", "_sq"]].sum().reset_index()
+    mean = g["_sum"] / g["_n"]
+    var = (g["_sq"] - g["_n"] * mean**2) / (g["_n"] - 1)
+    return g[by].assign(value=mean, stderr=np.sqrt(np.maximum(var, 0.0) / g["_n"]),
+                        n_networks=g["_n"].astype(int))
+
+
+def all_claims() -> dict[str, Claim]:
+    """Every registered claim by id, in registration order."""
+    claims = (importlib.import_module(f"{__name__}.{name}").CLAIM for name in _MODULES)
+    return {c.id: c for c in claims}
+
+
+def get_claim(claim_id: str) -> Claim:
+    """The claim with this id; ValueError naming the known ids otherwise."""
+    claims = all_claims()
+    if claim_id not in claims:
+        raise ValueError(f"unknown claim {claim_id!r}; known claims: {', '.join(claims)}")
+    return claims[claim_id]

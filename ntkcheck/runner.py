@@ -1,0 +1,188 @@
+"""Running a study: plan its tasks, execute the unfinished ones, store, judge.
+
+Executors: ``jobs == 1`` runs tasks in this process; ``jobs > 1`` in a pool of local
+processes (embedded, no server); ``scheduler="tcp://HOST:PORT"`` on an existing Dask
+distributed cluster (optional extra ``ntkcheck[dask]``).  Workers only compute rows; this
+process writes every file, so a cluster needs no shared filesystem.  Every task carries
+its own seed (:func:`ntkcheck.claims.task_seed`) and rows are stored in task order, so
+the CSVs are byte-identical whatever the executor.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable, Iterator
+
+from .claims import PARAM_COLUMNS, Task, Verdict, get_claim
+from .store import Store
+from .studies import Study
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Verdicts by claim id, and how many tasks this invocation computed / skipped."""
+
+    verdicts: dict[str, Verdict]
+    n_tasks: int
+    n_run: int
+    n_skipped: int
+    wall_time: float
+
+
+def plan(study: Study) -> dict[str, list[Task]]:
+    """The tasks of every claim of the study (validates the cells; does no work)."""
+    return {c: get_claim(c).tasks(study.grids[c], study.seed) for c in study.claims}
+
+
+def run_task(task: Task) -> list[dict]:
+    """Compute one task's rows, with ``claim``, ``task``, ``seed`` and the cell's
+    parameters filled in (see :data:`ntkcheck.claims.ROW_COLUMNS`)."""
+    fixed = {"claim": task.claim, "task": task.key, "seed": int(task.seed.entropy)}
+    fixed.update({k: task.params[k] for k in PARAM_COLUMNS if k in task.params})
+    try:
+        rows = get_claim(task.claim).run_task(task)
+    except Exception as err:  # keep the task's identity; workers may not pickle the cause
+        raise RuntimeError(f"claim {task.claim}, task {task.key} failed: {err!r}") from err
+    if not all("quantity" in r and "value" in r for r in rows):
+        raise RuntimeError(f"claim {task.claim}: every row needs 'quantity' and 'value'")
+    return [{**fixed, **r} for r in rows]
+
+
+def _limit_threads() -> None:
+    """Worker initializer: one BLAS thread per process (the processes share the cores)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
+@contextmanager
+def dask_client(address: str, timeout: float = 10.0):
+    """A Dask ``Client`` connected to ``address``; ValueError if it cannot connect."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValueError("--scheduler needs Dask: pip install 'ntkcheck[dask]'") from None
+    tcp = re.match(r"^tcp://\[?([^\]]+?)\]?:(\d+)$", address)
+    if tcp:  # fail fast on a refused or unresolvable address instead of retrying until timeout
+        try:
+            socket.create_connection((tcp.group(1), int(tcp.group(2))), timeout=timeout).close()
+        except OSError as err:
+            raise ValueError(f"cannot reach Dask scheduler at {address}: {err.strerror or err}") from None
+    try:
+        client = Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as err:
+        raise ValueError(f"cannot reach Dask scheduler at {address}: {err}") from None
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def execute(tasks: list[Task], jobs: int = 1, client=None) -> Iterator[tuple[Task, list[dict]]]:
+    """Yield ``(task, rows)`` as tasks finish, in completion order."""
+    if client is not None:
+        from distributed import as_completed as dask_completed
+
+        futures = {client.submit(run_task, t, key=f"ntkcheck-{t.claim}-{t.key}-{t.seed.entropy}",
+                                 pure=False): t for t in tasks}
+        with client.as_current():   # as_completed looks up the current client
+            for future in dask_completed(futures):
+                yield futures[future], future.result()
+    elif jobs == 1 or len(tasks) <= 1:
+        for t in tasks:
+            yield t, run_task(t)
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_limit_threads) as pool:
+            futures = {pool.submit(run_task, t): t for t in tasks}
+            try:
+                for future in as_completed(futures):
+                    yield futures[future], future.result()
+            finally:
+                for f in futures:
+                    f.cancel()
+
+
+def run_study(study: Study, jobs: int | None = None, scheduler: str | None = None,
+              command: list[str] | None = None,
+              progress: Callable[[int, int], None] | None = None) -> RunResult:
+    """Run (or resume) ``study`` and judge its claims.
+
+    Everything is validated before the output folder is touched.  ``progress(done,
+    total)`` is called before the first task and after each one (e.g. a progress bar).
+    """
+    started, t0 = datetime.now(timezone.utc), time.perf_counter()
+    jobs = jobs or study.jobs or os.cpu_count() or 1
+    scheduler = scheduler or study.scheduler
+    tasks = plan(study)
+    store = Store(study.out)
+    store.check_writable()
+    with (dask_client(scheduler) if scheduler else _nothing()) as client:
+        store.open(study.fingerprint())
+        meta = _metadata(study, store.read_metadata())
+        meta["runs"][-1].update(command=command if command is not None else sys.argv,
+                                started=started.isoformat(timespec="seconds"),
+                                executor=f"dask {scheduler}" if scheduler else f"local jobs={jobs}")
+        store.write_metadata(meta)
+        everything = [t for c in study.claims for t in tasks[c]]
+        pending = [t for t in everything if not store.is_done(t)]
+        done = len(everything) - len(pending)
+        if progress:
+            progress(done, len(everything))
+        for task, rows in execute(pending, jobs, client):
+            store.write_task(task, rows)
+            done += 1
+            if progress:
+                progress(done, len(everything))
+    verdicts = {}
+    for c in study.claims:
+        store.consolidate(c, tasks[c])
+        verdicts[c] = get_claim(c).verdict(store.read_claim(c))
+    wall = time.perf_counter() - t0
+    meta["runs"][-1].update(wall_time_s=round(wall, 3), tasks_run=len(pending),
+                            verdicts={c: v.verified for c, v in verdicts.items()})
+    store.write_metadata(meta)
+    return RunResult(verdicts, len(everything), len(pending), len(everything) - len(pending), wall)
+
+
+@contextmanager
+def _nothing():
+    yield None
+
+
+def _metadata(study: Study, previous: dict | None) -> dict:
+    """metadata.json: the study, package versions, git commit, and one entry per run."""
+    runs = (previous or {}).get("runs", [])
+    return {"name": study.name, "source": study.source, "study": study.fingerprint(),
+            "versions": _versions(), "git_commit": _git_commit(), "runs": runs + [{}]}
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("ntkcheck", "numpy", "scipy", "pandas", "matplotlib", "distributed"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _git_commit() -> str | None:
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=os.path.dirname(os.path.abspath(__file__)))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return res.stdout.strip() or None if res.returncode == 0 else None

@@ -1,0 +1,118 @@
+"""Runner and store: seeds independent of order, exact chunk pooling, byte-identical
+CSVs with 1 job, 2 jobs and a Dask LocalCluster, resume after SIGKILL."""
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ntkcheck.claims import get_claim, pool, task_seed
+from ntkcheck.runner import plan, run_study
+from ntkcheck.store import format_value
+from ntkcheck.studies import make_study
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"width": [8, 16], "activation": ["relu"], "n_networks": 40, "chunk": 10}
+
+
+def tiny_study(out, **grid):
+    return make_study("quick", claims=["kernel-mean"], seed=7, out=out, overrides={"kernel-mean": {**TINY, **grid}})
+
+
+def csv_bytes(out):
+    files = sorted(Path(out, "tasks").rglob("*.csv"))
+    return Path(out, "kernel-mean.csv").read_bytes(), {f.name: f.read_bytes() for f in files}
+
+
+def test_task_seeds_depend_only_on_study_seed_and_key():
+    tasks = plan(tiny_study("unused"))["kernel-mean"]
+    assert len(tasks) == 2 * 4 and len({t.key for t in tasks}) == len(tasks)
+    for t in tasks:
+        assert t.seed.spawn_key == task_seed(7, "kernel-mean", t.key).spawn_key
+    reordered = plan(tiny_study("unused", width=[16, 8]))["kernel-mean"]
+    by_key = {t.key: t.seed.spawn_key for t in tasks}
+    assert all(by_key[t.key] == t.seed.spawn_key for t in reordered)
+    other = plan(make_study("quick", claims=["kernel-mean"], seed=8, overrides={"kernel-mean": TINY}))
+    assert other["kernel-mean"][0].seed.entropy == 8
+
+
+def test_pool_is_exact():
+    x = np.random.default_rng(1).standard_normal(30)
+    chunks = [x[:10], x[10:25], x[25:]]
+    df = pd.DataFrame({"g": 0, "value": [c.mean() for c in chunks],
+                       "stderr": [c.std(ddof=1) / np.sqrt(len(c)) for c in chunks],
+                       "n_networks": [len(c) for c in chunks]})
+    p = pool(df, ["g"])
+    assert p["n_networks"][0] == 30
+    np.testing.assert_allclose(p["value"][0], x.mean(), rtol=1e-13)
+    np.testing.assert_allclose(p["stderr"][0], x.std(ddof=1) / np.sqrt(30), rtol=1e-12)
+
+
+def test_format_value_is_exact_and_plain():
+    v = 0.1 + 0.2
+    assert float(format_value(np.float64(v))) == v and format_value(np.float64(v)) == repr(v)
+    assert format_value(np.int64(3)) == "3" and format_value(True) == "True" and format_value(None) == ""
+
+
+def test_identical_values_with_1_job_2_jobs_and_dask(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    ref = run_study(tiny_study(tmp_path / "j1"), jobs=1)
+    assert ref.n_run == 8 and ref.verdicts["kernel-mean"].claim == "kernel-mean"
+    run_study(tiny_study(tmp_path / "j2"), jobs=2)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp://",
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        run_study(tiny_study(tmp_path / "dask"), scheduler=cluster.scheduler_address)
+    expected = csv_bytes(tmp_path / "j1")
+    assert csv_bytes(tmp_path / "j2") == expected
+    assert csv_bytes(tmp_path / "dask") == expected
+    df = pd.read_csv(tmp_path / "j1" / "kernel-mean.csv")
+    assert len(df) == 8 * 12 and not df.duplicated(["task", "quantity", "i", "j"]).any()
+    again = run_study(tiny_study(tmp_path / "j1"), jobs=1)      # resume: nothing left to do
+    assert again.n_run == 0 and again.n_skipped == 8 and csv_bytes(tmp_path / "j1") == expected
+
+
+def test_resume_after_sigkill(tmp_path):
+    grid = {"width": [96, 128], "n_networks": 240, "chunk": 40}   # 24 tasks of ~0.1 s each
+    study_file = tmp_path / "study.toml"
+    study_file.write_text(
+        'budget = "quick"\nseed = 7\nclaims = ["kernel-mean"]\n[grid.kernel-mean]\n'
+        'width = [96, 128]\nn_networks = 240\nchunk = 40\nactivation = ["relu", "erf"]\n')
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "ntkcheck", "run", str(study_file), "--jobs", "1", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tasks_dir = out / "tasks" / "kernel-mean"
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(tasks_dir.glob("*.csv"))) < 3:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list(tasks_dir.glob("*.csv")))
+    assert 3 <= done < 24, "the run must be killed midway"
+    assert not (out / "kernel-mean.csv").exists()
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode in (0, 1), res.stderr
+    assert f"{24 - done} tasks run, {done} already done" in res.stderr
+    assert not list(out.rglob("*.tmp"))
+    ref = run_study(dataclasses.replace(tiny_study(tmp_path / "ref", **grid, activation=["relu", "erf"])), jobs=1)
+    assert ref.n_run == 24
+    assert csv_bytes(out) == csv_bytes(tmp_path / "ref")
+
+
+def test_folder_of_another_study_is_refused(tmp_path):
+    run_study(tiny_study(tmp_path / "a", width=[8, 12]), jobs=1)
+    with pytest.raises(ValueError, match="different study"):
+        run_study(tiny_study(tmp_path / "a"), jobs=1)
+
+
+def test_claim_registry_fields():
+    c = get_claim("kernel-mean")
+    assert c.sources and c.title and set(c.grids) == {"quick", "standard", "full"}
+    with pytest.raises(ValueError, match="unknown claim"):
+        get_claim("nope")
