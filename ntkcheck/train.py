@@ -91,19 +91,22 @@ def scaled_lr(spec: MLP, lr: float) -> float:
     under mean-field scaling (Mei, Montanari & Nguyen 2018, eq. 3 with time n
     per unit), divided by ``alpha^2`` for output scale alpha (Chizat, Oyallon &
     Bach 2019, Thm 2.2's lr/alpha^2)."""
+    if spec.parameterization == "mean_field" and spec.sigma_b != 0:
+        raise ValueError("scaled_lr: mean-field scaling needs sigma_b = 0 (the readout bias term of the "
+                         "kernel is not O(1/n), so the n-fold rate would blow it up)")
     factor = spec.widths[-1] if spec.parameterization == "mean_field" else 1.0
     return lr * factor / spec.output_scale**2
 
 
 def train_bytes_per_network(spec: MLP, d_in: int, n_inputs: int, record_ntk: bool = False,
-                            n_records: int = 1, itemsize: int = 8) -> int:
-    """Memory of one network in :func:`train_params`: weights twice (current and
-    initial), ~6 activation-sized arrays per layer for ``n_inputs`` (train and
+                            n_records: int = 1, track_weights: bool = True, itemsize: int = 8) -> int:
+    """Memory of one network in :func:`train_params`: weights (twice when tracking
+    weight changes: current and initial), ~6 activation-sized arrays per layer for ``n_inputs`` (train and
     test) inputs, the per-layer NTK Gram factors and the recorded kernels."""
     dims = (d_in,) + spec.widths + (spec.d_out,)
     n_weights = sum(dims[l] * dims[l + 1] + dims[l + 1] for l in range(len(dims) - 1))
     ntk = (len(dims) + 2 + n_records) * n_inputs**2 if record_ntk else 0
-    return itemsize * (2 * n_weights + 6 * n_inputs * sum(dims) + ntk)
+    return itemsize * ((1 + track_weights) * n_weights + 6 * n_inputs * sum(dims) + ntk)
 
 
 def _check_run(spec: MLP, X, y, X_test, lr, steps, dt):
@@ -168,7 +171,8 @@ def _gd_step(spec: MLP, params: DenseParams, X: np.ndarray, pre: list[np.ndarray
 
 def train_params(spec: MLP, params: DenseParams, X, y, lr: float, steps: int, *, X_test=None,
                  record=None, readout_only: bool = False, centered: bool = False,
-                 record_ntk: bool = False, dt: float = 1.0, blowup: float = 1e6) -> Trajectory:
+                 record_ntk: bool = False, dt: float = 1.0, blowup: float = 1e6,
+                 track_weights: bool = True) -> Trajectory:
     """Gradient descent on the MSE loss from ``params`` (updated in place).
 
     ``steps`` steps of ``theta <- theta - dt * lr * grad L``; ``record`` lists the
@@ -177,7 +181,8 @@ def train_params(spec: MLP, params: DenseParams, X, y, lr: float, steps: int, *,
     layer only (then Theta_hat is the readout kernel).  ``centered`` trains
     ``f(theta) - f(theta_0)``.  A network whose loss exceeds ``blowup`` times
     max(initial loss, mean y^2), or is not finite, stops training and is marked
-    diverged.
+    diverged.  ``track_weights=False`` skips the weight-change records (NaN) and
+    the copy of the initial weights they need (half the memory).
     """
     X, y, X_test = _check_run(spec, X, y, X_test, lr, steps, dt)
     rec = _record_steps(record, steps)
@@ -188,7 +193,9 @@ def train_params(spec: MLP, params: DenseParams, X, y, lr: float, steps: int, *,
     X_all = np.concatenate([X, X_test.astype(dtype)])
     n, m, d_in = len(X), params.n_networks, X.shape[1]
     n_all = len(X_all)
-    theta0 = DenseParams(tuple(W.copy() for W in params.weights), tuple(b.copy() for b in params.biases))
+    theta0_sq = _sq_norms(spec, params, d_in)
+    theta0 = DenseParams(tuple(W.copy() for W in params.weights), tuple(b.copy() for b in params.biases)) \
+        if track_weights else None
     f_rec = np.full((m, len(rec), n_all), np.nan)
     ntk_rec = np.full((m, len(rec), n_all, n_all), np.nan) if record_ntk else None
     dsq = np.full((m, len(rec), len(spec.widths) + 1), np.nan)
@@ -212,7 +219,8 @@ def train_params(spec: MLP, params: DenseParams, X, y, lr: float, steps: int, *,
         loss[alive, k] = loss_k[alive]
         if recording:
             f_rec[alive, j] = f[alive]
-            dsq[alive, j] = _sq_norms(spec, params, d_in, theta0)[alive]
+            if track_weights:
+                dsq[alive, j] = _sq_norms(spec, params, d_in, theta0)[alive]
             if record_ntk:
                 ntk_rec[alive, j] = empirical_ntk_from(spec, params, X_all, pre, readout_only)[alive]
             j += 1
@@ -222,14 +230,14 @@ def train_params(spec: MLP, params: DenseParams, X, y, lr: float, steps: int, *,
         cot = np.where(alive[:, None], r, 0.0)[..., None] / n
         _gd_step(spec, params, X, [h[:, :n] for h in pre], cot, dt * lr, readout_only)
     return Trajectory(steps=rec, times=rec * dt, y=y, f_train=f_rec[..., :n], f_test=f_rec[..., n:],
-                      loss=loss, ntk=ntk_rec, dtheta_sq=dsq, theta0_sq=_sq_norms(spec, theta0, d_in),
+                      loss=loss, ntk=ntk_rec, dtheta_sq=dsq, theta0_sq=theta0_sq,
                       diverged=~alive, lr=float(lr), dt=float(dt))
 
 
 def gradient_descent(spec: MLP, X, y, lr: float, steps: int, *, n_networks: int = 1, seed=0,
                      X_test=None, record=None, readout_only: bool = False, centered: bool = False,
                      record_ntk: bool = False, dt: float = 1.0, blowup: float = 1e6,
-                     max_bytes: int = MAX_BYTES) -> Trajectory:
+                     track_weights: bool = True, max_bytes: int = MAX_BYTES) -> Trajectory:
     """Train ``n_networks`` networks initialised by :func:`ntkcheck.networks.init_params`
     (network i from seed child i) with :func:`train_params`, in chunks of
     networks whose memory (:func:`train_bytes_per_network`) stays under
@@ -238,14 +246,14 @@ def gradient_descent(spec: MLP, X, y, lr: float, steps: int, *, n_networks: int 
     if isinstance(n_networks, bool) or not isinstance(n_networks, (int, np.integer)) or n_networks < 1:
         raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}")
     n_rec = len(_record_steps(record, steps))
-    per = train_bytes_per_network(spec, X.shape[1], len(X) + len(X_all_test), record_ntk, n_rec)
+    per = train_bytes_per_network(spec, X.shape[1], len(X) + len(X_all_test), record_ntk, n_rec, track_weights)
     chunk = max(1, int(max_bytes // per))
     parts = []
     for start in range(0, n_networks, chunk):
         params = init_params(spec, X.shape[1], seed, start, min(n_networks, start + chunk))
         parts.append(train_params(spec, params, X, y, lr, steps, X_test=X_test, record=record,
                                   readout_only=readout_only, centered=centered, record_ntk=record_ntk,
-                                  dt=dt, blowup=blowup))
+                                  dt=dt, blowup=blowup, track_weights=track_weights))
     return _concat(parts)
 
 
