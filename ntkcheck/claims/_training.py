@@ -68,19 +68,20 @@ def check_cells(grid: dict, min_widths: int = 2) -> None:
             raise GridError(key, str(err)) from None
 
 
-def network_rows(quantities: dict[str, np.ndarray], offset: int) -> list[dict]:
-    """One row per network and quantity (``network`` = its index in the cell)."""
+def network_rows(quantities: dict[str, np.ndarray], **extra) -> list[dict]:
+    """One row per network and quantity (``network`` = its index in the task's chunk),
+    with the ``extra`` columns."""
     rows = []
     for q, values in quantities.items():
         for i, v in enumerate(np.asarray(values, dtype=float)):
-            rows.append({"quantity": q, "network": offset + i, "value": float(v), "stderr": 0.0})
+            rows.append({"quantity": q, "network": i, "value": float(v), "stderr": 0.0, **extra})
     return rows
 
 
-def width_fit(df, claimed: float, seed: int, false_fail_rate: float, name: str):
+def width_fit(df, claimed: float, seed: int, false_fail_rate: float, name: str, statistic=None):
     """:func:`ntkcheck.stats.power_law_fit` of per-network rows (one quantity, one cell)
-    over widths; the error at a width is the mean over its networks."""
+    over widths; the error at a width is ``statistic`` of its networks (default the mean)."""
     widths = sorted(df["width"].unique())
     groups = [df.loc[df["width"] == w, "value"].to_numpy() for w in widths]
-    return power_law_fit(widths, groups, claimed, seed=seed, n_boot=N_BOOT,
+    return power_law_fit(widths, groups, claimed, seed=seed, n_boot=N_BOOT, statistic=statistic,
                          false_fail_rate=false_fail_rate, name=name)

@@ -69,7 +69,7 @@ def run_task(task: Task) -> list[dict]:
                   "diverged": tr.diverged.astype(float)}
     for l in range(tr.weight_change.shape[2]):
         quantities[f"weight_change_layer{l + 1}"] = tr.weight_change[:, :, l].max(1)
-    return network_rows(quantities, 0)
+    return network_rows(quantities)
 
 
 def _tests(cell_df: pd.DataFrame, depth: int, alpha: float) -> list[dict]:
