@@ -19,6 +19,11 @@ from .studies import Study, StudyError, load_study, make_study
 __all__ += ["Claim", "Convergence", "Task", "Verdict", "all_claims", "get_claim",
             "run_study", "Study", "StudyError", "load_study", "make_study"]
 
+# sampler (issue 3)
+from .sampler import InitSample, sample_init  # noqa: E402
+
+__all__ += ["InitSample", "sample_init"]
+
 # training dynamics (issue 7)
 from .data import circle_inputs, digits, gaussian_inputs, sphere_inputs
 from .linearized import linearized, residual_modes
