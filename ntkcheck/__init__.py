@@ -34,3 +34,15 @@ __all__ += [
     "linearized", "residual_modes",
     "gaussian_inputs", "sphere_inputs", "circle_inputs", "digits",
 ]
+
+# --- statistics and check_kernel (issue 4) ---
+from . import stats  # noqa: E402
+from .check import KernelCheckDesign, KernelSample, check_kernel, design_kernel_check, kernel_test, sample_kernel  # noqa: E402
+from .stats import (PowerLawResult, TestResult, covariance_test, gaussianity_test, holm,  # noqa: E402
+                    mean_test, n_samples_for_mean, power_law_fit)
+
+__all__ += [
+    "stats", "TestResult", "PowerLawResult", "mean_test", "covariance_test", "gaussianity_test",
+    "power_law_fit", "holm", "n_samples_for_mean",
+    "check_kernel", "sample_kernel", "kernel_test", "design_kernel_check", "KernelCheckDesign", "KernelSample",
+]
