@@ -29,11 +29,13 @@ FALSE_FAIL_RATE = 0.01
 _BASE = {"data": ["sphere", "digits"], "activation": "relu", "depth": 1, "parameterization": "ntk",
          "sigma_w": 1.5, "sigma_b": 0.0, "n_train": 4, "n_test": 3, "d_in": 8, "lr_fraction": 0.5,
          "t_finite": 3, "steps": 80,
-         "digits_train": 64, "digits_test": 64, "digits_steps": 100, "digits_networks": 16}
+         "digits_train": 64, "digits_test": 64, "digits_steps": 100, "digits_networks": 16,
+         "digits_width": [64, 256, 1024]}
 GRIDS = {
     "quick": {**_BASE, "width": [64, 256, 1024], "n_networks": 400, "chunk": 200},
-    "standard": {**_BASE, "width": [64, 256, 1024, 4096], "n_networks": 800, "chunk": 200},
-    "full": {**_BASE, "width": [64, 256, 1024, 4096, 16384], "n_networks": 4000, "chunk": 500},
+    "standard": {**_BASE, "width": [64, 256, 1024, 4096], "n_networks": 800, "chunk": 200, "digits_networks": 32},
+    "full": {**_BASE, "width": [64, 256, 1024, 4096, 16384], "n_networks": 4000, "chunk": 500,
+             "digits_networks": 128, "digits_width": [64, 256, 1024, 4096]},
 }
 
 CLAIM = Claim(
