@@ -82,7 +82,7 @@ PARAM_COLUMNS = ("width", "depth", "activation", "parameterization", "sigma_w", 
 
 #: Claim modules, in the order ``ntkcheck list`` and ``verify`` use.
 _MODULES = ("kernel_mean", "lazy_kernel", "linearization", "loss_decay", "critical_lr", "jacot_figure_1",
-            "readout_posterior", "ntk_ensemble")
+            "readout_posterior", "ntk_ensemble", "linear_convergence")
 
 
 class GridError(ValueError):
