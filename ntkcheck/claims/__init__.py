@@ -82,7 +82,7 @@ PARAM_COLUMNS = ("width", "depth", "activation", "parameterization", "sigma_w", 
 
 #: Claim modules, in the order ``ntkcheck list`` and ``verify`` use.
 _MODULES = ("kernel_mean", "lazy_kernel", "linearization", "loss_decay", "critical_lr", "jacot_figure_1",
-            "readout_posterior", "ntk_ensemble", "linear_convergence")
+            "readout_posterior", "ntk_ensemble", "linear_convergence", "mean_field")
 
 
 class GridError(ValueError):
