@@ -46,3 +46,8 @@ __all__ += [
     "power_law_fit", "holm", "n_samples_for_mean",
     "check_kernel", "sample_kernel", "kernel_test", "design_kernel_check", "KernelCheckDesign", "KernelSample",
 ]
+
+# trained-ensemble GP laws (issue 8)
+from .gp import coupling_gap, ensemble_map, ensemble_moments  # noqa: E402
+
+__all__ += ["ensemble_map", "ensemble_moments", "coupling_gap"]

@@ -33,7 +33,7 @@ from ..kernels import output_kernels
 from ..stats import covariance_test, gaussianity_test, holm, mean_test
 from ..train import gradient_descent
 from . import Convergence, GridError, Task, Verdict, pool, split_cells
-from ._training import check_cells, spec_of, width_fit
+from ._training import check_cells, spec_of, width_fit, width_series
 
 #: The last recorded step counts as t = inf when every mode has contracted below this.
 INF_TOLERANCE = 1e-9
@@ -254,15 +254,6 @@ def _regression_row(g: pd.DataFrame, t_end: int) -> dict:
 
 
 def _convergence(gd: pd.DataFrame, fits: dict, data: str, claim_id: str) -> Convergence:
-    g = gd[gd["quantity"] == "coupling"]
-    s = g.groupby("width")["value"].agg(["mean", "std", "count"]).sort_index()
-    se = s["std"] / np.sqrt(s["count"])
-    c = gd[gd["quantity"] == "coupling_control"].groupby("width")["value"].mean().reindex(s.index)
-    fit = fits["coupling"]
-    return Convergence(
-        label=f"{claim_id}: coupling gap to the infinite-width map, {data} data (control: other kernel)",
-        x=tuple(float(w) for w in s.index), y=tuple(s["mean"]),
-        lo=tuple(np.maximum(s["mean"] - 1.96 * se, 1e-300)), hi=tuple(s["mean"] + 1.96 * se),
-        theory_exponent=-0.5, exponent=fit.exponent, exponent_lo=fit.ci_low, exponent_hi=fit.ci_high,
-        log_prefactor=fit.details["log_prefactor"], fitted=tuple(True for _ in s.index),
-        control=tuple(float(v) for v in c), y_name="RMS |f_t - f_t^GP-map|")
+    return width_series(gd[gd["quantity"] == "coupling"], fits["coupling"],
+                        f"{claim_id}: coupling gap to the infinite-width map, {data} data (control: other kernel)",
+                        -0.5, gd[gd["quantity"] == "coupling_control"], y_name="RMS |f_t - f_t^GP-map|")

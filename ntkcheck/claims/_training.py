@@ -12,7 +12,7 @@ from ..kernels import ntk_kernel
 from ..spec import MLP
 from ..stats import power_law_fit
 from ..train import scaled_lr
-from . import GridError, grid_cells
+from . import Convergence, GridError, grid_cells
 
 #: Bootstrap resamples of the power-law fits.
 N_BOOT = 2000
@@ -85,3 +85,18 @@ def width_fit(df, claimed: float, seed: int, false_fail_rate: float, name: str, 
     groups = [df.loc[df["width"] == w, "value"].to_numpy() for w in widths]
     return power_law_fit(widths, groups, claimed, seed=seed, n_boot=N_BOOT, statistic=statistic,
                          false_fail_rate=false_fail_rate, name=name)
+
+
+def width_series(g, fit, label: str, theory: float, control=None, y_name: str = "error",
+                 x_name: str = "width") -> Convergence:
+    """The per-width mean of per-network rows ``g`` with 95 % normal intervals, the power-law
+    ``fit`` of :func:`width_fit`, and the mean of the ``control`` rows per width (optional)."""
+    s = g.groupby("width")["value"].agg(["mean", "std", "count"]).sort_index()
+    se = s["std"] / np.sqrt(s["count"])
+    c = None if control is None else control.groupby("width")["value"].mean().reindex(s.index)
+    return Convergence(
+        label=label, x=tuple(float(w) for w in s.index), y=tuple(s["mean"]),
+        lo=tuple(np.maximum(s["mean"] - 1.96 * se, 1e-300)), hi=tuple(s["mean"] + 1.96 * se),
+        theory_exponent=theory, exponent=fit.exponent, exponent_lo=fit.ci_low, exponent_hi=fit.ci_high,
+        log_prefactor=fit.details["log_prefactor"], fitted=tuple(True for _ in s.index),
+        control=None if c is None or c.isna().all() else tuple(float(v) for v in c), x_name=x_name, y_name=y_name)

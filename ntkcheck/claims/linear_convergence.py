@@ -49,7 +49,7 @@ from ..data import sphere_inputs
 from ..seeding import network_rngs
 from ..stats import holm, mean_test
 from . import Claim, Convergence, GridError, Task, Verdict
-from ._training import width_fit
+from ._training import width_fit, width_series
 
 FALSE_FAIL_RATE = 0.01
 CONTROL_SCALE = 1.05
@@ -220,16 +220,8 @@ def verdict(df) -> Verdict:
 
 
 def _convergence(g, fit, ctrl, label) -> Convergence:
-    s = g.groupby("width")["value"].agg(["mean", "std", "count"]).sort_index()
-    se = s["std"] / np.sqrt(s["count"])
-    c = None if ctrl is None else tuple(ctrl.groupby("width")["value"].mean().reindex(s.index))
-    return Convergence(
-        label=f"{label} (control: 1.05 H^inf)" if ctrl is not None else label,
-        x=tuple(float(w) for w in s.index), y=tuple(s["mean"]),
-        lo=tuple(np.maximum(s["mean"] - 1.96 * se, 1e-300)), hi=tuple(s["mean"] + 1.96 * se),
-        theory_exponent=-0.5, exponent=fit.exponent, exponent_lo=fit.ci_low, exponent_hi=fit.ci_high,
-        log_prefactor=fit.details["log_prefactor"], fitted=tuple(True for _ in s.index), control=c,
-        x_name="width m", y_name=label)
+    return width_series(g, fit, f"{label} (control: 1.05 H^inf)" if ctrl is not None else label, -0.5, ctrl,
+                        y_name=label, x_name="width m")
 
 
 def figure(df, verdict: Verdict, path) -> None:

@@ -36,7 +36,7 @@ from ..networks import forward, init_params
 from ..stats import power_law_fit
 from ..train import train_params
 from . import Claim, Convergence, GridError, Task, Verdict, split_cells
-from ._training import cell_lr, check_cells, dataset, network_rows, spec_of, width_fit
+from ._training import cell_lr, check_cells, dataset, network_rows, spec_of, width_fit, width_series
 
 FALSE_FAIL_RATE = 0.01
 FLOOR = 0.05
@@ -178,16 +178,8 @@ def _crossover(alpha_df: pd.DataFrame) -> dict:
 
 
 def _convergence(g, ctrl, t, act) -> Convergence:
-    s = g.groupby("width")["value"].agg(["mean", "std", "count"]).sort_index()
-    se = s["std"] / np.sqrt(s["count"])
-    c = ctrl.groupby("width")["value"].mean().reindex(s.index)
-    return Convergence(
-        label=f"{t['quantity']}: {act}, mean-field scaling (control: NTK scaling)",
-        x=tuple(float(w) for w in s.index), y=tuple(s["mean"]),
-        lo=tuple(np.maximum(s["mean"] - 1.96 * se, 1e-300)), hi=tuple(s["mean"] + 1.96 * se),
-        theory_exponent=0.0, exponent=t["exponent"], exponent_lo=t["ci_low"], exponent_hi=t["ci_high"],
-        log_prefactor=t["fit"].details["log_prefactor"], fitted=tuple(True for _ in s.index),
-        control=None if c.isna().all() else tuple(float(v) for v in c), y_name="relative change")
+    return width_series(g, t["fit"], f"{t['quantity']}: {act}, mean-field scaling (control: NTK scaling)", 0.0, ctrl,
+                        y_name="relative change")
 
 
 def figure(df, verdict: Verdict, path) -> None:
