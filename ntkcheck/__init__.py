@@ -11,30 +11,6 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-# Claims, studies, runner, results store, reports (issue 5)
-from .claims import Claim, Convergence, Task, Verdict, all_claims, get_claim
-from .runner import run_study
-from .studies import Study, StudyError, load_study, make_study
-
-__all__ += ["Claim", "Convergence", "Task", "Verdict", "all_claims", "get_claim",
-            "run_study", "Study", "StudyError", "load_study", "make_study"]
-
-# sampler (issue 3)
-from .sampler import InitSample, sample_init  # noqa: E402
-
-__all__ += ["InitSample", "sample_init"]
-
-# training dynamics (issue 7)
-from .data import circle_inputs, digits, gaussian_inputs, sphere_inputs
-from .linearized import linearized, residual_modes
-from .train import Trajectory, gradient_descent, gradient_flow, gradient_flow_ode, scaled_lr
-
-__all__ += [
-    "Trajectory", "gradient_descent", "gradient_flow", "gradient_flow_ode", "scaled_lr",
-    "linearized", "residual_modes",
-    "gaussian_inputs", "sphere_inputs", "circle_inputs", "digits",
-]
-
 # --- statistics and check_kernel (issue 4) ---
 from . import stats  # noqa: E402
 from .check import KernelCheckDesign, KernelSample, check_kernel, design_kernel_check, kernel_test, sample_kernel  # noqa: E402
@@ -45,6 +21,35 @@ __all__ += [
     "stats", "TestResult", "PowerLawResult", "mean_test", "covariance_test", "gaussianity_test",
     "power_law_fit", "holm", "n_samples_for_mean",
     "check_kernel", "sample_kernel", "kernel_test", "design_kernel_check", "KernelCheckDesign", "KernelSample",
+]
+
+# sampler (issue 3)
+from .sampler import InitSample, sample_init  # noqa: E402
+
+__all__ += ["InitSample", "sample_init"]
+# Claims, studies, runner, results store, reports (issue 5)
+from .claims import Claim, Convergence, Task, Verdict, all_claims, get_claim
+from .runner import run_study
+from .studies import Study, StudyError, load_study, make_study
+
+__all__ += ["Claim", "Convergence", "Task", "Verdict", "all_claims", "get_claim",
+            "run_study", "Study", "StudyError", "load_study", "make_study"]
+
+# claims at initialization (issue 6): exact layer-norm law and moment helpers
+from . import moments  # noqa: E402
+from .moments import norm_ratio, norm_ratio_law, readout_variance  # noqa: E402
+
+__all__ += ["moments", "norm_ratio", "norm_ratio_law", "readout_variance"]
+
+# training dynamics (issue 7)
+from .data import circle_inputs, digits, gaussian_inputs, sphere_inputs  # noqa: E402
+from .linearized import linearized, residual_modes  # noqa: E402
+from .train import Trajectory, gradient_descent, gradient_flow, gradient_flow_ode, scaled_lr  # noqa: E402
+
+__all__ += [
+    "Trajectory", "gradient_descent", "gradient_flow", "gradient_flow_ode", "scaled_lr",
+    "linearized", "residual_modes",
+    "gaussian_inputs", "sphere_inputs", "circle_inputs", "digits",
 ]
 
 # trained-ensemble GP laws (issue 8)
