@@ -273,11 +273,11 @@ def gradient_flow(spec: MLP, X, y, lr: float, t_max: float, substeps: int, *, re
 
     ``record`` are flow times (multiples of dt, default every unit of time).
     Euler's global error is first order, ``f_dt = f + C dt + O(dt^2)``, so the
-    run at ``dt/2`` is also made and ``step_error = max_x |f_dt - f_dt/2|``
-    (over train and test inputs) estimates the error of the returned ``dt``
-    run divided by two, i.e. ``2 * step_error`` is the stated error of ``f_dt``
-    against the exact flow (Richardson; Hairer, Norsett & Wanner, *Solving
-    ODEs I*, sec. II.4).  The returned trajectory is the ``dt`` run.
+    run at ``dt/2`` is also made and ``step_error = 2 max_x |f_dt - f_dt/2|``
+    (over train and test inputs, per network and time) is the stated error of
+    the returned ``dt`` run against the exact flow, up to a relative O(dt)
+    (Richardson extrapolation; Hairer, Norsett & Wanner, *Solving ODEs I*,
+    sec. II.4).
     """
     if isinstance(substeps, bool) or not isinstance(substeps, (int, np.integer)) or substeps < 1:
         raise ValueError(f"substeps must be a positive integer, got {substeps!r}")
@@ -303,8 +303,9 @@ def gradient_flow_ode(spec: MLP, params: DenseParams, X, y, lr: float, times, *,
     """Gradient flow ``d theta/dt = -lr grad L`` by ``scipy.integrate.solve_ivp``
     (DOP853, an 8th-order Runge-Kutta) for small networks: outputs and loss at
     ``times``.  The parameters of all M networks form one state vector, so keep
-    M * (number of parameters) small.  ``params`` is not modified.
-    Records the loss only at ``times`` (so ``loss`` has shape (M, T))."""
+    M * (number of parameters) small.  ``params`` is not modified.  The loss
+    is recorded only at ``times`` (shape (M, T)), ``steps`` are the indices of
+    ``times``, and ``dt`` is 0 (adaptive)."""
     times = np.asarray(times, dtype=float)
     X, y, X_test = _check_run(spec, X, y, X_test, lr, 0, 1.0)
     if times.ndim != 1 or times.size == 0 or times.min() < 0 or np.any(np.diff(times) <= 0):

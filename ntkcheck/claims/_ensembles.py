@@ -254,6 +254,7 @@ def _regression_row(g: pd.DataFrame, t_end: int) -> dict:
 
 
 def _convergence(gd: pd.DataFrame, fits: dict, data: str, claim_id: str) -> Convergence:
-    return width_series(gd[gd["quantity"] == "coupling"], fits["coupling"],
+    return width_series(gd[gd["quantity"] == "coupling"], gd[gd["quantity"] == "coupling_control"],
+                        fits["coupling"],
                         f"{claim_id}: coupling gap to the infinite-width map, {data} data (control: other kernel)",
-                        -0.5, gd[gd["quantity"] == "coupling_control"], y_name="RMS |f_t - f_t^GP-map|")
+                        -0.5, "RMS |f_t - f_t^GP-map|")

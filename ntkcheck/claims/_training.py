@@ -52,10 +52,13 @@ def cell_lr(p: dict, X: np.ndarray) -> float:
     return scaled_lr(spec_of(p), p["lr_fraction"] * critical_lr(p, X))
 
 
-def check_cells(grid: dict, min_widths: int = 2) -> None:
-    """Every cell makes a valid network; power-law fits need ``min_widths`` widths."""
+def check_cells(grid: dict, min_widths: int = 2, control: str | None = None) -> None:
+    """Every cell makes a valid network; power-law fits need ``min_widths`` widths; a
+    claim with a parameterization ``control`` needs it and ``"ntk"`` in the grid."""
     if len(grid["width"]) < min_widths:
         raise GridError("width", f"needs at least {min_widths} widths (the exponent is fitted across widths)")
+    if control is not None and not {"ntk", control} <= set(grid["parameterization"]):
+        raise GridError("parameterization", f"needs 'ntk' and the control {control!r}")
     if grid["n_networks"] < 2 or grid["chunk"] < 1:
         raise GridError("n_networks", "needs >= 2 networks (the fit resamples networks)")
     for cell in grid_cells(grid):
@@ -87,16 +90,28 @@ def width_fit(df, claimed: float, seed: int, false_fail_rate: float, name: str, 
                          false_fail_rate=false_fail_rate, name=name)
 
 
-def width_series(g, fit, label: str, theory: float, control=None, y_name: str = "error",
-                 x_name: str = "width") -> Convergence:
-    """The per-width mean of per-network rows ``g`` with 95 % normal intervals, the power-law
-    ``fit`` of :func:`width_fit`, and the mean of the ``control`` rows per width (optional)."""
-    s = g.groupby("width")["value"].agg(["mean", "std", "count"]).sort_index()
-    se = s["std"] / np.sqrt(s["count"])
-    c = None if control is None else control.groupby("width")["value"].mean().reindex(s.index)
+def bound_passed(fit, bound: float) -> bool:
+    """The claim "error = O(n^bound)": not contradicted unless the whole exponent
+    interval lies above ``bound``; an interval containing 0 (no decay) fails."""
+    return bool(fit.ci_low <= bound and fit.ci_high < 0)
+
+
+def width_series(g, ctrl, fit, label: str, theory: float, y_name: str, robust: bool = False) -> Convergence:
+    """Per-network rows ``g`` (one quantity and cell) and the control's ``ctrl`` as a
+    :class:`Convergence` over widths: mean with a 95 % normal band, or with ``robust``
+    the median with the interquartile band; ``fit`` gives the exponent and its interval."""
+    values = g.groupby("width")["value"]
+    if robust:
+        y = values.median()
+        q = values.quantile([0.25, 0.75]).unstack()
+        lo, hi = q[0.25], q[0.75]
+        c = ctrl.groupby("width")["value"].median().reindex(y.index)
+    else:
+        y, se = values.mean(), values.std() / np.sqrt(values.count())
+        lo, hi = np.maximum(y - 1.96 * se, 1e-300), y + 1.96 * se
+        c = ctrl.groupby("width")["value"].mean().reindex(y.index)
     return Convergence(
-        label=label, x=tuple(float(w) for w in s.index), y=tuple(s["mean"]),
-        lo=tuple(np.maximum(s["mean"] - 1.96 * se, 1e-300)), hi=tuple(s["mean"] + 1.96 * se),
-        theory_exponent=theory, exponent=fit.exponent, exponent_lo=fit.ci_low, exponent_hi=fit.ci_high,
-        log_prefactor=fit.details["log_prefactor"], fitted=tuple(True for _ in s.index),
-        control=None if c is None or c.isna().all() else tuple(float(v) for v in c), x_name=x_name, y_name=y_name)
+        label=label, x=tuple(float(w) for w in y.index), y=tuple(y), lo=tuple(lo), hi=tuple(hi),
+        theory_exponent=theory, exponent=float(fit.exponent), exponent_lo=float(fit.ci_low),
+        exponent_hi=float(fit.ci_high), fitted=tuple(True for _ in y.index),
+        control=None if c.isna().all() else tuple(float(v) for v in c), y_name=y_name)

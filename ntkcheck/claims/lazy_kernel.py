@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 from ..train import gradient_descent
-from . import Claim, Convergence, GridError, Task, Verdict
-from ._training import cell_lr, check_cells, dataset, network_rows, spec_of, width_fit
+from . import Claim, Task, Verdict
+from ._training import bound_passed, cell_lr, check_cells, dataset, network_rows, spec_of, width_fit, width_series
 
 FALSE_FAIL_RATE = 0.01
 CELL = ["activation", "depth", "parameterization"]
@@ -53,9 +53,7 @@ GRIDS = {
 
 
 def check(grid: dict) -> None:
-    check_cells(grid, min_widths=3)
-    if CONTROL not in grid["parameterization"] or "ntk" not in grid["parameterization"]:
-        raise GridError("parameterization", f"needs 'ntk' and the control {CONTROL!r}")
+    check_cells(grid, min_widths=3, control=CONTROL)
 
 
 def run_task(task: Task) -> list[dict]:
@@ -80,10 +78,7 @@ def _tests(cell_df: pd.DataFrame, depth: int, alpha: float) -> list[dict]:
                              + [(f"weight_change_layer{l}", c, "exact" if c == -0.5 else "reported")
                                 for l, c in sorted(layers.items())]):
         fit = width_fit(cell_df[cell_df["quantity"] == q], claimed, 0, alpha, q)
-        if kind == "bound":
-            passed = bool(fit.ci_low <= claimed and fit.ci_high < 0)
-        else:
-            passed = bool(fit.passed)
+        passed = bound_passed(fit, claimed) if kind == "bound" else bool(fit.passed)
         out.append({"quantity": q, "kind": kind, "claimed": claimed, "exponent": fit.exponent,
                     "ci_low": fit.ci_low, "ci_high": fit.ci_high, "passed": passed, "fit": fit})
     return out
@@ -94,9 +89,12 @@ def verdict(df) -> Verdict:
     cells = list(df.groupby(CELL, sort=True))
     n_tested = sum(1 + 2 for (_, depth, par), _ in cells if par != CONTROL)
     alpha = FALSE_FAIL_RATE / max(1, n_tested)          # Bonferroni over the claim's tests
-    rows, series = [], []
+    rows, series, detect, fits = [], [], 0.0, {}
     for (act, depth, par), g in cells:
         for t in _tests(g, int(depth), alpha):
+            if par != CONTROL and t["kind"] == "exact":
+                detect = max(detect, t["fit"].detectable)
+            fits[(act, depth, par, t["quantity"])] = t["fit"]
             rows.append({"activation": act, "depth": depth, "parameterization": par,
                          **{k: v for k, v in t.items() if k != "fit"}})
     table = pd.DataFrame(rows)
@@ -112,7 +110,10 @@ def verdict(df) -> Verdict:
             continue
         ctrl = df[(df["activation"] == act) & (df["depth"] == depth) & (df["parameterization"] == CONTROL)]
         for q in ("kernel_change", "weight_change_layer1"):
-            series.append(_convergence(g[g["quantity"] == q], ctrl[ctrl["quantity"] == q], table, act, depth, q))
+            theory = -1.0 if (q == "kernel_change" and act != "relu") else -0.5
+            series.append(width_series(g[g["quantity"] == q], ctrl[ctrl["quantity"] == q], fits[(act, depth, par, q)],
+                                       f"{q}: {act}, L={depth}, NTK parameterization (control: mean-field)",
+                                       theory, "sup_t relative change"))
     k = claim[claim["quantity"] == "kernel_change"]
     stats = {"n_tests": int(len(claim)), "max_kernel_exponent_upper": float(k["ci_high"].max()),
              "kernel_exponents": ", ".join(f"{e:.2f}" for e in k["exponent"]),
@@ -124,31 +125,12 @@ def verdict(df) -> Verdict:
                f"(claimed <= -1/2), first/readout weight exponents {stats['weight_exponents']} (claimed -1/2), "
                f"widths {widths[0]}..{widths[-1]}; mean-field control "
                f"{'rejected' if rejected else 'NOT rejected'} (kernel exponents {stats['control_kernel_exponents']})")
-    detect = max(t["fit"].detectable for (_, depth, par), g in cells if par != CONTROL
-                 for t in _tests(g, int(depth), alpha) if t["kind"] == "exact")
     return Verdict(
         claim="lazy-kernel", passed=passed, summary=summary, statistics=stats, false_fail_rate=FALSE_FAIL_RATE,
         detectable=(f"a weight-change exponent off -1/2 by {detect:.2g}, or a kernel-change exponent whose "
                     f"bootstrap interval lies above -1/2 (Bonferroni over {n_tested} tests)"),
         negative_control="mean-field scaling (rate x n): kernel and weights move O(1), exponent ~ 0",
         negative_control_rejected=rejected, convergence=tuple(series), table=table)
-
-
-def _convergence(g, ctrl, table, act, depth, q) -> Convergence:
-    stats = g.groupby("width")["value"].agg(["mean", "std", "count"]).sort_index()
-    se = stats["std"] / np.sqrt(stats["count"])
-    t = table[(table["activation"] == act) & (table["depth"] == depth) & (table["parameterization"] == "ntk")
-              & (table["quantity"] == q)].iloc[0]
-    theory = -1.0 if (q == "kernel_change" and act != "relu") else -0.5
-    c = ctrl.groupby("width")["value"].mean().reindex(stats.index)
-    return Convergence(
-        label=f"{q}: {act}, L={depth}, NTK parameterization (control: mean-field)",
-        x=tuple(float(w) for w in stats.index), y=tuple(stats["mean"]),
-        lo=tuple(np.maximum(stats["mean"] - 1.96 * se, 1e-300)), hi=tuple(stats["mean"] + 1.96 * se),
-        theory_exponent=theory, exponent=float(t["exponent"]), exponent_lo=float(t["ci_low"]),
-        exponent_hi=float(t["ci_high"]), fitted=tuple(True for _ in stats.index),
-        control=tuple(float(v) for v in c) if not c.isna().all() else None,
-        y_name="sup_t relative change")
 
 
 CLAIM = Claim(

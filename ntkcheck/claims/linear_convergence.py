@@ -220,8 +220,8 @@ def verdict(df) -> Verdict:
 
 
 def _convergence(g, fit, ctrl, label) -> Convergence:
-    return width_series(g, fit, f"{label} (control: 1.05 H^inf)" if ctrl is not None else label, -0.5, ctrl,
-                        y_name=label, x_name="width m")
+    return width_series(g, g.iloc[:0] if ctrl is None else ctrl, fit,
+                        f"{label} (control: 1.05 H^inf)" if ctrl is not None else label, -0.5, label)
 
 
 def figure(df, verdict: Verdict, path) -> None:

@@ -22,8 +22,8 @@ import pandas as pd
 
 from ..linearized import linearized
 from ..train import gradient_descent
-from . import Claim, Convergence, GridError, Task, Verdict
-from ._training import cell_lr, check_cells, dataset, network_rows, spec_of, width_fit
+from . import Claim, GridError, Task, Verdict
+from ._training import bound_passed, cell_lr, check_cells, dataset, network_rows, spec_of, width_fit, width_series
 
 FALSE_FAIL_RATE = 0.01
 CELL = ["data", "activation", "depth", "parameterization"]
@@ -43,9 +43,7 @@ GRIDS = {
 
 
 def check(grid: dict) -> None:
-    check_cells(grid, min_widths=3)
-    if CONTROL not in grid["parameterization"] or "ntk" not in grid["parameterization"]:
-        raise GridError("parameterization", f"needs 'ntk' and the control {CONTROL!r}")
+    check_cells(grid, min_widths=3, control=CONTROL)
     if any(d not in ("gaussian", "digits") for d in grid["data"]):
         raise GridError("data", "must be 'gaussian' or 'digits'")
 
@@ -78,7 +76,7 @@ def verdict(df) -> Verdict:
             fit = width_fit(g[g["quantity"] == q], -0.5, 0, alpha, q)
             fits[key + (q,)] = fit
             rows.append({**dict(zip(CELL, key)), "inputs": q, "exponent": fit.exponent, "ci_low": fit.ci_low,
-                         "ci_high": fit.ci_high, "passed": bool(fit.ci_low <= -0.5 and fit.ci_high < 0)})
+                         "ci_high": fit.ci_high, "passed": bound_passed(fit, -0.5)})
     table = pd.DataFrame(rows)
     claim, control = table[table["parameterization"] != CONTROL], table[table["parameterization"] == CONTROL]
     passed, rejected = bool(claim["passed"].all()), bool(len(control) and not control["passed"].any())
@@ -89,8 +87,11 @@ def verdict(df) -> Verdict:
         ctrl = df[(df[CELL[:-1]] == pd.Series(dict(zip(CELL[:-1], key[:-1])))).all(axis=1)
                   & (df["parameterization"] == CONTROL)]
         for q in SETS:
-            series.append(_convergence(g[g["quantity"] == q], ctrl[ctrl["quantity"] == q], fits[key + (q,)],
-                                       dict(zip(CELL, key)), q))
+            cell = dict(zip(CELL, key))
+            series.append(width_series(
+                g[g["quantity"] == q], ctrl[ctrl["quantity"] == q], fits[key + (q,)],
+                f"{q} inputs: {cell['data']}, {cell['activation']}, L={cell['depth']} (control: mean-field)",
+                -0.5, "sup_t max_x |f_t - f_lin_t|"))
     fmt = lambda t: ", ".join(f"{e:.2f}" for e in t["exponent"])  # noqa: E731
     stats = {"n_tests": n_tests, "exponents": fmt(claim), "control_exponents": fmt(control),
              "max_exponent_upper": float(claim["ci_high"].max())}
@@ -104,19 +105,6 @@ def verdict(df) -> Verdict:
                     f"Bonferroni over {n_tests} fits)"),
         negative_control="mean-field scaling (rate x n): the network leaves its linear model, exponent ~ 0",
         negative_control_rejected=rejected, convergence=tuple(series), table=table)
-
-
-def _convergence(g, ctrl, fit, cell, q) -> Convergence:
-    s = g.groupby("width")["value"].agg(["mean", "std", "count"]).sort_index()
-    se = s["std"] / np.sqrt(s["count"])
-    c = ctrl.groupby("width")["value"].mean().reindex(s.index)
-    return Convergence(
-        label=f"{q} inputs: {cell['data']}, {cell['activation']}, L={cell['depth']} (control: mean-field)",
-        x=tuple(float(w) for w in s.index), y=tuple(s["mean"]),
-        lo=tuple(np.maximum(s["mean"] - 1.96 * se, 1e-300)), hi=tuple(s["mean"] + 1.96 * se),
-        theory_exponent=-0.5, exponent=fit.exponent, exponent_lo=fit.ci_low, exponent_hi=fit.ci_high,
-        fitted=tuple(True for _ in s.index), control=None if c.isna().all() else tuple(float(v) for v in c),
-        y_name="sup_t max_x |f_t - f_lin_t|")
 
 
 CLAIM = Claim(

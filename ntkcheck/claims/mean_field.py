@@ -178,8 +178,8 @@ def _crossover(alpha_df: pd.DataFrame) -> dict:
 
 
 def _convergence(g, ctrl, t, act) -> Convergence:
-    return width_series(g, t["fit"], f"{t['quantity']}: {act}, mean-field scaling (control: NTK scaling)", 0.0, ctrl,
-                        y_name="relative change")
+    return width_series(g, ctrl, t["fit"], f"{t['quantity']}: {act}, mean-field scaling (control: NTK scaling)",
+                        0.0, "relative change")
 
 
 def figure(df, verdict: Verdict, path) -> None:
