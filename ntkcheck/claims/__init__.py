@@ -81,7 +81,9 @@ ROW_COLUMNS = ("claim", "task", "seed", "width", "depth", "activation", "paramet
 PARAM_COLUMNS = ("width", "depth", "activation", "parameterization", "sigma_w", "sigma_b", "n_networks")
 
 #: Claim modules, in the order ``ntkcheck list`` and ``verify`` use.
-_MODULES = ("kernel_mean", "nngp_gaussian", "relu_fourth_moment", "ntk_init_convergence", "ntk_finite_width")
+_MODULES = ("kernel_mean", "nngp_gaussian", "relu_fourth_moment", "ntk_init_convergence", "ntk_finite_width",
+            "lazy_kernel", "linearization", "loss_decay", "critical_lr", "jacot_figure_1",
+            "readout_posterior", "ntk_ensemble", "linear_convergence", "mean_field")
 
 
 class GridError(ValueError):
