@@ -10,20 +10,25 @@ model, ~12 for ReLU networks empirically), the network "catapults": the kernel s
 ``lambda_max < 2N/eta`` and the loss then converges.
 
 Measured per network and rate ``eta = lr_factor x 2N/lambda_max(Theta)`` (analytic Theta, the
-same rate at every width): the network's own ``c = eta lambda_max(Theta_hat_0)/(2N)``; whether
-the loss ever exceeded its initial value (spike); whether it diverged (loss > 10^6 x start);
-the final ``eta lambda_max(Theta_hat_T)/(2N)``; the final loss.
+same rate at every width): the network's own ``c = eta lambda_max(Theta_hat_0)/(2N)``; the
+one-step growth ``g = |c_1(1)/c_1(0)|`` of the residual's component ``c_1 = v_1^T r`` on the
+top eigenvector v_1 of Theta_hat_0 (linear theory: ``g = |1 - 2c|``, > 1 iff c > 1); whether the
+loss ever exceeded its initial value (spike); whether it diverged (loss > 10^6 x start); the
+final ``eta lambda_max(Theta_hat_T)/(2N)``; the final loss.
 
-Test (deterministic at infinite width): every run with ``c < 1`` has no spike and every run
-with ``c > 1`` spikes, except runs within the kernel's measured drift of the threshold,
-``|c - 1| <= delta_n`` with ``delta_n`` the largest relative change of lambda_max among the
-sub-critical runs at that width (measured, not tuned).  Stated false-fail rate 0: a single
-mismatch outside the band fails the claim.  The catapult signature is reported: the fraction
-of converged supercritical runs that end with ``eta lambda_max(Theta_hat_T)/(2N) < 1``, and
-the measured divergence factor next to 4 (uv model) and ~12 (ReLU).
+Test (deterministic at infinite width): the top mode is unstable (g > 1) iff c > 1, for every
+run except those whose predicted change ``||1 - 2c| - 1| |c_1(0)|`` is within ``delta_n``, the
+largest one-step error ``|c_1(1) - (1 - 2c) c_1(0)|`` among the stable (c < 1) runs at that
+width (components in units of |r_0|; measured there, not tuned: the step-1 nonlinearity is
+the same on both sides of the threshold).
+Stated false-fail rate 0: a single mismatch outside the band fails the claim.  Reported: the
+loss spike (it appears above the threshold once the unstable mode outgrows the others; just
+above it the kernel may shrink first, so a spike is not required), the catapult signature —
+the fraction of converged supercritical runs ending with ``eta lambda_max(Theta_hat_T)/(2N) <
+1`` — and the measured divergence factor next to 4 (uv model) and ~12 (deep ReLU).
 
 Negative control: the threshold without the loss's factor 1/2, ``N/lambda_max`` (a common
-convention slip): runs with ``1/2 < c < 1`` do not spike, so the same test must fail.
+convention slip): runs with ``1/2 < c < 1`` have a stable top mode, so the same test must fail.
 """
 from __future__ import annotations
 
@@ -36,7 +41,6 @@ from ._training import check_cells, critical_lr, dataset, network_rows, spec_of
 
 CELL = ["activation", "depth", "width"]
 CONTROL_FACTOR = 0.5
-QUANTITIES = ("c", "spiked", "diverged", "c_final", "final_loss_ratio", "peak_loss_ratio")
 
 _FACTORS = [0.6, 0.8, 0.9, 0.95, 1.05, 1.1, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0]
 _BASE = {"activation": ["relu"], "depth": [1], "parameterization": "ntk", "sigma_w": 1.5, "sigma_b": 0.0,
@@ -65,15 +69,21 @@ def run_task(task: Task) -> list[dict]:
     n = len(X)
     eta = p["lr_factor"] * critical_lr(p, X)
     tr = gradient_descent(spec_of(p), X, y, eta, p["steps"], n_networks=p["n_networks"], seed=task.seed,
-                          record=[0, p["steps"]], record_ntk=True, track_weights=False)
+                          record=[0, 1, p["steps"]], record_ntk=True, track_weights=False)
     finite = np.isfinite(tr.ntk).all(axis=(2, 3))
-    lam = np.where(finite, np.linalg.eigvalsh(np.where(finite[..., None, None], tr.ntk, 0.0))[..., -1], np.nan)
+    lam, V = np.linalg.eigh(np.where(finite[..., None, None], tr.ntk, 0.0))
+    lam = np.where(finite, lam[..., -1], np.nan)                      # (M, 3): lambda_max at 0, 1, T
+    top = V[:, 0, :, -1]                                              # top eigenvector of Theta_hat_0
+    # top-mode components of the residual at steps 0 and 1, in units of |r_0|
+    scale = np.linalg.norm(tr.residuals[:, 0], axis=1)
+    top0, top1 = (np.einsum("mi,mi->m", top, tr.residuals[:, k]) / scale for k in (0, 1))
+    top1 = np.where(np.isnan(top1), np.inf, top1)                     # blown up within one step
     loss0 = tr.loss[:, 0]
     with np.errstate(invalid="ignore"):
         final = tr.loss[:, -1] / loss0
         peak = np.max(tr.loss[:, 1:], axis=1) / loss0
-    return network_rows({"c": eta * lam[:, 0] / (2 * n), "spiked": (peak > 1).astype(float),
-                         "diverged": tr.diverged.astype(float), "c_final": eta * lam[:, 1] / (2 * n),
+    return network_rows({"c": eta * lam[:, 0] / (2 * n), "top0": top0, "top1": top1, "spiked": (peak > 1).astype(float),
+                         "diverged": tr.diverged.astype(float), "c_final": eta * lam[:, -1] / (2 * n),
                          "final_loss_ratio": final, "peak_loss_ratio": peak}, lr_factor=p["lr_factor"])
 
 
@@ -84,16 +94,19 @@ def _wide(df) -> pd.DataFrame:
 
 
 def _mismatches(runs: pd.DataFrame, threshold: float) -> tuple[int, int]:
-    """Runs whose spike disagrees with ``c > threshold``, outside each width's drift band;
-    and the number of runs excluded by the band."""
+    """Runs whose top-mode stability (|c_1(1)| > |c_1(0)|) disagrees with ``c > threshold``,
+    outside each width's band; and the number of runs the band excludes.  The band: the
+    largest one-step error ``|c_1(1) - (1 - 2c) c_1(0)|`` (units of |r_0|) of the stable
+    runs bounds the nonlinear term; a run is within it when its predicted change
+    ``| |1 - 2c| - 1 | |c_1(0)|`` is not larger."""
     bad = excluded = 0
     for _, g in runs.groupby(CELL):
-        lazy = g[(g["c"] < 1) & (g["diverged"] == 0)]
-        delta = float(np.max(np.abs(lazy["c_final"] / lazy["c"] - 1))) if len(lazy) else 0.0
-        near = np.abs(g["c"] / threshold - 1) <= delta
-        predicted = g["c"] > threshold
-        observed = g["spiked"] > 0
-        bad += int(((predicted != observed) & ~near).sum())
+        stable = g[g["c"] < 1]
+        delta = float(np.max(np.abs(stable["top1"] - (1 - 2 * stable["c"]) * stable["top0"]))) if len(stable) else 0.0
+        c = g["c"] / threshold
+        near = np.abs(np.abs(1 - 2 * c) - 1) * np.abs(g["top0"]) <= delta
+        mismatch = (c > 1) != (np.abs(g["top1"]) > np.abs(g["top0"]))
+        bad += int((mismatch & ~near).sum())
         excluded += int(near.sum())
     return bad, excluded
 
@@ -101,18 +114,20 @@ def _mismatches(runs: pd.DataFrame, threshold: float) -> tuple[int, int]:
 def verdict(df) -> Verdict:
     df = df.assign(value=lambda d: d["value"].astype(float))
     runs = _wide(df)
+    runs["growth"] = np.abs(runs["top1"] / runs["top0"])
     bad, excluded = _mismatches(runs, 1.0)
     bad_ctrl, _ = _mismatches(runs, CONTROL_FACTOR)
     passed, rejected = bad == 0, bad_ctrl > 0
     rows = []
     for (act, depth, width), g in runs.groupby(CELL):
-        lazy_max = g.loc[g["spiked"] == 0, "c"].max()
-        spike_min = g.loc[g["spiked"] > 0, "c"].min()
+        stable_max = g.loc[g["growth"] <= 1, "c"].max()
+        unstable_min = g.loc[g["growth"] > 1, "c"].min()
         by_factor = g.groupby("lr_factor")["diverged"].mean()
         div = by_factor[by_factor > 0.5]
         cata = g[(g["c"] > 1) & (g["diverged"] == 0) & (g["final_loss_ratio"] < 1)]
         rows.append({"activation": act, "depth": depth, "width": width, "theory threshold c": 1.0,
-                     "largest c without spike": lazy_max, "smallest c with spike": spike_min,
+                     "largest stable c": stable_max, "smallest unstable c": unstable_min,
+                     "smallest c with loss spike": g.loc[g["spiked"] > 0, "c"].min(),
                      "catapult runs (converged, c > 1)": len(cata),
                      "of which final c < 1": float((cata["c_final"] < 1).mean()) if len(cata) else np.nan,
                      "max peak loss / initial (catapults)": cata["peak_loss_ratio"].max() if len(cata) else np.nan,
@@ -124,8 +139,8 @@ def verdict(df) -> Verdict:
              "catapult_final_c_below_1": float(np.nanmin(table["of which final c < 1"]))
              if table["of which final c < 1"].notna().any() else np.nan,
              "divergence_factors": ", ".join(f"{v:g}" for v in table["divergence factor (majority)"])}
-    summary = (f"{'pass' if passed else 'FAIL'}: {bad} of {len(runs)} runs disagree with 'loss spikes iff "
-               f"eta > 2N/lambda_max(Theta_hat_0)' ({excluded} within the kernel-drift band); catapults ending "
+    summary = (f"{'pass' if passed else 'FAIL'}: {bad} of {len(runs)} runs disagree with 'the top mode grows iff "
+               f"eta > 2N/lambda_max(Theta_hat_0)' ({excluded} within the one-step band); catapults ending "
                f"below the threshold: {stats['catapult_final_c_below_1']:.0%}; divergence at "
                f"{stats['divergence_factors']} x eta_crit; control N/lambda_max "
                f"{'rejected' if rejected else 'NOT rejected'} ({bad_ctrl} mismatches)")
@@ -133,16 +148,16 @@ def verdict(df) -> Verdict:
         claim="critical-lr", passed=passed, summary=summary, statistics=stats, false_fail_rate=0.0,
         detectable=("a threshold off 2N/lambda_max by more than the spacing of the rate grid around 1 "
                     "(factors 0.95 / 1.05) plus the kernel drift"),
-        negative_control=f"threshold N/lambda_max (x{CONTROL_FACTOR}) must mispredict sub-critical runs",
+        negative_control=f"threshold N/lambda_max (x{CONTROL_FACTOR}) must mispredict the runs with 1/2 < c < 1",
         negative_control_rejected=rejected, table=table)
 
 
 CLAIM = Claim(
     id="critical-lr",
     title="GD on wide nets turns unstable at eta = 2N/lambda_max(Theta_hat_0); catapult above",
-    statement=("For the loss (1/2N) sum (f - y)^2, the loss of a wide network spikes iff "
-               "eta > 2N/lambda_max(Theta_hat_0); between that and a divergence rate the network "
-               "catapults and converges with eta lambda_max(Theta_hat_T) < 2N."),
+    statement=("For the loss (1/2N) sum (f - y)^2, the top kernel mode of a wide network's residual grows "
+               "iff eta > 2N/lambda_max(Theta_hat_0); between that and a divergence rate the loss spikes, "
+               "the network catapults and converges with eta lambda_max(Theta_hat_T) < 2N."),
     sources=("Lee et al. 2019, sec. 2.4", "Lewkowycz et al. 2020"),
     grids=GRIDS, run_task=run_task, verdict=verdict, check=check,
 )
