@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from scipy.stats import ks_2samp
 
-from ntkcheck import MLP, kernel_states, ntk_kernel, sample_init
-from ntkcheck.sampler import InitSample, _exact_chunk, _sample, exact_bytes_per_network
+from ntkcheck import MLP, custom, kernel_states, ntk_kernel, sample_init
+from ntkcheck.sampler import BLOCK, InitSample, _exact_chunk, _sample, exact_bytes_per_network
 
 ALPHA = 1e-3
 X3 = np.array([[1.0, 0.2, -0.5, 0.7, 0.0],
@@ -140,6 +140,16 @@ def test_same_seed_same_arrays_whatever_the_chunking(method):
     assert not np.array_equal(whole.f, other.f)
 
 
+def test_same_arrays_whatever_the_number_of_processes():
+    spec = MLP(2, (32, 16), "gelu", sigma_b=0.2, d_out=2)
+    serial = sample_init(spec, X3, BLOCK + 3, seed=4, jobs=1)
+    pooled = sample_init(spec, X3, BLOCK + 3, seed=4, jobs=2)      # two blocks in two spawned workers
+    for name in ("f", "ntk", "pre_grams", "post_grams"):
+        np.testing.assert_array_equal(getattr(serial, name), getattr(pooled, name))
+    lam = MLP(1, 8, custom(lambda x: np.maximum(x, 0), lambda x: (x > 0) * 1.0))   # does not pickle: in-process
+    np.testing.assert_array_equal(sample_init(lam, X3, BLOCK + 1, jobs=2).ntk, sample_init(lam, X3, BLOCK + 1).ntk)
+
+
 def test_shapes_and_ntk_is_a_gram_matrix():
     for d_out, f_shape in ((1, (5, 3)), (3, (5, 3, 3))):
         s = sample_init(MLP(3, 12, "tanh", d_out=d_out), X3, 5)
@@ -163,6 +173,7 @@ def test_memory_stays_under_the_cap():
 @pytest.mark.parametrize("kwargs, match", [
     ({"method": "fast"}, "method"), ({"n_networks": 0}, "n_networks"),
     ({"max_bytes": 0}, "max_bytes"), ({"X": np.ones(3)}, "shape"), ({"spec": "relu"}, "spec"),
+    ({"jobs": 0}, "jobs"), ({"jobs": 1.5}, "jobs"),
 ])
 def test_bad_input(kwargs, match):
     args = {"spec": MLP(1, 4), "X": X3, "n_networks": 2} | kwargs
