@@ -54,8 +54,10 @@ METHODS = ("exact", "dense")
 #: CPU caches avoid page faults on fresh arrays (width 900, N = 16, depth 3: 1.5 ms
 #: per network with 8 MB chunks, 2.8 ms with 2 GB chunks).
 CHUNK_BYTES = 8 * 1024**2
-#: Networks per task when ``jobs > 1`` (fixed, so the work split does not depend on jobs).
-BLOCK = 256
+#: Working memory of the networks of one task when ``jobs > 1`` (~1.4 s of work at width
+#: 900, N = 16, depth 3): more than one task pays for starting the processes (~1 s each).
+#: Fixed, so the work split does not depend on jobs.
+BLOCK_BYTES = 2 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -114,10 +116,11 @@ def sample_init(spec: MLP, X, n_networks: int, seed=0, method: str = "exact",
         ``exact_bytes_per_network`` bytes per network (~1.3 GB at width 10^6,
         depth 3, N = 8); chunks are also kept under ``CHUNK_BYTES`` (cache).
     jobs : int or None
-        Processes (None: ``os.cpu_count()``).  With ``jobs > 1`` and more than
-        ``BLOCK`` networks, blocks of ``BLOCK`` networks are sampled in a pool of
-        spawned processes (each uses up to ``max_bytes``), unless the spec does
-        not pickle (a custom activation defined by a lambda): then in this process.
+        Processes (None: ``os.cpu_count()``).  With ``jobs > 1``, blocks of
+        networks of ``BLOCK_BYTES`` working memory each are sampled in a pool of
+        spawned processes (each uses up to ``max_bytes``) if there are at least
+        two, unless the spec does not pickle (a custom activation defined by a
+        lambda): then in this process.
 
     Returns
     -------
@@ -142,7 +145,7 @@ def sample_init(spec: MLP, X, n_networks: int, seed=0, method: str = "exact",
 
 
 def _sample(spec: MLP, X, n_networks, seed, max_bytes, chunk_fn: Callable, bytes_fn: Callable,
-            jobs: int | None = 1) -> InitSample:
+            jobs: int | None = 1, block_bytes: int = BLOCK_BYTES) -> InitSample:
     if not isinstance(spec, MLP):
         raise ValueError(f"spec must be an MLP, got {type(spec).__name__}")
     X, _ = check_inputs(X, names=("X",))
@@ -151,11 +154,13 @@ def _sample(spec: MLP, X, n_networks, seed, max_bytes, chunk_fn: Callable, bytes
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 1:
         raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
     jobs = _check_jobs(jobs)
-    chunk = max(1, int(min(max_bytes, CHUNK_BYTES) // bytes_fn(spec, X.shape[1], len(X))))
+    per_network = bytes_fn(spec, X.shape[1], len(X))
+    chunk = max(1, int(min(max_bytes, CHUNK_BYTES) // per_network))
+    block = max(1, int(block_bytes // per_network))
     fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.init}
-    if jobs > 1 and n_networks > BLOCK and _picklable(fields):
-        starts = range(0, int(n_networks), BLOCK)
-        stops = [min(n_networks, s + BLOCK) for s in starts]
+    if jobs > 1 and n_networks > block and _picklable(fields):
+        starts = range(0, int(n_networks), block)
+        stops = [min(n_networks, s + block) for s in starts]
         with ProcessPoolExecutor(min(jobs, len(starts)), mp_context=multiprocessing.get_context("spawn")) as pool:
             parts = list(pool.map(_block, repeat(fields), repeat(X), repeat(seed), starts, stops,
                                   repeat(chunk), repeat(chunk_fn)))

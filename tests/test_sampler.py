@@ -18,7 +18,7 @@ import pytest
 from scipy.stats import ks_2samp
 
 from ntkcheck import MLP, custom, kernel_states, ntk_kernel, sample_init
-from ntkcheck.sampler import BLOCK, InitSample, _exact_chunk, _sample, exact_bytes_per_network
+from ntkcheck.sampler import InitSample, _exact_chunk, _sample, exact_bytes_per_network
 
 ALPHA = 1e-3
 X3 = np.array([[1.0, 0.2, -0.5, 0.7, 0.0],
@@ -142,12 +142,15 @@ def test_same_seed_same_arrays_whatever_the_chunking(method):
 
 def test_same_arrays_whatever_the_number_of_processes():
     spec = MLP(2, (32, 16), "gelu", sigma_b=0.2, d_out=2)
-    serial = sample_init(spec, X3, BLOCK + 3, seed=4, jobs=1)
-    pooled = sample_init(spec, X3, BLOCK + 3, seed=4, jobs=2)      # two blocks in two spawned workers
+    serial = sample_init(spec, X3, 7, seed=4, jobs=1)
+    block = 3 * exact_bytes_per_network(spec, 5, 3)                 # blocks of 3 networks in two spawned workers
+    pooled = _sample(spec, X3, 7, 4, 2**31, _exact_chunk, exact_bytes_per_network, jobs=2, block_bytes=block)
     for name in ("f", "ntk", "pre_grams", "post_grams"):
         np.testing.assert_array_equal(getattr(serial, name), getattr(pooled, name))
     lam = MLP(1, 8, custom(lambda x: np.maximum(x, 0), lambda x: (x > 0) * 1.0))   # does not pickle: in-process
-    np.testing.assert_array_equal(sample_init(lam, X3, BLOCK + 1, jobs=2).ntk, sample_init(lam, X3, BLOCK + 1).ntk)
+    block = exact_bytes_per_network(lam, 5, 3)
+    np.testing.assert_array_equal(_sample(lam, X3, 4, 0, 2**31, _exact_chunk, exact_bytes_per_network, jobs=2,
+                                          block_bytes=block).ntk, sample_init(lam, X3, 4).ntk)
 
 
 def test_shapes_and_ntk_is_a_gram_matrix():
