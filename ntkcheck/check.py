@@ -23,9 +23,10 @@ rate ``b``:
    against the candidate, with the bias allowance.  For the NTK these are the
    empirical NTKs; for the NNGP the conditional second moment of the output
    given the hidden layers, ``E[f f^T | x^L] = alpha^2 (a^2 s_w^2 <x^L, x^L'> + c^2 s_b^2)``
-   for the readout ``f = alpha (a W x^L + c b)``: the same mean as ``f f^T``
-   (law of total expectation) with far less spread (Rao-Blackwell; it is the
-   limit of averaging ``f f^T`` over infinitely many i.i.d. readouts).
+   for the readout ``f = alpha (a W x^L + c b)`` (:func:`ntkcheck.moments.readout_kernel`):
+   the same mean as ``f f^T`` (law of total expectation) with far less spread
+   (Rao-Blackwell; it is the limit of averaging ``f f^T`` over infinitely many
+   i.i.d. readouts).
 
 The result's ``detectable`` is the achieved relative discrepancy (max over
 entries), computed from the sample actually used.
@@ -41,6 +42,7 @@ import numpy as np
 from scipy import stats as sps
 
 from .kernels import check_inputs
+from .moments import readout_kernel
 from .sampler import sample_init
 from .seeding import child
 from .spec import MLP
@@ -120,9 +122,7 @@ def _network_kernels(spec: MLP, X: np.ndarray, kind: str, m: int, seed, method: 
     sample = sample_init(spec, X, m, seed=seed, method=method, jobs=jobs)
     if kind == "ntk":
         return sample.ntk
-    a, c, s_w, s_b = spec.layer_scales(X.shape[1])[-1]
-    gram = sample.post_grams[:, -1] * spec.widths[-1]          # <x^L(x), x^L(x')>
-    return spec.output_scale**2 * (a * a * s_w * s_w * gram + c * c * s_b * s_b)
+    return readout_kernel(spec, sample.post_grams)
 
 
 def _relative_spread(draws: np.ndarray) -> float:

@@ -21,20 +21,31 @@ from .spec import MLP
 NORM_LAWS = ("relu", "identity")
 
 
+def readout_kernel(spec: MLP, post_grams: np.ndarray) -> np.ndarray:
+    """E[f(x_i) f(x_j) | hidden layers] = alpha^2 (a^2 s_w^2 <x^L_i, x^L_j> + c^2 s_b^2), (M, N, N).
+
+    For the readout ``f = alpha (a W x^L + c b)`` with independent Gaussian W, b: the
+    conditional second moment of the outputs given the last hidden layer.  It has the
+    same mean as ``f f^T`` (law of total expectation) with far less spread
+    (Rao-Blackwell: the limit of averaging ``f f^T`` over infinitely many readouts).
+    ``post_grams`` is ``InitSample.post_grams`` (M, L, N, N).  With d_out > 1 every
+    output has this conditional second moment.
+    """
+    a, c, s_w, s_b = spec.layer_scales(1)[-1]
+    gram = post_grams[:, -1] * spec.widths[-1]          # <x^L(x), x^L(x')>
+    return spec.output_scale**2 * ((a * s_w) ** 2 * gram + (c * s_b) ** 2)
+
+
 def readout_variance(spec: MLP, post_grams: np.ndarray) -> np.ndarray:
-    """Var[f(x_i) | hidden layers] = (alpha a s_w)^2 n_L <x^L_i, x^L_i>/n_L + (alpha c s_b)^2, (M, N).
+    """Var[f(x_i) | hidden layers], (M, N): the diagonal of :func:`readout_kernel`.
 
     Given the last hidden layer, f is Gaussian (its readout weights are independent
     Gaussians), so ``E[f^2] = E[G]`` and ``E[f^4] = 3 E[G^2]``: the moments of f follow
     from those of G with the readout noise integrated out (Rao-Blackwell).
-    ``post_grams`` is ``InitSample.post_grams`` (M, L, N, N).
     """
     if spec.d_out != 1:
         raise ValueError(f"readout_variance needs d_out = 1, got {spec.d_out}")
-    a, c, s_w, s_b = spec.layer_scales(1)[-1]
-    n_last = spec.widths[-1]
-    diag = np.einsum("mii->mi", post_grams[:, -1])
-    return spec.output_scale**2 * ((a * s_w) ** 2 * n_last * diag + (c * s_b) ** 2)
+    return np.einsum("mii->mi", readout_kernel(spec, post_grams))
 
 
 def multiplier_moment(n: int, k: int, activation: str) -> float:

@@ -80,33 +80,47 @@ def _gram(A: np.ndarray) -> np.ndarray:
     return np.matmul(A, A.transpose(0, 2, 1))
 
 
-def empirical_ntk_from(spec: MLP, params: DenseParams, X: np.ndarray, pre: list[np.ndarray]) -> np.ndarray:
+def backward(spec: MLP, params: DenseParams, pre: list[np.ndarray], cotangent: np.ndarray) -> list[np.ndarray]:
+    """Back-propagated ``g^l = dE/dh^l`` for l = 1..L+1 (each (M, N, n_l)) of
+    ``E = sum_i <cotangent_i, f(x_i)>``, ``cotangent`` of shape (M or 1, N or 1, d_out).
+
+    ``g^{L+1} = alpha cotangent``, ``g^l = a_{l+1} (g^{l+1} W^{l+1}) * phi'(h^l)``
+    (chain rule through ``h^{l+1} = a_{l+1} W^{l+1} phi(h^l) + c b``).  With a
+    cotangent of ones this is delta^l of the layerwise NTK formula; with the
+    residuals r/N it gives the MSE gradient ``dL/dW^l = a_l g^l^T x^{l-1}``.
+    """
+    scales = spec.layer_scales(params.weights[0].shape[2])
+    dtype = params.weights[0].dtype
+    g = spec.output_scale * np.asarray(cotangent, dtype=dtype)
+    out = [g]
+    for l in range(len(pre) - 1, -1, -1):
+        g = scales[l + 1][0] * np.matmul(g, params.weights[l + 1]) * spec.act.deriv(pre[l]).astype(dtype, copy=False)
+        out.append(g)
+    return out[::-1]
+
+
+def empirical_ntk_from(spec: MLP, params: DenseParams, X: np.ndarray, pre: list[np.ndarray],
+                       readout_only: bool = False) -> np.ndarray:
     """Theta_hat(X, X), shape (M, N, N), from the pre-activations of :func:`forward`.
 
     For d_out > 1 this is the mean over outputs of each output's kernel (which
     converges to Theta; the off-diagonal output blocks vanish at infinite width).
+    ``readout_only`` keeps only the readout layer's term: the tangent kernel of
+    the readout weights alone (the NNGP-type kernel of last-layer training).
     """
     scales = spec.layer_scales(X.shape[1])
     dtype = params.weights[0].dtype
     posts = [X.astype(dtype, copy=False)[None]] + [spec.act.fn(h).astype(dtype, copy=False) for h in pre]
-    derivs = [spec.act.deriv(h).astype(dtype, copy=False) for h in pre]
+    first = len(pre) if readout_only else 0
     # layer factors a_l^2 <x^{l-1}, x^{l-1}'> + c_l^2, shared by every output
-    factors = [a * a * _gram(x) + c * c for x, (a, c, _, _) in zip(posts, scales)]
-    alpha2 = spec.output_scale**2
+    factors = [a * a * _gram(x) + c * c for x, (a, c, _, _) in zip(posts[first:], scales[first:])]
     total = 0.0
     for k in range(spec.d_out):
-        theta = factors[-1] * alpha2                     # readout: delta^{L+1} = alpha
-        delta = None
-        for l in range(len(pre) - 1, -1, -1):
-            a_next = scales[l + 1][0]
-            W_next = params.weights[l + 1]
-            if delta is None:
-                back = (spec.output_scale * a_next) * W_next[:, k, None, :]   # (M, 1, n_L)
-            else:
-                back = a_next * np.matmul(delta, W_next)                       # (M, N, n_l)
-            delta = back * derivs[l]
-            theta = theta + _gram(delta) * factors[l]
-        total = total + theta
+        unit = np.zeros((1, 1, spec.d_out), dtype=dtype)
+        unit[..., k] = 1.0
+        deltas = [spec.output_scale * unit] if readout_only else backward(spec, params, pre, unit)
+        for delta, factor in zip(deltas, factors):
+            total = total + _gram(delta) * factor
     return total / spec.d_out
 
 

@@ -19,6 +19,8 @@ Public API (stable)::
     power_law_fit(widths, per_network, claimed_exponent, seed=0, statistic=None,
                   n_boot=10_000, false_fail_rate=1e-3, false_pass_rate=1e-3)
     holm(results, false_fail_rate=1e-3, name="holm")
+    intercept_test(widths, values, stderrs, false_fail_rate=1e-3, false_pass_rate=1e-3,
+                   name="intercept", n_samples=None)    d_n = a + b/n over widths, test a = 0
     n_samples_for_mean(false_fail_rate, false_pass_rate, discrepancy, sigma, n_tests=1)
     ad_pvalue(a2)                                          Anderson-Darling upper tail
 
@@ -385,6 +387,54 @@ def holm(results: Sequence[TestResult], false_fail_rate: float = 1e-3, name: str
         false_fail_rate=alpha, detectable=None, n_samples=int(sum(r.n_samples for r in results)),
         details={"components": [r.name for r in results], "component_pvalues": p, "holm_pvalues": adj,
                  "failed": failed, "results": results})
+
+
+# --- finite-width extrapolation -------------------------------------------------
+
+def intercept_test(widths, values, stderrs, false_fail_rate: float = 1e-3, false_pass_rate: float = 1e-3,
+                   name: str = "intercept", n_samples: int | None = None) -> TestResult:
+    """Test that a finite-width discrepancy vanishes at infinite width: ``d_n = a + b/n``, ``a = 0``.
+
+    widths : (W,) widths n (>= 2 distinct).  values : (W,) measured d_n, e.g. the
+    normalized error of a mean over networks.  stderrs : (W,) their standard errors
+    (independent across widths, treated as known).  n_samples : the networks behind
+    the values, for the record (default W).
+
+    Weighted least squares (weights ``1/stderr^2``) of ``d_n`` on ``(1, 1/n)``: the
+    bias coefficient b is free (the O(1/n) finite-width bias, e.g. of the mean
+    empirical NNGP/NTK: Jacot et al. 2018, Thm 1; Hanin & Nica 2019), and the
+    claim is ``a = 0``: ``z = a / SE(a)``, two-sided normal p-value.  ``detectable``
+    is ``(z_{1-a/2} + z_{1-b}) SE(a)`` in the units of ``values``: an intercept that
+    large is detected with probability >= 1 - b.  ``details``: ``a``, ``se_a``,
+    ``b``, ``cov`` (of (a, b)), ``chi2`` (weighted residual sum of squares), ``dof``
+    (W - 2) and ``gof_pvalue`` (chi^2 upper tail of the fit's adequacy; NaN when
+    dof = 0).
+    """
+    alpha = _rate(false_fail_rate, "false_fail_rate")
+    beta = _rate(false_pass_rate, "false_pass_rate")
+    n, d, se = (np.asarray(v, dtype=float) for v in (widths, values, stderrs))
+    if n.ndim != 1 or n.size < 2 or np.any(n <= 0) or np.unique(n).size < 2:
+        raise ValueError("widths must be a 1-D array of >= 2 distinct positive widths")
+    if d.shape != n.shape or se.shape != n.shape:
+        raise ValueError(f"values and stderrs must have the widths' shape {n.shape}, got {d.shape} and {se.shape}")
+    if not (np.all(np.isfinite(d)) and np.all(np.isfinite(se)) and np.all(se > 0)):
+        raise ValueError("values must be finite and stderrs finite and > 0")
+    A = np.stack([np.ones_like(n), 1.0 / n], axis=1)
+    w = 1.0 / se**2
+    cov = np.linalg.inv(A.T @ (A * w[:, None]))
+    coef = cov @ (A.T @ (w * d))
+    chi2 = float(np.sum(w * (d - A @ coef) ** 2))
+    se_a = math.sqrt(cov[0, 0])
+    z = coef[0] / se_a
+    pvalue = float(2 * sps.norm.sf(abs(z)))
+    dof = n.size - 2
+    return TestResult(
+        name=name, statistic=float(z), pvalue=pvalue, passed=bool(pvalue > alpha), false_fail_rate=alpha,
+        detectable=float((sps.norm.isf(alpha / 2) + sps.norm.isf(beta)) * se_a), n_samples=int(n.size if n_samples is None else n_samples),
+        stderr=se_a, false_pass_rate=beta,
+        details={"a": float(coef[0]), "se_a": se_a, "b": float(coef[1]), "cov": cov, "chi2": chi2, "dof": dof,
+                 "gof_pvalue": float(sps.chi2.sf(chi2, dof)) if dof > 0 else math.nan,
+                 "detectable_units": "units of values (intercept)"})
 
 
 # --- power laws -----------------------------------------------------------------

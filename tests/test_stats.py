@@ -241,3 +241,35 @@ def test_power_law_fit_statistic_and_plateau():
     assert "power law" in str(good)
     with pytest.raises(ValueError, match="distinct"):
         stats.power_law_fit([4, 4], per[:2], -0.5)
+
+
+WIDTHS = np.array([64.0, 128, 256, 512, 1024])
+
+
+def test_intercept_test_calibrated_with_free_bias():
+    rng = np.random.default_rng(20)
+    se = rng.uniform(0.5, 2.0, size=WIDTHS.size) * 1e-3
+    d = 0.4 / WIDTHS + se * rng.standard_normal((R, WIDTHS.size))     # a = 0, b = 0.4
+    res = [stats.intercept_test(WIDTHS, row, se, false_fail_rate=ALPHA) for row in d]
+    assert_calibrated([r.pvalue for r in res])
+    assert_calibrated([r.details["gof_pvalue"] for r in res])          # the a + b/n model fits
+
+
+def test_intercept_test_power_at_detectable():
+    rng = np.random.default_rng(21)
+    se, beta = np.full(WIDTHS.size, 1e-3), 0.1
+    a = stats.intercept_test(WIDTHS, np.zeros(WIDTHS.size), se, ALPHA, beta).detectable
+    rejected = np.mean([not stats.intercept_test(WIDTHS, a + 0.4 / WIDTHS + se * rng.standard_normal(WIDTHS.size),
+                                                 se, ALPHA, beta).passed for _ in range(R)])
+    assert rejected >= binomial_interval(1 - beta)[0]
+
+
+def test_intercept_test_recovers_exact_line_and_rejects_bad_input():
+    res = stats.intercept_test(WIDTHS, 0.3 + 2.0 / WIDTHS, np.full(5, 1e-9), n_samples=50)
+    assert res.details["a"] == pytest.approx(0.3) and res.details["b"] == pytest.approx(2.0)
+    assert res.details["chi2"] < 1e-6 and not res.passed and res.n_samples == 50
+    for widths, d, se, match in [([64, 64], [0, 0], [1, 1], "distinct"), (WIDTHS, [0, 0], [1] * 5, "shape"),
+                                 (WIDTHS, np.zeros(5), np.zeros(5), "stderrs"),
+                                 (WIDTHS, [np.nan] * 5, np.ones(5), "finite")]:
+        with pytest.raises(ValueError, match=match):
+            stats.intercept_test(widths, d, se)

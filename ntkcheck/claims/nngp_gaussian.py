@@ -159,7 +159,7 @@ def verdict(df) -> Verdict:
             x=tuple(widths), y=tuple(y), lo=tuple(np.maximum(y - Z95 * se, 0.0)), hi=tuple(y + Z95 * se),
             theory_exponent=-1.0, exponent=res.exponent, exponent_lo=res.ci_low, exponent_hi=res.ci_high,
             log_prefactor=res.details["log_prefactor"], fitted=tuple(bool(b) for b in fitted),
-            floor=tuple(Z95 * se), y_name="excess kurtosis"))
+            floor=tuple(Z95 * se), y_name="excess kurtosis", exponent_level=res.level))
         mine = tests[np.all([tests[c] == cell[c] for c in CELL], axis=0)]
         for n, fit in zip(widths, fitted):
             pv = dict(zip(mine[mine.width == n].quantity, mine[mine.width == n].value))

@@ -14,7 +14,7 @@ Tests, per cell (activation, depth, sigma_b), on ``n_inputs`` fixed inputs
   (interval contains -0.5 and excludes 0), each cell at ``FIT_FALSE_FAIL_RATE / n_cells``.
 * Mean: per entry, ``d_n = (mean Theta_hat_ij - Theta_ij) / sqrt(Theta_ii Theta_jj)`` is
   fitted ``a + b/n`` by weighted least squares over the widths (b free: the O(1/n) bias),
-  z-test of ``a = 0`` (as :mod:`ntkcheck.claims.kernel_mean`).
+  z-test of ``a = 0`` (:func:`ntkcheck.stats.intercept_test`).
 * Cross-check: at widths ``<= dense_max_width`` dense networks repeat the cell; the mean
   ``e_n^2`` of the two samplers must agree (two-sample z-test).
   Mean and cross-check tests form one Holm family at ``FALSE_FAIL_RATE``.
@@ -34,10 +34,10 @@ from scipy.stats import norm
 from ..kernels import ntk_kernel
 from ..moments import block_array, block_rows
 from ..sampler import sample_init
-from ..stats import TestResult, holm, power_law_fit
+from ..stats import TestResult, holm, intercept_test, power_law_fit
 from . import Claim, Convergence, GridError, Task, Verdict, grid_cells, pool, task_key
 from .initcommon import Z95, cell_spec, check_blocks, check_cells
-from .kernel_mean import _fit_bias, inputs
+from .kernel_mean import inputs
 
 FALSE_FAIL_RATE = 1e-3
 FIT_FALSE_FAIL_RATE = 1e-2
@@ -98,16 +98,10 @@ def _rms(batch: np.ndarray) -> np.ndarray:
 
 def _bias_tests(dev) -> list[TestResult]:
     """Per cell and entry: WLS fit d_n = a + b/n, z-test of a = 0."""
-    out = []
-    for key, g in dev.groupby(CELL + ["i"], sort=True):
-        g = g.sort_values("width")
-        beta, cov, _ = _fit_bias(g["width"].to_numpy(float), g["value"].to_numpy(), g["stderr"].to_numpy())
-        z = beta[0] / math.sqrt(cov[0, 0])
-        out.append(TestResult(name=f"mean {dict(zip(CELL + ['entry'], key))}", statistic=z,
-                              pvalue=float(2 * norm.sf(abs(z))), passed=bool(2 * norm.sf(abs(z)) > FALSE_FAIL_RATE),
-                              false_fail_rate=FALSE_FAIL_RATE, detectable=None, n_samples=int(g.n_networks.sum()),
-                              details={"a": beta[0], "se_a": math.sqrt(cov[0, 0]), "b": beta[1]}))
-    return out
+    return [intercept_test(g["width"].to_numpy(float), g["value"].to_numpy(), g["stderr"].to_numpy(),
+                           false_fail_rate=FALSE_FAIL_RATE, name=f"mean {dict(zip(CELL + ['entry'], key))}",
+                           n_samples=int(g.n_networks.sum()))
+            for key, g in dev.groupby(CELL + ["i"], sort=True)]
 
 
 def _dense_tests(pooled) -> list[TestResult]:
@@ -148,7 +142,7 @@ def verdict(df) -> Verdict:
             hi=tuple(rms["e2"] + Z95 * se), theory_exponent=-0.5, exponent=f.exponent, exponent_lo=f.ci_low,
             exponent_hi=f.ci_high, log_prefactor=f.details["log_prefactor"], fitted=(True,) * len(widths),
             floor=tuple(Z95 * se), control=tuple(rms["e2_control"]),
-            y_name="sqrt(E||Theta_hat - Theta||^2) / ||Theta||"))
+            y_name="sqrt(E||Theta_hat - Theta||^2) / ||Theta||", exponent_level=f.level))
         table.append({**cell, "exponent": f.exponent, "ci_low": f.ci_low, "ci_high": f.ci_high, "passed": f.passed,
                       "control_exponent": controls[key].exponent, "control_ci_low": controls[key].ci_low,
                       "control_ci_high": controls[key].ci_high, "control_passed": controls[key].passed})

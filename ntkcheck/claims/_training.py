@@ -1,0 +1,117 @@
+"""Shared pieces of the training claims (lazy-kernel, linearization, loss-decay,
+critical-lr): the claims' fixed data, the network of a grid cell, the learning
+rate in units of the critical rate, and the width power-law fit of per-network
+rows.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..data import digits, gaussian_inputs
+from ..kernels import ntk_kernel
+from ..spec import MLP
+from ..stats import power_law_fit
+from ..train import scaled_lr
+from . import Convergence, GridError, grid_cells
+
+#: Bootstrap resamples of the power-law fits.
+N_BOOT = 2000
+
+
+def dataset(name: str, n_train: int, n_test: int, d_in: int):
+    """The claims' fixed data (part of each claim's definition, the same for every task).
+
+    ``"gaussian"``: rows ~ N(0, I_d) from seed 0, target ``y = sin(x_1 + x_2)``.
+    ``"digits"``: scikit-learn's 8x8 digits (d = 64, ``d_in`` ignored), target the parity.
+    """
+    if name == "gaussian":
+        X = gaussian_inputs(n_train + n_test, d_in, seed=0)
+        y = np.sin(X[:, 0] + X[:, 1])
+        return X[:n_train], y[:n_train], X[n_train:], y[n_train:]
+    if name == "digits":
+        return digits(n_train, n_test, seed=0)
+    raise ValueError(f"unknown data set {name!r}; choose 'gaussian' or 'digits'")
+
+
+def spec_of(p: dict, width=None) -> MLP:
+    return MLP(depth=p["depth"], width=p["width"] if width is None else width, activation=p["activation"],
+               sigma_w=p["sigma_w"], sigma_b=p["sigma_b"], parameterization=p["parameterization"])
+
+
+def critical_lr(p: dict, X: np.ndarray) -> float:
+    """``2N / lambda_max(Theta)`` with Theta the analytic NTK of the cell's network in
+    NTK parameterization (Lee et al. 2019, sec. 2.4): the same rate at every width."""
+    theta = ntk_kernel(MLP(depth=p["depth"], width=1, activation=p["activation"], sigma_w=p["sigma_w"],
+                           sigma_b=p["sigma_b"]), X)
+    return 2 * len(X) / float(np.linalg.eigvalsh(theta)[-1])
+
+
+def cell_lr(p: dict, X: np.ndarray) -> float:
+    """The rate of a cell: ``lr_fraction`` x the critical rate, scaled for the
+    parameterization by :func:`ntkcheck.train.scaled_lr` (x n for mean-field)."""
+    return scaled_lr(spec_of(p), p["lr_fraction"] * critical_lr(p, X))
+
+
+def check_cells(grid: dict, min_widths: int = 2, control: str | None = None) -> None:
+    """Every cell makes a valid network; power-law fits need ``min_widths`` widths; a
+    claim with a parameterization ``control`` needs it and ``"ntk"`` in the grid."""
+    if len(grid["width"]) < min_widths:
+        raise GridError("width", f"needs at least {min_widths} widths (the exponent is fitted across widths)")
+    if control is not None and not {"ntk", control} <= set(grid["parameterization"]):
+        raise GridError("parameterization", f"needs 'ntk' and the control {control!r}")
+    if grid["n_networks"] < 2 or grid["chunk"] < 1:
+        raise GridError("n_networks", "needs >= 2 networks (the fit resamples networks)")
+    for cell in grid_cells(grid):
+        try:
+            spec = spec_of(cell)
+            scaled_lr(spec, 1.0)
+        except ValueError as err:
+            key = next((k for k in ("activation", "parameterization", "sigma_b", "depth", "width")
+                        if k in str(err)), "activation")
+            raise GridError(key, str(err)) from None
+
+
+def network_rows(quantities: dict[str, np.ndarray], **extra) -> list[dict]:
+    """One row per network and quantity (``network`` = its index in the task's chunk),
+    with the ``extra`` columns."""
+    rows = []
+    for q, values in quantities.items():
+        for i, v in enumerate(np.asarray(values, dtype=float)):
+            rows.append({"quantity": q, "network": i, "value": float(v), "stderr": 0.0, **extra})
+    return rows
+
+
+def width_fit(df, claimed: float, seed: int, false_fail_rate: float, name: str, statistic=None):
+    """:func:`ntkcheck.stats.power_law_fit` of per-network rows (one quantity, one cell)
+    over widths; the error at a width is ``statistic`` of its networks (default the mean)."""
+    widths = sorted(df["width"].unique())
+    groups = [df.loc[df["width"] == w, "value"].to_numpy() for w in widths]
+    return power_law_fit(widths, groups, claimed, seed=seed, n_boot=N_BOOT, statistic=statistic,
+                         false_fail_rate=false_fail_rate, name=name)
+
+
+def bound_passed(fit, bound: float) -> bool:
+    """The claim "error = O(n^bound)": not contradicted unless the whole exponent
+    interval lies above ``bound``; an interval containing 0 (no decay) fails."""
+    return bool(fit.ci_low <= bound and fit.ci_high < 0)
+
+
+def width_series(g, ctrl, fit, label: str, theory: float, y_name: str, robust: bool = False) -> Convergence:
+    """Per-network rows ``g`` (one quantity and cell) and the control's ``ctrl`` as a
+    :class:`Convergence` over widths: mean with a 95 % normal band, or with ``robust``
+    the median with the interquartile band; ``fit`` gives the exponent and its interval."""
+    values = g.groupby("width")["value"]
+    if robust:
+        y = values.median()
+        q = values.quantile([0.25, 0.75]).unstack()
+        lo, hi = q[0.25], q[0.75]
+        c = ctrl.groupby("width")["value"].median().reindex(y.index)
+    else:
+        y, se = values.mean(), values.std() / np.sqrt(values.count())
+        lo, hi = np.maximum(y - 1.96 * se, 1e-300), y + 1.96 * se
+        c = ctrl.groupby("width")["value"].mean().reindex(y.index)
+    return Convergence(
+        label=label, x=tuple(float(w) for w in y.index), y=tuple(y), lo=tuple(lo), hi=tuple(hi),
+        theory_exponent=theory, exponent=float(fit.exponent), exponent_lo=float(fit.ci_low),
+        exponent_hi=float(fit.ci_high), fitted=tuple(True for _ in y.index),
+        control=None if c.isna().all() else tuple(float(v) for v in c), y_name=y_name)

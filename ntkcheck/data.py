@@ -1,0 +1,64 @@
+"""Data sets for the training claims: synthetic inputs and the scikit-learn digits.
+
+All loaders return float64 arrays, inputs (N, d), and draw from the given seed
+(an int or ``numpy.random.SeedSequence``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .seeding import as_seed_sequence
+
+
+def _count(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def gaussian_inputs(n: int, d: int, seed=0) -> np.ndarray:
+    """n inputs with i.i.d. N(0, 1) entries, (n, d)."""
+    rng = np.random.default_rng(as_seed_sequence(seed))
+    return rng.standard_normal((_count("n", n), _count("d", d)))
+
+
+def sphere_inputs(n: int, d: int, seed=0, radius: float = 1.0) -> np.ndarray:
+    """n inputs uniform on the sphere of the given radius in R^d (normalised Gaussians)."""
+    if not np.isfinite(radius) or radius <= 0:
+        raise ValueError(f"radius must be a finite number > 0, got {radius!r}")
+    X = gaussian_inputs(n, d, seed)
+    return radius * X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def circle_inputs(gamma) -> np.ndarray:
+    """Points ``(cos gamma, sin gamma)`` of the unit circle, (len(gamma), 2)
+    (Jacot et al. 2018, Fig. 1)."""
+    gamma = np.atleast_1d(np.asarray(gamma, dtype=float))
+    if gamma.ndim != 1 or not np.all(np.isfinite(gamma)):
+        raise ValueError("gamma must be a 1-D array of finite angles")
+    return np.stack([np.cos(gamma), np.sin(gamma)], axis=1)
+
+
+def digits(n_train: int, n_test: int = 0, seed=0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A few dozen 8x8 handwritten digits (scikit-learn's copy of the UCI
+    optical-digits test set; needs the optional ``scikit-learn``).
+
+    Points are drawn without replacement; pixels are centred by the full data
+    set's mean and each image scaled to norm sqrt(64), so ``x.x/d = 1`` like a
+    standard Gaussian input.  The scalar target is the parity, +1 for even
+    digits and -1 for odd.  Returns ``X_train, y_train, X_test, y_test``.
+    """
+    n_train, n_test = _count("n_train", n_train), int(n_test)
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:
+        raise ImportError("ntkcheck.data.digits needs scikit-learn: pip install 'ntkcheck[digits]'") from err
+    data = load_digits()
+    images, labels = data.data.astype(float), data.target
+    if n_test < 0 or n_train + n_test > len(images):
+        raise ValueError(f"n_train + n_test must be in [1, {len(images)}], got {n_train} + {n_test}")
+    images = images - images.mean(axis=0)
+    images *= np.sqrt(images.shape[1]) / np.linalg.norm(images, axis=1, keepdims=True)
+    pick = np.random.default_rng(as_seed_sequence(seed)).permutation(len(images))[: n_train + n_test]
+    X, y = images[pick], np.where(labels[pick] % 2 == 0, 1.0, -1.0)
+    return X[:n_train], y[:n_train], X[n_train:], y[n_train:]

@@ -1,0 +1,347 @@
+"""Training engine: full-batch gradient descent and gradient flow for ensembles
+of M dense networks at once (stacked weights, one batched matmul per layer).
+
+Loss and time follow the claims catalogue (Lee et al. 2019, sec. 2):
+``L = (1/2N) sum_i (f(x_i) - y_i)^2``; gradient flow ``d theta/dt = -eta grad L``
+so that ``df(X)/dt = -(eta/N) Theta_hat_t (f(X) - y)``; gradient descent is its
+Euler discretisation with unit step, so GD step k sits at flow time t = k.
+A step ``dt < 1`` (``theta <- theta - dt eta grad L``) approximates the flow.
+
+Gradients come from :func:`ntkcheck.networks.backward` with cotangent r/N:
+``dL/dW^l = a_l g^l^T x^{l-1}``, ``dL/db^l = c_l sum_i g^l_i``.  The weight
+update is fused into one BLAS ``gemm`` per network and layer
+(``W^T <- W^T - eta dt a_l x^T g``), so no gradient array is ever stored.
+
+Learning-rate conventions (:func:`scaled_lr`): under mean-field scaling the
+tangent kernel is O(1/n) (readout multiplier sigma_w/n instead of
+sigma_w/sqrt(n)), so the rate is multiplied by the readout fan-in n_L to make f
+move O(1) in O(1) time (Mei, Montanari & Nguyen 2018; Chizat & Bach 2018).
+With an output scale alpha the rate is divided by alpha^2 and the output can be
+centred, ``alpha (f(theta) - f(theta_0))`` (Chizat, Oyallon & Bach 2019, sec. 2).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy.integrate import solve_ivp
+from scipy.linalg.blas import dgemm
+
+from .kernels import check_inputs
+from .networks import MAX_BYTES, DenseParams, backward, empirical_ntk_from, forward, init_params
+from .spec import MLP
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """What a training run recorded, for M networks.
+
+    ``steps`` (T,) are the recorded step counts and ``times`` (T,) the flow
+    times ``steps * dt``.  ``f_train`` (M, T, N), ``f_test`` (M, T, N_test)
+    (centred outputs if the run was centred), ``loss`` (M, n_steps + 1) at
+    every step, ``ntk`` (M, T, N + N_test, N + N_test) on train then test
+    inputs (or None), ``dtheta_sq`` (M, T, L+1) the squared change of each
+    layer's parameters and ``theta0_sq`` (M, L+1) their initial squared norm
+    (biases count only where they act, c_l != 0).  ``diverged`` (M,) marks
+    networks whose loss exceeded the blow-up level; their records after that
+    point are NaN (loss: inf).  ``step_error`` (M, T) is, for
+    :func:`gradient_flow`, the estimated max error of f against exact flow.
+    """
+
+    steps: np.ndarray
+    times: np.ndarray
+    y: np.ndarray
+    f_train: np.ndarray
+    f_test: np.ndarray
+    loss: np.ndarray
+    ntk: np.ndarray | None
+    dtheta_sq: np.ndarray
+    theta0_sq: np.ndarray
+    diverged: np.ndarray
+    lr: float
+    dt: float
+    step_error: np.ndarray | None = None
+
+    @property
+    def residuals(self) -> np.ndarray:
+        """f_t(X) - y, (M, T, N)."""
+        return self.f_train - self.y
+
+    @property
+    def weight_change(self) -> np.ndarray:
+        """Relative change per layer ``|theta^l_t - theta^l_0| / |theta^l_0|``, (M, T, L+1)."""
+        return np.sqrt(self.dtheta_sq / self.theta0_sq[:, None, :])
+
+    @property
+    def total_weight_change(self) -> np.ndarray:
+        """``|theta_t - theta_0| / |theta_0|`` over all layers, (M, T)."""
+        return np.sqrt(self.dtheta_sq.sum(-1) / self.theta0_sq.sum(-1)[:, None])
+
+    @property
+    def kernel_change(self) -> np.ndarray:
+        """``|Theta_hat_t - Theta_hat_0|_F / |Theta_hat_0|_F`` on train and test inputs, (M, T)."""
+        if self.ntk is None or self.steps[0] != 0:
+            raise ValueError("kernel_change needs the NTK recorded at step 0 (record_ntk=True, 0 in record)")
+        diff = np.linalg.norm(self.ntk - self.ntk[:, :1], axis=(2, 3))
+        return diff / np.linalg.norm(self.ntk[:, 0], axis=(1, 2))[:, None]
+
+
+def scaled_lr(spec: MLP, lr: float) -> float:
+    """The rate to train ``spec`` with so that f moves O(1) in O(1) time: ``lr * n_L``
+    under mean-field scaling (Mei, Montanari & Nguyen 2018, eq. 3 with time n
+    per unit), divided by ``alpha^2`` for output scale alpha (Chizat, Oyallon &
+    Bach 2019, Thm 2.2's lr/alpha^2)."""
+    if spec.parameterization == "mean_field" and spec.sigma_b != 0:
+        raise ValueError("scaled_lr: mean-field scaling needs sigma_b = 0 (the readout bias term of the "
+                         "kernel is not O(1/n), so the n-fold rate would blow it up)")
+    factor = spec.widths[-1] if spec.parameterization == "mean_field" else 1.0
+    return lr * factor / spec.output_scale**2
+
+
+def train_bytes_per_network(spec: MLP, d_in: int, n_inputs: int, record_ntk: bool = False,
+                            n_records: int = 1, track_weights: bool = True, itemsize: int = 8) -> int:
+    """Memory of one network in :func:`train_params`: weights (twice when tracking
+    weight changes: current and initial), ~6 activation-sized arrays per layer for ``n_inputs`` (train and
+    test) inputs, the per-layer NTK Gram factors and the recorded kernels."""
+    dims = (d_in,) + spec.widths + (spec.d_out,)
+    n_weights = sum(dims[l] * dims[l + 1] + dims[l + 1] for l in range(len(dims) - 1))
+    ntk = (len(dims) + 2 + n_records) * n_inputs**2 if record_ntk else 0
+    return itemsize * ((1 + track_weights) * n_weights + 6 * n_inputs * sum(dims) + ntk)
+
+
+def _check_run(spec: MLP, X, y, X_test, lr, steps, dt):
+    if X_test is None:
+        X, _ = check_inputs(X, names=("X",))
+        X_test = np.zeros((0, X.shape[1]))
+    else:
+        X, X_test = check_inputs(X, X_test, names=("X", "X_test"))
+    if spec.d_out != 1:
+        raise ValueError(f"training needs a scalar output (spec.d_out == 1), got d_out={spec.d_out}")
+    y = np.asarray(y, dtype=float)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.shape != (len(X),) or not np.all(np.isfinite(y)):
+        raise ValueError(f"y must be {len(X)} finite targets (shape (N,) or (N, 1)), got shape {y.shape}")
+    for name, value in (("lr", lr), ("dt", dt)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not np.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    return X, y, X_test
+
+
+def _record_steps(record, steps: int) -> np.ndarray:
+    rec = np.arange(steps + 1) if record is None else np.unique(np.asarray(record))
+    if rec.ndim != 1 or rec.size == 0 or not np.issubdtype(rec.dtype, np.integer) or rec[0] < 0 or rec[-1] > steps:
+        raise ValueError(f"record must be integer steps in [0, {steps}], got {record!r}")
+    return rec
+
+
+def _sq_norms(spec: MLP, params: DenseParams, d_in: int, other: DenseParams | None = None) -> np.ndarray:
+    """Per-layer ``|theta^l - other^l|^2`` (M, L+1); biases only where c_l != 0."""
+    out = []
+    for l, (W, b, (_, c, _, _)) in enumerate(zip(params.weights, params.biases, spec.layer_scales(d_in))):
+        dW = W if other is None else W - other.weights[l]
+        sq = np.einsum("mij,mij->m", dW, dW)
+        if c != 0:
+            db = b if other is None else b - other.biases[l]
+            sq = sq + np.einsum("mi,mi->m", db, db)
+        out.append(sq)
+    return np.stack(out, axis=-1)
+
+
+def _gd_step(spec: MLP, params: DenseParams, X: np.ndarray, pre: list[np.ndarray],
+             cotangent: np.ndarray, step: float, readout_only: bool, out: DenseParams | None = None) -> None:
+    """``out <- out - step * grad`` of ``sum_i cotangent_i f(x_i)`` at ``params``
+    (``out`` defaults to ``params``: an in-place GD step)."""
+    out = params if out is None else out
+    scales = spec.layer_scales(X.shape[1])
+    first = len(pre) if readout_only else 0
+    gs = [spec.output_scale * cotangent] if readout_only else backward(spec, params, pre, cotangent)
+    posts = [X[None]] + [spec.act.fn(h) for h in pre]
+    for l, g in zip(range(first, len(scales)), gs):
+        a, c, _, _ = scales[l]
+        W, x = out.weights[l], posts[l]
+        for i in range(len(W)):
+            # W_i^T += (-step a) x_i^T g_i, in place (F-ordered views: no copies)
+            dgemm(-step * a, x[min(i, len(x) - 1)].T, g[i].T, beta=1.0, c=W[i].T, trans_b=1, overwrite_c=1)
+        if c != 0:
+            out.biases[l][...] -= (step * c) * g.sum(axis=1)
+
+
+def train_params(spec: MLP, params: DenseParams, X, y, lr: float, steps: int, *, X_test=None,
+                 record=None, readout_only: bool = False, centered: bool = False,
+                 record_ntk: bool = False, dt: float = 1.0, blowup: float = 1e6,
+                 track_weights: bool = True) -> Trajectory:
+    """Gradient descent on the MSE loss from ``params`` (updated in place).
+
+    ``steps`` steps of ``theta <- theta - dt * lr * grad L``; ``record`` lists the
+    steps (0..steps, default all) at which outputs, kernels and weight changes
+    are kept; the loss is kept at every step.  ``readout_only`` trains the last
+    layer only (then Theta_hat is the readout kernel).  ``centered`` trains
+    ``f(theta) - f(theta_0)``.  A network whose loss exceeds ``blowup`` times
+    max(initial loss, mean y^2), or is not finite, stops training and is marked
+    diverged.  ``track_weights=False`` skips the weight-change records (NaN) and
+    the copy of the initial weights they need (half the memory).
+    """
+    X, y, X_test = _check_run(spec, X, y, X_test, lr, steps, dt)
+    rec = _record_steps(record, steps)
+    dtype = params.weights[0].dtype
+    if dtype != np.float64:
+        raise ValueError(f"training runs in float64 (fused BLAS dgemm updates), got {dtype} parameters")
+    X = X.astype(dtype)
+    X_all = np.concatenate([X, X_test.astype(dtype)])
+    n, m, d_in = len(X), params.n_networks, X.shape[1]
+    n_all = len(X_all)
+    theta0_sq = _sq_norms(spec, params, d_in)
+    theta0 = DenseParams(tuple(W.copy() for W in params.weights), tuple(b.copy() for b in params.biases)) \
+        if track_weights else None
+    f_rec = np.full((m, len(rec), n_all), np.nan)
+    ntk_rec = np.full((m, len(rec), n_all, n_all), np.nan) if record_ntk else None
+    dsq = np.full((m, len(rec), len(spec.widths) + 1), np.nan)
+    loss = np.full((m, steps + 1), np.inf)
+    alive = np.ones(m, dtype=bool)
+    f0 = forward(spec, params, X_all)[0][..., 0] if centered else 0.0
+    limit = None
+    j = 0  # next record
+    for k in range(steps + 1):
+        recording = k == rec[j] if j < len(rec) else False
+        f, pre = forward(spec, params, X_all if recording else X)
+        f = f[..., 0]
+        if centered:
+            f = f - f0[:, :f.shape[1]]
+        with np.errstate(over="ignore", invalid="ignore"):
+            r = f[:, :n] - y
+            loss_k = 0.5 * np.einsum("mi,mi->m", r, r) / n
+        if limit is None:
+            limit = blowup * np.maximum(loss_k, np.mean(y * y))
+        alive &= np.isfinite(loss_k) & (loss_k <= limit)
+        loss[alive, k] = loss_k[alive]
+        if recording:
+            f_rec[alive, j] = f[alive]
+            if track_weights:
+                dsq[alive, j] = _sq_norms(spec, params, d_in, theta0)[alive]
+            if record_ntk:
+                ntk_rec[alive, j] = empirical_ntk_from(spec, params, X_all, pre, readout_only)[alive]
+            j += 1
+        if k == steps:
+            break
+        # diverged networks get a zero cotangent: frozen at their last finite weights
+        cot = np.where(alive[:, None], r, 0.0)[..., None] / n
+        _gd_step(spec, params, X, [h[:, :n] for h in pre], cot, dt * lr, readout_only)
+    return Trajectory(steps=rec, times=rec * dt, y=y, f_train=f_rec[..., :n], f_test=f_rec[..., n:],
+                      loss=loss, ntk=ntk_rec, dtheta_sq=dsq, theta0_sq=theta0_sq,
+                      diverged=~alive, lr=float(lr), dt=float(dt))
+
+
+def gradient_descent(spec: MLP, X, y, lr: float, steps: int, *, n_networks: int = 1, seed=0,
+                     X_test=None, record=None, readout_only: bool = False, centered: bool = False,
+                     record_ntk: bool = False, dt: float = 1.0, blowup: float = 1e6,
+                     track_weights: bool = True, max_bytes: int = MAX_BYTES) -> Trajectory:
+    """Train ``n_networks`` networks initialised by :func:`ntkcheck.networks.init_params`
+    (network i from seed child i) with :func:`train_params`, in chunks of
+    networks whose memory (:func:`train_bytes_per_network`) stays under
+    ``max_bytes``.  Results do not depend on the chunking."""
+    X, _, X_all_test = _check_run(spec, X, y, X_test, lr, steps, dt)
+    if isinstance(n_networks, bool) or not isinstance(n_networks, (int, np.integer)) or n_networks < 1:
+        raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}")
+    n_rec = len(_record_steps(record, steps))
+    per = train_bytes_per_network(spec, X.shape[1], len(X) + len(X_all_test), record_ntk, n_rec, track_weights)
+    chunk = max(1, int(max_bytes // per))
+    parts = []
+    for start in range(0, n_networks, chunk):
+        params = init_params(spec, X.shape[1], seed, start, min(n_networks, start + chunk))
+        parts.append(train_params(spec, params, X, y, lr, steps, X_test=X_test, record=record,
+                                  readout_only=readout_only, centered=centered, record_ntk=record_ntk,
+                                  dt=dt, blowup=blowup, track_weights=track_weights))
+    return _concat(parts)
+
+
+def _concat(parts: list[Trajectory]) -> Trajectory:
+    first = parts[0]
+    cat = lambda name: None if getattr(first, name) is None else np.concatenate([getattr(p, name) for p in parts])
+    return Trajectory(steps=first.steps, times=first.times, y=first.y, f_train=cat("f_train"),
+                      f_test=cat("f_test"), loss=cat("loss"), ntk=cat("ntk"), dtheta_sq=cat("dtheta_sq"),
+                      theta0_sq=cat("theta0_sq"), diverged=cat("diverged"), lr=first.lr, dt=first.dt,
+                      step_error=cat("step_error"))
+
+
+def gradient_flow(spec: MLP, X, y, lr: float, t_max: float, substeps: int, *, record=None,
+                  n_networks: int = 1, seed=0, **kwargs) -> Trajectory:
+    """Gradient flow up to time ``t_max`` (in GD steps) by GD with step
+    ``dt = 1/substeps``, with a stated step-size error.
+
+    ``record`` are flow times (multiples of dt, default every unit of time).
+    Euler's global error is first order, ``f_dt = f + C dt + O(dt^2)``, so the
+    run at ``dt/2`` is also made and ``step_error = 2 max_x |f_dt - f_dt/2|``
+    (over train and test inputs, per network and time) is the stated error of
+    the returned ``dt`` run against the exact flow, up to a relative O(dt)
+    (Richardson extrapolation; Hairer, Norsett & Wanner, *Solving ODEs I*,
+    sec. II.4).
+    """
+    if isinstance(substeps, bool) or not isinstance(substeps, (int, np.integer)) or substeps < 1:
+        raise ValueError(f"substeps must be a positive integer, got {substeps!r}")
+    times = np.arange(int(np.floor(t_max)) + 1, dtype=float) if record is None else np.asarray(record, dtype=float)
+    if times.ndim != 1 or times.size == 0 or times.min() < 0 or times.max() > t_max:
+        raise ValueError(f"record must be flow times in [0, t_max={t_max}], got {record!r}")
+    runs = []
+    for sub in (substeps, 2 * substeps):
+        k = np.rint(times * sub)
+        if np.any(np.abs(k - times * sub) > 1e-9 * max(1.0, t_max * sub)):
+            raise ValueError(f"record times must be multiples of 1/substeps = {1 / substeps}")
+        runs.append(gradient_descent(spec, X, y, lr, int(round(t_max * sub)), n_networks=n_networks,
+                                     seed=seed, record=k.astype(int), dt=1.0 / sub, **kwargs))
+    coarse, fine = runs
+    diff = np.concatenate([coarse.f_train - fine.f_train, coarse.f_test - fine.f_test], axis=-1)
+    err = np.abs(diff).max(axis=-1)
+    return replace(coarse, step_error=2.0 * err)
+
+
+def gradient_flow_ode(spec: MLP, params: DenseParams, X, y, lr: float, times, *, X_test=None,
+                      readout_only: bool = False, centered: bool = False,
+                      rtol: float = 1e-10, atol: float = 1e-12) -> Trajectory:
+    """Gradient flow ``d theta/dt = -lr grad L`` by ``scipy.integrate.solve_ivp``
+    (DOP853, an 8th-order Runge-Kutta) for small networks: outputs and loss at
+    ``times``.  The parameters of all M networks form one state vector, so keep
+    M * (number of parameters) small.  ``params`` is not modified.  The loss
+    is recorded only at ``times`` (shape (M, T)), ``steps`` are the indices of
+    ``times``, and ``dt`` is 0 (adaptive)."""
+    times = np.asarray(times, dtype=float)
+    X, y, X_test = _check_run(spec, X, y, X_test, lr, 0, 1.0)
+    if times.ndim != 1 or times.size == 0 or times.min() < 0 or np.any(np.diff(times) <= 0):
+        raise ValueError(f"times must be increasing and >= 0, got {times!r}")
+    n, d_in = len(X), X.shape[1]
+    X_all = np.concatenate([X, X_test])
+    arrays = list(params.weights) + list(params.biases)
+    sizes = [a.size for a in arrays]
+    split = np.cumsum(sizes)[:-1]
+    f0 = forward(spec, params, X_all)[0][..., 0] if centered else 0.0
+
+    def unflatten(z):
+        parts = [p.reshape(a.shape) for p, a in zip(np.split(z, split), arrays)]
+        return DenseParams(tuple(parts[:len(params.weights)]), tuple(parts[len(params.weights):]))
+
+    def rhs(_, z):
+        p = unflatten(z)
+        f, pre = forward(spec, p, X)
+        r = (f[..., 0] - (f0[:, :n] if centered else 0.0) - y)[..., None] / n
+        velocity = np.zeros_like(z)
+        _gd_step(spec, p, X, pre, r, lr, readout_only, out=unflatten(velocity))
+        return velocity
+
+    z0 = np.concatenate([a.ravel() for a in arrays]).astype(np.float64)
+    sol = solve_ivp(rhs, (0.0, float(times[-1])), z0, method="DOP853", t_eval=times, rtol=rtol, atol=atol)
+    if not sol.success:
+        raise RuntimeError(f"solve_ivp failed: {sol.message}")
+    m, T = params.n_networks, len(times)
+    f_rec = np.empty((m, T, len(X_all)))
+    dsq = np.empty((m, T, len(spec.widths) + 1))
+    for j in range(T):
+        p = unflatten(sol.y[:, j])
+        f_rec[:, j] = forward(spec, p, X_all)[0][..., 0] - f0
+        dsq[:, j] = _sq_norms(spec, p, d_in, params)
+    r = f_rec[..., :n] - y
+    return Trajectory(steps=np.arange(T), times=times, y=y, f_train=f_rec[..., :n], f_test=f_rec[..., n:],
+                      loss=0.5 * np.einsum("mti,mti->mt", r, r) / n, ntk=None, dtheta_sq=dsq,
+                      theta0_sq=_sq_norms(spec, params, d_in), diverged=np.zeros(m, dtype=bool),
+                      lr=float(lr), dt=0.0)
