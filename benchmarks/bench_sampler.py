@@ -5,11 +5,12 @@ widths 512 / 4,096 / 65,536 / 1,048,576 with ``method="exact"``, and with
 ``method="dense"`` where the dense weights fit in memory (n^2 * 8 bytes per layer
 under ~4 GB).  The floor of the exact sampler is the time to draw its Gaussians
 (``rng.standard_normal`` into a preallocated array) plus its QR/matmul FLOPs at
-the rate numpy reaches on a 2,000 x 2,000 matmul, both measured in this run.
-All times are CPU seconds of this process (``time.process_time``), so that
-other jobs sharing the machine slow the numbers less than wall time; with
-``OPENBLAS_NUM_THREADS=1`` they equal the wall time on an idle machine.  The
-wall time of the exact sampler is printed too.
+the rate numpy reaches on a 2,000 x 2,000 matmul on one core, both measured in
+this run.  The sampler runs BLAS single-threaded itself (``sample_init`` limits
+it with threadpoolctl), and so does every measurement here.  All times are CPU
+seconds of this process (``time.process_time``), so that other jobs sharing the
+machine slow the numbers less than wall time; on an idle machine they equal the
+wall time.  The wall time of the exact sampler is printed too.
 
 Run from the repository root:  python benchmarks/bench_sampler.py
 """
@@ -21,6 +22,7 @@ import sys
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -60,6 +62,11 @@ def per_network(fn, n_networks: int) -> tuple[float, float]:
 
 
 def main():
+    with threadpool_limits(1):        # the floor is single-core, like the sampler
+        run()
+
+
+def run():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((N, D))
     # hardware rates, measured in this run
@@ -70,8 +77,7 @@ def main():
     a @ a
     flop_rate = 2 * 2000**3 / per_network(lambda _: a @ a, 1)[0]
     del buf
-    print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}  "
-          f"Gaussians {gauss_rate / 1e6:.0f} M/s  matmul {flop_rate / 1e9:.1f} GFLOP/s")
+    print(f"one BLAS thread  Gaussians {gauss_rate / 1e6:.0f} M/s  matmul {flop_rate / 1e9:.1f} GFLOP/s")
     print(f"depth {DEPTH}, N = {N}, d = {D}, relu; CPU seconds per network (exact wall time in the last column)")
     print(f"{'width':>9} {'exact':>9} {'floor':>9} {'ratio':>6} {'dense':>9} {'speedup':>8} {'wall':>9}")
     for width in WIDTHS:

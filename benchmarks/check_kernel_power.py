@@ -8,7 +8,7 @@ NTK, 1.03 x NTK, sigma_w + 2%, sigma_b omitted, the NTK recursion without
 E[phi' phi'] on hidden layer 1, and the NNGP.  Prints the rejection rate of each
 over the seeds, the design and the time of the correct relu check.
 
-    python benchmarks/check_kernel_power.py --inputs 16 --discrepancy 0.01 --seeds 3
+    python benchmarks/check_kernel_power.py --inputs 16 --discrepancy 0.01 --seeds 3 [--jobs 2]
 """
 import argparse
 import pathlib
@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from ntkcheck.check import kernel_test, sample_kernel
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from ntkcheck.check import kernel_test, sample_kernel  # noqa: E402
 from test_check import SPECS, planted  # noqa: E402  (the planted bugs live with the tests)
 
 
@@ -30,6 +30,7 @@ def main():
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--false-fail-rate", type=float, default=1e-3)
     p.add_argument("--false-pass-rate", type=float, default=1e-3)
+    p.add_argument("--jobs", type=int, default=None, help="processes (default: all CPUs)")
     args = p.parse_args()
     X = np.random.default_rng(0).standard_normal((args.inputs, 3))
     for label, spec in SPECS.items():
@@ -38,7 +39,7 @@ def main():
         for seed in range(args.seeds):
             t0 = time.perf_counter()
             sample = sample_kernel(spec, X, "ntk", args.false_fail_rate, seed, discrepancy=args.discrepancy,
-                                   false_pass_rate=args.false_pass_rate)
+                                   false_pass_rate=args.false_pass_rate, jobs=args.jobs)
             results = {name: kernel_test(c, sample) for name, c in cands.items()}
             elapsed = time.perf_counter() - t0
             for name, res in results.items():

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy.stats import ks_2samp
 
-from ntkcheck import MLP, kernel_states, ntk_kernel, sample_init
+from ntkcheck import MLP, custom, kernel_states, ntk_kernel, sample_init
 from ntkcheck.sampler import InitSample, _exact_chunk, _sample, exact_bytes_per_network
 
 ALPHA = 1e-3
@@ -140,6 +140,19 @@ def test_same_seed_same_arrays_whatever_the_chunking(method):
     assert not np.array_equal(whole.f, other.f)
 
 
+def test_same_arrays_whatever_the_number_of_processes():
+    spec = MLP(2, (32, 16), "gelu", sigma_b=0.2, d_out=2)
+    serial = sample_init(spec, X3, 7, seed=4, jobs=1)
+    block = 3 * exact_bytes_per_network(spec, 5, 3)                 # blocks of 3 networks in two spawned workers
+    pooled = _sample(spec, X3, 7, 4, 2**31, _exact_chunk, exact_bytes_per_network, jobs=2, block_bytes=block)
+    for name in ("f", "ntk", "pre_grams", "post_grams"):
+        np.testing.assert_array_equal(getattr(serial, name), getattr(pooled, name))
+    lam = MLP(1, 8, custom(lambda x: np.maximum(x, 0), lambda x: (x > 0) * 1.0))   # does not pickle: in-process
+    block = exact_bytes_per_network(lam, 5, 3)
+    np.testing.assert_array_equal(_sample(lam, X3, 4, 0, 2**31, _exact_chunk, exact_bytes_per_network, jobs=2,
+                                          block_bytes=block).ntk, sample_init(lam, X3, 4).ntk)
+
+
 def test_shapes_and_ntk_is_a_gram_matrix():
     for d_out, f_shape in ((1, (5, 3)), (3, (5, 3, 3))):
         s = sample_init(MLP(3, 12, "tanh", d_out=d_out), X3, 5)
@@ -163,6 +176,7 @@ def test_memory_stays_under_the_cap():
 @pytest.mark.parametrize("kwargs, match", [
     ({"method": "fast"}, "method"), ({"n_networks": 0}, "n_networks"),
     ({"max_bytes": 0}, "max_bytes"), ({"X": np.ones(3)}, "shape"), ({"spec": "relu"}, "spec"),
+    ({"jobs": 0}, "jobs"), ({"jobs": 1.5}, "jobs"),
 ])
 def test_bad_input(kwargs, match):
     args = {"spec": MLP(1, 4), "X": X3, "n_networks": 2} | kwargs
