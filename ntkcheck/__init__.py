@@ -1,36 +1,38 @@
 """ntkcheck: Monte Carlo verification of infinite-width neural network theory."""
+from . import moments, stats
 from .activations import Activation, custom, get_activation, leaky_relu
-from .kernels import kernel_states, nngp_kernel, ntk_kernel, output_kernels
-from .networks import empirical_ntk, forward, init_params, sample_dense
-from .spec import MLP
-
-__all__ = [
-    "MLP", "Activation", "custom", "get_activation", "leaky_relu",
-    "nngp_kernel", "ntk_kernel", "output_kernels", "kernel_states",
-    "init_params", "forward", "empirical_ntk", "sample_dense",
-]
-__version__ = "0.1.0"
-
-# Claims, studies, runner, results store, reports (issue 5)
+from .check import KernelCheckDesign, KernelSample, check_kernel, design_kernel_check, kernel_test, sample_kernel
 from .claims import Claim, Convergence, Task, Verdict, all_claims, get_claim
-from .runner import run_study
-from .studies import Study, StudyError, load_study, make_study
-
-__all__ += ["Claim", "Convergence", "Task", "Verdict", "all_claims", "get_claim",
-            "run_study", "Study", "StudyError", "load_study", "make_study"]
-
-# sampler (issue 3)
-from .sampler import InitSample, sample_init  # noqa: E402
-
-__all__ += ["InitSample", "sample_init"]
-
-# training dynamics (issue 7)
 from .data import circle_inputs, digits, gaussian_inputs, sphere_inputs
+from .gp import coupling_gap, ensemble_map, ensemble_moments
+from .kernels import kernel_states, nngp_kernel, ntk_kernel, output_kernels
 from .linearized import linearized, residual_modes
+from .moments import norm_ratio, norm_ratio_law, readout_kernel, readout_variance
+from .networks import empirical_ntk, forward, init_params, sample_dense
+from .runner import run_study
+from .sampler import InitSample, sample_init
+from .spec import MLP
+from .stats import (PowerLawResult, TestResult, covariance_test, gaussianity_test, holm, intercept_test,
+                    mean_test, n_samples_for_mean, power_law_fit)
+from .studies import Study, StudyError, load_study, make_study
 from .train import Trajectory, gradient_descent, gradient_flow, gradient_flow_ode, scaled_lr
 
-__all__ += [
+__all__ = [
+    # networks and kernels
+    "MLP", "Activation", "custom", "get_activation", "leaky_relu",
+    "nngp_kernel", "ntk_kernel", "output_kernels", "kernel_states",
+    "init_params", "forward", "empirical_ntk", "sample_dense", "InitSample", "sample_init",
+    "moments", "norm_ratio", "norm_ratio_law", "readout_kernel", "readout_variance",
+    # statistics and kernel checks
+    "stats", "TestResult", "PowerLawResult", "mean_test", "covariance_test", "gaussianity_test",
+    "power_law_fit", "holm", "intercept_test", "n_samples_for_mean",
+    "check_kernel", "sample_kernel", "kernel_test", "design_kernel_check", "KernelCheckDesign", "KernelSample",
+    # training
     "Trajectory", "gradient_descent", "gradient_flow", "gradient_flow_ode", "scaled_lr",
-    "linearized", "residual_modes",
+    "linearized", "residual_modes", "ensemble_map", "ensemble_moments", "coupling_gap",
     "gaussian_inputs", "sphere_inputs", "circle_inputs", "digits",
+    # claims, studies, runner
+    "Claim", "Convergence", "Task", "Verdict", "all_claims", "get_claim",
+    "run_study", "Study", "StudyError", "load_study", "make_study",
 ]
+__version__ = "0.1.0"

@@ -4,8 +4,9 @@ rebuilt from the stored CSVs without recomputing any network.
 For each claim of a study folder ``report`` writes ``<claim>.md`` (verdict, statistics,
 one convergence table per :class:`~ntkcheck.claims.Convergence` series, the claim's detail
 table), ``<claim>.tex`` on request, ``<claim>.png`` (one log-log panel per series: points
-with 95 % intervals, fitted power law with its 95 % band, the theory's slope for
-reference, the Monte Carlo resolution and the negative control) and the claim's own
+with their intervals, fitted power law with its band, the theory's slope for reference,
+the Monte Carlo resolution and the negative control; every interval is labelled with the
+confidence level the claim states in the series) and the claim's own
 figure ``<claim>-figure.png`` if it has one; ``summary.md`` lists the verdicts.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import norm
 
 from .claims import Convergence, Verdict, get_claim
 from .store import Store, write_atomic
@@ -47,12 +49,22 @@ def latex_table(df, caption: str = "") -> str:
     return "\n".join(lines + [r"\end{table}"]) + "\n"
 
 
+def percent(level: float) -> str:
+    """A confidence level as a percentage: 0.95 -> '95%', 0.99875 -> '99.88%'."""
+    return f"{100 * level:.4g}%"
+
+
+def _z(level: float) -> float:
+    """Two-sided normal quantile of a confidence level."""
+    return float(norm.isf((1 - level) / 2))
+
+
 def convergence_frame(c: Convergence):
-    """One row per x: measured error, 95 % interval, MC resolution, control, in fit."""
+    """One row per x: measured error, its interval, MC resolution, control, in fit."""
     import pandas as pd
 
     cols = {c.x_name: [int(x) if float(x).is_integer() else x for x in c.x], c.y_name: c.y,
-            "95% low": c.lo, "95% high": c.hi}
+            f"{percent(c.level)} low": c.lo, f"{percent(c.level)} high": c.hi}
     if c.floor is not None:
         cols["MC resolution"] = c.floor
     if c.control is not None:
@@ -65,7 +77,8 @@ def convergence_frame(c: Convergence):
 def fit_line(c: Convergence) -> str:
     """The fitted exponent next to the theory's, or why there is none."""
     if math.isfinite(c.exponent):
-        return (f"fitted exponent {c.exponent:.3f} (95% CI [{c.exponent_lo:.3f}, {c.exponent_hi:.3f}]), "
+        return (f"fitted exponent {c.exponent:.3f} ({percent(c.exponent_level)} CI "
+                f"[{c.exponent_lo:.3f}, {c.exponent_hi:.3f}]), "
                 f"theory {c.theory_exponent:g}")
     return (f"fitted exponent: n/a (fewer than 3 points resolve the error above the Monte Carlo "
             f"resolution), theory {c.theory_exponent:g}")
@@ -120,9 +133,9 @@ def plot_convergence(v: Verdict, path: str | Path) -> None:
         lo, hi = np.asarray(c.lo, float), np.asarray(c.hi, float)
         ax.set_xscale("log")
         ax.set_yscale("log", nonpositive="clip")
-        ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="o", color="C0", capsize=3, label="measured (95%)")
+        ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="o", color="C0", capsize=3, label=f"measured ({percent(c.level)})")
         if c.floor is not None:
-            ax.plot(x, c.floor, ":", color="gray", label="MC resolution (1.96 SE)")
+            ax.plot(x, c.floor, ":", color="gray", label=f"MC resolution ({_z(c.level):.3g} SE)")
         if c.control is not None:
             ax.plot(x, c.control, "x", color="C3", label="vs negative control")
         xs = np.geomspace(x.min(), x.max(), 50)
@@ -131,7 +144,7 @@ def plot_convergence(v: Verdict, path: str | Path) -> None:
                     label=f"fit: slope {c.exponent:.2f}")
             if c.fit_cov is not None:
                 A = np.stack([np.ones_like(xs), np.log(xs)], axis=1)
-                half = 1.96 * np.sqrt(np.einsum("ij,jk,ik->i", A, np.asarray(c.fit_cov), A))
+                half = _z(c.exponent_level) * np.sqrt(np.einsum("ij,jk,ik->i", A, np.asarray(c.fit_cov), A))
                 mid = c.log_prefactor + c.exponent * np.log(xs)
                 ax.fill_between(xs, np.exp(mid - half), np.exp(mid + half), color="C1", alpha=0.2)
         anchor = int(np.argmax(c.fitted)) if any(c.fitted) else 0

@@ -104,6 +104,7 @@ def test_duplicate_inputs_more_inputs_than_width_and_dead_units():
 @pytest.mark.parametrize("spec", [
     MLP(2, (12, 8), "gelu", sigma_w=1.5, sigma_b=0.3, parameterization="standard", d_out=3, output_scale=1.7),
     MLP(2, 10, "sin", sigma_b=0.2, parameterization="mean_field"),
+    MLP(1, 6, "abs", sigma_b=0.4, d_out=2),
 ])
 def test_other_parameterizations_and_outputs(spec):
     _assert_same_law(spec, X3, 10_000)

@@ -81,7 +81,9 @@ ROW_COLUMNS = ("claim", "task", "seed", "width", "depth", "activation", "paramet
 PARAM_COLUMNS = ("width", "depth", "activation", "parameterization", "sigma_w", "sigma_b", "n_networks")
 
 #: Claim modules, in the order ``ntkcheck list`` and ``verify`` use.
-_MODULES = ("kernel_mean", "lazy_kernel", "linearization", "loss_decay", "critical_lr", "jacot_figure_1")
+_MODULES = ("kernel_mean", "nngp_gaussian", "relu_fourth_moment", "ntk_init_convergence", "ntk_finite_width",
+            "lazy_kernel", "linearization", "loss_decay", "critical_lr", "jacot_figure_1",
+            "readout_posterior", "ntk_ensemble", "linear_convergence", "mean_field")
 
 
 class GridError(ValueError):
@@ -106,12 +108,13 @@ class Task:
 class Convergence:
     """Measured error ``y`` vs ``x`` (usually width) with a power-law fit ``y ~ exp(a) x^b``.
 
-    ``lo``/``hi`` bound each point (a stated interval, e.g. 95 %).  ``fitted`` marks the
-    points that entered the fit; ``exponent`` (b) with interval ``exponent_lo..hi``,
-    ``log_prefactor`` (a) and ``fit_cov`` (2x2 covariance of (a, b), for the band).
-    ``theory_exponent`` is the slope the claim predicts.  ``floor`` (optional) is the
-    Monte Carlo resolution per point; ``control`` (optional) the same error measured
-    against the negative control.
+    ``lo``/``hi`` bound each point (a two-sided interval at confidence ``level``).
+    ``fitted`` marks the points that entered the fit; ``exponent`` (b) with interval
+    ``exponent_lo..hi`` at confidence ``exponent_level``, ``log_prefactor`` (a) and
+    ``fit_cov`` (2x2 covariance of (a, b), for the band).  ``theory_exponent`` is the
+    slope the claim predicts.  ``floor`` (optional) is the Monte Carlo resolution per
+    point (the half-width of a normal interval at ``level``); ``control`` (optional) the
+    same error measured against the negative control.
     """
 
     label: str
@@ -130,6 +133,8 @@ class Convergence:
     control: tuple[float, ...] | None = None
     x_name: str = "width"
     y_name: str = "error"
+    level: float = 0.95
+    exponent_level: float = 0.95
 
 
 @dataclass(frozen=True)

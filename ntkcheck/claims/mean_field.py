@@ -1,0 +1,225 @@
+"""mean-field: the regime where features move.
+
+Claim (Mei, Montanari & Nguyen 2018; Chizat & Bach 2018; the seed memo's "mean field
+regime"): under mean-field scaling (readout ``sigma_w/n``, rate x n,
+:func:`ntkcheck.train.scaled_lr`) gradient descent moves the hidden features and the tangent
+kernel by O(1): ``sup_t |Theta_hat_t - Theta_hat_0|_F/|Theta_hat_0|_F`` and
+``|h_T - h_0|_F/|h_0|_F`` (first-layer pre-activations on the training inputs) do not vanish
+with width, while the trained function concentrates across seeds (the mean-field limit is
+deterministic: a law of large numbers over units, spread ~ n^{-1/2}).
+
+Tests per activation, over widths (:func:`ntkcheck.stats.power_law_fit`, bootstrap over
+networks): for the kernel and feature changes, the exponent's interval lies above -1/2 (the
+lazy rate is excluded) AND the mean change stays above ``FLOOR`` = 0.05 at every width
+(lazy networks at these widths move ~0.01); for the spread (mean over test inputs of the
+across-seed standard deviation of f_T) the interval lies below 0.
+
+Negative control: the same measurement under NTK scaling (lazy): the feature change has
+exponent -1/2 and the kernel change falls below the floor, so the check must reject.
+
+Chizat, Oyallon & Bach 2019 (sec. 2, Thm 2.2): scaling the centred output by alpha and the
+rate by 1/alpha^2 makes training lazy as alpha grows; in NTK parameterization the relative
+changes are ~ 1/(alpha sqrt(n)), so the crossover is governed by alpha sqrt(n) (Geiger et al.
+2020's normalisation; alpha sqrt(n) = 1 is the mean-field scaling).  The sweep over
+``alpha_sqrt_n`` at several widths is plotted (``mean-field-figure.png``) and tested: the
+kernel change at the largest alpha sqrt(n) is below a tenth of that at the smallest.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from ..networks import forward, init_params
+from ..stats import power_law_fit
+from ..train import train_params
+from . import Claim, Convergence, GridError, Task, Verdict, split_cells
+from ._training import cell_lr, check_cells, dataset, network_rows, spec_of, width_fit, width_series
+
+FALSE_FAIL_RATE = 0.01
+FLOOR = 0.05
+CONTROL = "ntk"
+CHANGES = ("kernel_change", "feature_change")
+
+_BASE = {"activation": ["relu", "erf"], "depth": 1, "parameterization": ["mean_field", CONTROL], "sigma_w": 1.5,
+         "sigma_b": 0.0, "data": "gaussian", "n_train": 16, "n_test": 8, "d_in": 8, "steps": 100,
+         "lr_fraction": 0.5, "alpha_sqrt_n": [0.5, 1.0, 4.0, 16.0, 64.0], "alpha_width": [256, 1024]}
+GRIDS = {
+    "quick": {**_BASE, "activation": ["relu"], "width": [64, 256, 1024], "n_networks": 8, "chunk": 8},
+    "standard": {**_BASE, "width": [64, 128, 256, 512, 1024, 2048], "n_networks": 16, "chunk": 16},
+    "full": {**_BASE, "width": [64, 128, 256, 512, 1024, 2048, 4096, 8192], "n_networks": 64, "chunk": 16},
+}
+
+
+def split(grid: dict) -> list[tuple[str, dict]]:
+    """The width sweep (``parameterization`` x ``width``) and the alpha sweep (NTK
+    parameterization, centred output x alpha, at ``alpha_width``)."""
+    sweep = {k: v for k, v in grid.items() if k not in ("alpha_sqrt_n", "alpha_width")}
+    out = [(f"sweep=width,{key}", {**p, "alpha_sqrt_n": 0.0}) for key, p in split_cells(sweep)]
+    alpha = {**sweep, "parameterization": CONTROL, "width": grid["alpha_width"],
+             "alpha_sqrt_n": grid["alpha_sqrt_n"]}
+    return out + [(f"sweep=alpha,{key}", p) for key, p in split_cells(alpha)]
+
+
+def check(grid: dict) -> None:
+    check_cells(grid, min_widths=3)
+    if set(grid["parameterization"]) != {"mean_field", CONTROL}:
+        raise GridError("parameterization", f"needs exactly 'mean_field' and the control {CONTROL!r}")
+    if len(grid["alpha_sqrt_n"]) < 2 or min(grid["alpha_sqrt_n"]) <= 0:
+        raise GridError("alpha_sqrt_n", "needs >= 2 positive values")
+
+
+def run_task(task: Task) -> list[dict]:
+    """Per network: sup_t relative kernel change, relative first-layer feature change, and
+    the trained outputs on the test inputs (width sweep)."""
+    p = task.params
+    X, y, X_test, _ = dataset(p["data"], p["n_train"], p["n_test"], p["d_in"])
+    spec, sweep = spec_of(p), "alpha" if p["alpha_sqrt_n"] > 0 else "width"
+    if sweep == "alpha":
+        spec = replace(spec, output_scale=p["alpha_sqrt_n"] / math.sqrt(p["width"]))
+    lr = cell_lr({**p, "parameterization": spec.parameterization}, X) / spec.output_scale**2
+    params = init_params(spec, X.shape[1], task.seed, 0, p["n_networks"])
+    h0 = forward(spec, params, X)[1][0]
+    record = np.unique(np.linspace(0, p["steps"], 11).round().astype(int))
+    tr = train_params(spec, params, X, y, lr, p["steps"], X_test=X_test, record=record, record_ntk=True,
+                      centered=sweep == "alpha", track_weights=False)
+    if tr.diverged.any():
+        raise RuntimeError(f"{int(tr.diverged.sum())} networks diverged at rate {lr:.3g}")
+    dh = np.linalg.norm(forward(spec, params, X)[1][0] - h0, axis=(1, 2)) / np.linalg.norm(h0, axis=(1, 2))
+    rows = network_rows({"kernel_change": tr.kernel_change.max(1), "feature_change": dh},
+                        sweep=sweep, alpha_sqrt_n=p["alpha_sqrt_n"])
+    if sweep == "width":
+        rows += [{"quantity": "f_test", "network": m, "i": i, "value": float(v), "stderr": 0.0, "sweep": sweep,
+                  "alpha_sqrt_n": 0.0} for m, out in enumerate(tr.f_test[:, -1]) for i, v in enumerate(out)]
+    return rows
+
+
+def _spread(batch: np.ndarray) -> np.ndarray:
+    """Across-seed standard deviation of f_T, averaged over test inputs: (B, M, N*) -> (B,)."""
+    return batch.std(axis=1, ddof=1).mean(axis=-1)
+
+
+def _mf_tests(g: pd.DataFrame, alpha: float) -> list[dict]:
+    out = []
+    for q in CHANGES:
+        d = g[g["quantity"] == q]
+        fit = width_fit(d, 0.0, 0, alpha, q)
+        lowest = d.groupby("width")["value"].mean().min()
+        out.append({"quantity": q, "exponent": fit.exponent, "ci_low": fit.ci_low, "ci_high": fit.ci_high,
+                    "min mean over widths": lowest, "passed": bool(fit.ci_low > -0.5 and lowest > FLOOR), "fit": fit})
+    f = g[g["quantity"] == "f_test"]
+    widths = sorted(f["width"].unique())
+    groups = [f[f["width"] == w].pivot_table(index=["task", "network"], columns="i", values="value").to_numpy()
+              for w in widths]
+    # the spread is a statistic of the whole ensemble, not a per-network mean
+    fit = power_law_fit(widths, groups, -0.5, seed=0, n_boot=2000, statistic=_spread, false_fail_rate=alpha,
+                        name="spread")
+    out.append({"quantity": "spread", "exponent": fit.exponent, "ci_low": fit.ci_low, "ci_high": fit.ci_high,
+                "min mean over widths": float(np.min(fit.details["errors"])), "passed": bool(fit.ci_high < 0),
+                "fit": fit})
+    return out
+
+
+def verdict(df) -> Verdict:
+    df = df.assign(value=df["value"].astype(float))
+    widths_df, alpha_df = df[df["sweep"] == "width"], df[df["sweep"] == "alpha"]
+    cells = list(widths_df.groupby(["activation", "parameterization"], sort=True))
+    alpha = FALSE_FAIL_RATE / max(1, 3 * sum(par != CONTROL for (_, par), _ in cells))
+    rows, series = [], []
+    for (act, par), g in cells:
+        for t in _mf_tests(g, alpha):
+            rows.append({"activation": act, "parameterization": par, **{k: v for k, v in t.items() if k != "fit"}})
+            if par != CONTROL and t["quantity"] in CHANGES:
+                ctrl = widths_df[(widths_df["activation"] == act) & (widths_df["parameterization"] == CONTROL)]
+                series.append(_convergence(g[g["quantity"] == t["quantity"]],
+                                           ctrl[ctrl["quantity"] == t["quantity"]], t, act))
+    table = pd.DataFrame(rows)
+    claim, control = table[table["parameterization"] != CONTROL], table[table["parameterization"] == CONTROL]
+    cross = _crossover(alpha_df)
+    crossover_ok = bool(all(r < 0.1 for r in cross.values()))
+    passed = bool(claim["passed"].all() and crossover_ok)
+    ctrl_changes = control[control["quantity"].isin(CHANGES)]
+    rejected = bool(len(ctrl_changes) and not ctrl_changes["passed"].any())
+    fmt = lambda t, q: ", ".join(f"{e:.2f} [{lo:.2f}, {hi:.2f}]" for e, lo, hi in  # noqa: E731
+                                 t.loc[t["quantity"] == q, ["exponent", "ci_low", "ci_high"]].itertuples(index=False))
+    stats = {"kernel change exponents": fmt(claim, "kernel_change"),
+             "feature change exponents": fmt(claim, "feature_change"),
+             "spread exponents": fmt(claim, "spread"),
+             "min kernel change": float(claim.loc[claim["quantity"] == "kernel_change", "min mean over widths"].min()),
+             "min feature change": float(claim.loc[claim["quantity"] == "feature_change", "min mean over widths"].min()),
+             "floor": FLOOR,
+             "alpha sweep: kernel change ratio largest/smallest alpha sqrt(n)":
+                 ", ".join(f"n={w}: {r:.3g}" for w, r in cross.items()),
+             "control kernel change exponents": fmt(control, "kernel_change"),
+             "control feature change exponents": fmt(control, "feature_change")}
+    summary = (f"{'pass' if passed else 'FAIL'}: mean-field kernel change exponents {stats['kernel change exponents']}"
+               f", feature change {stats['feature change exponents']} (interval above -1/2, means >= "
+               f"{stats['min kernel change']:.2g} / {stats['min feature change']:.2g} > floor {FLOOR}); seed spread "
+               f"exponents {stats['spread exponents']} (< 0); alpha sweep ratios "
+               f"{stats['alpha sweep: kernel change ratio largest/smallest alpha sqrt(n)']} (< 0.1); NTK-scaling "
+               f"control {'rejected' if rejected else 'NOT rejected'} (kernel {stats['control kernel change exponents']}"
+               f", features {stats['control feature change exponents']})")
+    detect = max(t.detectable for (_, par), g in cells if par != CONTROL for t in
+                 (r["fit"] for r in _mf_tests(g, alpha)))
+    return Verdict(
+        claim="mean-field", passed=passed, summary=summary, statistics=stats, false_fail_rate=FALSE_FAIL_RATE,
+        detectable=(f"a change exponent down to -1/2 + ~{detect:.2g} (lazy), or a mean change below {FLOOR}; a "
+                    f"spread that does not shrink (Bonferroni over {3 * sum(p != CONTROL for (_, p), _ in cells)} fits)"),
+        negative_control="the same networks under NTK scaling (lazy): the mean-field check must reject",
+        negative_control_rejected=rejected, convergence=tuple(series), table=table)
+
+
+def _crossover(alpha_df: pd.DataFrame) -> dict:
+    """Per width: mean kernel change at the largest alpha sqrt(n) over that at the smallest."""
+    k = alpha_df[alpha_df["quantity"] == "kernel_change"].groupby(["width", "alpha_sqrt_n"])["value"].mean()
+    return {int(w): float(s.iloc[-1] / s.iloc[0]) for w, s in k.groupby(level=0)}
+
+
+def _convergence(g, ctrl, t, act) -> Convergence:
+    return width_series(g, ctrl, t["fit"], f"{t['quantity']}: {act}, mean-field scaling (control: NTK scaling)",
+                        0.0, "relative change")
+
+
+def figure(df, verdict: Verdict, path) -> None:
+    """Chizat-Oyallon-Bach crossover: relative kernel and feature change vs alpha sqrt(n), one
+    line per width (collapse), with the 1/(alpha sqrt(n)) lazy slope."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    a = df[df["sweep"] == "alpha"].assign(value=lambda d: d["value"].astype(float))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, q in zip(axes, CHANGES):
+        m = a[a["quantity"] == q].groupby(["width", "alpha_sqrt_n"])["value"].agg(["mean", "std", "count"])
+        for w, s in m.groupby(level=0):
+            x = s.index.get_level_values(1).to_numpy(dtype=float)
+            ax.errorbar(x, s["mean"], yerr=1.96 * s["std"] / np.sqrt(s["count"]), marker="o", label=f"n = {w}")
+        x = np.array(sorted(a["alpha_sqrt_n"].unique()), dtype=float)
+        ref = m["mean"].xs(x[-1], level=1).mean() * x[-1] / x
+        ax.plot(x, ref, "k:", label="1/(alpha sqrt(n))")
+        ax.axhline(FLOOR, color="gray", lw=0.8, ls="--", label=f"floor {FLOOR}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("alpha sqrt(n)")
+        ax.set_title(q.replace("_", " "))
+    axes[0].set_ylabel("relative change after training")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Chizat, Oyallon & Bach 2019: feature learning (small alpha) to lazy training (large alpha)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+CLAIM = Claim(
+    id="mean-field",
+    title="Mean-field scaling: features and kernel move O(1), the function concentrates; alpha sweep to lazy",
+    statement=("Under mean-field scaling (readout 1/n, rate x n) the relative kernel and feature changes do not "
+               "vanish with width (exponent above -1/2, above a floor) while the across-seed spread of the trained "
+               "function shrinks; scaling the output by alpha makes training lazy as alpha sqrt(n) grows."),
+    sources=("Mei, Montanari & Nguyen 2018", "Chizat & Bach 2018", "Chizat, Oyallon & Bach 2019, Thm 2.2",
+             "Geiger et al. 2020"),
+    grids=GRIDS, run_task=run_task, verdict=verdict, split=split, check=check, figure=figure,
+)

@@ -1,0 +1,218 @@
+"""nngp-gaussian: outputs of a wide random network are a Gaussian process N(0, K).
+
+Claim (Neal 1994; Lee et al. 2018; Matthews et al. 2018): for N fixed inputs, f(X) of a
+random network converges in law to N(0, K^{L+1}(X, X)) as the width n grows; the
+non-Gaussian part (the fourth cumulant) is O(L/n), so the excess kurtosis of f(x) falls
+like 1/n.
+
+Measurements, per cell (activation, depth, sigma_b) and width n, on ``n_inputs`` fixed
+inputs (:func:`ntkcheck.claims.kernel_mean.inputs`), M networks from the exact sampler:
+
+* Excess kurtosis of f(x_i), ``kappa = E[f^4]/E[f^2]^2 - 3 = 3 (E[G^2]/E[G]^2 - 1)`` with
+  G the readout variance given the last hidden layer (f | G ~ N(0, G) exactly,
+  :func:`ntkcheck.moments.readout_variance`): the readout noise is integrated out, so the
+  relative precision of kappa does not degrade with width (it is ~ sqrt(2/M)); the naive
+  estimate from f^4 is reported beside it.  The kurtosis averaged over the inputs is fitted
+  ``kappa ~ C n^b`` by :func:`ntkcheck.stats.power_law_fit` (percentile bootstrap over
+  blocks of ``block`` networks) over the widths ``n >= fit_min_width x L`` (below, the
+  O((L/n)^2) term bends the curve: for ReLU the exact ``3((1+5/n)^L - 1)`` has local slope
+  -1.07 at n = 64, L = 3); claim b = -1 (interval contains -1 and excludes 0).  Cells are
+  Bonferroni-combined: each fit runs at ``FIT_FALSE_FAIL_RATE / n_cells``.
+* At widths ``>= test_min_width``: :func:`ntkcheck.stats.gaussianity_test` of f(X) against
+  N(0, K) (marginal, projected and radial Anderson-Darling, radial kurtosis; whitened by
+  the claimed K) and :func:`ntkcheck.stats.covariance_test` of E[f f^T] = K; all of them
+  one Holm family at ``FALSE_FAIL_RATE``.
+
+Negative controls: at widths ``<= control_max_width`` (with ``control_networks`` networks)
+the Gaussianity test must reject in every cell; at the large widths the covariance test against the NNGP of the network with
+``sigma_w x control_sigma_w_factor`` must reject in every cell.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from ..kernels import nngp_kernel
+from ..moments import block_array, block_rows, log_ratio, readout_variance
+from ..sampler import sample_init
+from ..seeding import child
+from ..stats import TestResult, covariance_test, gaussianity_test, holm, power_law_fit
+from . import Claim, Convergence, GridError, Task, Verdict, grid_cells, task_key
+from .initcommon import Z95, cell_spec, check_blocks, check_cells
+from .kernel_mean import inputs
+
+FALSE_FAIL_RATE = 1e-3
+FIT_FALSE_FAIL_RATE = 1e-2
+N_BOOT = 20000
+CELL = ["activation", "depth", "sigma_b"]
+TESTS = ("gaussianity", "covariance", "covariance_control")
+
+_BASE = {"activation": ["relu", "erf", "tanh"], "sigma_w": 1.5, "n_inputs": 3, "d_in": 4,
+         "block": 20, "fit_min_width": 32, "test_min_width": 10000, "control_max_width": 4,
+         "control_networks": 2000, "control_sigma_w_factor": 1.5}
+GRIDS = {
+    "quick": {**_BASE, "depth": [2], "sigma_b": [0.2], "width": [2**k for k in range(1, 15)],
+              "n_networks": 200},
+    "standard": {**_BASE, "depth": [1, 3], "sigma_b": [0.2], "width": [2**k for k in range(1, 17)],
+                 "n_networks": 400},
+    "full": {**_BASE, "depth": [1, 3, 5], "sigma_b": [0.0, 0.2], "width": [2**k for k in range(1, 17)],
+             "n_networks": 4000},
+}
+
+
+def check(grid: dict) -> None:
+    check_blocks(grid, "n_networks", "control_networks")
+    if grid["n_networks"] < 10:
+        raise GridError("n_networks", "the Gaussianity test needs >= 10 networks")
+    if grid["n_inputs"] < 2:
+        raise GridError("n_inputs", "needs >= 2 inputs (the claim is about the joint law)")
+    if not any(n >= grid["test_min_width"] for n in grid["width"]):
+        raise GridError("width", "needs a width >= test_min_width (where the Gaussianity test must pass)")
+    if not any(n <= grid["control_max_width"] for n in grid["width"]):
+        raise GridError("width", "needs a width <= control_max_width (the negative control)")
+    if grid["control_sigma_w_factor"] == 1.0:
+        raise GridError("control_sigma_w_factor", "must differ from 1 (the control kernel must be wrong)")
+    check_cells(grid)
+
+
+def split(grid: dict) -> list[tuple[str, dict]]:
+    """One task per cell x width with all its networks (the tests need them together);
+    ``control_networks`` networks at the control widths (cheap there, and the power to
+    reject a kurtosis of ~0.5, erf at n = 4, needs them)."""
+    return [(task_key({k: cell[k] for k in CELL + ["width"]}),
+             {**cell, "n_networks": grid["control_networks"] if cell["width"] <= grid["control_max_width"]
+              else grid["n_networks"]}) for cell in grid_cells(grid)]
+
+
+def run_task(task: Task) -> list[dict]:
+    """Per-block means of G/K_ii and (G/K_ii)^2 for each input; pooled f^2/K_ii, f^4/K_ii^2;
+    at the test widths the p-values of the Gaussianity and covariance tests."""
+    p = task.params
+    spec = cell_spec(p)
+    X = inputs(p["n_inputs"], p["d_in"])
+    K = nngp_kernel(spec, X)
+    sample = sample_init(spec, X, p["n_networks"], seed=child(task.seed, 0))
+    G = readout_variance(spec, sample.post_grams) / np.diag(K)
+    f2 = sample.f**2 / np.diag(K)
+    rows = block_rows({"G": G, "G^2": G**2}, p["block"])
+    rows += block_rows({"f^2": f2, "f^4": f2**2}, p["n_networks"])
+    n = p["width"]
+    if n >= p["test_min_width"] or n <= p["control_max_width"]:
+        wrong = nngp_kernel(cell_spec(p, p["control_sigma_w_factor"]), X)
+        results = {"gaussianity": gaussianity_test(sample.f, K, seed=child(task.seed, 1),
+                                                   false_fail_rate=FALSE_FAIL_RATE),
+                   "covariance": covariance_test(sample.f, K, false_fail_rate=FALSE_FAIL_RATE),
+                   "covariance_control": covariance_test(sample.f, wrong, false_fail_rate=FALSE_FAIL_RATE)}
+        role = "claim" if n >= p["test_min_width"] else "control"
+        rows += [{"quantity": name, "value": r.pvalue, "statistic": r.statistic, "detectable": r.detectable,
+                  "role": role} for name, r in results.items()]
+    in_fit = n >= p["fit_min_width"] * p["depth"]
+    return [{**r, "in_fit": in_fit} for r in rows]
+
+
+def _kurtosis(batch: np.ndarray) -> np.ndarray:
+    """Excess kurtosis averaged over inputs from block means (..., B, 2N) of (G_i, G_i^2)."""
+    m = batch.mean(axis=-2)
+    k = m.shape[-1] // 2
+    return 3.0 * (m[..., k:] / m[..., :k] ** 2 - 1.0).mean(axis=-1)
+
+
+def _cell_kurtosis(g) -> dict:
+    """Per width of one cell: block arrays, kurtosis, its SE and the naive estimate."""
+    out = {}
+    for n, e in g.groupby("width", sort=True):
+        blocks = e[e.quantity.isin(["G", "G^2"])]
+        arr = np.concatenate([block_array(blocks[blocks.i == i], ["G", "G^2"]) for i in sorted(blocks.i.unique())],
+                             axis=1)
+        arr = arr[:, np.r_[0:arr.shape[1]:2, 1:arr.shape[1]:2]]   # (B, 2N): all G_i, then all G_i^2
+        k = arr.shape[1] // 2
+        per_input = [log_ratio(arr[:, [i, k + i]]) for i in range(k)]
+        se = math.sqrt(sum((3 * math.exp(lr) * s) ** 2 for lr, s in per_input)) / k
+        raw = e[e.quantity.isin(["f^2", "f^4"])].pivot_table(index="i", columns="quantity", values="value")
+        out[n] = {"blocks": arr, "kurtosis": float(_kurtosis(arr)), "se": se,
+                  "kurtosis_from_f": float((raw["f^4"] / raw["f^2"] ** 2 - 3).mean())}
+    return out
+
+
+def verdict(df) -> Verdict:
+    df = df.assign(i=df["i"].fillna(-1).astype(int))
+    tests = df[df.quantity.isin(TESTS)]
+    cells = list(df.groupby(CELL, sort=True))
+    alpha_fit = FIT_FALSE_FAIL_RATE / len(cells)
+    fits, series, table = {}, [], []
+    for key, g in cells:
+        cell = dict(zip(CELL, key))
+        kurt = _cell_kurtosis(g)
+        widths = np.array(sorted(kurt), dtype=float)
+        in_fit = g.groupby("width").in_fit.first().astype(bool)
+        fitted = in_fit.loc[widths].to_numpy()
+        res = power_law_fit(widths[fitted], [kurt[n]["blocks"] for n in widths[fitted]], -1.0, seed=0,
+                            statistic=_kurtosis, n_boot=N_BOOT, false_fail_rate=alpha_fit,
+                            name=f"kurtosis {cell}")
+        fits[key] = res
+        y = np.array([kurt[n]["kurtosis"] for n in widths])
+        se = np.array([kurt[n]["se"] for n in widths])
+        series.append(Convergence(
+            label=f"excess kurtosis of f(x): {cell['activation']}, L={cell['depth']}, sigma_b={cell['sigma_b']:g}",
+            x=tuple(widths), y=tuple(y), lo=tuple(np.maximum(y - Z95 * se, 0.0)), hi=tuple(y + Z95 * se),
+            theory_exponent=-1.0, exponent=res.exponent, exponent_lo=res.ci_low, exponent_hi=res.ci_high,
+            log_prefactor=res.details["log_prefactor"], fitted=tuple(bool(b) for b in fitted),
+            floor=tuple(Z95 * se), y_name="excess kurtosis", exponent_level=res.level))
+        mine = tests[np.all([tests[c] == cell[c] for c in CELL], axis=0)]
+        for n, fit in zip(widths, fitted):
+            pv = dict(zip(mine[mine.width == n].quantity, mine[mine.width == n].value))
+            table.append({**cell, "width": int(n), "kurtosis": kurt[n]["kurtosis"], "se": kurt[n]["se"],
+                          "kurtosis_from_f": kurt[n]["kurtosis_from_f"], "in_fit": bool(fit),
+                          **{f"p_{q}": pv.get(q, math.nan) for q in TESTS}})
+    large, small = tests[tests.role == "claim"], tests[tests.role == "control"]
+    big_claim = large[large.quantity.isin(["gaussianity", "covariance"])]
+    family = holm([TestResult(name=f"{r.quantity} {r.activation} L={r.depth} n={r.width}", statistic=r.statistic,
+                              pvalue=r.value, passed=r.value > FALSE_FAIL_RATE, false_fail_rate=FALSE_FAIL_RATE,
+                              detectable=r.detectable, n_samples=int(r.n_networks)) for r in big_claim.itertuples()],
+                  FALSE_FAIL_RATE, name="large-width tests")
+    gauss_small = small[small.quantity == "gaussianity"]
+    cov_ctrl = large[large.quantity == "covariance_control"]
+    control_small = bool(len(gauss_small)) and bool((gauss_small.value <= FALSE_FAIL_RATE).all())
+    control_cov = bool(len(cov_ctrl)) and bool((cov_ctrl.value <= FALSE_FAIL_RATE).all())
+    passed = bool(all(f.passed for f in fits.values()) and family.passed)
+    stats = {**{f"exponent[{a},L={L},sigma_b={s:g}]": f.exponent for (a, L, s), f in fits.items()},
+             "exponent_ci_min": min(f.ci_low for f in fits.values()),
+             "exponent_ci_max": max(f.ci_high for f in fits.values()),
+             "fit_level": 1 - alpha_fit,
+             "large_width_holm_p": family.pvalue, "n_large_width_tests": len(big_claim),
+             "min_large_width": int(large.width.min()),
+             "max_gaussianity_detectable": float(large[large.quantity == "gaussianity"].detectable.max()),
+             "max_covariance_detectable": float(large[large.quantity == "covariance"].detectable.max()),
+             "control_max_width": int(small.width.max()),
+             "control_gaussianity_max_p": float(gauss_small.value.max()),
+             "control_covariance_max_p": float(cov_ctrl.value.max())}
+    summary = (f"{'pass' if passed else 'FAIL'}: kurtosis exponents "
+               + ", ".join(f"{f.exponent:.3f} [{f.ci_low:.3f}, {f.ci_high:.3f}]" for f in fits.values())
+               + f" (claim -1); {len(big_claim)} Gaussianity/covariance tests at width >= "
+               f"{stats['min_large_width']}: Holm p = {family.pvalue:.3g}; controls: Gaussianity at width <= "
+               f"{stats['control_max_width']} {'rejected' if control_small else 'NOT rejected'} "
+               f"(max p = {stats['control_gaussianity_max_p']:.2g}), wrong-sigma_w kernel "
+               f"{'rejected' if control_cov else 'NOT rejected'} (max p = {stats['control_covariance_max_p']:.2g})")
+    return Verdict(
+        claim="nngp-gaussian", passed=passed, summary=summary, statistics=stats,
+        false_fail_rate=FIT_FALSE_FAIL_RATE + FALSE_FAIL_RATE,
+        detectable=(f"a kurtosis exponent off by more than {max(f.detectable for f in fits.values()):.2g} "
+                    f"(prob >= 0.999); at the large widths a relative excess of E|z|^4 above "
+                    f"{stats['max_gaussianity_detectable']:.2g} (Gaussianity) and a relative covariance error "
+                    f"above {stats['max_covariance_detectable']:.2g}"),
+        negative_control=(f"widths <= {stats['control_max_width']}: the Gaussianity test must reject in every "
+                          "cell; large widths: the covariance test against the NNGP with a wrong sigma_w must reject"),
+        negative_control_rejected=bool(control_small and control_cov), convergence=tuple(series),
+        table=pd.DataFrame(table))
+
+
+CLAIM = Claim(
+    id="nngp-gaussian",
+    title="Outputs of wide random networks are Gaussian N(0, K); excess kurtosis falls like 1/width",
+    statement=("f(X) of a random network on fixed inputs converges in law to N(0, K^{L+1}(X, X)); its excess "
+               "kurtosis (the fourth cumulant) is O(L/n), so it falls with exponent -1 in the width."),
+    sources=("Neal 1994", "Lee et al. 2018", "Matthews et al. 2018"),
+    grids=GRIDS, run_task=run_task, verdict=verdict, split=split, check=check,
+)

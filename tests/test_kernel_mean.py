@@ -1,0 +1,59 @@
+"""kernel-mean: equal-cost chunking, grid checks, the Rao-Blackwellized NNGP sample, a small
+run that passes with its x1.03 control rejected by both kernels, and the report's levels."""
+import numpy as np
+import pytest
+
+from ntkcheck.claims import Convergence, GridError
+from ntkcheck.claims.kernel_mean import CLAIM, chunk_size, check, split
+from ntkcheck.moments import readout_kernel, readout_variance
+from ntkcheck.report import convergence_frame, fit_line
+from ntkcheck.runner import run_study
+from ntkcheck.sampler import sample_init
+from ntkcheck.spec import MLP
+from ntkcheck.stats import mean_test
+from ntkcheck.studies import make_study
+
+
+def test_standard_grid_has_equal_cost_widths_and_equal_chunks():
+    grid = CLAIM.grid("standard")
+    pairs = split(grid)
+    assert len({k for k, _ in pairs}) == len(pairs) == 2 * 2 * 11 * 16
+    per_width = {n: sum(p["n_networks"] for _, p in pairs if p["width"] == n) // 4 for n in grid["width"]}
+    assert per_width[64] == per_width[256] == 65536 and per_width[65536] == 256
+    assert all(per_width[n] * n == 2**24 for n in grid["width"] if n >= 256)
+    assert chunk_size(grid, 65536) == 16 and chunk_size(grid, 64) == 4096
+
+
+@pytest.mark.parametrize("override, key", [({"n_networks": 1000, "chunk": 300}, "n_networks"),
+                                           ({"width": [64, 64]}, "width"), ({"chunk": 1}, "chunk"),
+                                           ({"min_networks": 0}, "min_networks")])
+def test_check_names_the_bad_key(override, key):
+    with pytest.raises(GridError) as err:
+        check(CLAIM.grid("quick", override))
+    assert err.value.key == key
+
+
+def test_readout_kernel_is_the_conditional_second_moment():
+    spec = MLP(depth=2, width=8, activation="relu", sigma_w=1.4, sigma_b=0.3, parameterization="standard")
+    X = np.random.default_rng(3).standard_normal((3, 2))
+    s = sample_init(spec, X, 20000, seed=4)
+    rb = readout_kernel(spec, s.post_grams)
+    np.testing.assert_array_equal(np.einsum("mii->mi", rb), readout_variance(spec, s.post_grams))
+    iu = np.triu_indices(3)
+    assert mean_test((s.f[:, :, None] * s.f[:, None, :] - rb)[:, iu[0], iu[1]], 0.0).passed
+
+
+def test_small_run_passes_and_both_kernels_reject_the_control(tmp_path):
+    grid = {"width": [64, 256, 1024], "activation": ["relu"], "n_networks": 8192, "chunk": 1024}
+    v = run_study(make_study("quick", claims=["kernel-mean"], out=tmp_path, overrides={"kernel-mean": grid}),
+                  jobs=1).verdicts["kernel-mean"]
+    assert v.passed and v.negative_control_rejected
+    assert v.statistics["control_holm_p_nngp"] <= 0.01 and v.statistics["control_holm_p_ntk"] <= 0.01
+    assert v.statistics["detectable_nngp"] < 0.03 and v.statistics["detectable_ntk"] < 0.03
+
+
+def test_report_prints_the_stated_levels():
+    c = Convergence(label="x", x=(1.0, 2.0), y=(1.0, 0.5), lo=(0.9, 0.4), hi=(1.1, 0.6), theory_exponent=-1.0,
+                    exponent=-1.0, exponent_lo=-1.1, exponent_hi=-0.9, level=0.99, exponent_level=0.99875)
+    assert {"99% low", "99% high"} <= set(convergence_frame(c).columns)
+    assert "99.88% CI" in fit_line(c)
