@@ -2,19 +2,25 @@
 
 Setup of issue 7: depth 2, width 2,048, 32 inputs, 16 networks, float64.
 The floor is the step's matmul FLOPs divided by numpy's rate on a large square
-float64 matmul measured in the same run.  Run: ``python benchmarks/bench_train.py``.
+float64 matmul measured in the same run, with the same number of BLAS threads
+(``--threads``, default: the environment's).  Run from the repository root:
+``python benchmarks/bench_train.py [--threads 1]``.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
 import numpy as np
 
-from ntkcheck import MLP
-from ntkcheck.data import gaussian_inputs
-from ntkcheck.networks import init_params
-from ntkcheck.train import train_params
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ntkcheck import MLP  # noqa: E402
+from ntkcheck.data import gaussian_inputs  # noqa: E402
+from ntkcheck.networks import init_params  # noqa: E402
+from ntkcheck.train import train_params  # noqa: E402
 
 
 def step_flops(n_inputs: int, d_in: int, widths: tuple[int, ...]) -> int:
@@ -38,6 +44,27 @@ def matmul_rate(size: int = 2048, repeats: int = 3) -> float:
     return 2 * size**3 / best
 
 
+def step_bytes(d_in: int, widths: tuple[int, ...], itemsize: int = 8) -> int:
+    """Weight traffic of one GD step of one network: every weight matrix is read by
+    the forward pass, read again by back-propagation (all but the first layer) and
+    read and written by the update."""
+    dims = (d_in,) + widths + (1,)
+    sizes = [dims[l] * dims[l + 1] * itemsize for l in range(len(dims) - 1)]
+    return 4 * sum(sizes) - sizes[0]
+
+
+def copy_bandwidth(n_bytes: int = 512 * 1024**2, repeats: int = 3) -> float:
+    """Best bytes/s (read + write) of numpy copying a large float64 array."""
+    a = np.ones(n_bytes // 8)
+    b = np.empty_like(a)
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.copyto(b, a)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n_bytes / best
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--width", type=int, default=2048)
@@ -47,7 +74,13 @@ def main(argv=None) -> None:
     parser.add_argument("--networks", type=int, default=16)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="BLAS threads (default: as configured)")
     args = parser.parse_args(argv)
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    if args.threads is not None:
+        threadpool_limits(args.threads)
+    threads = max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=1)
     spec = MLP(depth=args.depth, width=args.width, activation="relu")
     X = gaussian_inputs(args.inputs, args.d_in, seed=0)
     y = np.sin(X[:, 0])
@@ -61,10 +94,15 @@ def main(argv=None) -> None:
         per_step = min(per_step, (time.perf_counter() - t0) / args.steps)
         rate = max(rate, matmul_rate(repeats=1))
     floor = args.networks * step_flops(args.inputs, args.d_in, spec.widths) / rate
+    bandwidth = copy_bandwidth()
+    mem_floor = args.networks * step_bytes(args.d_in, spec.widths) / bandwidth
     print(f"ensemble: depth {args.depth}, width {args.width}, {args.inputs} inputs, {args.networks} networks")
-    print(f"numpy float64 matmul rate: {rate / 1e9:.1f} GFLOP/s")
+    print(f"numpy float64 matmul rate ({threads} BLAS threads): {rate / 1e9:.1f} GFLOP/s")
     print(f"time per GD step: {per_step * 1e3:.1f} ms; FLOP floor: {floor * 1e3:.1f} ms; "
           f"ratio {per_step / floor:.2f}x (target <= 3x)")
+    print(f"memory floor (weight traffic {args.networks * step_bytes(args.d_in, spec.widths) / 1e9:.2f} GB "
+          f"at the measured copy bandwidth {bandwidth / 1e9:.1f} GB/s): {mem_floor * 1e3:.1f} ms; "
+          f"ratio {per_step / mem_floor:.2f}x")
 
 
 if __name__ == "__main__":
