@@ -24,7 +24,6 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .claims import BUDGETS, Claim, GridError, all_claims
 

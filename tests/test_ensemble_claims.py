@@ -10,8 +10,6 @@ from ntkcheck.claims._ensembles import ensemble_data
 from ntkcheck.gp import coupling_gap, ensemble_map, ensemble_moments
 from ntkcheck.kernels import nngp_kernel, ntk_kernel
 from ntkcheck.networks import forward, init_params
-from ntkcheck.runner import run_study
-from ntkcheck.studies import make_study
 from ntkcheck.train import train_params
 
 X, Y, XS, _ = ensemble_data("sphere", 4, 3, 8)
@@ -84,9 +82,8 @@ TINY = {
 
 
 @pytest.mark.parametrize("claim", sorted(TINY))
-def test_claim_passes_and_rejects_control(claim, tmp_path):
-    study = make_study("quick", claims=[claim], seed=0, out=tmp_path, overrides={claim: TINY[claim]})
-    v = run_study(study, jobs=1).verdicts[claim]
+def test_claim_passes_and_rejects_control(claim, run_claim):
+    v = run_claim(claim, TINY[claim])
     assert v.passed, v.summary
     assert v.negative_control_rejected, v.summary
 

@@ -1,6 +1,5 @@
 """Properties of the analytic NNGP/NTK recursion (hypothesis) and closed-form special cases."""
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import special_ortho_group
@@ -67,9 +66,9 @@ def test_relu_recursion_matches_arccos_closed_form_by_hand():
     g = 1.1
     X = np.array([[1.0, 0.0], [np.cos(g), np.sin(g)]]) * np.sqrt(2)  # |x|^2/d = 1
     spec = MLP(2, 5, "relu", sigma_w=np.sqrt(2.0))
-    c, theta = np.cos(g), 0.0
+    c = np.cos(g)
     k = 2.0 * 1.0  # K^1 diag = sigma_w^2 |x|^2 / d
-    ntk, kern = k * c, k * c
+    ntk = k * c
     for _ in range(2):
         t = np.arccos(c)
         c_next = (np.sin(t) + (np.pi - t) * c) / np.pi

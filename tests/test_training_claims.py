@@ -2,8 +2,6 @@
 import pytest
 
 from ntkcheck.claims import get_claim
-from ntkcheck.runner import run_study
-from ntkcheck.studies import make_study
 
 TINY = {
     "lazy-kernel": {"width": [32, 128, 512], "n_networks": 6, "chunk": 6, "steps": 40},
@@ -16,9 +14,8 @@ TINY = {
 
 
 @pytest.mark.parametrize("claim", sorted(TINY))
-def test_claim_passes_and_rejects_control(claim, tmp_path):
-    study = make_study("quick", claims=[claim], seed=0, out=tmp_path, overrides={claim: TINY[claim]})
-    v = run_study(study, jobs=1).verdicts[claim]
+def test_claim_passes_and_rejects_control(claim, run_claim):
+    v = run_claim(claim, TINY[claim])
     assert v.passed, v.summary
     assert v.negative_control_rejected, v.summary
 

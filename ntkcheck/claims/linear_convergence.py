@@ -82,7 +82,7 @@ def h_infinity(X: np.ndarray) -> np.ndarray:
 def train(X, y, width: int, n_networks: int, seed, lr: float, steps: int):
     """GD on the first layer of M networks at once.  Returns H(0) (M, N, N), the squared
     residual norms (M, steps + 1) and ``max_r |w_r(K) - w_r(0)|`` (M,)."""
-    m, (n, d) = width, X.shape
+    m, d = width, X.shape[1]
     W = np.empty((n_networks, m, d))
     a = np.empty((n_networks, m))
     for i, rng in enumerate(network_rngs(seed, 0, n_networks)):
