@@ -138,14 +138,16 @@ def sample_kernel(spec: MLP, X, kind: str = "ntk", false_fail_rate: float = 1e-3
                   false_pass_rate: float = 1e-3, discrepancy: float = 0.01, width: int | None = None,
                   n_networks: int | None = None,
                   bias_coefficient: float = BIAS_COEFFICIENT, max_networks: int = 1_000_000,
-                  method: str = "exact", jobs: int | None = None) -> KernelSample:
+                  method: str = "exact", jobs: int | None = 1) -> KernelSample:
     """Design a kernel check (see the module docstring) and draw its networks.
 
     The same sample can test many candidates (:func:`kernel_test`).  ``width``
     and ``n_networks`` override the design; ``max_networks`` caps M (then the
     achieved ``detectable`` is larger than requested).  Seeds: pilot ``child(seed, 0)``, networks ``child(seed, 1)``.
-    ``jobs``: processes sampling the networks (None: all CPUs; the pilot runs
-    in this process); the sample is identical for every ``jobs``.
+    ``jobs``: processes sampling the networks (default 1; None: all CPUs; the
+    pilot runs in this process); the sample is identical for every ``jobs``.
+    More than one process uses ``spawn``, so a calling script needs the usual
+    ``if __name__ == "__main__":`` guard — hence the default of 1.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
