@@ -114,7 +114,8 @@ class Convergence:
     ``fit_cov`` (2x2 covariance of (a, b), for the band).  ``theory_exponent`` is the
     slope the claim predicts.  ``floor`` (optional) is the Monte Carlo resolution per
     point (the half-width of a normal interval at ``level``); ``control`` (optional) the
-    same error measured against the negative control.
+    same error measured against the negative control.  ``bound`` marks a claimed upper
+    bound (exponent <= ``theory_exponent``) rather than a predicted exponent.
     """
 
     label: str
@@ -135,6 +136,7 @@ class Convergence:
     y_name: str = "error"
     level: float = 0.95
     exponent_level: float = 0.95
+    bound: bool = False
 
 
 @dataclass(frozen=True)

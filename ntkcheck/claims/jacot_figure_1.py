@@ -141,7 +141,7 @@ def verdict(df) -> Verdict:
                f"{widths[0]} to {widths[-1]} (exponent {fit.exponent:.2f}, claimed <= -1/2); depth-4 control "
                f"{'rejected' if rejected else 'NOT rejected'}")
     conv = width_series(change, change.iloc[:0], fit, "relative change of Theta_hat(x_0, .) after 200 GD steps",
-                        -0.5, "|Theta_T - Theta_0| / |Theta_0| on the circle")
+                        -0.5, "|Theta_T - Theta_0| / |Theta_0| on the circle", bound=True)
     return Verdict(
         claim="jacot-figure-1", passed=passed, summary=summary, statistics=stats, false_fail_rate=FALSE_FAIL_RATE,
         detectable=(f"a t=0 mean off the analytic kernel by {max(t.detectable for t in tests.values()):.2g} "
