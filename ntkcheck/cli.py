@@ -169,7 +169,8 @@ def _print_verdicts(verdicts, out=None) -> int:
                               for v in verdicts.values()]
     cells = [list(df.columns)] + [[_cell(v) for v in row] for row in df.itertuples(index=False)]
     widths = [max(len(r[k]) for r in cells) for k in range(len(df.columns) - 1)]
-    room = max(shutil.get_terminal_size((100, 24)).columns - sum(widths) - 3 * len(widths) - 4, 20)
+    columns = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 160  # logs: wider
+    room = max(columns - sum(widths) - 3 * len(widths) - 4, 20)
     for r in cells:
         r[-1] = _shorten(r[-1], room)
     widths.append(max(len(r[-1]) for r in cells))

@@ -30,6 +30,8 @@ Fields of :class:`Claim`
   ``check``       optional ``check(grid)`` raising :class:`GridError(key, message)`.
   ``figure``      optional ``figure(df, verdict, path)`` drawing a figure other than the
                   convergence plots (which the report draws from ``Verdict.convergence``).
+                  It saves with ``fig.savefig(path)`` (the format follows the suffix) and
+                  leaves layout to the report's style (constrained layout, mathtext labels).
 
 Tasks and seeds
   A :class:`Task` is one grid cell x one chunk of networks.  Its ``seed`` is
