@@ -1,5 +1,8 @@
 """Claims: the statements ntkcheck verifies, and the interface every claim implements.
 
+The formulas, assumptions and negative control of every claim are in the catalogue
+``docs/claims.md``; each claim module's docstring summarises its entry.
+
 How to write a claim
 ====================
 One module ``ntkcheck/claims/<name>.py`` exposing ``CLAIM = Claim(...)``; add ``"<name>"``
