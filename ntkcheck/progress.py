@@ -3,7 +3,8 @@
 On a terminal the bar names the claim being computed and shows the ETA.  On anything
 else (CI, a log file, a pipe) a line ``ntkcheck: <claim>: <done>/<total> tasks, <elapsed>
 elapsed`` is written when the run starts, at least every ``interval`` seconds while it
-runs (a background timer, so a long task does not silence it), and when it ends.
+runs (a background timer, so a long task does not silence it; after the last task it
+says the claims are being judged), and when it ends.
 """
 from __future__ import annotations
 
@@ -56,10 +57,10 @@ class Progress:
             self.bar.set_description_str(claim, refresh=False)
         self.bar.update(done - self.bar.n)
 
-    def _line(self) -> None:
+    def _line(self, final: bool = False) -> None:
         with self._lock:
             done, total, claim = self.state
-        where = f"{claim}: " if claim else ""
+        where = f"{claim}: " if claim else ("judging the claims: " if total and done == total and not final else "")
         self.stream.write(f"ntkcheck: {where}{done}/{total} tasks, {_clock(time.monotonic() - self.t0)} elapsed\n")
         self.stream.flush()
 
@@ -73,4 +74,4 @@ class Progress:
         if self._timer is not None:
             self._stop.set()
             self._timer.join()
-            self._line()
+            self._line(final=True)
