@@ -137,7 +137,7 @@ def verdict(df) -> Verdict:
         f = res["e2"]
         series.append(Convergence(
             label=f"relative Frobenius error of $\\hat\\Theta$: {cell['activation']}, L={cell['depth']}, "
-                  f"sigma_b={cell['sigma_b']:g}",
+                  f"$\\sigma_b$={cell['sigma_b']:g}",
             x=tuple(widths), y=tuple(rms["e2"]), lo=tuple(np.maximum(rms["e2"] - Z95 * se, 0)),
             hi=tuple(rms["e2"] + Z95 * se), theory_exponent=-0.5, exponent=f.exponent, exponent_lo=f.ci_low,
             exponent_hi=f.ci_high, log_prefactor=f.details["log_prefactor"], fitted=(True,) * len(widths),
