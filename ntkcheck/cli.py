@@ -6,13 +6,17 @@
     ntkcheck report DIR                rebuild tables and figures from a study's CSVs
 
 Exit codes: 0 every claim verified, 1 a claim failed (or its negative control was not
-rejected), 2 bad input or usage, 3 an internal error (with its traceback).
+rejected), 2 bad input or usage (one line on stderr, nothing written), 3 an internal error
+(a bug: one line on stderr naming the file that holds the traceback; ``--debug`` prints
+the traceback instead).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import shutil
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
@@ -20,36 +24,54 @@ from . import __version__
 from .claims import BUDGETS, all_claims
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
+FIGURE_FORMATS = ("png", "pdf", "svg")
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ntkcheck", description="Monte Carlo verification of "
                                 "infinite-width neural network theory (NNGP, NTK, lazy training).")
     p.add_argument("--version", action="version", version=f"ntkcheck {__version__}")
+    p.add_argument("--debug", action="store_true", help="on an internal error print its traceback")
+    common = argparse.ArgumentParser(add_help=False)   # so --debug also works after the command
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("list", help="list the claims with their sources")
+    sub.add_parser("list", help="list the claims with their sources", parents=[common])
+
+    def outputs(sp):
+        sp.add_argument("--latex", action="store_true", help="also write LaTeX tables")
+        sp.add_argument("--format", type=_formats, default=("png",), metavar="FMT[,FMT]",
+                        help=f"figure formats, comma-separated from {','.join(FIGURE_FORMATS)} (default png)")
 
     def executors(sp):
         sp.add_argument("--jobs", type=_positive, default=None,
                         help="local worker processes (default: the study's, else the CPU count)")
         sp.add_argument("--scheduler", default=None, metavar="ADDR",
                         help="address of a Dask scheduler, e.g. tcp://HOST:8786")
-        sp.add_argument("--latex", action="store_true", help="also write LaTeX tables")
+        outputs(sp)
 
-    v = sub.add_parser("verify", help="run the claims at a budget and print the verdict table")
+    v = sub.add_parser("verify", help="run the claims at a budget and print the verdict table", parents=[common])
     v.add_argument("--budget", choices=BUDGETS, default="quick")
     v.add_argument("--claims", default=None, help="comma-separated claim ids (default: all)")
     v.add_argument("--out", default=None, help="output folder (default: results/<budget>)")
     v.add_argument("--seed", type=_nonnegative, default=0, help="study seed (default 0)")
     executors(v)
-    r = sub.add_parser("run", help="run or resume a study file")
+    r = sub.add_parser("run", help="run or resume a study file", parents=[common])
     r.add_argument("study", metavar="STUDY.toml")
     r.add_argument("--out", default=None, help="output folder (default: the study's)")
     executors(r)
-    rep = sub.add_parser("report", help="rebuild tables and figures from a study folder's CSVs")
+    rep = sub.add_parser("report", help="rebuild tables and figures from a study folder's CSVs",
+                         parents=[common])
     rep.add_argument("dir", metavar="DIR")
-    rep.add_argument("--latex", action="store_true", help="also write LaTeX tables")
+    outputs(rep)
     return p
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()))
+    bad = [f for f in names if f not in FIGURE_FORMATS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(FIGURE_FORMATS)}, got {text!r}")
+    return names
 
 
 def _positive(text: str) -> int:
@@ -79,9 +101,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ntkcheck: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
-    except Exception:  # an internal error: show where
-        traceback.print_exc()
+    except Exception as err:  # a bug: one line here, the traceback in a file (or here with --debug)
+        if args.debug:
+            traceback.print_exc()
+            return EXIT_ERROR
+        where = _save_traceback()
+        first = (str(err).strip().splitlines() or [""])[0]
+        saved = f"traceback in {where}" if where else "re-run with --debug for the traceback"
+        print(f"ntkcheck: internal error: {type(err).__name__}: {first} ({saved}; please report it)",
+              file=sys.stderr)
         return EXIT_ERROR
+
+
+def _save_traceback() -> str | None:
+    """Write the current exception's traceback to a new file in the temp folder; its path."""
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix="ntkcheck-error-", suffix=".log", delete=False,
+                                         encoding="utf-8") as fh:
+            fh.write(f"ntkcheck {__version__}, command: {' '.join(sys.argv)}\n\n")
+            traceback.print_exc(file=fh)
+            return fh.name
+    except OSError:
+        return None
 
 
 def _dispatch(args, command: list[str]) -> int:
@@ -92,8 +133,8 @@ def _dispatch(args, command: list[str]) -> int:
             print(f"{c.id:24s} {c.title}\n{'':24s} sources: {'; '.join(c.sources)}")
         return EXIT_PASS
     if args.command == "report":
-        verdicts = report.write_report(args.dir, latex=args.latex)
-        return _print_verdicts(verdicts)
+        verdicts = report.write_report(args.dir, latex=args.latex, formats=args.format)
+        return _print_verdicts(verdicts, args.dir)
     from .studies import load_study, make_study
 
     if args.command == "verify":
@@ -106,46 +147,44 @@ def _dispatch(args, command: list[str]) -> int:
             study = dataclasses.replace(study, out=Path(args.out))
     from .runner import run_study
 
-    bar = _ProgressBar()
+    from .progress import Progress
+
+    bar = Progress()
     try:
         result = run_study(study, jobs=args.jobs, scheduler=args.scheduler, command=command, progress=bar)
     finally:
         bar.close()
     print(f"{study.out}: {result.n_run} tasks run, {result.n_skipped} already done, "
           f"{result.wall_time:.1f} s", file=sys.stderr)
-    verdicts = report.write_report(study.out, result.verdicts, latex=args.latex)
-    return _print_verdicts(verdicts)
+    verdicts = report.write_report(study.out, result.verdicts, latex=args.latex, formats=args.format)
+    return _print_verdicts(verdicts, study.out)
 
 
-def _print_verdicts(verdicts) -> int:
-    from .report import convergence_frame, fit_line, markdown_table, verdict_frame
+def _print_verdicts(verdicts, out=None) -> int:
+    """The verdict table, cut to the terminal's width (the full text is in the .md files)."""
+    from .report import _cell, verdict_frame
 
-    for v in verdicts.values():
-        print(f"## {v.claim}\n")
-        for c in v.convergence:
-            print(f"{c.label}\n{fit_line(c)}\n\n{markdown_table(convergence_frame(c))}\n")
-    print(markdown_table(verdict_frame(verdicts)))
+    df = verdict_frame(verdicts).drop(columns="claim test")
+    df["negative control"] = ["rejected" if v.negative_control_rejected else "NOT rejected"
+                              for v in verdicts.values()]
+    cells = [list(df.columns)] + [[_cell(v) for v in row] for row in df.itertuples(index=False)]
+    widths = [max(len(r[k]) for r in cells) for k in range(len(df.columns) - 1)]
+    columns = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 160  # logs: wider
+    room = max(columns - sum(widths) - 3 * len(widths) - 4, 20)
+    for r in cells:
+        r[-1] = _shorten(r[-1], room)
+    widths.append(max(len(r[-1]) for r in cells))
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    print("\n".join([line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+                     *map(line, cells[1:])]))
+    if out is not None:
+        print(f"\nfull results: {Path(out) / 'summary.md'} (one .md per claim)")
     return EXIT_PASS if all(v.verified for v in verdicts.values()) else EXIT_FAIL
 
 
-class _ProgressBar:
-    """A tqdm bar of finished tasks on stderr, silent when stderr is not a terminal."""
-
-    def __init__(self):
-        self.bar = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=done, unit="task", file=sys.stderr,
-                            disable=not sys.stderr.isatty(), dynamic_ncols=True)
-        else:
-            self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+def _shorten(text: str, width: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 3].rstrip() + "..."
 
 
 if __name__ == "__main__":

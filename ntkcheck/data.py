@@ -1,4 +1,4 @@
-"""Data sets for the training claims: synthetic inputs and the scikit-learn digits.
+"""Data sets for the training claims: synthetic inputs and the handwritten digits.
 
 All loaders return float64 arrays, inputs (N, d), and draw from the given seed
 (an int or ``numpy.random.SeedSequence``).
@@ -40,8 +40,9 @@ def circle_inputs(gamma) -> np.ndarray:
 
 
 def digits(n_train: int, n_test: int = 0, seed=0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A few dozen 8x8 handwritten digits (scikit-learn's copy of the UCI
-    optical-digits test set; needs the optional ``scikit-learn``).
+    """A few dozen 8x8 handwritten digits: the UCI optical-digits test set (Alpaydin &
+    Kaynak 1998, CC BY 4.0), the same 1797 images as scikit-learn's ``load_digits``,
+    shipped with the package (``ntkcheck/data_files``).
 
     Points are drawn without replacement; pixels are centred by the full data
     set's mean and each image scaled to norm sqrt(64), so ``x.x/d = 1`` like a
@@ -49,12 +50,8 @@ def digits(n_train: int, n_test: int = 0, seed=0) -> tuple[np.ndarray, np.ndarra
     digits and -1 for odd.  Returns ``X_train, y_train, X_test, y_test``.
     """
     n_train, n_test = _count("n_train", n_train), int(n_test)
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as err:
-        raise ImportError("ntkcheck.data.digits needs scikit-learn: pip install 'ntkcheck[digits]'") from err
-    data = load_digits()
-    images, labels = data.data.astype(float), data.target
+    images, labels = digits_raw()
+    images = images.astype(float)
     if n_test < 0 or n_train + n_test > len(images):
         raise ValueError(f"n_train + n_test must be in [1, {len(images)}], got {n_train} + {n_test}")
     images = images - images.mean(axis=0)
@@ -62,3 +59,11 @@ def digits(n_train: int, n_test: int = 0, seed=0) -> tuple[np.ndarray, np.ndarra
     pick = np.random.default_rng(as_seed_sequence(seed)).permutation(len(images))[: n_train + n_test]
     X, y = images[pick], np.where(labels[pick] % 2 == 0, 1.0, -1.0)
     return X[:n_train], y[:n_train], X[n_train:], y[n_train:]
+
+
+def digits_raw() -> tuple[np.ndarray, np.ndarray]:
+    """The shipped digits as stored: pixel counts (1797, 64) in 0..16 and labels (1797,)."""
+    from importlib.resources import files
+
+    with files("ntkcheck").joinpath("data_files", "digits.npz").open("rb") as fh, np.load(fh) as z:
+        return z["images"], z["target"]

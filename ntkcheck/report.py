@@ -3,15 +3,18 @@ rebuilt from the stored CSVs without recomputing any network.
 
 For each claim of a study folder ``report`` writes ``<claim>.md`` (verdict, statistics,
 one convergence table per :class:`~ntkcheck.claims.Convergence` series, the claim's detail
-table), ``<claim>.tex`` on request, ``<claim>.png`` (one log-log panel per series: points
-with their intervals, fitted power law with its band, the theory's slope for reference,
-the Monte Carlo resolution and the negative control; every interval is labelled with the
-confidence level the claim states in the series) and the claim's own
-figure ``<claim>-figure.png`` if it has one; ``summary.md`` lists the verdicts.
+table), on request ``<claim>.tex`` (the same tables, see :mod:`ntkcheck.latex`), the
+figure ``<claim>.<fmt>`` for each requested format (png, pdf, svg; one log-log panel per
+series: points with their intervals, the fitted power law with its band, the theory's
+slope through the data's centre -- or, for a claimed bound, the shaded region the bound
+allows -- the Monte Carlo resolution and the negative control; every interval names its
+confidence level) and the claim's own figure ``<claim>-figure.<fmt>`` if it has one;
+``summary.md`` (and ``summary.tex``) list the verdicts.
 """
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,11 @@ from scipy.stats import norm
 
 from .claims import Convergence, Verdict, get_claim
 from .store import Store, write_atomic
+
+#: Figure style: nothing cut off (constrained layout), mathtext labels, reproducible files.
+STYLE = {"figure.constrained_layout.use": True, "font.size": 9, "axes.titlesize": 9, "legend.fontsize": 7,
+         "mathtext.fontset": "dejavusans", "savefig.dpi": 150, "svg.hashsalt": "ntkcheck", "pdf.compression": 6}
+FORMATS = ("png", "pdf", "svg")
 
 
 def _cell(v) -> str:
@@ -35,18 +43,6 @@ def markdown_table(df) -> str:
     lines = ["| " + " | ".join(esc(c) for c in df.columns) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(esc(_cell(v)) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
-
-
-def latex_table(df, caption: str = "") -> str:
-    """A LaTeX ``tabular`` of a DataFrame (booktabs rules)."""
-    esc = lambda s: str(s).replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
-    lines = [r"\begin{table}[h]", r"\centering", r"\begin{tabular}{" + "r" * len(df.columns) + "}",
-             r"\toprule", " & ".join(esc(c) for c in df.columns) + r" \\", r"\midrule"]
-    lines += [" & ".join(esc(_cell(v)) for v in row) + r" \\" for row in df.itertuples(index=False)]
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    if caption:
-        lines.append(r"\caption{" + esc(caption) + "}")
-    return "\n".join(lines + [r"\end{table}"]) + "\n"
 
 
 def percent(level: float) -> str:
@@ -74,14 +70,18 @@ def convergence_frame(c: Convergence):
     return pd.DataFrame(cols)
 
 
+def theory_text(c: Convergence) -> str:
+    """What the theory says about the exponent: a value or an upper bound."""
+    return f"bound: exponent <= {c.theory_exponent:g}" if c.bound else f"theory {c.theory_exponent:g}"
+
+
 def fit_line(c: Convergence) -> str:
     """The fitted exponent next to the theory's, or why there is none."""
     if math.isfinite(c.exponent):
         return (f"fitted exponent {c.exponent:.3f} ({percent(c.exponent_level)} CI "
-                f"[{c.exponent_lo:.3f}, {c.exponent_hi:.3f}]), "
-                f"theory {c.theory_exponent:g}")
+                f"[{c.exponent_lo:.3f}, {c.exponent_hi:.3f}]), {theory_text(c)}")
     return (f"fitted exponent: n/a (fewer than 3 points resolve the error above the Monte Carlo "
-            f"resolution), theory {c.theory_exponent:g}")
+            f"resolution), {theory_text(c)}")
 
 
 def verdict_frame(verdicts: dict[str, Verdict]):
@@ -113,12 +113,42 @@ def claim_markdown(v: Verdict) -> str:
     return "\n".join(parts) + "\n"
 
 
-def claim_latex(v: Verdict) -> str:
-    return "".join(latex_table(convergence_frame(c), f"{c.label}. {fit_line(c)}") for c in v.convergence)
+def _fit_band(c: Convergence, xs: np.ndarray, x: np.ndarray):
+    """Fitted line and its band at ``xs``: from ``fit_cov`` when given, else the exponent's
+    interval pivoted at the centre (mean log x, mean log y) of the fitted points, where
+    the least-squares line has no intercept error to add."""
+    mid = c.log_prefactor + c.exponent * np.log(xs)
+    if c.fit_cov is not None:
+        A = np.stack([np.ones_like(xs), np.log(xs)], axis=1)
+        half = _z(c.exponent_level) * np.sqrt(np.einsum("ij,jk,ik->i", A, np.asarray(c.fit_cov), A))
+        return mid, mid - half, mid + half
+    fitted = np.asarray(c.fitted, bool) if len(c.fitted) == len(x) else np.ones(len(x), bool)
+    centre = np.log(x[fitted]).mean()
+    ends = [c.log_prefactor + c.exponent * centre + b * (np.log(xs) - centre) for b in (c.exponent_lo, c.exponent_hi)]
+    return mid, np.minimum(*ends), np.maximum(*ends)
+
+
+def _wrap(text: str, width: int) -> str:
+    """Wrap a title at spaces outside $...$ (math must stay on one line)."""
+    words: list[str] = []
+    for w in text.split(" "):
+        if words and words[-1].count("$") % 2:   # inside math: keep the space
+            words[-1] += " " + w
+        else:
+            words.append(w)
+    lines, line = [], ""
+    for w in words:
+        if line and len(re.sub(r"\$[^$]*\$", "xxxx", line + " " + w)) > width:
+            lines.append(line)
+            line = w
+        else:
+            line = f"{line} {w}" if line else w
+    return "\n".join(lines + [line])
 
 
 def plot_convergence(v: Verdict, path: str | Path) -> None:
-    """One log-log panel per convergence series (see the module docstring)."""
+    """One log-log panel per convergence series (see the module docstring); the format
+    follows the suffix of ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,47 +157,94 @@ def plot_convergence(v: Verdict, path: str | Path) -> None:
     n = len(v.convergence)
     cols = min(n, 2)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4 * rows), squeeze=False)
-    for ax, c in zip(axes.flat, v.convergence):
-        x, y = np.asarray(c.x, float), np.asarray(c.y, float)
-        lo, hi = np.asarray(c.lo, float), np.asarray(c.hi, float)
-        ax.set_xscale("log")
-        ax.set_yscale("log", nonpositive="clip")
-        ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="o", color="C0", capsize=3, label=f"measured ({percent(c.level)})")
-        if c.floor is not None:
-            ax.plot(x, c.floor, ":", color="gray", label=f"MC resolution ({_z(c.level):.3g} SE)")
-        if c.control is not None:
-            ax.plot(x, c.control, "x", color="C3", label="vs negative control")
-        xs = np.geomspace(x.min(), x.max(), 50)
-        if math.isfinite(c.exponent):
-            ax.plot(xs, np.exp(c.log_prefactor) * xs**c.exponent, "-", color="C1",
-                    label=f"fit: slope {c.exponent:.2f}")
-            if c.fit_cov is not None:
-                A = np.stack([np.ones_like(xs), np.log(xs)], axis=1)
-                half = _z(c.exponent_level) * np.sqrt(np.einsum("ij,jk,ik->i", A, np.asarray(c.fit_cov), A))
-                mid = c.log_prefactor + c.exponent * np.log(xs)
-                ax.fill_between(xs, np.exp(mid - half), np.exp(mid + half), color="C1", alpha=0.2)
-        anchor = int(np.argmax(c.fitted)) if any(c.fitted) else 0
-        ax.plot(xs, y[anchor] * (xs / x[anchor]) ** c.theory_exponent, "--", color="k",
-                label=f"theory slope {c.theory_exponent:g}")
-        ax.set_xlabel(c.x_name)
-        ax.set_ylabel(c.y_name, fontsize=8)
-        ax.set_title(c.label, fontsize=8)
-        ax.legend(fontsize=7)
-    for ax in axes.flat[n:]:
-        ax.set_visible(False)
-    fig.suptitle(f"{v.claim}: {'PASS' if v.verified else 'FAIL'}", fontsize=10)
-    fig.tight_layout()
-    tmp = Path(path).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120, metadata={"Software": None})
+    with matplotlib.rc_context(STYLE):
+        fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
+        for ax, c in zip(axes.flat, v.convergence):
+            _panel(ax, c)
+        for ax in axes.flat[n:]:
+            ax.set_visible(False)
+        fig.suptitle(f"{v.claim}: {'PASS' if v.verified else 'FAIL'}", fontsize=10)
+        save_figure(fig, path)
+
+
+def _panel(ax, c: Convergence) -> None:
+    x, y = np.asarray(c.x, float), np.asarray(c.y, float)
+    lo, hi = np.asarray(c.lo, float), np.asarray(c.hi, float)
+    ax.set_xscale("log")
+    ax.set_yscale("log", nonpositive="clip")
+    interval = "interquartile range" if c.level == 0.5 else f"{percent(c.level)} interval"
+    ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="o", color="C0", capsize=3, label=f"measured ({interval})")
+    if c.floor is not None:
+        ax.plot(x, c.floor, ":", color="gray", label=f"MC resolution ({_z(c.level):.3g} SE)")
+    if c.control is not None:
+        ax.plot(x, c.control, "x", color="C3", label="negative control")
+    xs = np.geomspace(x.min(), x.max(), 50)
+    fitted = np.asarray(c.fitted, bool) if len(c.fitted) == len(x) and any(c.fitted) else np.ones(len(x), bool)
+    centre_x, centre_y = np.exp(np.log(x[fitted]).mean()), np.exp(np.log(y[fitted]).mean())
+    if math.isfinite(c.exponent) and math.isfinite(c.log_prefactor):
+        mid, low, high = _fit_band(c, xs, x)
+        ax.plot(xs, np.exp(mid), "-", color="C1",
+                label=f"fit: slope {c.exponent:.2f}, {percent(c.exponent_level)} CI "
+                      f"[{c.exponent_lo:.2f}, {c.exponent_hi:.2f}]")
+        ax.fill_between(xs, np.exp(low), np.exp(high), color="C1", alpha=0.2, lw=0)
+    if c.bound:
+        # an O(x^b) bound allows every curve below slope b from the first fitted point on
+        x0, y0 = x[fitted][0], y[fitted][0]
+        edge = y0 * (xs / x0) ** c.theory_exponent
+        floor = np.full_like(xs, min(np.nanmin(lo[lo > 0]) if np.any(lo > 0) else y0, np.nanmin(edge)) / 10)
+        ax.fill_between(xs, floor, edge, color="C2", alpha=0.12, lw=0,
+                        label=f"allowed by the bound: slope $\\leq$ {c.theory_exponent:g}")
+        ax.plot(xs, edge, "-", color="C2", lw=0.8)
+        ax.set_ylim(bottom=floor[0] * 5)
+    else:
+        ax.plot(xs, centre_y * (xs / centre_x) ** c.theory_exponent, "--", color="k",
+                label=f"theory: slope {c.theory_exponent:g}")
+    ax.set_xlabel(c.x_name)
+    ax.set_ylabel(c.y_name)
+    ax.set_title(_wrap(c.label, 60))
+    ax.legend(loc="best")
+
+
+def save_figure(fig, path: str | Path) -> None:
+    """Save atomically (a temporary file renamed); the format follows the suffix."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, metadata=_METADATA.get(path.suffix.lstrip("."), {}))
     plt.close(fig)
     tmp.replace(path)
 
 
+# without dates or versions the same data give byte-identical files
+_METADATA = {"png": {"Software": None}, "pdf": {"Creator": None, "Producer": None, "CreationDate": None},
+             "svg": {"Creator": None, "Date": None}}
+
+
+def claim_figure(claim_id: str, df, v: Verdict, path: str | Path) -> None:
+    """The claim's own figure, drawn in :data:`STYLE` and saved atomically to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
+    with matplotlib.rc_context({**STYLE, "savefig.dpi": 150}):
+        get_claim(claim_id).figure(df, v, tmp)
+    plt.close("all")
+    tmp.replace(path)
+
+
 def write_report(out: str | Path, verdicts: dict[str, Verdict] | None = None,
-                 latex: bool = False) -> dict[str, Verdict]:
-    """Write tables and figures for every claim of the study folder ``out``; returns the
-    verdicts (recomputed from the CSVs when not given)."""
+                 latex: bool = False, formats=("png",)) -> dict[str, Verdict]:
+    """Write tables and figures (in each of ``formats``) for every claim of the study
+    folder ``out``; returns the verdicts (recomputed from the CSVs when not given)."""
+    from . import latex as tex
+
+    formats = tuple(formats)
+    if not formats or any(f not in FORMATS for f in formats):
+        raise ValueError(f"figure formats must be among {', '.join(FORMATS)}, got {', '.join(formats)}")
     store = Store(out)
     meta = store.read_metadata()
     if meta is None:
@@ -179,14 +256,16 @@ def write_report(out: str | Path, verdicts: dict[str, Verdict] | None = None,
     for c, v in verdicts.items():
         write_atomic(root / f"{c}.md", claim_markdown(v))
         if latex:
-            write_atomic(root / f"{c}.tex", claim_latex(v))
-        if v.convergence:
-            plot_convergence(v, root / f"{c}.png")
-        figure = get_claim(c).figure
-        if figure is not None:
-            figure(store.read_claim(c), v, root / f"{c}-figure.png")
-    summary = [f"# Study {meta['name']} (budget {meta['study']['budget']}, seed {meta['study']['seed']})", "",
-               markdown_table(verdict_frame(verdicts).drop(columns="summary")), ""]
+            write_atomic(root / f"{c}.tex", tex.claim_latex(v))
+        for fmt in formats:
+            if v.convergence:
+                plot_convergence(v, root / f"{c}.{fmt}")
+            if get_claim(c).figure is not None:
+                claim_figure(c, store.read_claim(c), v, root / f"{c}-figure.{fmt}")
+    title = f"Study {meta['name']} (budget {meta['study']['budget']}, seed {meta['study']['seed']})"
+    summary = [f"# {title}", "", markdown_table(verdict_frame(verdicts).drop(columns="summary")), ""]
     summary += [f"- [{c}]({c}.md): {v.summary}" for c, v in verdicts.items()]
     write_atomic(root / "summary.md", "\n".join(summary) + "\n")
+    if latex:
+        write_atomic(root / "summary.tex", tex.summary_latex(verdicts, title))
     return verdicts

@@ -115,11 +115,13 @@ def execute(tasks: list[Task], jobs: int = 1, client=None) -> Iterator[tuple[Tas
 
 def run_study(study: Study, jobs: int | None = None, scheduler: str | None = None,
               command: list[str] | None = None,
-              progress: Callable[[int, int], None] | None = None) -> RunResult:
+              progress: Callable[[int, int, str | None], None] | None = None) -> RunResult:
     """Run (or resume) ``study`` and judge its claims.
 
     Everything is validated before the output folder is touched.  ``progress(done,
-    total)`` is called before the first task and after each one (e.g. a progress bar).
+    total, claim)`` is called before the first task and after each one (e.g.
+    :class:`ntkcheck.progress.Progress`); ``claim`` is the claim of the first unfinished
+    task (the one being computed), None when all are done.
     """
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     jobs = jobs or study.jobs or os.cpu_count() or 1
@@ -130,20 +132,21 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
     with (dask_client(scheduler) if scheduler else _nothing()) as client:
         store.open(study.fingerprint())
         meta = _metadata(study, store.read_metadata())
-        meta["runs"][-1].update(command=command if command is not None else sys.argv,
+        meta["runs"][-1].update(command=_portable_command(command if command is not None else sys.argv),
                                 started=started.isoformat(timespec="seconds"),
                                 executor=f"dask {scheduler}" if scheduler else f"local jobs={jobs}")
         store.write_metadata(meta)
         everything = [t for c in study.claims for t in tasks[c]]
         pending = [t for t in everything if not store.is_done(t)]
         done = len(everything) - len(pending)
+        current = _Current(pending)
         if progress:
-            progress(done, len(everything))
+            progress(done, len(everything), current.claim)
         for task, rows in execute(pending, jobs, client):
             store.write_task(task, rows)
             done += 1
             if progress:
-                progress(done, len(everything))
+                progress(done, len(everything), current.finish(task))
     verdicts = {}
     for c in study.claims:
         store.consolidate(c, tasks[c])
@@ -155,6 +158,24 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
     return RunResult(verdicts, len(everything), len(pending), len(everything) - len(pending), wall)
 
 
+class _Current:
+    """The claim of the first unfinished task, as tasks finish in any order."""
+
+    def __init__(self, pending: list[Task]):
+        self.pending, self.finished, self.next = pending, set(), 0
+
+    @property
+    def claim(self) -> str | None:
+        return self.pending[self.next].claim if self.next < len(self.pending) else None
+
+    def finish(self, task: Task) -> str | None:
+        self.finished.add((task.claim, task.key))
+        while self.next < len(self.pending) and (self.pending[self.next].claim,
+                                                 self.pending[self.next].key) in self.finished:
+            self.next += 1
+        return self.claim
+
+
 @contextmanager
 def _nothing():
     yield None
@@ -163,8 +184,22 @@ def _nothing():
 def _metadata(study: Study, previous: dict | None) -> dict:
     """metadata.json: the study, package versions, git commit, and one entry per run."""
     runs = (previous or {}).get("runs", [])
-    return {"name": study.name, "source": study.source, "study": study.fingerprint(),
+    return {"name": study.name, "source": study.source and _portable_path(study.source), "study": study.fingerprint(),
             "versions": _versions(), "git_commit": _git_commit(), "runs": runs + [{}]}
+
+
+def _portable_command(argv: list[str]) -> list[str]:
+    """The command as a user would retype it: no interpreter or machine paths."""
+    return ["ntkcheck", *map(_portable_path, argv[1:])]
+
+
+def _portable_path(arg: str) -> str:
+    """An absolute path becomes relative to the working directory, or its bare name when
+    outside it (machine paths such as scratch folders mean nothing elsewhere)."""
+    if not os.path.isabs(arg):
+        return arg
+    rel = os.path.relpath(arg)
+    return os.path.basename(arg.rstrip(os.sep)) or arg if rel.startswith(os.pardir) else rel
 
 
 def _versions() -> dict:

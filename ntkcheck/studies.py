@@ -6,19 +6,20 @@ A study is a TOML file (stdlib ``tomllib``)::
     budget = "standard"          # quick | standard | full
     seed = 2024                  # study seed: every task's SeedSequence derives from it
     claims = ["kernel-mean"]     # optional: default every claim
-    out = "results/standard"     # optional: default results/<name> (relative to the cwd)
-    scheduler = "tcp://host:8786"  # optional: a Dask scheduler
+    out = "../results/standard"  # optional, relative to this file; default results/<name> in the cwd
+    scheduler = "tcp://host:8786"  # optional: a Dask scheduler (needs ntkcheck[dask])
     jobs = 2                     # optional: local processes (default: CPU count)
 
     [grid.kernel-mean]           # optional overrides of the budget's grid
     width = [64, 256, 1024]
 
 Everything is validated on load, before any work: an unknown key, a wrong type, an
-empty list, a negative width or a non-finite number raises :class:`StudyError`
-naming the file, the key and its line.
+empty list, a negative width, a non-finite number or a missing optional dependency
+raises :class:`StudyError` naming the file, the key and its line.
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 import tomllib
@@ -79,9 +80,12 @@ def load_study(path: str | Path) -> Study:
     for claim_id, overrides in grid.items():
         if not isinstance(overrides, dict):
             raise where.error(("grid", claim_id), "must be a table [grid.<claim>] of overrides")
+    out = data.get("out")
+    if out is not None:  # like every path in a config file: relative to the file
+        out = path.parent / out
     try:
         return make_study(budget=data.get("budget", "quick"), claims=data.get("claims"),
-                          seed=data.get("seed", 0), out=data.get("out"),
+                          seed=data.get("seed", 0), out=out,
                           name=data.get("name", path.stem), scheduler=data.get("scheduler"),
                           jobs=data.get("jobs"), overrides=grid, source=str(path))
     except _KeyError as err:
@@ -118,6 +122,8 @@ def _make(budget, claims, seed, out, name, scheduler, jobs, overrides, source) -
         raise _KeyError(("jobs",), f"must be an integer >= 1, got {jobs!r}")
     if scheduler is not None and not _SCHEDULER.match(scheduler):
         raise _KeyError(("scheduler",), f"must be an address like tcp://HOST:PORT, got {scheduler!r}")
+    if scheduler is not None and importlib.util.find_spec("distributed") is None:
+        raise _KeyError(("scheduler",), "needs Dask, an optional dependency: pip install 'ntkcheck[dask]'")
     known = all_claims()
     if claims is None:
         claims = list(known)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ntkcheck.data import circle_inputs, digits, gaussian_inputs, sphere_inputs
+from ntkcheck.data import circle_inputs, digits, digits_raw, gaussian_inputs, sphere_inputs
 
 
 def test_synthetic_shapes_norms_and_determinism():
@@ -16,7 +16,6 @@ def test_synthetic_shapes_norms_and_determinism():
 
 
 def test_digits():
-    pytest.importorskip("sklearn")
     X, y, Xt, yt = digits(30, 10, seed=2)
     assert X.shape == (30, 64) and Xt.shape == (10, 64) and y.shape == (30,)
     np.testing.assert_allclose(np.einsum("ij,ij->i", X, X) / 64, 1.0)
@@ -32,7 +31,14 @@ def test_digits():
     (lambda: digits(1790, 10), "n_train"),
 ])
 def test_bad_input(call, match):
-    if "digits" in str(call.__code__.co_names):
-        pytest.importorskip("sklearn")
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_shipped_digits_equal_scikit_learn():
+    datasets = pytest.importorskip("sklearn.datasets")
+    images, labels = digits_raw()
+    reference = datasets.load_digits()
+    assert images.shape == (1797, 64) and labels.shape == (1797,)
+    np.testing.assert_array_equal(images, reference.data)
+    np.testing.assert_array_equal(labels, reference.target)

@@ -1,5 +1,8 @@
 """Claims: the statements ntkcheck verifies, and the interface every claim implements.
 
+The formulas, assumptions and negative control of every claim are in the catalogue
+``docs/claims.md``; each claim module's docstring summarises its entry.
+
 How to write a claim
 ====================
 One module ``ntkcheck/claims/<name>.py`` exposing ``CLAIM = Claim(...)``; add ``"<name>"``
@@ -30,6 +33,8 @@ Fields of :class:`Claim`
   ``check``       optional ``check(grid)`` raising :class:`GridError(key, message)`.
   ``figure``      optional ``figure(df, verdict, path)`` drawing a figure other than the
                   convergence plots (which the report draws from ``Verdict.convergence``).
+                  It saves with ``fig.savefig(path)`` (the format follows the suffix) and
+                  leaves layout to the report's style (constrained layout, mathtext labels).
 
 Tasks and seeds
   A :class:`Task` is one grid cell x one chunk of networks.  Its ``seed`` is
@@ -114,7 +119,8 @@ class Convergence:
     ``fit_cov`` (2x2 covariance of (a, b), for the band).  ``theory_exponent`` is the
     slope the claim predicts.  ``floor`` (optional) is the Monte Carlo resolution per
     point (the half-width of a normal interval at ``level``); ``control`` (optional) the
-    same error measured against the negative control.
+    same error measured against the negative control.  ``bound`` marks a claimed upper
+    bound (exponent <= ``theory_exponent``) rather than a predicted exponent.
     """
 
     label: str
@@ -135,6 +141,7 @@ class Convergence:
     y_name: str = "error"
     level: float = 0.95
     exponent_level: float = 0.95
+    bound: bool = False
 
 
 @dataclass(frozen=True)

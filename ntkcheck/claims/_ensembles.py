@@ -257,4 +257,4 @@ def _convergence(gd: pd.DataFrame, fits: dict, data: str, claim_id: str) -> Conv
     return width_series(gd[gd["quantity"] == "coupling"], gd[gd["quantity"] == "coupling_control"],
                         fits["coupling"],
                         f"{claim_id}: coupling gap to the infinite-width map, {data} data (control: other kernel)",
-                        -0.5, "RMS |f_t - f_t^GP-map|")
+                        -0.5, r"RMS $|f_t - f^{\mathrm{GP}}_t|$ (GP map)")

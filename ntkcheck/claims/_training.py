@@ -96,7 +96,8 @@ def bound_passed(fit, bound: float) -> bool:
     return bool(fit.ci_low <= bound and fit.ci_high < 0)
 
 
-def width_series(g, ctrl, fit, label: str, theory: float, y_name: str, robust: bool = False) -> Convergence:
+def width_series(g, ctrl, fit, label: str, theory: float, y_name: str, robust: bool = False,
+                 bound: bool = False) -> Convergence:
     """Per-network rows ``g`` (one quantity and cell) and the control's ``ctrl`` as a
     :class:`Convergence` over widths: mean with a 95 % normal band, or with ``robust``
     the median with the interquartile band; ``fit`` gives the exponent and its interval."""
@@ -113,5 +114,6 @@ def width_series(g, ctrl, fit, label: str, theory: float, y_name: str, robust: b
     return Convergence(
         label=label, x=tuple(float(w) for w in y.index), y=tuple(y), lo=tuple(lo), hi=tuple(hi),
         theory_exponent=theory, exponent=float(fit.exponent), exponent_lo=float(fit.ci_low),
-        exponent_hi=float(fit.ci_high), fitted=tuple(True for _ in y.index),
-        control=None if c.isna().all() else tuple(float(v) for v in c), y_name=y_name)
+        exponent_hi=float(fit.ci_high), log_prefactor=float(fit.details["log_prefactor"]),
+        fitted=tuple(True for _ in y.index), level=0.5 if robust else 0.95, exponent_level=float(fit.level),
+        control=None if c.isna().all() else tuple(float(v) for v in c), y_name=y_name, bound=bound)

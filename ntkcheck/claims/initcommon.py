@@ -34,7 +34,6 @@ def check_blocks(grid: dict, *keys: str) -> None:
 
 
 def save_figure(fig, path) -> None:
-    fig.tight_layout()
     fig.savefig(path, dpi=120)
     import matplotlib.pyplot as plt
 

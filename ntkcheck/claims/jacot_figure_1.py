@@ -140,8 +140,8 @@ def verdict(df) -> Verdict:
                f"kernel change after training {s['mean'].iloc[0]:.3g} -> {s['mean'].iloc[-1]:.3g} from n = "
                f"{widths[0]} to {widths[-1]} (exponent {fit.exponent:.2f}, claimed <= -1/2); depth-4 control "
                f"{'rejected' if rejected else 'NOT rejected'}")
-    conv = width_series(change, change.iloc[:0], fit, "relative change of Theta_hat(x_0, .) after 200 GD steps",
-                        -0.5, "|Theta_T - Theta_0| / |Theta_0| on the circle")
+    conv = width_series(change, change.iloc[:0], fit, r"relative change of $\hat\Theta(x_0, \cdot)$ after 200 GD steps",
+                        -0.5, r"$\|\hat\Theta_T - \hat\Theta_0\| / \|\hat\Theta_0\|$ on the circle", bound=True)
     return Verdict(
         claim="jacot-figure-1", passed=passed, summary=summary, statistics=stats, false_fail_rate=FALSE_FAIL_RATE,
         detectable=(f"a t=0 mean off the analytic kernel by {max(t.detectable for t in tests.values()):.2g} "
@@ -173,7 +173,6 @@ def figure(df, verdict: Verdict, path) -> None:
     np.atleast_1d(axes)[0].set_ylabel("$\\Theta(x_0, x)$")
     np.atleast_1d(axes)[0].legend()
     fig.suptitle("Jacot et al. 2018, Fig. 1: ReLU, 3 hidden layers, $\\beta$ = 0.1")
-    fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

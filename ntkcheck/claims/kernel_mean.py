@@ -57,7 +57,7 @@ CONTROL_FACTOR = 1.03
 #: confidence level of the descriptive exponent intervals of the convergence figure
 FIT_LEVEL = 0.95
 CELL = ["activation", "depth", "parameterization", "sigma_w", "sigma_b"]
-QUANTITIES = {"nngp": "E[f(x) f(x')] vs K", "ntk": "E[Theta_hat(x, x')] vs Theta"}
+QUANTITIES = {"nngp": r"$\mathbb{E}[f(x) f(x')]$ vs $K$", "ntk": r"$\mathbb{E}[\hat\Theta(x, x')]$ vs $\Theta$"}
 
 _BASE = {"depth": [2], "activation": ["relu", "erf"], "parameterization": ["ntk"],
          "sigma_w": 1.5, "sigma_b": 0.1, "n_inputs": 3, "d_in": 4, "cost_width": 256}
@@ -233,7 +233,7 @@ def _convergence(entries, tests) -> list[Convergence]:
         out.append(Convergence(
             label=label, x=tuple(x), y=tuple(d), lo=tuple(np.maximum(d - Z95 * se, 0.0)),
             hi=tuple(d + Z95 * se), theory_exponent=-1.0, floor=tuple(Z95 * se),
-            control=tuple(np.abs(e["control_d"])), y_name="|mean - kernel| / sqrt(K_ii K_jj)", **fit))
+            control=tuple(np.abs(e["control_d"])), y_name=r"$|\mathrm{mean} - \mathrm{kernel}| / \sqrt{K_{ii} K_{jj}}$", **fit))
     return out
 
 

@@ -110,10 +110,9 @@ def verdict(df) -> Verdict:
             continue
         ctrl = df[(df["activation"] == act) & (df["depth"] == depth) & (df["parameterization"] == CONTROL)]
         for q in ("kernel_change", "weight_change_layer1"):
-            theory = -1.0 if (q == "kernel_change" and act != "relu") else -0.5
             series.append(width_series(g[g["quantity"] == q], ctrl[ctrl["quantity"] == q], fits[(act, depth, par, q)],
                                        f"{q}: {act}, L={depth}, NTK parameterization (control: mean-field)",
-                                       theory, "sup_t relative change"))
+                                       -0.5, r"$\sup_t$ relative change", bound=q == "kernel_change"))
     k = claim[claim["quantity"] == "kernel_change"]
     stats = {"n_tests": int(len(claim)), "max_kernel_exponent_upper": float(k["ci_high"].max()),
              "kernel_exponents": ", ".join(f"{e:.2f}" for e in k["exponent"]),

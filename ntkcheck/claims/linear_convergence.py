@@ -207,7 +207,7 @@ def verdict(df) -> Verdict:
                f"(1.05 H^inf p = {mean_ctrl.pvalue:.2g}, exponent {f['H_error_control'].exponent:.2f}; "
                f"unstable rate: fraction {held_ctrl.iloc[-1]:.2f} at the widest width)")
     series = tuple(_convergence(q(name), fits[name], q(name + "_control") if name == "H_error" else None, label)
-                   for name, label in (("H_error", "|H(0) - H^inf|_F"), ("max_weight_change", "max_r |w_r(K) - w_r(0)|")))
+                   for name, label in (("H_error", r"$\|H(0) - H^\infty\|_F$"), ("max_weight_change", r"$\max_r \|w_r(K) - w_r(0)\|$")))
     return Verdict(
         claim="linear-convergence", passed=passed, summary=summary, statistics=stats,
         false_fail_rate=FALSE_FAIL_RATE,
@@ -221,7 +221,7 @@ def verdict(df) -> Verdict:
 
 def _convergence(g, fit, ctrl, label) -> Convergence:
     return width_series(g, g.iloc[:0] if ctrl is None else ctrl, fit,
-                        f"{label} (control: 1.05 H^inf)" if ctrl is not None else label, -0.5, label)
+                        rf"{label} (control: $1.05\,H^\infty$)" if ctrl is not None else label, -0.5, label)
 
 
 def figure(df, verdict: Verdict, path) -> None:
@@ -233,14 +233,13 @@ def figure(df, verdict: Verdict, path) -> None:
 
     t = verdict.table
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.semilogx(t["width"], t["fraction meeting the bound"], "o-", label="eta = lr_fraction / lambda_max(H^inf)")
+    ax.semilogx(t["width"], t["fraction meeting the bound"], "o-", label=r"$\eta$ = lr_fraction / $\lambda_{\max}(H^\infty)$")
     ax.semilogx(t["width"], t["fraction (control rate)"], "s--", label="control: unstable rate")
     ax.set_xlabel("width m")
-    ax.set_ylabel("fraction of seeds meeting (1 - eta lambda_0/2)^k")
+    ax.set_ylabel(r"fraction of seeds meeting $(1 - \eta\lambda_0/2)^k$")
     ax.set_ylim(-0.05, 1.05)
     ax.set_title("Du et al. 2018: linear convergence bound")
     ax.legend()
-    fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

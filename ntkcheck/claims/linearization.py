@@ -91,7 +91,7 @@ def verdict(df) -> Verdict:
             series.append(width_series(
                 g[g["quantity"] == q], ctrl[ctrl["quantity"] == q], fits[key + (q,)],
                 f"{q} inputs: {cell['data']}, {cell['activation']}, L={cell['depth']} (control: mean-field)",
-                -0.5, "sup_t max_x |f_t - f_lin_t|"))
+                -0.5, r"$\sup_t \max_x |f_t - f^{\mathrm{lin}}_t|$", bound=True))
     fmt = lambda t: ", ".join(f"{e:.2f}" for e in t["exponent"])  # noqa: E731
     stats = {"n_tests": n_tests, "exponents": fmt(claim), "control_exponents": fmt(control),
              "max_exponent_upper": float(claim["ci_high"].max())}

@@ -106,8 +106,8 @@ def verdict(df) -> Verdict:
         ctrl = err[(err["activation"] == r.activation) & (err["depth"] == r.depth)
                    & (err["parameterization"] == CONTROL)]
         series.append(width_series(
-            g, ctrl, r.fit, f"mean relative rate error of the top modes: {r.activation}, L={r.depth} "
-            "(control: mean-field)", -0.5, "median |rate / (eta lam/N) - 1| (interquartile band)", robust=True))
+            g, ctrl, r.fit, f"rate error, mean over the top modes: {r.activation}, L={r.depth} "
+            "(control: mean-field)", -0.5, r"median over networks of $|\mathrm{rate} / (\eta\lambda/N) - 1|$", robust=True, bound=True))
     stats = {"n_tests": n_tests, "exponents": ", ".join(f"{e:.2f}" for e in claim["exponent"]),
              "control_exponents": ", ".join(f"{e:.2f}" for e in control["exponent"])}
     table = _mode_table(df)

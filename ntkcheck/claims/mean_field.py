@@ -196,19 +196,18 @@ def figure(df, verdict: Verdict, path) -> None:
         m = a[a["quantity"] == q].groupby(["width", "alpha_sqrt_n"])["value"].agg(["mean", "std", "count"])
         for w, s in m.groupby(level=0):
             x = s.index.get_level_values(1).to_numpy(dtype=float)
-            ax.errorbar(x, s["mean"], yerr=1.96 * s["std"] / np.sqrt(s["count"]), marker="o", label=f"n = {w}")
+            ax.errorbar(x, s["mean"], yerr=1.96 * s["std"] / np.sqrt(s["count"]), marker="o", label=f"$n$ = {w} (95% interval)")
         x = np.array(sorted(a["alpha_sqrt_n"].unique()), dtype=float)
         ref = m["mean"].xs(x[-1], level=1).mean() * x[-1] / x
-        ax.plot(x, ref, "k:", label="1/(alpha sqrt(n))")
+        ax.plot(x, ref, "k:", label=r"$1/(\alpha\sqrt{n})$")
         ax.axhline(FLOOR, color="gray", lw=0.8, ls="--", label=f"floor {FLOOR}")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("alpha sqrt(n)")
+        ax.set_xlabel(r"$\alpha\sqrt{n}$")
         ax.set_title(q.replace("_", " "))
     axes[0].set_ylabel("relative change after training")
     axes[0].legend(fontsize=8)
-    fig.suptitle("Chizat, Oyallon & Bach 2019: feature learning (small alpha) to lazy training (large alpha)")
-    fig.tight_layout()
+    fig.suptitle(r"Chizat, Oyallon & Bach 2019: feature learning (small $\alpha$) to lazy training (large $\alpha$)")
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

@@ -155,7 +155,7 @@ def verdict(df) -> Verdict:
         y = np.array([kurt[n]["kurtosis"] for n in widths])
         se = np.array([kurt[n]["se"] for n in widths])
         series.append(Convergence(
-            label=f"excess kurtosis of f(x): {cell['activation']}, L={cell['depth']}, sigma_b={cell['sigma_b']:g}",
+            label=f"excess kurtosis of $f(x)$: {cell['activation']}, $L$={cell['depth']}, $\\sigma_b$={cell['sigma_b']:g}",
             x=tuple(widths), y=tuple(y), lo=tuple(np.maximum(y - Z95 * se, 0.0)), hi=tuple(y + Z95 * se),
             theory_exponent=-1.0, exponent=res.exponent, exponent_lo=res.ci_low, exponent_hi=res.ci_high,
             log_prefactor=res.details["log_prefactor"], fitted=tuple(bool(b) for b in fitted),

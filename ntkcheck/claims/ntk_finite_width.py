@@ -188,15 +188,16 @@ def figure(df, v: Verdict, path) -> None:
     for n, g in t.groupby("width"):
         ax.errorbar(g.beta, g.ratio, yerr=[g.ratio - np.exp(g.log_ratio - Z95 * g.se_log),
                                            np.exp(g.log_ratio + Z95 * g.se_log) - g.ratio],
-                    marker="o", ms=3, capsize=2, label=f"n={n}")
+                    marker="o", ms=3, capsize=2, label=f"$n$ = {n} (95% interval)")
     b = np.linspace(0, t.beta.max(), 100)
     lim = t.drop_duplicates("beta").sort_values("beta")
-    ax.plot(lim.beta, np.exp(lim["limit F(beta)"]), "k--", label="limit F(beta) (n -> inf)")
-    ax.plot(b, np.exp(v.statistics["rate"] * b), "k:", label=f"exp({v.statistics['rate']:.2f} beta)")
-    ax.plot(b, np.exp(5 * b), color="gray", lw=0.8, label="exp(5 beta)")
+    ax.plot(lim.beta, np.exp(lim["limit F(beta)"]), "k--", label=r"limit $F(\beta)$ ($n \to \infty$)")
+    ax.plot(b, np.exp(v.statistics["rate"] * b), "k:", label=rf"$\exp({v.statistics['rate']:.2f}\,\beta)$")
+    ax.plot(b, np.exp(5 * b), color="gray", lw=0.8, label=r"$\exp(5\beta)$")
     ax.set_yscale("log")
-    ax.set_xlabel("beta = L/n")
-    ax.set_ylabel("E[Theta(x,x)^2] / E[Theta(x,x)]^2")
+    ax.set_xlabel(r"$\beta = L/n$")
+    ax.set_ylabel(r"$\mathbb{E}[\hat\Theta(x,x)^2] / \mathbb{E}[\hat\Theta(x,x)]^2$")
+    ax.set_title("ntk-finite-width: NTK fluctuations vs depth/width", fontsize=9)
     ax.legend(fontsize=7)
     save_figure(fig, path)
 

@@ -136,13 +136,13 @@ def verdict(df) -> Verdict:
         se = np.array([b.std(ddof=1) / math.sqrt(len(b)) for b in blocks["e2"]]) / (2 * rms["e2"])
         f = res["e2"]
         series.append(Convergence(
-            label=f"relative Frobenius error of Theta_hat: {cell['activation']}, L={cell['depth']}, "
-                  f"sigma_b={cell['sigma_b']:g}",
+            label=f"relative Frobenius error of $\\hat\\Theta$: {cell['activation']}, L={cell['depth']}, "
+                  f"$\\sigma_b$={cell['sigma_b']:g}",
             x=tuple(widths), y=tuple(rms["e2"]), lo=tuple(np.maximum(rms["e2"] - Z95 * se, 0)),
             hi=tuple(rms["e2"] + Z95 * se), theory_exponent=-0.5, exponent=f.exponent, exponent_lo=f.ci_low,
             exponent_hi=f.ci_high, log_prefactor=f.details["log_prefactor"], fitted=(True,) * len(widths),
             floor=tuple(Z95 * se), control=tuple(rms["e2_control"]),
-            y_name="sqrt(E||Theta_hat - Theta||^2) / ||Theta||", exponent_level=f.level))
+            y_name=r"$\sqrt{\mathbb{E}\|\hat\Theta - \Theta\|^2} / \|\Theta\|$", exponent_level=f.level))
         table.append({**cell, "exponent": f.exponent, "ci_low": f.ci_low, "ci_high": f.ci_high, "passed": f.passed,
                       "control_exponent": controls[key].exponent, "control_ci_low": controls[key].ci_low,
                       "control_ci_high": controls[key].ci_high, "control_passed": controls[key].passed})

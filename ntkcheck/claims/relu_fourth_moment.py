@@ -217,13 +217,14 @@ def figure(df, v: Verdict, path) -> None:
     for ax, ((role, act, sb), g) in zip(axes[0], panels):
         for L, e in g[g.method == "exact"].groupby("depth"):
             r = e["E[G^2]/E[G]^2"] / e["claimed"]
-            ax.errorbar(e["width"], r, yerr=Z95 * e["se_log"] * r, marker="o", ms=3, capsize=2, label=f"L={L}")
+            ax.errorbar(e["width"], r, yerr=Z95 * e["se_log"] * r, marker="o", ms=3, capsize=2, label=f"$L$ = {L}")
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set_xscale("log", base=2)
-        ax.set_title(f"{role}: {act}, sigma_b={sb:g}", fontsize=9)
-        ax.set_xlabel("width n")
-    axes[0][0].set_ylabel("measured / claimed ratio")
-    axes[0][-1].legend(fontsize=7)
+        ax.set_title(f"{role}: {act}, $\\sigma_b$ = {sb:g}", fontsize=9)
+        ax.set_xlabel("width $n$")
+        ax.legend(title="depth", fontsize=7, title_fontsize=7)
+    axes[0][0].set_ylabel(r"measured / claimed $\mathbb{E}[G^2]/\mathbb{E}[G]^2$")
+    fig.suptitle("relu-fourth-moment: measured / claimed ratio with 95% intervals", fontsize=10)
     save_figure(fig, path)
 
 
