@@ -11,6 +11,7 @@ figure ``<claim>-figure.png`` if it has one; ``summary.md`` lists the verdicts.
 """
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -118,7 +119,12 @@ def claim_latex(v: Verdict) -> str:
 
 
 def plot_convergence(v: Verdict, path: str | Path) -> None:
-    """One log-log panel per convergence series (see the module docstring)."""
+    """One log-log panel per convergence series (see the module docstring), written atomically."""
+    write_atomic(Path(path), convergence_png(v))
+
+
+def convergence_png(v: Verdict) -> bytes:
+    """The PNG of :func:`plot_convergence`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -158,35 +164,49 @@ def plot_convergence(v: Verdict, path: str | Path) -> None:
         ax.set_visible(False)
     fig.suptitle(f"{v.claim}: {'PASS' if v.verified else 'FAIL'}", fontsize=10)
     fig.tight_layout()
-    tmp = Path(path).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120, metadata={"Software": None})
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, metadata={"Software": None})
     plt.close(fig)
-    tmp.replace(path)
+    return buf.getvalue()
 
 
 def write_report(out: str | Path, verdicts: dict[str, Verdict] | None = None,
                  latex: bool = False) -> dict[str, Verdict]:
     """Write tables and figures for every claim of the study folder ``out``; returns the
     verdicts (recomputed from the CSVs when not given)."""
-    store = Store(out)
-    meta = store.read_metadata()
-    if meta is None:
-        raise ValueError(f"{out} is not a study folder (no metadata.json)")
-    claims = meta["study"]["claims"]
-    if verdicts is None:
-        verdicts = {c: get_claim(c).verdict(store.read_claim(c)) for c in claims}
-    root = Path(out)
-    for c, v in verdicts.items():
-        write_atomic(root / f"{c}.md", claim_markdown(v))
-        if latex:
-            write_atomic(root / f"{c}.tex", claim_latex(v))
-        if v.convergence:
-            plot_convergence(v, root / f"{c}.png")
-        figure = get_claim(c).figure
-        if figure is not None:
-            figure(store.read_claim(c), v, root / f"{c}-figure.png")
-    summary = [f"# Study {meta['name']} (budget {meta['study']['budget']}, seed {meta['study']['seed']})", "",
-               markdown_table(verdict_frame(verdicts).drop(columns="summary")), ""]
-    summary += [f"- [{c}]({c}.md): {v.summary}" for c, v in verdicts.items()]
-    write_atomic(root / "summary.md", "\n".join(summary) + "\n")
+    with Store(out) as store:
+        meta = store.open_existing()
+        claims = meta["study"]["claims"]
+        if verdicts is None:
+            verdicts = {c: _judge(store, c) for c in claims}
+        root = Path(out)
+        for c, v in verdicts.items():
+            store.write_file(root / f"{c}.md", claim_markdown(v))
+            if latex:
+                store.write_file(root / f"{c}.tex", claim_latex(v))
+            if v.convergence:
+                store.write_file(root / f"{c}.png", convergence_png(v))
+            figure = get_claim(c).figure
+            if figure is not None:
+                df = store.read_claim(c)
+                store.write_drawn(root / f"{c}-figure.png", lambda tmp: figure(df, v, tmp))
+        summary = [f"# Study {meta.get('name', root.name)} (budget {meta['study'].get('budget')}, "
+                   f"seed {meta['study'].get('seed')})", "",
+                   markdown_table(verdict_frame(verdicts).drop(columns="summary")), ""]
+        summary += [f"- [{c}]({c}.md): {v.summary}" for c, v in verdicts.items()]
+        store.write_file(root / "summary.md", "\n".join(summary) + "\n")
     return verdicts
+
+
+def _judge(store: Store, claim: str) -> Verdict:
+    """The verdict of a claim from its stored CSV.  A CSV the manifest vouches for is
+    intact, so an error judging it is a bug; one adopted from an older folder may be
+    damaged, so an error names the file instead."""
+    df = store.read_claim(claim)
+    if not store.adopted(store.claim_path(claim)):
+        return get_claim(claim).verdict(df)
+    try:
+        return get_claim(claim).verdict(df)
+    except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError) as err:
+        raise ValueError(f"{store.claim_path(claim)}: cannot judge {claim} from it "
+                         f"({type(err).__name__}: {err}); is it damaged? re-run the study to rebuild it") from None

@@ -2,6 +2,7 @@
 CSVs with 1 job, 2 jobs and a Dask LocalCluster, resume after SIGKILL."""
 import dataclasses
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -98,7 +99,9 @@ def test_resume_after_sigkill(tmp_path):
     assert not (out / "kernel-mean.csv").exists()
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode in (0, 1), res.stderr
-    assert f"{24 - done} tasks run, {done} already done" in res.stderr
+    # a task file written in the instant before its manifest entry is recomputed
+    skipped = int(re.search(r"(\d+) tasks run, (\d+) already done", res.stderr).group(2))
+    assert skipped in (done, done - 1) and f"{24 - skipped} tasks run" in res.stderr
     assert not list(out.rglob("*.tmp"))
     ref = run_study(dataclasses.replace(tiny_study(tmp_path / "ref", **grid, activation=["relu", "erf"])), jobs=1)
     assert ref.n_run == 24
