@@ -126,6 +126,8 @@ def _dispatch(args, command: list[str]) -> int:
     else:
         study = load_study(args.study)
         if args.out is not None:
+            if not args.out.strip():
+                raise ValueError("--out is empty: give a folder name, e.g. --out results/mine")
             study = dataclasses.replace(study, out=Path(args.out))
     from .runner import run_study
 

@@ -277,10 +277,13 @@ class Store:
             raise RuntimeError("Store.open or open_existing must come first")
         if (path.exists() or path.is_symlink()) and not self.owns(path):
             raise ValueError(f"{path} was not written by ntkcheck; not replacing it (move it away and re-run)")
-        path.parent.mkdir(parents=True, exist_ok=True)
         data = data.encode("utf-8") if isinstance(data, str) else data
-        write_atomic(path, data)
-        self._record(self._rel(path), data)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, data)
+            self._record(self._rel(path), data)
+        except OSError as err:       # read-only folder, disk full, ...
+            raise ValueError(f"cannot write {path}: {err.strerror or err}") from None
 
     def write_drawn(self, path: Path, draw: Callable[[Path], None]) -> None:
         """``draw(tmp)`` writes a file (e.g. a figure); it is then recorded as ``path``."""
@@ -301,8 +304,9 @@ class Store:
         if len(data) == entry["bytes"] and hashlib.sha256(data).hexdigest() == entry["sha256"]:
             return None
         rows = _digest(data)["rows"]
-        if rows != entry["rows"]:
-            return f"has {rows} rows, {entry['rows']} were written"
+        if rows != entry["rows"] or len(data) != entry["bytes"]:
+            return (f"is damaged: {rows} of the {entry['rows']} rows written remain "
+                    f"({len(data)} of {entry['bytes']} bytes)")
         return "its content differs from what was written (checksum mismatch)"
 
     # -- tasks -----------------------------------------------------------------------
