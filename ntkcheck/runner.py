@@ -131,7 +131,11 @@ def _check_scheme(address: str, timeout: float) -> None:
     if scheme == "inproc":
         from distributed.comm.inproc import global_manager
 
-        if global_manager.get_listener_for(address) is None:
+        try:
+            listener = global_manager.get_listener_for(address)
+        except ValueError:
+            listener = None
+        if listener is None:
             raise ValueError(f"no Dask scheduler at {address}: inproc:// names a scheduler inside this same "
                              "process; for a separate scheduler use tcp://HOST:PORT")
         return
@@ -139,10 +143,16 @@ def _check_scheme(address: str, timeout: float) -> None:
         try:
             from distributed.comm.registry import get_backend
 
-            get_backend("ucx")
-        except (ValueError, ImportError) as err:
+            get_backend("ucx").get_connector()
+        except Exception:             # not installed, or a stub without a connector
             raise ValueError(f"cannot use {address}: the ucx:// protocol needs the UCX backend "
-                             f"(distributed-ucxx), which is not available here ({err})") from None
+                             "(distributed-ucxx), which is not installed here; use tcp://") from None
+    if scheme in ("tls", "wss"):
+        from distributed.security import Security
+
+        if Security().get_connection_args("client").get("ssl_context") is None:
+            raise ValueError(f"cannot use {address}: {scheme}:// needs TLS certificates in the Dask "
+                             "configuration (distributed.comm.tls.ca-file, .client.cert, .client.key)")
     host = re.match(r"^(tcp|tls|ws|wss|ucx)://\[?([^\]]+?)\]?:(\d+)$", address)
     if host is None:
         raise ValueError(f"Dask scheduler address {address} has no port: use e.g. tcp://HOST:8786")
@@ -167,19 +177,16 @@ def _connect(Client, address: str, timeout: float):
 
     thread = threading.Thread(target=connect, name="ntkcheck-dask-connect", daemon=True)
     thread.start()
-    thread.join(timeout + 5)
+    thread.join(timeout + 2)
     if "client" in box:
         return box["client"]
     err = box.get("error")
-    hint = ""
-    if address.startswith(("tls://", "wss://")):
-        hint = "; tls:// needs certificates in the Dask configuration (distributed.comm.tls.*)"
-    if err is None or isinstance(err, (OSError, TimeoutError)):
-        why = f"no Dask scheduler answered within {timeout:g} s (is it a Dask scheduler?)" if err is None \
-            else str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(f"cannot connect to Dask scheduler at {address}: {why}{hint}") from None
-    raise ValueError(f"cannot connect to Dask scheduler at {address}: {type(err).__name__}: "
-                     f"{str(err).splitlines()[0] if str(err) else ''}{hint}") from None
+    if err is None:
+        why = f"no Dask scheduler answered within {timeout:g} s (is it a Dask scheduler?)"
+    else:
+        why = (str(err).splitlines() or [""])[0]
+        why = why if isinstance(err, (OSError, TimeoutError)) else f"{type(err).__name__}: {why}"
+    raise ValueError(f"cannot connect to Dask scheduler at {address}: {why}") from None
 
 
 def execute(tasks: list[Task], jobs: int = 1, client=None) -> Iterator[tuple[Task, list[dict]]]:
