@@ -155,7 +155,6 @@ class Store:
         except OSError as err:
             raise ValueError(f"cannot create output folder {self.root}: {err.strerror}") from None
         self._acquire()
-        self._check_ours()           # again, now that no other ntkcheck can write here
         meta = self.read_metadata()
         if meta is not None and meta.get("study") != study:
             self.close()
@@ -195,12 +194,15 @@ class Store:
             return
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             fh.seek(0)
             holder = fh.read().strip() or "unknown"
             fh.close()
             raise ValueError(f"output folder {self.root} is in use by another ntkcheck process "
                              f"(pid {holder}); wait for it to finish or choose another --out") from None
+        except OSError as err:       # a filesystem without locks: refuse rather than risk interleaving
+            fh.close()
+            raise ValueError(f"cannot lock output folder {self.root}: {err.strerror}") from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"{os.getpid()}\n")
