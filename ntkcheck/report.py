@@ -19,7 +19,7 @@ import numpy as np
 from scipy.stats import norm
 
 from .claims import Convergence, Verdict, get_claim
-from .store import Store, write_atomic
+from .store import Store
 
 
 def _cell(v) -> str:
@@ -118,13 +118,8 @@ def claim_latex(v: Verdict) -> str:
     return "".join(latex_table(convergence_frame(c), f"{c.label}. {fit_line(c)}") for c in v.convergence)
 
 
-def plot_convergence(v: Verdict, path: str | Path) -> None:
-    """One log-log panel per convergence series (see the module docstring), written atomically."""
-    write_atomic(Path(path), convergence_png(v))
-
-
 def convergence_png(v: Verdict) -> bytes:
-    """The PNG of :func:`plot_convergence`."""
+    """One log-log panel per convergence series (see the module docstring), as PNG bytes."""
     import matplotlib
 
     matplotlib.use("Agg")

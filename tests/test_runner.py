@@ -102,7 +102,7 @@ def test_resume_after_sigkill(tmp_path):
     # a task file written in the instant before its manifest entry is recomputed
     skipped = int(re.search(r"(\d+) tasks run, (\d+) already done", res.stderr).group(2))
     assert skipped in (done, done - 1) and f"{24 - skipped} tasks run" in res.stderr
-    assert not list(out.rglob("*.tmp"))
+    assert not list(out.rglob("*ntkcheck-tmp*"))
     ref = run_study(dataclasses.replace(tiny_study(tmp_path / "ref", **grid, activation=["relu", "erf"])), jobs=1)
     assert ref.n_run == 24
     assert csv_bytes(out) == csv_bytes(tmp_path / "ref")
