@@ -1,9 +1,12 @@
 """What a study or a sampler call needs, estimated before any work, against what the
-machine has: refuse early instead of running out of memory hours later."""
+machine has: refuse early instead of running out of memory hours later; and worker
+processes that do not outlive their parent."""
 from __future__ import annotations
 
 import math
 import os
+import threading
+import time
 from dataclasses import dataclass
 
 #: More tasks than this cannot even be planned cheaply (each is an object and a file).
@@ -93,3 +96,18 @@ def check_sample(n_bytes: int, what: str) -> None:
     have = machine_bytes()
     if n_bytes > have:
         raise ValueError(f"{what} needs at least {gib(n_bytes)} of memory but this machine has {gib(have)}")
+
+
+def die_with_parent(parent: int, interval: float = 0.5) -> None:
+    """Exit this process within ``interval`` seconds of process ``parent`` exiting
+    (a daemon thread polls the parent pid: portable, and unlike PR_SET_PDEATHSIG not
+    tied to the thread that started us).  The resource tracker then exits too: it
+    stops once every process holding its pipe is gone."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, name="ntkcheck-parent-watch", daemon=True).start()

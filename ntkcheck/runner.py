@@ -69,24 +69,7 @@ def _init_worker(parent: int) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
-    die_with_parent(parent)
-
-
-def die_with_parent(parent: int, interval: float = 0.5) -> None:
-    """Exit this process within ``interval`` seconds of process ``parent`` exiting
-    (a daemon thread polls the parent pid: portable, and unlike PR_SET_PDEATHSIG not
-    tied to the thread that started us).  The resource tracker then exits too: it
-    stops once every process holding its pipe is gone."""
-    import threading
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(interval)
-        os._exit(1)
-
-    if os.getppid() != parent:
-        os._exit(1)
-    threading.Thread(target=watch, name="ntkcheck-parent-watch", daemon=True).start()
+    resources.die_with_parent(parent)
 
 
 #: Seconds to wait for a Dask scheduler's first worker (``--worker-timeout``).

@@ -46,7 +46,7 @@ from threadpoolctl import ThreadpoolController
 
 from .kernels import check_inputs
 from .networks import MAX_BYTES, _gram, bytes_per_network, empirical_ntk_from, forward, init_params
-from .resources import check_sample
+from .resources import check_sample, die_with_parent
 from .seeding import network_rngs
 from .spec import MLP
 
@@ -165,7 +165,8 @@ def _sample(spec: MLP, X, n_networks, seed, max_bytes, chunk_fn: Callable, bytes
     if jobs > 1 and n_networks > block and _picklable(fields):
         starts = range(0, int(n_networks), block)
         stops = [min(n_networks, s + block) for s in starts]
-        with ProcessPoolExecutor(min(jobs, len(starts)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(min(jobs, len(starts)), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
             parts = list(pool.map(_block, repeat(fields), repeat(X), repeat(seed), starts, stops,
                                   repeat(chunk), repeat(chunk_fn)))
     else:
