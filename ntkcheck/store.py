@@ -90,6 +90,22 @@ def _digest(data: bytes) -> dict:
             "sha256": hashlib.sha256(data).hexdigest()}
 
 
+def _task_file_problem(data: bytes, key: str) -> str | None:
+    """What is wrong with a task file that has no checksum to compare (None if it is a
+    complete table of that task's rows)."""
+    try:
+        table = list(csv.reader(io.StringIO(data.decode("utf-8"))))
+    except (UnicodeDecodeError, csv.Error):
+        return "is not a CSV table"
+    header = table[0] if table else []
+    if tuple(header[:len(ROW_COLUMNS)]) != ROW_COLUMNS or len(table) < 2 or not data.endswith(b"\n"):
+        return "is incomplete (no header or no rows, or cut short)"
+    at = header.index("task")
+    if any(len(r) != len(header) or r[at] != key for r in table[1:]):
+        return "is damaged (a row with missing cells or of another task)"
+    return None
+
+
 class Store:
     """The folder of one study.  Use :meth:`open` (run) or :meth:`open_existing`
     (report) before writing, and :meth:`close` (or ``with``) to release the lock."""
@@ -251,7 +267,12 @@ class Store:
         for p in paths:
             if p.is_file():
                 rel = p.relative_to(self.root).as_posix()
-                files[rel] = {"path": rel, "adopted": True, **_digest(p.read_bytes())}
+                data = p.read_bytes()
+                files[rel] = {"path": rel, "adopted": True, **_digest(data)}
+                if rel.startswith("tasks/"):
+                    invalid = _task_file_problem(data, p.stem)
+                    if invalid:
+                        files[rel]["invalid"] = invalid
         return files
 
     def _record(self, rel: str, data: bytes) -> None:
@@ -302,6 +323,8 @@ class Store:
             return "missing"
         if entry is None:
             return "not recorded as complete (written by a run killed at that moment?)"
+        if entry.get("invalid"):
+            return entry["invalid"]
         data = path.read_bytes()
         if len(data) == entry["bytes"] and hashlib.sha256(data).hexdigest() == entry["sha256"]:
             return None

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from ntkcheck.claims import Task
-from ntkcheck.store import LOCK, MANIFEST, Store
+from ntkcheck.store import LOCK, MANIFEST, Store, columns_of, csv_text
 
 STUDY = {"budget": "quick", "seed": 1, "claims": ["kernel-mean"], "grids": {}}
 TASK = Task("kernel-mean", "width=8,chunk=0", {}, None)
@@ -119,11 +119,15 @@ def test_corrupt_metadata_is_named(tmp_path, text, message):
 def test_folder_from_before_manifests_is_adopted(tmp_path):
     (tmp_path / "metadata.json").write_text(json.dumps({"name": "x", "study": STUDY}))
     (tmp_path / "tasks" / "kernel-mean").mkdir(parents=True)
-    (tmp_path / "tasks" / "kernel-mean" / f"{TASK.key}.csv").write_text("claim,task\nkernel-mean,x\n")
+    (tmp_path / "tasks" / "kernel-mean" / f"{TASK.key}.csv").write_text(csv_text(ROWS, columns_of(ROWS)))
     (tmp_path / "kernel-mean.md").write_text("old report")
     (tmp_path / "notes.txt").write_text("mine")
+    broken = Task("kernel-mean", "width=16,chunk=0", {}, None)
+    (tmp_path / "tasks" / "kernel-mean" / f"{broken.key}.csv").write_text("claim,task\nkernel-mean,wid")
     with opened(tmp_path) as store:
         assert store.is_done(TASK) and store.adopted(tmp_path / "kernel-mean.md")
+        assert "is incomplete" in store.task_damage(broken)
+        store.write_task(broken, ROWS)       # recomputed: ntkcheck wrote it, if not completely
         store.write_file(tmp_path / "kernel-mean.md", "new report")
         with pytest.raises(ValueError, match="notes.txt was not written by ntkcheck"):
             store.write_file(tmp_path / "notes.txt", "x")
