@@ -142,7 +142,7 @@ class Store:
             raise ValueError(f"output folder {self.root} is not writable (no write permission on {target})")
 
     def is_study_folder(self) -> bool:
-        """The folder holds ntkcheck's bookkeeping, or (written by ntkcheck < 0.2) a
+        """The folder holds ntkcheck's bookkeeping, or (written before manifests existed) a
         metadata.json describing a study."""
         if (self.root / _META_DIR).is_dir():
             return True
@@ -258,7 +258,7 @@ class Store:
                 tmp.unlink()
 
     def _adopt(self, meta: dict) -> dict[str, dict]:
-        """Entries for the files ntkcheck < 0.2 wrote (metadata, task files, reports)."""
+        """Entries for the files an ntkcheck without manifests wrote (metadata, task files, reports)."""
         claims = meta.get("study", {}).get("claims", [])
         names = ["metadata.json", "summary.md"] + [f"{c}{ext}" for c in claims
                                                     for ext in (".csv", ".md", ".tex", ".png", "-figure.png")]
