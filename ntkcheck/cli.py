@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import shutil
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from . import __version__
 from .claims import BUDGETS, all_claims
+from .runner import WORKER_TIMEOUT
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
 FIGURE_FORMATS = ("png", "pdf", "svg")
@@ -48,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--scheduler", default=None, metavar="ADDR",
                         help="address of a Dask scheduler, e.g. tcp://HOST:8786")
         outputs(sp)
+        sp.add_argument("--worker-timeout", type=_seconds, default=WORKER_TIMEOUT, metavar="SECONDS",
+                        help=f"with --scheduler: wait this long for a first worker (default {WORKER_TIMEOUT:g})")
+        sp.add_argument("--force", action="store_true",
+                        help="run even if the study's estimated memory or work exceeds this machine's")
 
     v = sub.add_parser("verify", help="run the claims at a budget and print the verdict table", parents=[common])
     v.add_argument("--budget", choices=BUDGETS, default="quick")
@@ -75,9 +81,22 @@ def _formats(text: str) -> tuple[str, ...]:
 
 
 def _positive(text: str) -> int:
-    value = _nonnegative(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
     return value
 
 
@@ -97,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args, sys.argv if argv is None else ["ntkcheck", *argv])
     except ValueError as err:
         print(f"ntkcheck: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except MemoryError as err:   # the machine's limit, not a failed claim
+        print(f"ntkcheck: error: out of memory{f' ({err})' if str(err) else ''}; lower width, "
+              "n_networks per chunk or --jobs", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("ntkcheck: interrupted; re-run the same command to resume", file=sys.stderr)
@@ -144,6 +167,8 @@ def _dispatch(args, command: list[str]) -> int:
     else:
         study = load_study(args.study)
         if args.out is not None:
+            if not args.out.strip():
+                raise ValueError("--out is empty: give a folder name, e.g. --out results/mine")
             study = dataclasses.replace(study, out=Path(args.out))
     from .runner import run_study
 
@@ -151,13 +176,18 @@ def _dispatch(args, command: list[str]) -> int:
 
     bar = Progress()
     try:
-        result = run_study(study, jobs=args.jobs, scheduler=args.scheduler, command=command, progress=bar)
+        result = run_study(study, jobs=args.jobs, scheduler=args.scheduler, command=command, progress=bar,
+                           force=args.force, worker_timeout=args.worker_timeout, notify=_note)
     finally:
         bar.close()
     print(f"{study.out}: {result.n_run} tasks run, {result.n_skipped} already done, "
           f"{result.wall_time:.1f} s", file=sys.stderr)
     verdicts = report.write_report(study.out, result.verdicts, latex=args.latex, formats=args.format)
     return _print_verdicts(verdicts, study.out)
+
+
+def _note(line: str) -> None:
+    print(f"ntkcheck: {line}", file=sys.stderr, flush=True)
 
 
 def _print_verdicts(verdicts, out=None) -> int:

@@ -75,6 +75,8 @@ def activation_step(state: KernelState, act: Activation, same: bool) -> KernelSt
 def iter_kernel_states(spec: MLP, X1, X2=None):
     """Yield the state after every dense layer: pre-activation kernels K^1 ... K^{L+1}
     (with Theta^l).  The last one is the output's and includes the output scale."""
+    if not isinstance(spec, MLP):
+        raise ValueError(f"spec must be an MLP, got {type(spec).__name__} {spec!r:.40}")
     X1, X2 = check_inputs(X1, X2)
     same = X2 is None
     state = input_state(X1, X2)
@@ -125,9 +127,12 @@ def check_inputs(X1, X2=None, names=("X1", "X2")) -> tuple[np.ndarray, np.ndarra
 
 def _as_inputs(X, name: str) -> np.ndarray:
     try:
-        arr = np.asarray(X, dtype=float)
+        raw = np.asarray(X)
+        arr = None if raw.dtype.kind == "c" else np.asarray(raw, dtype=float)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a numeric array of shape (N, d)") from None
+    if arr is None:   # a cast to float would silently drop the imaginary part
+        raise ValueError(f"{name} must be real, got complex values")
     if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ValueError(f"{name} must have shape (N, d) with N, d >= 1, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):

@@ -21,7 +21,7 @@ import numpy as np
 from scipy.stats import norm
 
 from .claims import Convergence, Verdict, get_claim
-from .store import Store, write_atomic
+from .store import Store
 
 #: Figure style: nothing cut off (constrained layout), mathtext labels, reproducible files.
 STYLE = {"figure.constrained_layout.use": True, "font.size": 9, "axes.titlesize": 9, "legend.fontsize": 7,
@@ -206,14 +206,13 @@ def _panel(ax, c: Convergence) -> None:
 
 
 def save_figure(fig, path: str | Path) -> None:
-    """Save atomically (a temporary file renamed); the format follows the suffix."""
+    """Save and close ``fig``; the format follows the suffix (atomicity is the store's:
+    :meth:`Store.write_drawn` hands a temporary path)."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, metadata=_METADATA.get(path.suffix.lstrip("."), {}))
+    fig.savefig(path, metadata=_METADATA.get(path.suffix.lstrip("."), {}))
     plt.close(fig)
-    tmp.replace(path)
 
 
 # without dates or versions the same data give byte-identical files
@@ -222,18 +221,15 @@ _METADATA = {"png": {"Software": None}, "pdf": {"Creator": None, "Producer": Non
 
 
 def claim_figure(claim_id: str, df, v: Verdict, path: str | Path) -> None:
-    """The claim's own figure, drawn in :data:`STYLE` and saved atomically to ``path``."""
+    """The claim's own figure, drawn in :data:`STYLE` to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
     with matplotlib.rc_context({**STYLE, "savefig.dpi": 150}):
-        get_claim(claim_id).figure(df, v, tmp)
+        get_claim(claim_id).figure(df, v, Path(path))
     plt.close("all")
-    tmp.replace(path)
 
 
 def write_report(out: str | Path, verdicts: dict[str, Verdict] | None = None,
@@ -245,27 +241,42 @@ def write_report(out: str | Path, verdicts: dict[str, Verdict] | None = None,
     formats = tuple(formats)
     if not formats or any(f not in FORMATS for f in formats):
         raise ValueError(f"figure formats must be among {', '.join(FORMATS)}, got {', '.join(formats)}")
-    store = Store(out)
-    meta = store.read_metadata()
-    if meta is None:
-        raise ValueError(f"{out} is not a study folder (no metadata.json)")
-    claims = meta["study"]["claims"]
-    if verdicts is None:
-        verdicts = {c: get_claim(c).verdict(store.read_claim(c)) for c in claims}
-    root = Path(out)
-    for c, v in verdicts.items():
-        write_atomic(root / f"{c}.md", claim_markdown(v))
+    with Store(out) as store:
+        meta = store.open_existing()
+        claims = meta["study"]["claims"]
+        if verdicts is None:
+            verdicts = {c: _judge(store, c) for c in claims}
+        root = Path(out)
+        for c, v in verdicts.items():
+            store.write_file(root / f"{c}.md", claim_markdown(v))
+            if latex:
+                store.write_file(root / f"{c}.tex", tex.claim_latex(v))
+            figure = get_claim(c).figure
+            df = store.read_claim(c) if figure is not None else None
+            for fmt in formats:
+                if v.convergence:
+                    store.write_drawn(root / f"{c}.{fmt}", lambda tmp: plot_convergence(v, tmp))
+                if figure is not None:
+                    store.write_drawn(root / f"{c}-figure.{fmt}", lambda tmp: claim_figure(c, df, v, tmp))
+        title = (f"Study {meta.get('name', root.name)} (budget {meta['study'].get('budget')}, "
+                 f"seed {meta['study'].get('seed')})")
+        summary = [f"# {title}", "", markdown_table(verdict_frame(verdicts).drop(columns="summary")), ""]
+        summary += [f"- [{c}]({c}.md): {v.summary}" for c, v in verdicts.items()]
+        store.write_file(root / "summary.md", "\n".join(summary) + "\n")
         if latex:
-            write_atomic(root / f"{c}.tex", tex.claim_latex(v))
-        for fmt in formats:
-            if v.convergence:
-                plot_convergence(v, root / f"{c}.{fmt}")
-            if get_claim(c).figure is not None:
-                claim_figure(c, store.read_claim(c), v, root / f"{c}-figure.{fmt}")
-    title = f"Study {meta['name']} (budget {meta['study']['budget']}, seed {meta['study']['seed']})"
-    summary = [f"# {title}", "", markdown_table(verdict_frame(verdicts).drop(columns="summary")), ""]
-    summary += [f"- [{c}]({c}.md): {v.summary}" for c, v in verdicts.items()]
-    write_atomic(root / "summary.md", "\n".join(summary) + "\n")
-    if latex:
-        write_atomic(root / "summary.tex", tex.summary_latex(verdicts, title))
+            store.write_file(root / "summary.tex", tex.summary_latex(verdicts, title))
     return verdicts
+
+
+def _judge(store: Store, claim: str) -> Verdict:
+    """The verdict of a claim from its stored CSV.  A CSV the manifest vouches for is
+    intact, so an error judging it is a bug; one adopted from an older folder may be
+    damaged, so an error names the file instead."""
+    df = store.read_claim(claim)
+    if not store.adopted(store.claim_path(claim)):
+        return get_claim(claim).verdict(df)
+    try:
+        return get_claim(claim).verdict(df)
+    except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError) as err:
+        raise ValueError(f"{store.claim_path(claim)}: cannot judge {claim} from it "
+                         f"({type(err).__name__}: {err}); is it damaged? re-run the study to rebuild it") from None

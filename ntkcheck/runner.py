@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Iterator
 
+from . import resources
 from .claims import PARAM_COLUMNS, Task, Verdict, get_claim
 from .store import Store
 from .studies import Study
@@ -40,7 +41,9 @@ class RunResult:
 
 
 def plan(study: Study) -> dict[str, list[Task]]:
-    """The tasks of every claim of the study (validates the cells; does no work)."""
+    """The tasks of every claim of the study (validates the cells; does no work).
+    ValueError if a grid makes more tasks than can be planned."""
+    resources.check_task_count(study.grids)
     return {c: get_claim(c).tasks(study.grids[c], study.seed) for c in study.claims}
 
 
@@ -51,6 +54,8 @@ def run_task(task: Task) -> list[dict]:
     fixed.update({k: task.params[k] for k in PARAM_COLUMNS if k in task.params})
     try:
         rows = get_claim(task.claim).run_task(task)
+    except MemoryError as err:
+        raise MemoryError(f"claim {task.claim}, task {task.key} ran out of memory") from err
     except Exception as err:  # keep the task's identity; workers may not pickle the cause
         raise RuntimeError(f"claim {task.claim}, task {task.key} failed: {err!r}") from err
     if not all("quantity" in r and "value" in r for r in rows):
@@ -58,34 +63,113 @@ def run_task(task: Task) -> list[dict]:
     return [{**fixed, **r} for r in rows]
 
 
-def _limit_threads() -> None:
-    """Worker initializer: one BLAS thread per process (the processes share the cores)."""
+def _init_worker(parent: int) -> None:
+    """Worker initializer: one BLAS thread per process (the processes share the cores),
+    and exit as soon as the parent is gone (even killed by ``kill -9``)."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
+    resources.die_with_parent(parent)
+
+
+#: Seconds to wait for a Dask scheduler's first worker (``--worker-timeout``).
+WORKER_TIMEOUT = 300.0
 
 
 @contextmanager
-def dask_client(address: str, timeout: float = 10.0):
-    """A Dask ``Client`` connected to ``address``; ValueError if it cannot connect."""
+def dask_client(address: str, timeout: float = 10.0, worker_timeout: float = WORKER_TIMEOUT,
+                notify: Callable[[str], None] | None = None):
+    """A Dask ``Client`` connected to ``address`` with at least one worker.
+
+    ValueError (one line) if nothing answers within ``timeout`` seconds, if what answers
+    is not a Dask scheduler, if the address scheme cannot work here, or if no worker
+    joins within ``worker_timeout`` seconds (``notify`` is told that we wait).
+    """
     try:
         from distributed import Client
     except ImportError:
         raise ValueError("--scheduler needs Dask: pip install 'ntkcheck[dask]'") from None
-    tcp = re.match(r"^tcp://\[?([^\]]+?)\]?:(\d+)$", address)
-    if tcp:  # fail fast on a refused or unresolvable address instead of retrying until timeout
-        try:
-            socket.create_connection((tcp.group(1), int(tcp.group(2))), timeout=timeout).close()
-        except OSError as err:
-            raise ValueError(f"cannot reach Dask scheduler at {address}: {err.strerror or err}") from None
+    _check_scheme(address, timeout)
+    client = _connect(Client, address, timeout)
     try:
-        client = Client(address, timeout=timeout, set_as_default=False)
-    except (OSError, TimeoutError) as err:
-        raise ValueError(f"cannot reach Dask scheduler at {address}: {err}") from None
-    try:
+        if not client.scheduler_info().get("workers"):
+            if notify:
+                notify(f"waiting for Dask workers at {address} (up to {worker_timeout:g} s; "
+                       "--worker-timeout to change)")
+            try:
+                client.wait_for_workers(1, timeout=worker_timeout)
+            except TimeoutError:
+                raise ValueError(f"no Dask worker joined the scheduler at {address} within "
+                                 f"{worker_timeout:g} s; start workers (dask worker {address}) "
+                                 "or raise --worker-timeout") from None
         yield client
     finally:
         client.close()
+
+
+def _check_scheme(address: str, timeout: float) -> None:
+    """Reject at once the addresses that cannot work, with the reason; probe TCP ports
+    (a refused or unresolvable address fails fast instead of retrying until timeout)."""
+    scheme = address.split("://", 1)[0]
+    if scheme == "inproc":
+        from distributed.comm.inproc import global_manager
+
+        try:
+            listener = global_manager.get_listener_for(address)
+        except ValueError:
+            listener = None
+        if listener is None:
+            raise ValueError(f"no Dask scheduler at {address}: inproc:// names a scheduler inside this same "
+                             "process; for a separate scheduler use tcp://HOST:PORT")
+        return
+    if scheme == "ucx":
+        try:
+            from distributed.comm.registry import get_backend
+
+            get_backend("ucx").get_connector()
+        except Exception:             # not installed, or a stub without a connector
+            raise ValueError(f"cannot use {address}: the ucx:// protocol needs the UCX backend "
+                             "(distributed-ucxx), which is not installed here; use tcp://") from None
+    if scheme in ("tls", "wss"):
+        from distributed.security import Security
+
+        if Security().get_connection_args("client").get("ssl_context") is None:
+            raise ValueError(f"cannot use {address}: {scheme}:// needs TLS certificates in the Dask "
+                             "configuration (distributed.comm.tls.ca-file, .client.cert, .client.key)")
+    host = re.match(r"^(tcp|tls|ws|wss|ucx)://\[?([^\]]+?)\]?:(\d+)$", address)
+    if host is None:
+        raise ValueError(f"Dask scheduler address {address} has no port: use e.g. tcp://HOST:8786")
+    try:
+        socket.create_connection((host.group(2), int(host.group(3))), timeout=timeout).close()
+    except OSError as err:
+        raise ValueError(f"cannot reach Dask scheduler at {address}: {err.strerror or err}") from None
+
+
+def _connect(Client, address: str, timeout: float):
+    """``Client(address)`` with a hard deadline: a service that accepts the connection
+    but does not speak Dask's protocol would otherwise hang the handshake forever."""
+    import threading
+
+    box: dict = {}
+
+    def connect():
+        try:
+            box["client"] = Client(address, timeout=timeout, set_as_default=False)
+        except BaseException as err:          # reported by the caller
+            box["error"] = err
+
+    thread = threading.Thread(target=connect, name="ntkcheck-dask-connect", daemon=True)
+    thread.start()
+    thread.join(timeout + 2)
+    if "client" in box:
+        return box["client"]
+    err = box.get("error")
+    if err is None:
+        why = f"no Dask scheduler answered within {timeout:g} s (is it a Dask scheduler?)"
+    else:
+        why = (str(err).splitlines() or [""])[0]
+        why = why if isinstance(err, (OSError, TimeoutError)) else f"{type(err).__name__}: {why}"
+    raise ValueError(f"cannot connect to Dask scheduler at {address}: {why}") from None
 
 
 def execute(tasks: list[Task], jobs: int = 1, client=None) -> Iterator[tuple[Task, list[dict]]]:
@@ -103,7 +187,8 @@ def execute(tasks: list[Task], jobs: int = 1, client=None) -> Iterator[tuple[Tas
             yield t, run_task(t)
     else:
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_limit_threads) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(run_task, t): t for t in tasks}
             try:
                 for future in as_completed(futures):
@@ -115,21 +200,30 @@ def execute(tasks: list[Task], jobs: int = 1, client=None) -> Iterator[tuple[Tas
 
 def run_study(study: Study, jobs: int | None = None, scheduler: str | None = None,
               command: list[str] | None = None,
-              progress: Callable[[int, int, str | None], None] | None = None) -> RunResult:
+              progress: Callable[[int, int, str | None], None] | None = None, force: bool = False,
+              worker_timeout: float = WORKER_TIMEOUT,
+              notify: Callable[[str], None] | None = None) -> RunResult:
     """Run (or resume) ``study`` and judge its claims.
 
-    Everything is validated before the output folder is touched.  ``progress(done,
-    total, claim)`` is called before the first task and after each one (e.g.
-    :class:`ntkcheck.progress.Progress`); ``claim`` is the claim of the first unfinished
-    task (the one being computed), None when all are done.
+    Everything is validated before the output folder is touched, including the study's
+    estimated memory and work (:mod:`ntkcheck.resources`; ``force`` skips that check).
+    ``progress(done, total, claim)`` is called before the first task and after each one
+    (e.g. :class:`ntkcheck.progress.Progress`); ``claim`` is the claim of the first
+    unfinished task (the one being computed), None when all are done.  ``notify(line)``
+    receives notes: damaged task files being recomputed, jobs capped at the number of
+    tasks, waiting for Dask workers.
     """
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
-    jobs = jobs or study.jobs or os.cpu_count() or 1
+    asked = jobs or study.jobs
+    jobs = asked or os.cpu_count() or 1
     scheduler = scheduler or study.scheduler
     tasks = plan(study)
+    if not force:
+        resources.check_study(resources.estimate(tasks), 1 if scheduler else jobs)
     store = Store(study.out)
     store.check_writable()
-    with (dask_client(scheduler) if scheduler else _nothing()) as client:
+    with (dask_client(scheduler, worker_timeout=worker_timeout, notify=notify) if scheduler else _nothing()) \
+            as client, store:
         store.open(study.fingerprint())
         meta = _metadata(study, store.read_metadata())
         meta["runs"][-1].update(command=_portable_command(command if command is not None else sys.argv),
@@ -138,6 +232,15 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
         store.write_metadata(meta)
         everything = [t for c in study.claims for t in tasks[c]]
         pending = [t for t in everything if not store.is_done(t)]
+        damaged = [(t, store.task_damage(t)) for t in pending]
+        damaged = [(store.task_path(t).relative_to(store.root), why) for t, why in damaged if why]
+        if damaged and notify:
+            shown = "; ".join(f"{p} {why}" for p, why in damaged[:3])
+            notify(f"recomputing {len(damaged)} damaged or incomplete task file(s): {shown}"
+                   + (f"; and {len(damaged) - 3} more" if len(damaged) > 3 else ""))
+        if client is None and asked and pending and jobs > len(pending) and notify:
+            notify(f"note: --jobs {jobs} capped at {len(pending)}, the number of tasks to run")
+        jobs = min(jobs, max(len(pending), 1))
         done = len(everything) - len(pending)
         current = _Current(pending)
         if progress:
@@ -147,14 +250,14 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
             done += 1
             if progress:
                 progress(done, len(everything), current.finish(task))
-    verdicts = {}
-    for c in study.claims:
-        store.consolidate(c, tasks[c])
-        verdicts[c] = get_claim(c).verdict(store.read_claim(c))
-    wall = time.perf_counter() - t0
-    meta["runs"][-1].update(wall_time_s=round(wall, 3), tasks_run=len(pending),
-                            verdicts={c: v.verified for c, v in verdicts.items()})
-    store.write_metadata(meta)
+        verdicts = {}
+        for c in study.claims:
+            store.consolidate(c, tasks[c])
+            verdicts[c] = get_claim(c).verdict(store.read_claim(c))
+        wall = time.perf_counter() - t0
+        meta["runs"][-1].update(wall_time_s=round(wall, 3), tasks_run=len(pending),
+                                verdicts={c: v.verified for c, v in verdicts.items()})
+        store.write_metadata(meta)
     return RunResult(verdicts, len(everything), len(pending), len(everything) - len(pending), wall)
 
 

@@ -46,6 +46,7 @@ from threadpoolctl import ThreadpoolController
 
 from .kernels import check_inputs
 from .networks import MAX_BYTES, _gram, bytes_per_network, empirical_ntk_from, forward, init_params
+from .resources import check_sample, die_with_parent
 from .seeding import network_rngs
 from .spec import MLP
 
@@ -155,13 +156,17 @@ def _sample(spec: MLP, X, n_networks, seed, max_bytes, chunk_fn: Callable, bytes
         raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
     jobs = _check_jobs(jobs)
     per_network = bytes_fn(spec, X.shape[1], len(X))
+    n, depth = len(X), spec.depth
+    check_sample(8 * int(n_networks) * (n * spec.d_out + n * n + 2 * depth * n * n) + per_network,
+                 f"sample_init of {n_networks} networks (width {max(spec.widths)}, depth {depth}) on {n} inputs")
     chunk = max(1, int(min(max_bytes, CHUNK_BYTES) // per_network))
     block = max(1, int(block_bytes // per_network))
     fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.init}
     if jobs > 1 and n_networks > block and _picklable(fields):
         starts = range(0, int(n_networks), block)
         stops = [min(n_networks, s + block) for s in starts]
-        with ProcessPoolExecutor(min(jobs, len(starts)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(min(jobs, len(starts)), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
             parts = list(pool.map(_block, repeat(fields), repeat(X), repeat(seed), starts, stops,
                                   repeat(chunk), repeat(chunk_fn)))
     else:

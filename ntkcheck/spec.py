@@ -8,6 +8,7 @@ Mei, Montanari & Nguyen 2018 for the mean-field readout).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
 from .activations import Activation, get_activation
@@ -53,8 +54,9 @@ class MLP:
     act: Activation = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 1:
+        if not _is_int(self.depth) or self.depth < 1:
             raise ValueError(f"MLP.depth must be an integer >= 1, got {self.depth!r}")
+        object.__setattr__(self, "depth", int(self.depth))
         widths = (self.width,) * self.depth if _is_int(self.width) else self.width
         if not isinstance(widths, (tuple, list)) or not all(_is_int(w) for w in widths):
             raise ValueError(f"MLP.width must be a positive int or a tuple of them, got {self.width!r}")
@@ -65,13 +67,14 @@ class MLP:
         object.__setattr__(self, "width", int(self.width) if _is_int(self.width) else tuple(int(w) for w in widths))
         for name in ("sigma_w", "sigma_b", "output_scale"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"MLP.{name} must be a finite number >= 0, got {value!r}")
             object.__setattr__(self, name, float(value))
         if self.parameterization not in PARAMETERIZATIONS:
             raise ValueError(f"MLP.parameterization must be one of {PARAMETERIZATIONS}, got {self.parameterization!r}")
         if not _is_int(self.d_out) or self.d_out < 1:
             raise ValueError(f"MLP.d_out must be an integer >= 1, got {self.d_out!r}")
+        object.__setattr__(self, "d_out", int(self.d_out))
         try:
             act = get_activation(self.activation)
         except ValueError as err:
@@ -103,4 +106,5 @@ class MLP:
 
 
 def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+    """Python and numpy integers (``numbers.Integral``), not bools."""
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)

@@ -1,29 +1,42 @@
-"""Results store: tidy CSV files under ``<out>/``, written atomically, resumable.
+"""Results store: tidy CSV files under ``<out>/``, written atomically, resumable, verified.
 
 Layout of a study folder::
 
+    <out>/.ntkcheck/manifest.jsonl   every file ntkcheck wrote here: path, bytes, rows, sha256
+    <out>/.ntkcheck/lock             held (flock) by the one process writing into the folder
     <out>/metadata.json              study, versions, git commit, runs (command, wall time)
     <out>/tasks/<claim>/<key>.csv    rows of one finished task (temp file + os.replace)
     <out>/<claim>.csv                all rows of a claim, in task order (rebuilt at the end)
 
-A task file exists only once complete (``os.replace`` is atomic), so a run killed at any
-moment (even ``kill -9``) loses at most the tasks in flight; re-running skips the tasks
-whose file exists.  Floats are written with ``repr`` (shortest exact round trip), so files
-are byte-identical whatever the number of workers.
+A task file counts as done only when its bytes match its manifest entry, which is appended
+after the file is in place; a run killed at any moment (even ``kill -9``) loses at most
+the tasks in flight, and a task file damaged later (rows deleted, truncated, emptied) is
+found and recomputed.  The store writes only into a new or empty folder or a study
+folder, and never replaces a file its manifest does not list (git's rule for untracked
+files).  Floats are written with ``repr`` (shortest exact round trip), so files are
+byte-identical whatever the number of workers.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
 import os
+import re
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .claims import ROW_COLUMNS, Task
 
-_TMP = ".tmp"
+_TMP = ".ntkcheck-tmp"
+#: Temp files this module makes (``.<name>.<pid>.ntkcheck-tmp[.<ext>]``): the only ones it removes.
+_TMP_NAME = re.compile(r"^\..+\.\d+\.ntkcheck-tmp(\.\w+)?$")
+_META_DIR = ".ntkcheck"
+MANIFEST = f"{_META_DIR}/manifest.jsonl"
+LOCK = f"{_META_DIR}/lock"
+_FORMAT = {"ntkcheck_study": 1}
 
 
 def format_value(v) -> str:
@@ -55,29 +68,70 @@ def csv_text(rows: list[dict], columns: list[str]) -> str:
     return buf.getvalue()
 
 
-def write_atomic(path: Path, text: str) -> None:
+def temp_path(path: Path) -> Path:
+    """The temp file next to ``path`` that :func:`write_atomic` writes first (same suffix,
+    so that e.g. matplotlib picks the right format)."""
+    return path.with_name(f".{path.stem}.{os.getpid()}{_TMP}{path.suffix}")
+
+
+def write_atomic(path: Path, text: str | bytes) -> None:
     """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP}")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
+    tmp = temp_path(path)
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    with open(tmp, "wb") as fh:
+        fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
+def _digest(data: bytes) -> dict:
+    return {"bytes": len(data), "rows": max(data.count(b"\n") - 1, 0),
+            "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _task_file_problem(data: bytes, key: str) -> str | None:
+    """What is wrong with a task file that has no checksum to compare (None if it is a
+    complete table of that task's rows)."""
+    try:
+        table = list(csv.reader(io.StringIO(data.decode("utf-8"))))
+    except (UnicodeDecodeError, csv.Error):
+        return "is not a CSV table"
+    header = table[0] if table else []
+    if tuple(header[:len(ROW_COLUMNS)]) != ROW_COLUMNS or len(table) < 2 or not data.endswith(b"\n"):
+        return "is incomplete (no header or no rows, or cut short)"
+    at = header.index("task")
+    if any(len(r) != len(header) or r[at] != key for r in table[1:]):
+        return "is damaged (a row with missing cells or of another task)"
+    return None
+
+
 class Store:
-    """The folder of one study."""
+    """The folder of one study.  Use :meth:`open` (run) or :meth:`open_existing`
+    (report) before writing, and :meth:`close` (or ``with``) to release the lock."""
 
     def __init__(self, root: str | os.PathLike):
+        if not str(root).strip():
+            raise ValueError("the output folder is empty (''): give a folder name, e.g. --out results/mine")
         self.root = Path(root)
+        self._files: dict[str, dict] | None = None   # manifest: relative path -> entry
+        self._lock = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     # -- preparing -------------------------------------------------------------------
     def check_writable(self) -> None:
-        """ValueError unless the folder exists writable or can be created (creates nothing)."""
+        """ValueError unless the folder can be written: it exists writable (new, empty
+        or a study folder) or can be created (creates nothing)."""
         if self.root.exists():
             if not self.root.is_dir():
                 raise ValueError(f"output folder {self.root} exists and is not a folder")
             target = self.root
+            self._check_ours()
         else:
             target = self.root.parent
             while not target.exists():
@@ -87,57 +141,255 @@ class Store:
         if not os.access(target, os.W_OK | os.X_OK):
             raise ValueError(f"output folder {self.root} is not writable (no write permission on {target})")
 
+    def is_study_folder(self) -> bool:
+        """The folder holds ntkcheck's bookkeeping, or (written before manifests existed) a
+        metadata.json describing a study."""
+        if (self.root / _META_DIR).is_dir():
+            return True
+        try:
+            meta = self.read_metadata()
+        except ValueError:
+            return False
+        return meta is not None and isinstance(meta.get("study"), dict)
+
+    def _check_ours(self) -> None:
+        try:
+            entries = sorted(e.name for e in self.root.iterdir())
+        except OSError as err:
+            raise ValueError(f"cannot read output folder {self.root}: {err.strerror}") from None
+        if entries and not self.is_study_folder():
+            shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+            raise ValueError(f"output folder {self.root} is not empty and not an ntkcheck study folder "
+                             f"(it holds {shown}); choose a new or empty folder")
+
     def open(self, study: dict) -> None:
-        """Create the folder, or check that it holds the same ``study`` (resume), and
-        remove temp files left by a killed run."""
-        meta = self.read_metadata()
-        if meta is not None and meta.get("study") != study:
-            raise ValueError(f"output folder {self.root} holds results of a different study "
-                             "(other claims, grid, budget or seed); choose another --out")
+        """Create the folder (or check that it holds the same ``study``: resume), take
+        its lock and remove temp files left by a killed run of ours."""
+        self.check_writable()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise ValueError(f"cannot create output folder {self.root}: {err.strerror}") from None
-        for tmp in self.root.rglob(f".*{_TMP}"):
-            tmp.unlink()
+        self._acquire()
+        meta = self.read_metadata()
+        if meta is not None and meta.get("study") != study:
+            self.close()
+            raise ValueError(f"output folder {self.root} holds results of a different study "
+                             "(other claims, grid, budget or seed); choose another --out")
+        self._load_manifest(meta)
+
+    def open_existing(self) -> dict:
+        """Lock an existing study folder for writing its report; returns its metadata."""
+        if not self.root.is_dir():
+            raise ValueError(f"{self.root} is not a folder")
+        meta = self.read_metadata()
+        if meta is None:
+            raise ValueError(f"{self.root} is not a study folder (no metadata.json)")
+        self._acquire()
+        self._load_manifest(meta)
+        return meta
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.close()       # releases the flock
+            self._lock = None
+
+    def _acquire(self) -> None:
+        """An exclusive, non-blocking flock on the lock file: released by the kernel when
+        its holder exits, even by ``kill -9``, so a lock is never stale."""
+        path = self.root / LOCK
+        try:
+            path.parent.mkdir(exist_ok=True)
+            fh = open(path, "a+", encoding="utf-8")
+        except OSError as err:
+            raise ValueError(f"cannot write into {self.root}: {err.strerror}") from None
+        try:
+            import fcntl
+        except ImportError:          # no flock (Windows): no protection against concurrent runs
+            self._lock = fh
+            return
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise ValueError(f"output folder {self.root} is in use by another ntkcheck process "
+                             f"(pid {holder}); wait for it to finish or choose another --out") from None
+        except OSError as err:       # a filesystem without locks: refuse rather than risk interleaving
+            fh.close()
+            raise ValueError(f"cannot lock output folder {self.root}: {err.strerror}") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._lock = fh
+
+    # -- manifest --------------------------------------------------------------------
+    def _load_manifest(self, meta: dict | None) -> None:
+        """Read the manifest (a line cut by a kill is ignored), or adopt the files of a
+        folder written before manifests existed; rewrite it compacted; remove our temp files."""
+        path = self.root / MANIFEST
+        files: dict[str, dict] = {}
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+                    files[entry["path"]] = entry
+        elif meta is not None:
+            files = self._adopt(meta)
+        self._files = files
+        lines = [json.dumps(_FORMAT)] + [json.dumps(files[k], sort_keys=True) for k in sorted(files)]
+        try:
+            write_atomic(path, "\n".join(lines) + "\n")
+        except OSError as err:
+            raise ValueError(f"cannot write into {self.root}: {err.strerror}") from None
+        for folder in (self.root, self.root / _META_DIR):
+            self._remove_temps(folder.glob("*"))
+        self._remove_temps((self.root / "tasks").rglob("*"))
+
+    @staticmethod
+    def _remove_temps(paths) -> None:
+        for tmp in paths:
+            if _TMP_NAME.match(tmp.name) and tmp.is_file():
+                tmp.unlink()
+
+    def _adopt(self, meta: dict) -> dict[str, dict]:
+        """Entries for the files an ntkcheck without manifests wrote (metadata, task files, reports)."""
+        claims = meta.get("study", {}).get("claims", [])
+        names = ["metadata.json", "summary.md"] + [f"{c}{ext}" for c in claims
+                                                    for ext in (".csv", ".md", ".tex", ".png", "-figure.png")]
+        paths = [self.root / n for n in names] + sorted((self.root / "tasks").glob("*/*.csv"))
+        files = {}
+        for p in paths:
+            if p.is_file():
+                rel = p.relative_to(self.root).as_posix()
+                data = p.read_bytes()
+                files[rel] = {"path": rel, "adopted": True, **_digest(data)}
+                if rel.startswith("tasks/"):
+                    invalid = _task_file_problem(data, p.stem)
+                    if invalid:
+                        files[rel]["invalid"] = invalid
+        return files
+
+    def _record(self, rel: str, data: bytes) -> None:
+        entry = {"path": rel, **_digest(data)}
+        self._files[rel] = entry
+        with open(self.root / MANIFEST, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry, sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def owns(self, path: Path) -> bool:
+        return self._rel(path) in self._files
+
+    def adopted(self, path: Path) -> bool:
+        """The file predates the manifest: its entry vouches for nothing."""
+        return bool(self._files.get(self._rel(path), {}).get("adopted"))
+
+    def write_file(self, path: Path, data: str | bytes) -> None:
+        """Write (atomically) and record a file of the study folder; ValueError if a file
+        ntkcheck did not write is in the way."""
+        if self._files is None:
+            raise RuntimeError("Store.open or open_existing must come first")
+        if (path.exists() or path.is_symlink()) and not self.owns(path):
+            raise ValueError(f"{path} was not written by ntkcheck; not replacing it (move it away and re-run)")
+        data = data.encode("utf-8") if isinstance(data, str) else data
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, data)
+            self._record(self._rel(path), data)
+        except OSError as err:       # read-only folder, disk full, ...
+            raise ValueError(f"cannot write {path}: {err.strerror or err}") from None
+
+    def write_drawn(self, path: Path, draw: Callable[[Path], None]) -> None:
+        """``draw(tmp)`` writes a file (e.g. a figure); it is then recorded as ``path``."""
+        tmp = temp_path(path)
+        draw(tmp)
+        data = tmp.read_bytes()
+        tmp.unlink()
+        self.write_file(path, data)
+
+    def damage(self, path: Path) -> str | None:
+        """Why the file at ``path`` cannot be trusted (None if it matches its entry)."""
+        entry = self._files.get(self._rel(path)) if self._files is not None else None
+        if not path.is_file():
+            return "missing"
+        if entry is None:
+            return "not recorded as complete (written by a run killed at that moment?)"
+        if entry.get("invalid"):
+            return entry["invalid"]
+        data = path.read_bytes()
+        if len(data) == entry["bytes"] and hashlib.sha256(data).hexdigest() == entry["sha256"]:
+            return None
+        rows = _digest(data)["rows"]
+        if rows != entry["rows"] or len(data) != entry["bytes"]:
+            return (f"is damaged: {rows} of the {entry['rows']} rows written remain "
+                    f"({len(data)} of {entry['bytes']} bytes)")
+        return "its content differs from what was written (checksum mismatch)"
 
     # -- tasks -----------------------------------------------------------------------
     def task_path(self, task: Task) -> Path:
         return self.root / "tasks" / task.claim / f"{task.key}.csv"
 
     def is_done(self, task: Task) -> bool:
-        return self.task_path(task).is_file()
+        return self.damage(self.task_path(task)) is None
+
+    def task_damage(self, task: Task) -> str | None:
+        """Why an existing task file must be recomputed (None if absent or intact)."""
+        path = self.task_path(task)
+        return None if not path.exists() else self.damage(path)
 
     def write_task(self, task: Task, rows: list[dict]) -> None:
-        path = self.task_path(task)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, csv_text(rows, columns_of(rows)))
+        self.write_file(self.task_path(task), csv_text(rows, columns_of(rows)))
 
     def consolidate(self, claim: str, tasks: list[Task]) -> Path:
         """Rebuild ``<claim>.csv`` from the task files of ``tasks`` (in that order),
-        copying each cell's text unchanged."""
+        copying each cell's text unchanged; ValueError naming a damaged task file."""
         tables = []
         for task in tasks:
-            with open(self.task_path(task), encoding="utf-8", newline="") as fh:
+            path = self.task_path(task)
+            problem = self.damage(path)
+            if problem is not None:
+                raise ValueError(f"{path}: {problem}; re-run the study to recompute it")
+            with open(path, encoding="utf-8", newline="") as fh:
                 tables.append(list(csv.reader(fh)))
         columns = columns_of([dict.fromkeys(t[0]) for t in tables])
         rows = [dict(zip(t[0], r)) for t in tables for r in t[1:]]
         path = self.claim_path(claim)
-        write_atomic(path, csv_text(rows, columns))
+        self.write_file(path, csv_text(rows, columns))
         return path
 
     def claim_path(self, claim: str) -> Path:
         return self.root / f"{claim}.csv"
 
     def read_claim(self, claim: str):
-        """The consolidated rows of ``claim`` as a DataFrame (floats exact)."""
+        """The consolidated rows of ``claim`` as a DataFrame (floats exact); ValueError
+        naming the file if it is missing, damaged or not a results table."""
         import pandas as pd
 
         path = self.claim_path(claim)
         if not path.is_file():
             raise ValueError(f"{path} not found: run the study first")
+        problem = self.damage(path) if self._files is not None else None
+        if problem is not None:
+            raise ValueError(f"{path}: {problem}; re-run the study to rebuild it")
         exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
-        return pd.read_csv(path, **exact)   # floats exactly as written
+        try:
+            df = pd.read_csv(path, **exact)   # floats exactly as written
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
+            raise ValueError(f"{path}: not a readable results table: {str(err).splitlines()[0]}") from None
+        missing = [c for c in ("claim", "task", "quantity", "value") if c not in df.columns]
+        if missing or df.empty:
+            raise ValueError(f"{path}: not a results table of {claim} "
+                             f"({'no rows' if not missing else 'no column ' + ', '.join(missing)})")
+        return df
 
     # -- metadata --------------------------------------------------------------------
     @property
@@ -145,10 +397,20 @@ class Store:
         return self.root / "metadata.json"
 
     def read_metadata(self) -> dict | None:
-        if not self.metadata_path.is_file():
+        """The folder's metadata (None if absent); ValueError naming the file if corrupt."""
+        path = self.metadata_path
+        if not path.is_file():
             return None
-        with open(self.metadata_path, encoding="utf-8") as fh:
-            return json.load(fh)
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: corrupt metadata (not JSON: {err})") from None
+        except OSError as err:
+            raise ValueError(f"{path}: cannot read: {err.strerror}") from None
+        study = meta.get("study") if isinstance(meta, dict) else None
+        if not isinstance(study, dict) or not isinstance(study.get("claims"), list):
+            raise ValueError(f"{path}: corrupt metadata (no study with its claims)")
+        return meta
 
     def write_metadata(self, meta: dict) -> None:
-        write_atomic(self.metadata_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        self.write_file(self.metadata_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")

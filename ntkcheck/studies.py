@@ -66,6 +66,8 @@ def load_study(path: str | Path) -> Study:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise StudyError(f"{path}: cannot read study file: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise StudyError(f"{path}: not a UTF-8 text file (byte {err.start}); TOML files must be UTF-8") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -81,7 +83,7 @@ def load_study(path: str | Path) -> Study:
         if not isinstance(overrides, dict):
             raise where.error(("grid", claim_id), "must be a table [grid.<claim>] of overrides")
     out = data.get("out")
-    if out is not None:  # like every path in a config file: relative to the file
+    if out is not None and out.strip():  # like every path in a config file: relative to the file
         out = path.parent / out
     try:
         return make_study(budget=data.get("budget", "quick"), claims=data.get("claims"),
@@ -139,6 +141,8 @@ def _make(budget, claims, seed, out, name, scheduler, jobs, overrides, source) -
             raise _KeyError(("grid", c), f"unknown claim {c!r}; known claims: {', '.join(known)}")
         if c not in claims:
             raise _KeyError(("grid", c), f"overrides a claim the study does not run ({', '.join(claims)})")
+    if out is not None and not str(out).strip():
+        raise _KeyError(("out",), "is empty: give a folder name, e.g. results/mine")
     name = name if name is not None else budget
     if not isinstance(name, str) or not _NAME.match(name):
         raise _KeyError(("name",), f"must be a simple folder name (letters, digits, . _ + -), got {name!r}")

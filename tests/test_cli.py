@@ -88,3 +88,123 @@ def test_console_usage_errors_exit_2_without_traceback(tmp_path):
                              capture_output=True, text=True, timeout=60)
         assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+MORE_BAD = {
+    "empty out": ('seed = 1\nout = ""\n' + TINY, [], "out: is empty"),
+    "empty --out": ('seed = 1\n' + TINY, ["--out", ""], "--out is empty"),
+    "jobs -1": ('seed = 1\n' + TINY, ["--jobs", "-1"], "--jobs: must be an integer >= 1, got '-1'"),
+    "width 2^40": ('claims = ["kernel-mean"]\n' + TINY.replace("[8, 16]", "[8, 1099511627776]"), [],
+                   "GiB of memory"),
+    "n_networks 2^40": ('claims = ["kernel-mean"]\n' + TINY.replace("40", str(2**40)).replace("20", "1024"), [],
+                        "tasks (more than 1000000)"),
+}
+
+
+@pytest.mark.parametrize("case", list(MORE_BAD))
+def test_more_bad_input_exit_2_one_line_no_files(tmp_path, capsys, case):
+    text, extra, message = MORE_BAD[case]
+    args = ["run", study(tmp_path, text), *extra]
+    if "--out" not in extra:
+        args += ["--out", str(tmp_path / "out")]
+    try:
+        code = main(args)
+    except SystemExit as exit_:              # argparse's usage errors
+        code = exit_.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err.splitlines()[-1], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.toml"]
+
+
+def test_study_file_not_utf8_is_named(tmp_path, capsys):
+    path = tmp_path / "s.toml"
+    path.write_bytes(b'name = "caf\xe9"\n')
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert f"{path}: not a UTF-8 text file" in capsys.readouterr().err
+
+
+def test_foreign_output_folder_is_refused_untouched(tmp_path, capsys):
+    out = tmp_path / "mine"
+    (out / "project" / ".cache").mkdir(parents=True)
+    for name in ("notes.txt", ".draft.tmp", "project/.cache/.build.tmp", "kernel-mean.csv", "summary.md"):
+        (out / name).write_text(name)
+    assert main(["run", study(tmp_path, 'claims = ["kernel-mean"]\n' + TINY), "--out", str(out)]) == 2
+    assert "is not empty and not an ntkcheck study folder" in capsys.readouterr().err
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == sorted(
+        ["notes.txt", ".draft.tmp", "project/.cache/.build.tmp", "kernel-mean.csv", "summary.md"])
+    assert all(p.read_text() == p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def done_study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("done")
+    out = root / "res"
+    assert main(["run", study(root, 'seed = 5\nclaims = ["kernel-mean"]\n' + TINY), "--jobs", "1",
+                 "--out", str(out)]) in (0, 1)
+    return out
+
+
+def broken(done_study, tmp_path, name, content, legacy=False):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(done_study, out)
+    if legacy:                                 # a folder written before manifests existed
+        shutil.rmtree(out / ".ntkcheck")
+    path = out / name
+    path.write_text(content(path.read_text()) if callable(content) else content)
+    return out, path
+
+
+@pytest.mark.parametrize("name, content, legacy, message", [
+    ("metadata.json", "{}", False, "metadata.json: corrupt metadata (no study with its claims)"),
+    ("metadata.json", "garbage{", False, "metadata.json: corrupt metadata (not JSON"),
+    ("kernel-mean.csv", lambda t: t[: len(t) // 2], False, "kernel-mean.csv: is damaged"),
+    ("kernel-mean.csv", lambda t: "\n".join(t.splitlines()[:-3]) + "\n", False, "rows written remain"),
+    ("kernel-mean.csv", 'a,b\n1,"2\n', True, "kernel-mean.csv: not a readable results table"),
+    ("kernel-mean.csv", "claim,task\n", True, "kernel-mean.csv: not a results table of kernel-mean"),
+    ("kernel-mean.csv", lambda t: "\n".join(t.splitlines()[:20]) + "\n", True,
+     "kernel-mean.csv: cannot judge kernel-mean from it"),
+])
+def test_report_refuses_damaged_inputs_naming_the_file(done_study, tmp_path, capsys, name, content, legacy,
+                                                       message):
+    out, path = broken(done_study, tmp_path, name, content, legacy)
+    before = path.read_bytes()
+    assert main(["report", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err and message in err, err
+    assert path.read_bytes() == before
+
+
+def test_run_resumes_over_a_damaged_task_file(done_study, tmp_path, capsys):
+    task = sorted((done_study / "tasks" / "kernel-mean").glob("*.csv"))[0].name
+    out, path = broken(done_study, tmp_path, f"tasks/kernel-mean/{task}", "")
+    assert main(["run", study(tmp_path, 'seed = 5\nclaims = ["kernel-mean"]\n' + TINY), "--jobs", "1",
+                 "--out", str(out)]) in (0, 1)
+    err = capsys.readouterr().err
+    assert f"ntkcheck: recomputing 1 damaged or incomplete task file(s): tasks/kernel-mean/{task} is damaged" in err
+    assert "1 tasks run, 3 already done" in err
+    assert path.read_bytes() == (done_study / "tasks" / "kernel-mean" / task).read_bytes()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_report_into_read_only_folder(done_study, tmp_path, capsys):
+    out, _ = broken(done_study, tmp_path, "summary.md", "x")
+    for p in [out, *out.rglob("*")]:
+        p.chmod(p.stat().st_mode & ~0o222)
+    try:
+        assert main(["report", str(out)]) == 2
+    finally:
+        for p in [out, *out.rglob("*")]:
+            p.chmod(p.stat().st_mode | 0o200)
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_memory_error_is_exit_2_not_a_failed_claim(tmp_path, capsys, monkeypatch):
+    import ntkcheck.runner
+
+    def run_study(*args, **kwargs):
+        raise MemoryError("claim kernel-mean, task x ran out of memory")
+    monkeypatch.setattr(ntkcheck.runner, "run_study", run_study)
+    assert main(["run", study(tmp_path, 'claims = ["kernel-mean"]\n' + TINY), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.startswith("ntkcheck: error: out of memory (claim kernel-mean, task x")

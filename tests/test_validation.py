@@ -52,3 +52,31 @@ def test_mismatched_dimensions():
 def test_bad_network_count(bad):
     with pytest.raises(ValueError, match="n_networks"):
         sample_dense(MLP(**GOOD), np.ones((2, 3)), bad)
+
+
+def test_numpy_scalars_are_accepted():
+    spec = MLP(depth=np.int64(2), width=np.int32(8), sigma_w=np.float32(1.5), sigma_b=np.float64(0.1),
+               d_out=np.int64(1))
+    assert spec == MLP(depth=2, width=8, sigma_w=1.5, sigma_b=0.1, d_out=1)
+    assert type(spec.depth) is int and type(spec.width) is int and type(spec.sigma_w) is float
+    assert MLP(depth=2, width=(np.int64(4), np.int64(8))).widths == (4, 8)
+    with pytest.raises(ValueError, match="MLP.depth"):
+        MLP(depth=np.bool_(True), width=8)
+
+
+def test_complex_inputs_and_wrong_specs_are_refused():
+    X = np.eye(2)
+    for fn in (nngp_kernel, ntk_kernel):
+        with pytest.raises(ValueError, match="X1 must be real, got complex values"):
+            fn(MLP(**GOOD), X + 1j)
+        with pytest.raises(ValueError, match="spec must be an MLP, got str 'relu'"):
+            fn("relu", X)
+
+
+def test_sample_init_beyond_the_machine_is_refused_up_front():
+    from ntkcheck.sampler import sample_init
+
+    with pytest.raises(ValueError, match="sample_init of 1000000000000 networks .* needs at least .* GiB"):
+        sample_init(MLP(**GOOD), np.eye(2), 10**12)
+    with pytest.raises(ValueError, match="width 1099511627776"):
+        sample_init(MLP(depth=1, width=2**40), np.eye(2), 1)
