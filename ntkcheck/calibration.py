@@ -7,8 +7,9 @@ and ``--claims`` or ``--seeds`` may grow later); the tasks of all pairs go throu
 executor pass, so every worker stays busy.  Layout of the output folder::
 
     <out>/runs/<claim>/seed-<s>/   a study folder (tasks/, <claim>.csv, metadata.json)
-    <out>/seeds.csv                one row per (claim, seed): passed, control rejected, ...
-    <out>/calibration.csv          one row per claim (columns below)
+    <out>/seeds.csv                one row per finished (claim, seed): passed, control rejected, ...
+    <out>/calibration.csv          one row per claim (columns below), over every finished
+                                   seed in the folder (earlier invocations included)
     <out>/calibration.md           the same as a markdown table
     <out>/metadata.json            budget, seeds, versions, git commit, runs
 
@@ -30,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from .claims import Task, get_claim
+from .claims import Task, all_claims, get_claim
 from .runner import _git_commit, _nothing, _versions, dask_client, execute
 from .store import Store, csv_text, write_atomic
 from .studies import Study, make_study
@@ -122,7 +123,7 @@ def run_calibration(budget: str = "quick", seeds: int = 20, claims=None, out="re
             done += 1
             if progress:
                 progress(done, len(everything))
-    outcomes = [_outcome(st, tasks, stores[st.out]) for st, tasks in planned]
+    outcomes = [_outcome(c, seed, tasks, Store(path)) for c, seed, tasks, path in finished(root.root, budget)]
     table = summarize(outcomes)
     write_atomic(root.root / "seeds.csv", csv_text(outcomes, list(SEED_COLUMNS)))
     write_atomic(root.root / "calibration.csv", csv_text(table, list(COLUMNS)))
@@ -133,10 +134,31 @@ def run_calibration(budget: str = "quick", seeds: int = 20, claims=None, out="re
     return CalibrationResult(table, outcomes, len(everything), len(pending), len(everything) - len(pending), wall)
 
 
-def _outcome(study: Study, tasks: list[Task], store: Store) -> dict:
+def finished(out: Path, budget: str) -> list[tuple[str, int, list[Task], Path]]:
+    """Every finished (claim, seed) study of ``budget`` under ``out/runs``, also those of
+    earlier invocations (so cheap claims may have more seeds), in claim then seed order."""
+    found = []
+    for c in all_claims():
+        for path in (out / "runs" / c).glob("seed-*"):
+            meta = Store(path).read_metadata()
+            study = (meta or {}).get("study", {})
+            if study.get("budget") != budget or study.get("claims") != [c]:
+                continue
+            # the stored grid has sorted keys; the budget's key order defines the task keys
+            try:
+                grid = make_study(budget, claims=[c], overrides={c: study["grids"][c]}).grids[c]
+            except ValueError:      # a grid the claim no longer has: results of older code
+                continue
+            tasks = get_claim(c).tasks(grid, study["seed"])
+            if all(Store(path).is_done(t) for t in tasks):
+                found.append((c, study["seed"], tasks, path))
+    order = list(all_claims())
+    return sorted(found, key=lambda f: (order.index(f[0]), f[1]))
+
+
+def _outcome(claim: str, seed: int, tasks: list[Task], store: Store) -> dict:
     """The verdict of one (claim, seed) study, from its stored rows."""
-    claim = study.claims[0]
-    row = {"claim": claim, "seed": study.seed}
+    row = {"claim": claim, "seed": seed}
     store.consolidate(claim, tasks)
     try:
         v = get_claim(claim).verdict(store.read_claim(claim))

@@ -28,6 +28,8 @@ def test_runs_writes_tables_and_resumes(tmp_path):
     assert [o["seed"] for o in again.outcomes] == [0, 1, 2]
     header = (tmp_path / "c" / "calibration.csv").read_text().splitlines()[0]
     assert header == ",".join(calibration.COLUMNS)
+    fewer = calibrate(tmp_path / "c", seeds=1)       # the table covers every finished seed
+    assert fewer.n_run == 0 and fewer.table == again.table
 
 
 def test_deterministic_per_seed(tmp_path):
