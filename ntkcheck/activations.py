@@ -118,11 +118,31 @@ def _correlation(k11, k12, k22):
     break positive semi-definiteness for parallel inputs: values within 8 ulps
     of +-1 (below the precision the recursion carries) are set to +-1, and
     k11 == k12 == k22 gives exactly 1 (sqrt(k*k) == k in IEEE arithmetic).
+    The same snap makes a kernel entry independent of whether X2 was given
+    (the Gram entries of identical rows then differ only in rounding).
     """
-    norm = np.sqrt(k11 * k22)
-    c = np.divide(k12, norm, out=np.zeros(np.broadcast(k11, k12, k22).shape), where=norm > 0)
-    np.clip(c, -1.0, 1.0, out=c)
-    return np.where(np.abs(c) > 1 - 8 * np.finfo(float).eps, np.sign(c), c)
+    return _corr_and_scales(k11, k12, k22)[0]
+
+
+def _corr_and_scales(k11, k12, k22):
+    """(c, 1 - c^2, sqrt k11, sqrt k22) with c as in :func:`_correlation`.
+
+    1 - c^2 is formed as (1 - c)(1 + c), exact-ish near c = +-1 where 1 - c*c
+    loses digits; the scales are returned separately (their product is an outer
+    product on a kernel tile, and k11 k22 may overflow where sqrt k11 sqrt k22
+    does not).  The snap test reads 1 - c^2 < 16 eps, one pass, no mask unless needed."""
+    s1, s2 = np.sqrt(np.maximum(k11, 0)), np.sqrt(np.maximum(k22, 0))
+    inv1 = np.divide(1.0, s1, out=np.zeros(np.shape(s1)), where=s1 > 0)
+    inv2 = np.divide(1.0, s2, out=np.zeros(np.shape(s2)), where=s2 > 0)
+    c = np.multiply(k12, inv1)
+    c *= inv2
+    omc2 = 1 - c
+    omc2 *= 1 + c
+    if omc2.size and omc2.min() < 16.5 * np.finfo(float).eps:
+        near = np.abs(c) > 1 - 8 * np.finfo(float).eps     # also clips |c| > 1
+        c[near] = np.sign(c[near])
+        omc2[near] = 0.0
+    return c, omc2, s1, s2
 
 
 # --- closed forms ---------------------------------------------------------
@@ -133,42 +153,70 @@ def _abs_linear_dual(alpha: float, beta: float) -> Dual:
     E[|u||v|] = (2/pi) sqrt(k11 k22) (sqrt(1-c^2) + c arcsin c) and
     E[sign u sign v] = (2/pi) arcsin c (the arc-cosine kernels of Cho & Saul
     2009, eq. 6, n = 1 and n = 0, written through |x| = relu(x) + relu(-x));
-    the cross terms E[u |v|] vanish by symmetry.
+    the cross terms E[u |v|] vanish by symmetry.  With the derivative kernel
+    D = alpha^2 + beta^2 (2/pi) arcsin c the NNGP is
+    sqrt(k11 k22) (beta^2 (2/pi) sqrt(1 - c^2) + c D): one pass per operation.
     """
+    kappa = beta**2 * 2 / np.pi
+
     def dual(k11, k12, k22):
         if beta == 0:
             return alpha**2 * k12, np.full(np.broadcast(k11, k12, k22).shape, alpha**2)
-        c = _correlation(k11, k12, k22)
-        asin = np.arcsin(c)
-        nngp = np.sqrt(1 - c * c)                 # in place below: this is the hot loop of the kernels
-        nngp += c * asin
-        nngp *= (beta**2 * 2 / np.pi) * np.sqrt(np.maximum(k11, 0))
-        nngp *= np.sqrt(np.maximum(k22, 0))
+        c, nngp, s1, s2 = _corr_and_scales(k11, k12, k22)
+        deriv = np.arcsin(c)          # in place below: this is the hot loop of the kernels
+        deriv *= kappa
         if alpha:
-            nngp += alpha**2 * k12
-        asin *= beta**2 * 2 / np.pi
-        asin += alpha**2
-        return nngp, asin
+            deriv += alpha**2
+        np.sqrt(nngp, out=nngp)
+        nngp *= kappa
+        c *= deriv
+        nngp += c
+        nngp *= s1
+        nngp *= s2
+        return nngp, deriv
     return dual
 
 
 def _erf_dual(k11, k12, k22):
-    """Williams 1997, eq. 11, and its derivative kernel (phi' = 2/sqrt(pi) e^{-x^2})."""
-    a, b = 1 + 2 * k11, 1 + 2 * k22
-    nngp = (2 / np.pi) * np.arcsin(np.clip(2 * k12 / np.sqrt(a * b), -1, 1))
-    return nngp, (4 / np.pi) / np.sqrt(a * b - 4 * k12**2)
+    """Williams 1997, eq. 11, and its derivative kernel (phi' = 2/sqrt(pi) e^{-x^2}).
+
+    With a = 1 + 2 k11, b = 1 + 2 k22 the kernels are (2/pi) arcsin(2 k12/sqrt(ab))
+    and (4/pi)/sqrt(ab - 4 k12^2).  Written as (2/pi) atan2(2 k12, q) and (4/pi)/q with
+    q^2 = ab - 4 k12^2 = 1 + 2 (k11 + k22) + 4 k11 k22 (1 - c^2), which has no
+    cancellation: accurate at any scale (the direct form loses all digits at k ~ 1e8).
+    """
+    c, q, s1, s2 = _corr_and_scales(k11, k12, k22)
+    q *= 4 * k11
+    q *= k22
+    q += 1 + 2 * (np.asarray(k11) + np.asarray(k22))
+    np.sqrt(q, out=q)
+    c *= 2 * s1
+    c *= s2
+    nngp = np.arctan2(c, q, out=c)
+    nngp *= 2 / np.pi
+    return nngp, np.divide(4 / np.pi, q, out=q)
+
+
+def _sin_cos_parts(k11, k12, k22):
+    """(e^{-(k11+k22)/2} sinh k12, e^{-(k11+k22)/2} cosh k12) in a form finite at any scale:
+    e^{|k12| - (k11+k22)/2} (1 -+ e^{-2|k12|})/2, whose exponent is <= 0 (|k12| <= sqrt(k11 k22))."""
+    a = np.abs(k12)
+    damp = np.exp(np.minimum(a - (np.asarray(k11) + np.asarray(k22)) / 2, 0))
+    damp /= 2
+    sinh = np.copysign(-np.expm1(-2 * a) * damp, k12)
+    damp *= 1 + np.exp(-2 * a)
+    return sinh, damp
 
 
 def _sin_dual(k11, k12, k22):
     """E[sin u sin v] = e^{-(k11+k22)/2} sinh k12, E[cos u cos v] = ... cosh k12
     (from E[cos(u -+ v)] = e^{-Var(u -+ v)/2})."""
-    damp = np.exp(-(k11 + k22) / 2)
-    return damp * np.sinh(k12), damp * np.cosh(k12)
+    return _sin_cos_parts(k11, k12, k22)
 
 
 def _cos_dual(k11, k12, k22):
-    damp = np.exp(-(k11 + k22) / 2)
-    return damp * np.cosh(k12), damp * np.sinh(k12)
+    sinh, cosh = _sin_cos_parts(k11, k12, k22)
+    return cosh, sinh
 
 
 def _gelu_dual(k11, k12, k22):
@@ -181,21 +229,23 @@ def _gelu_dual(k11, k12, k22):
     (Sheppard) and M = E[w w^T 1{w > 0}] the orthant second moments.
     For phi' = Phi(x) + x N(x): E[Phi Phi] = P and the Gaussian integrals of
     the N(.) factors give c / (2 pi (1+k) sqrt(D)) and c / (2 pi D^{3/2}),
-    D = det S.
+    D = det S.  Every difference is taken in a cancellation-free form:
+    D = 1 + a + b + D0 with D0 = ab - c^2 = ab (1 - c0^2) (c0 the correlation of
+    Sigma), a s22 - c^2 = a + D0, arcsin(rho) = atan2(c, sqrt(D)), so the
+    kernels stay accurate at variances up to ~1e100.
     """
-    a, b, c = k11, k22, k12
+    a, b = np.asarray(k11, dtype=float), np.asarray(k22, dtype=float)
+    c0, d0, s1, s2 = _corr_and_scales(a, k12, b)
+    c = c0 * s1 * s2
+    d0 *= a * b
     s11, s22 = a + 1, b + 1
-    det = s11 * s22 - c * c
-    rho = np.clip(c / np.sqrt(s11 * s22), -1, 1)
-    p = 0.25 + np.arcsin(rho) / (2 * np.pi)
-    r = np.sqrt(1 - rho * rho)
-    m_diag = p + rho * r / (2 * np.pi)
-    m11, m22 = s11 * m_diag, s22 * m_diag
-    m12 = np.sqrt(s11 * s22) * (rho * p + r / (2 * np.pi))
-    a1, a2 = (a * s22 - c * c) / det, c / det          # alpha_1 = S^{-1} (a, c)
-    b1, b2 = c / det, (b * s11 - c * c) / det          # alpha_2 = S^{-1} (c, b)
-    nngp = a1 * m11 * b1 + a1 * m12 * b2 + a2 * m12 * b1 + a2 * m22 * b2 + c / det * p
+    det = 1 + a + b + d0
     sq = np.sqrt(det)
+    p = 0.25 + np.arctan2(c, sq) / (2 * np.pi)
+    m_diag = p + c * sq / (2 * np.pi * s11 * s22)
+    m12 = c * p + sq / (2 * np.pi)
+    a1, b2 = a + d0, b + d0                               # alpha_1 = S^{-1} (a, c), times det
+    nngp = (a1 * c * s11 * m_diag + (a1 * b2 + c * c) * m12 + c * b2 * s22 * m_diag) / (det * det) + c * p / det
     ntk = p + c / (2 * np.pi * sq) * (1 / s11 + 1 / s22 + 1 / det)
     return nngp, ntk
 
