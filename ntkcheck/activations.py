@@ -48,6 +48,8 @@ class Activation:
     def dual(self, k11, k12, k22) -> tuple[np.ndarray, np.ndarray]:
         """(E[phi(u)phi(v)], E[phi'(u)phi'(v)]) for the given covariance entries."""
         k11, k12, k22 = (np.asarray(k, dtype=float) for k in (k11, k12, k22))
+        if k11.ndim == k12.ndim == k22.ndim == 0:       # scalars: computed as 1-element arrays
+            return tuple(v[0] for v in self.dual(k11[None], k12[None], k22[None]))
         if self.closed is not None:
             return self.closed(k11, k12, k22)
         return _tabulated_dual(self, k11, k12, k22)

@@ -198,9 +198,13 @@ def output_kernels(spec: MLP, X1, X2=None) -> KernelState:
         sub_posts = [(p1[i0:i1], p2[j0:j1]) for p1, p2 in posts]
         for out in _recursion(sub, spec, d_in, False, sub_posts):
             pass
-        nngp[i0:i1, j0:j1], ntk[i0:i1, j0:j1] = out.nngp, out.ntk
-        if same and i0 != j0:
-            nngp[j0:j1, i0:i1], ntk[j0:j1, i0:i1] = out.nngp.T, out.ntk.T
+        for full, part in ((nngp, out.nngp), (ntk, out.ntk)):
+            if same and i0 == j0:           # a diagonal tile: its upper triangle, mirrored (exact symmetry)
+                lower = np.tril_indices(i1 - i0, -1)
+                part[lower] = part.T[lower]
+            full[i0:i1, j0:j1] = part
+            if same and i0 != j0:
+                full[j0:j1, i0:i1] = part.T
 
     tiles = [(i, min(i + TILE, n1), j, min(j + TILE, n2))
              for i in range(0, n1, TILE) for j in range(i if same else 0, n2, TILE)]
