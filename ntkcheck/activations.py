@@ -114,22 +114,32 @@ def _unique_quadrature(act, k11, k12, k22):
     return tuple(v[inv.ravel()].reshape(k11.shape) for v in vals)
 
 
-def _lagrange(table, rows, t, m):
-    """Interpolate ``table[rows, :]`` (nodes 0..m in theta) at fractional node positions t
+def _lagrange(tables, rows, t):
+    """Interpolate each ``table[rows, :]`` (nodes 0..m in theta) at fractional node positions t
     with a centred stencil: the duals are even in theta about 0 and pi (c = cos theta),
-    so the table is extended by reflection there."""
-    half = _LAGRANGE_POINTS // 2
-    padded = np.concatenate([table[:, half:0:-1], table, table[:, -2:-half - 2:-1]], axis=1)
+    so the tables are extended by reflection there.  The weights are formed once for all
+    tables, by prefix and suffix products of (x - l)."""
+    n = _LAGRANGE_POINTS
+    half = n // 2
     start = np.floor(t).astype(int) - half + 1                 # first stencil node, >= -half + 1
-    x = t - start
+    diffs = [t - (start + l) for l in range(n)]
     start += half
-    out = np.zeros(t.shape)
-    for k in range(_LAGRANGE_POINTS):
-        w = np.ones(t.shape)
-        for l in range(_LAGRANGE_POINTS):
-            if l != k:
-                w *= (x - l) / (k - l)
-        out += w * padded[rows, start + k]
+    prefix = [np.ones(t.shape)]
+    for l in range(n - 1):
+        prefix.append(prefix[-1] * diffs[l])
+    suffix = np.ones(t.shape)
+    weights = [None] * n
+    for k in range(n - 1, -1, -1):
+        denom = math.prod(k - l for l in range(n) if l != k)
+        weights[k] = prefix[k] * suffix * (1.0 / denom)
+        suffix = suffix * diffs[k]
+    out = []
+    for table in tables:
+        padded = np.concatenate([table[:, half:0:-1], table, table[:, -2:-half - 2:-1]], axis=1)
+        acc = weights[0] * padded[rows, start]
+        for k in range(1, n):
+            acc += weights[k] * padded[rows, start + k]
+        out.append(acc)
     return out
 
 
@@ -145,9 +155,9 @@ def _interpolate(act, u1, inv1, u2, inv2, k11, k12, k22):
     rows = np.arange(a.shape[0])[:, None]
     t_mid = np.arange(m)[None, :] + 0.5
     tables = [v[:, ::2] for v in vals]
-    for v, tab in zip(vals, tables):
-        err = np.abs(_lagrange(tab, rows, np.broadcast_to(t_mid, (rows.size, m)), m) - v[:, 1::2])
-        if err.max() > INTERPOLATION_TOL * max(np.abs(tab).max(), 1e-300):
+    mids = _lagrange(tables, rows, np.broadcast_to(t_mid, (rows.size, m)))
+    for v, tab, mid in zip(vals, tables, mids):
+        if np.abs(mid - v[:, 1::2]).max() > INTERPOLATION_TOL * max(np.abs(tab).max(), 1e-300):
             return None
     pair = inv1 * u2.size + inv2
     shape = np.broadcast(k11, k12, k22).shape
@@ -157,8 +167,7 @@ def _interpolate(act, u1, inv1, u2, inv2, k11, k12, k22):
         sl = slice(i, i + rows_per)
         t = np.arccos(_correlation(k11[sl], k12[sl], k22)) * (m / np.pi)
         p = np.broadcast_to(pair[sl], t.shape)
-        for o, tab in zip(out, tables):
-            o[sl] = _lagrange(tab, p, t, m)
+        out[0][sl], out[1][sl] = _lagrange(tables, p, t)
     return out
 
 
@@ -449,9 +458,9 @@ def leaky_relu(slope: float = 0.01) -> Activation:
 
 
 def _sech2(x):
-    """tanh' = 4 e^{-2|x|} / (1 + e^{-2|x|})^2, without overflow at large |x|."""
-    e = np.exp(-2 * np.abs(x))
-    return 4 * e / (1 + e) ** 2
+    """tanh' = 1/cosh^2 (cosh overflows to inf past |x| ~ 710, where 1/inf = 0 is right)."""
+    with np.errstate(over="ignore"):
+        return 1 / np.square(np.cosh(x))
 
 
 def _sigmoid(x):
