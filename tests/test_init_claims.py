@@ -204,13 +204,28 @@ def test_nngp_gaussian_verdict_on_synthetic_kurtosis():
     assert not verdict(_synthetic_nngp_rows(0.0)).passed        # no convergence to a Gaussian
 
 
-def test_nngp_gaussian_tiny_run():
-    df = run_claim("nngp-gaussian", width=[2, 64, 128, 10000], depth=[1], activation=["relu"],
-                   n_networks=200, control_networks=400, fit_min_width=64, test_min_width=10000)
-    v = get_claim("nngp-gaussian").verdict(df)
+@pytest.fixture(scope="module")
+def nngp_rows():
+    return run_claim("nngp-gaussian", width=[2, 64, 128, 10000], depth=[1], activation=["relu"],
+                     n_networks=200, control_networks=400, fit_min_width=64, test_min_width=10000)
+
+
+def test_nngp_gaussian_tiny_run(nngp_rows):
+    v = get_claim("nngp-gaussian").verdict(nngp_rows)
     assert v.negative_control_rejected, v.summary
     assert v.statistics["large_width_holm_p"] > 1e-3
+    assert v.statistics["max_rb_covariance_detectable"] < 0.05
     assert v.convergence[0].fitted == (False, True, True, True)
+
+
+def test_nngp_gaussian_fails_on_a_kernel_off_by_3_percent(nngp_rows):
+    """Claimed kernel 1.03 K: the readout-kernel covariance test at width 10^4 rejects it."""
+    bad = nngp_rows.copy()
+    hit = bad.quantity == "kernel_dev"
+    bad.loc[hit, "value"] -= 0.03 * bad.loc[hit, "kernel_rel"]
+    v = get_claim("nngp-gaussian").verdict(bad)
+    assert not v.passed, v.summary
+    assert v.statistics["large_width_holm_p"] <= 1e-3
 
 
 def test_nngp_gaussian_grid_checks():
