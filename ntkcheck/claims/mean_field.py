@@ -180,7 +180,8 @@ def verdict(df) -> Verdict:
                            for (a, w), f in lazy_kernel.items()),
              "control kernel change exponents": fmt(control, "kernel_change"),
              "control feature change exponents": fmt(control, "feature_change")}
-    summary = (f"{'pass' if passed else 'FAIL'}: mean-field kernel change exponents {stats['kernel change exponents']}"
+    summary = (f"{'pass' if passed else 'FAIL'}: width exponents with {100 * (1 - alpha):.4g}% bootstrap intervals: "
+               f"mean-field kernel change {stats['kernel change exponents']}"
                f", feature change {stats['feature change exponents']} (interval above -1/2, means >= "
                f"{stats['min kernel change']:.2g} / {stats['min feature change']:.2g} > floor {FLOOR}); seed spread "
                f"exponents {stats['spread exponents']} (< 0); alpha sweep (lazy range alpha sqrt(n) >= {lazy_min:g}): feature "

@@ -223,7 +223,7 @@ def verdict(df) -> Verdict:
              "control_covariance_max_p": float(cov_ctrl.value.max())}
     summary = (f"{'pass' if passed else 'FAIL'}: kurtosis exponents "
                + ", ".join(f"{f.exponent:.3f} [{f.ci_low:.3f}, {f.ci_high:.3f}]" for f in fits.values())
-               + f" (claim -1); {len(members)} Gaussianity/covariance tests at width >= "
+               + f" ({100 * (1 - alpha_fit):.4g}% bootstrap intervals; claim -1); {len(members)} Gaussianity/covariance tests at width >= "
                f"{stats['min_large_width']}: Holm p = {family.pvalue:.3g}; controls: Gaussianity at width <= "
                f"{stats['control_max_width']} {'rejected' if control_small else 'NOT rejected'} "
                f"(max p = {stats['control_gaussianity_max_p']:.2g}), wrong-sigma_w kernel "
