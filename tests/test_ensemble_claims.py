@@ -77,7 +77,7 @@ TINY = {
                      "digits_networks": 8, "digits_train": 32, "digits_test": 16, "digits_steps": 40},
     "linear-convergence": {"width": [16, 128, 1024, 4096], "n_networks": 12, "chunk": 12, "steps": 300},
     "mean-field": {"width": [64, 256, 1024, 4096], "n_networks": 8, "chunk": 8, "steps": 60,
-                   "alpha_sqrt_n": [0.5, 4.0, 8.0, 16.0, 64.0], "alpha_width": [256]},
+                   "alpha_sqrt_n": [0.5, 8.0, 16.0, 32.0, 64.0], "alpha_width": [256]},
 }
 
 
@@ -104,7 +104,7 @@ def test_mean_field_alpha_sweep_rejects_an_inverse_square_root_law(tmp_path):
     from ntkcheck.runner import run_study
     from ntkcheck.studies import make_study
 
-    overrides = {**TINY["mean-field"], "width": [64, 256, 1024], "alpha_sqrt_n": [4.0, 8.0, 16.0, 64.0]}
+    overrides = {**TINY["mean-field"], "width": [64, 256, 1024], "alpha_sqrt_n": [8.0, 16.0, 32.0, 64.0]}
     study = make_study("quick", claims=["mean-field"], seed=0, out=tmp_path, overrides={"mean-field": overrides})
     run_study(study, jobs=1)
     df = pd.read_csv(tmp_path / "mean-field.csv")
