@@ -36,3 +36,8 @@ __all__ = [
     "run_study", "Study", "StudyError", "load_study", "make_study",
 ]
 __version__ = "0.1.0"
+
+# exact finite-width moments (relu-fourth-moment bias, ntk-finite-width)
+from .moments import norm_ratio_bias, relu_ntk_log_ratio_law, relu_ntk_moments, relu_ntk_ratio  # noqa: E402
+
+__all__ += ["norm_ratio_bias", "relu_ntk_moments", "relu_ntk_ratio", "relu_ntk_log_ratio_law"]
