@@ -36,3 +36,9 @@ __all__ = [
     "run_study", "Study", "StudyError", "load_study", "make_study",
 ]
 __version__ = "0.1.0"
+
+# check_kernel's pairs design and candidate validation (ntkcheck.testing is imported on its own: it defines a
+# pytest fixture when pytest is installed)
+from .check import candidate_kernel, default_widths  # noqa: E402
+
+__all__ += ["candidate_kernel", "default_widths"]
