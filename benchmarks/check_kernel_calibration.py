@@ -2,8 +2,8 @@
 
 For each seed and spec, one NTK sample (check_kernel's design at the requested
 discrepancy and error rates) tests the correct kernel and planted wrong ones:
-``x(1+d)`` and ``x(1-d)`` with d the requested discrepancy, sigma_w + 2%,
-sigma_b omitted, the NTK recursion without E[phi' phi'] on hidden layer 1, and
+``x(1+d)`` and ``x(1-d)`` with d the requested discrepancy, sigma_w or sigma_b
+raised until the largest relative error is 1.5 d, sigma_b omitted, the NTK recursion without E[phi' phi'] on hidden layer 1, and
 the NNGP.  Every p-value goes to a CSV (one row per check, appended as it runs,
 so an interrupted run keeps its rows); the summary (false fails of the correct
 kernel at the stated rate and at 1%, 5%; rejections of each planted kernel, with
@@ -27,6 +27,7 @@ import sys
 import time
 
 import numpy as np
+from scipy import optimize
 from scipy import stats as sps
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -53,11 +54,23 @@ def ntk_missing_derivative(spec, X, layer):
     return state.ntk
 
 
+def off_by(spec, X, name, size):
+    """The NTK of ``spec`` with parameter ``name`` raised until the largest relative error is ``size``."""
+    ntk = ntk_kernel(spec, X)
+
+    def excess(f):
+        return relative_size(ntk_kernel(dataclasses.replace(spec, **{name: f * getattr(spec, name)}), X), ntk) - size
+
+    f = optimize.brentq(excess, 1.0, 2.0, xtol=1e-12)
+    return f"{name} +{100 * (f - 1):.2g}% (error {size:g})", ntk_kernel(
+        dataclasses.replace(spec, **{name: f * getattr(spec, name)}), X)
+
+
 def planted(spec, X, d):
-    """The correct NTK and wrong ones."""
+    """The correct NTK and wrong ones: scaled by 1 +- d, sigma_w or sigma_b off by an error of 1.5 d, ..."""
     ntk = ntk_kernel(spec, X)
     return {"correct": ntk, f"x{1 + d:g}": (1 + d) * ntk, f"x{1 - d:g}": (1 - d) * ntk,
-            "sigma_w +2%": ntk_kernel(dataclasses.replace(spec, sigma_w=1.02 * spec.sigma_w), X),
+            **dict(off_by(spec, X, name, 1.5 * d) for name in ("sigma_w", "sigma_b")),
             "sigma_b omitted": ntk_kernel(dataclasses.replace(spec, sigma_b=0.0), X),
             "no E[phi'phi'] on layer 1": ntk_missing_derivative(spec, X, 1),
             "nngp for ntk": nngp_kernel(spec, X)}
