@@ -41,3 +41,9 @@ __version__ = "0.1.0"
 from .moments import norm_ratio_bias, relu_ntk_log_ratio_law, relu_ntk_moments, relu_ntk_ratio  # noqa: E402
 
 __all__ += ["norm_ratio_bias", "relu_ntk_moments", "relu_ntk_ratio", "relu_ntk_log_ratio_law"]
+
+# check_kernel's pairs design and candidate validation (ntkcheck.testing is imported on its own: it defines a
+# pytest fixture when pytest is installed)
+from .check import candidate_kernel, default_widths  # noqa: E402
+
+__all__ += ["candidate_kernel", "default_widths"]

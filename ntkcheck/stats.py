@@ -65,6 +65,17 @@ class TestResult:
     false_pass_rate: float | None = None
     details: dict = field(default_factory=dict)
 
+    def __bool__(self) -> bool:
+        """Truthy only when the check passed: ``assert result`` asserts the verdict."""
+        return bool(self.passed)
+
+    def __iter__(self):
+        """``statistic, pvalue = result``, as scipy.stats results unpack."""
+        return iter((self.statistic, self.pvalue))
+
+    def __len__(self) -> int:
+        return 2
+
     def __str__(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
         text = (f"{self.name}: {verdict} (p = {self.pvalue:.3g}, false-fail rate {self.false_fail_rate:g}; "
