@@ -16,6 +16,13 @@ from . import Convergence, GridError, grid_cells
 
 #: Bootstrap resamples of the power-law fits.
 N_BOOT = 2000
+#: Activations with a Lipschitz derivative, as Lee et al. 2019, Thm 2.1 assume: for them the
+#: kernel moves O(1/n) during training (Dyer & Gur-Ari 2019), the sharp rate the claims test.
+SMOOTH = ("erf", "tanh", "gelu", "sin", "cos", "sigmoid", "softplus", "identity")
+#: Power of the sharp tests: an exponent off by ``detectable`` is rejected with probability 1 - this.
+FALSE_PASS_RATE = 0.01
+#: The exponent error the sharp tests are designed (by their networks per width) to detect.
+TARGET_DETECTABLE = 0.25
 
 
 def dataset(name: str, n_train: int, n_test: int, d_in: int):
@@ -81,13 +88,29 @@ def network_rows(quantities: dict[str, np.ndarray], **extra) -> list[dict]:
     return rows
 
 
-def width_fit(df, claimed: float, seed: int, false_fail_rate: float, name: str, statistic=None):
+def width_fit(df, claimed: float, seed: int, false_fail_rate: float, name: str, statistic=None,
+              min_width: int = 0):
     """:func:`ntkcheck.stats.power_law_fit` of per-network rows (one quantity, one cell)
-    over widths; the error at a width is ``statistic`` of its networks (default the mean)."""
-    widths = sorted(df["width"].unique())
+    over widths >= ``min_width``; the error at a width is ``statistic`` of its networks
+    (default the mean); ``detectable`` at power ``1 - FALSE_PASS_RATE``."""
+    widths = sorted(w for w in df["width"].unique() if w >= min_width)
     groups = [df.loc[df["width"] == w, "value"].to_numpy() for w in widths]
     return power_law_fit(widths, groups, claimed, seed=seed, n_boot=N_BOOT, statistic=statistic,
-                         false_fail_rate=false_fail_rate, name=name)
+                         false_fail_rate=false_fail_rate, false_pass_rate=FALSE_PASS_RATE, name=name)
+
+
+def sharp_rate(activation: str) -> float | None:
+    """The sharp width exponent of the training deviations (kernel change, f - f_lin, rate
+    error) for a smooth activation: -1 (Dyer & Gur-Ari 2019, Thm 1 / conjecture 1: d Theta/dt
+    = O(1/n), so every deviation built from Theta_t - Theta_0 is O(1/n)); None for ReLU-like
+    kinks, which lie outside the smoothness assumption of Lee et al. 2019, Thm 2.1."""
+    return -1.0 if activation in SMOOTH else None
+
+
+def check_sharp(grid: dict) -> None:
+    """The sharp fits need >= 2 widths from ``sharp_min_width`` on."""
+    if sum(w >= grid["sharp_min_width"] for w in grid["width"]) < 2:
+        raise GridError("sharp_min_width", "needs >= 2 widths at or above it (the sharp rate is fitted there)")
 
 
 def bound_passed(fit, bound: float) -> bool:
@@ -96,10 +119,12 @@ def bound_passed(fit, bound: float) -> bool:
     return bool(fit.ci_low <= bound and fit.ci_high < 0)
 
 
-def width_series(g, ctrl, fit, label: str, theory: float, y_name: str, robust: bool = False) -> Convergence:
+def width_series(g, ctrl, fit, label: str, theory: float, y_name: str, robust: bool = False,
+                 min_width: int = 0) -> Convergence:
     """Per-network rows ``g`` (one quantity and cell) and the control's ``ctrl`` as a
     :class:`Convergence` over widths: mean with a 95 % normal band, or with ``robust``
-    the median with the interquartile band; ``fit`` gives the exponent and its interval."""
+    the median with the interquartile band (level 0.5); ``fit`` (on widths >= ``min_width``)
+    gives the exponent and its interval, at the fit's own level."""
     values = g.groupby("width")["value"]
     if robust:
         y = values.median()
@@ -113,5 +138,32 @@ def width_series(g, ctrl, fit, label: str, theory: float, y_name: str, robust: b
     return Convergence(
         label=label, x=tuple(float(w) for w in y.index), y=tuple(y), lo=tuple(lo), hi=tuple(hi),
         theory_exponent=theory, exponent=float(fit.exponent), exponent_lo=float(fit.ci_low),
-        exponent_hi=float(fit.ci_high), fitted=tuple(True for _ in y.index),
-        control=None if c.isna().all() else tuple(float(v) for v in c), y_name=y_name)
+        exponent_hi=float(fit.ci_high), fitted=tuple(bool(w >= min_width) for w in y.index),
+        control=None if c.isna().all() else tuple(float(v) for v in c), y_name=y_name,
+        level=0.5 if robust else 0.95, exponent_level=float(fit.level))
+
+
+def deviation_tests(g, activation: str, alpha: float, name: str, statistic=None, min_width: int = 0) -> list[dict]:
+    """The width tests of a training deviation (one quantity, one cell): the bound
+    ``O(n^{-1/2})`` of Lee et al. 2019, Thm 2.1 over all widths (one-sided,
+    :func:`bound_passed`) and, for a smooth activation, the sharp rate :func:`sharp_rate`
+    two-sided on widths >= ``min_width`` (the asymptotic regime; the smallest widths
+    carry O(n^{-3/2}) corrections that bend the fit)."""
+    bound = width_fit(g, -0.5, 0, alpha, name, statistic)
+    out = [{"kind": "bound", "claimed": -0.5, "fit": bound, "passed": bound_passed(bound, -0.5),
+            "note": "Lee et al. Thm 2.1" if activation in SMOOTH
+            else "outside Thm 2.1's smoothness assumption (kinks): an empirical bound"}]
+    sharp = sharp_rate(activation)
+    if sharp is not None:
+        fit = width_fit(g, sharp, 0, alpha, name, statistic, min_width)
+        out.append({"kind": "sharp", "claimed": sharp, "fit": fit, "passed": bool(fit.passed),
+                    "note": f"Dyer & Gur-Ari 2019, widths >= {min_width}"})
+    return out
+
+
+def test_row(t: dict, **cell) -> dict:
+    """A table row of one :func:`deviation_tests` entry."""
+    f = t["fit"]
+    return {**cell, "kind": t["kind"], "claimed": t["claimed"], "exponent": f.exponent, "ci_low": f.ci_low,
+            "ci_high": f.ci_high, "level": f.level, "detectable": f.detectable, "passed": t["passed"],
+            "note": t["note"]}
