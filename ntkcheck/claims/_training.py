@@ -167,3 +167,23 @@ def test_row(t: dict, **cell) -> dict:
     return {**cell, "kind": t["kind"], "claimed": t["claimed"], "exponent": f.exponent, "ci_low": f.ci_low,
             "ci_high": f.ci_high, "level": f.level, "detectable": f.detectable, "passed": t["passed"],
             "note": t["note"]}
+
+
+def deviation_series(g, ctrl, fits: dict, activation: str, label: str, y_name: str, min_width: int) -> Convergence:
+    """:func:`width_series` (median, robust) of a deviation with its sharp fit for a smooth
+    activation, else its bound fit (``fits`` by kind)."""
+    sharp = sharp_rate(activation) is not None
+    return width_series(g, ctrl, fits["sharp" if sharp else "bound"], label, -1.0 if sharp else -0.5, y_name,
+                        robust=True, min_width=min_width if sharp else 0)
+
+
+def deviation_stats(claim, control, n_tests: int, alpha: float) -> dict:
+    """The statistics of :func:`deviation_tests` tables (claim and control rows): exponents,
+    level, the sharp tests' ``detectable`` at power 0.99 and whether it meets the design target."""
+    fmt = lambda t: ", ".join(f"{e:.2f}" for e in t["exponent"])  # noqa: E731
+    sharp = claim[claim["kind"] == "sharp"]
+    detect = float(sharp["detectable"].max()) if len(sharp) else float("nan")
+    return {"n_tests": n_tests, "level": 1 - alpha, "bound_exponents": fmt(claim[claim["kind"] == "bound"]),
+            "sharp_exponents": fmt(sharp), "control_exponents": fmt(control[control["kind"] == "bound"]),
+            "max_exponent_upper": float(claim["ci_high"].max()), "detectable_at_power_0.99": detect,
+            "meets_target_0.25": bool(detect <= TARGET_DETECTABLE)}

@@ -37,8 +37,8 @@ import pandas as pd
 from ..linearized import linearized
 from ..train import gradient_descent
 from . import Claim, GridError, Task, Verdict
-from ._training import (TARGET_DETECTABLE, cell_lr, check_cells, check_sharp, dataset, deviation_tests, network_rows,
-                        sharp_rate, spec_of, test_row, width_series)
+from ._training import (cell_lr, check_cells, check_sharp, dataset, deviation_series, deviation_stats,
+                        deviation_tests, network_rows, sharp_rate, spec_of, test_row)
 
 FALSE_FAIL_RATE = 0.01
 CELL = ["data", "activation", "depth", "parameterization"]
@@ -96,7 +96,7 @@ def verdict(df) -> Verdict:
     for key, g in cells:
         for q in SETS:
             for t in deviation_tests(g[g["quantity"] == q], key[1], alpha, q, _median, min_width):
-                fits[key + (q, t["kind"])] = t["fit"]
+                fits.setdefault(key + (q,), {})[t["kind"]] = t["fit"]
                 rows.append(test_row(t, **dict(zip(CELL, key)), inputs=q))
     table = pd.DataFrame(rows)
     claim, control = table[table["parameterization"] != CONTROL], table[table["parameterization"] == CONTROL]
@@ -108,21 +108,14 @@ def verdict(df) -> Verdict:
             continue
         ctrl = df[(df[CELL[:-1]] == pd.Series(dict(zip(CELL[:-1], key[:-1])))).all(axis=1)
                   & (df["parameterization"] == CONTROL)]
-        sharp = sharp_rate(key[1]) is not None
         for q in SETS:
             cell = dict(zip(CELL, key))
-            series.append(width_series(
-                g[g["quantity"] == q], ctrl[ctrl["quantity"] == q], fits[key + (q, "sharp" if sharp else "bound")],
+            series.append(deviation_series(
+                g[g["quantity"] == q], ctrl[ctrl["quantity"] == q], fits[key + (q,)], cell["activation"],
                 f"{q} inputs: {cell['data']}, {cell['activation']}, L={cell['depth']} (control: mean-field)",
-                -1.0 if sharp else -0.5, "median sup_t max_x |f_t - f_lin_t| (interquartile band)", robust=True,
-                min_width=min_width if sharp else 0))
-    fmt = lambda t: ", ".join(f"{e:.2f}" for e in t["exponent"])  # noqa: E731
-    sharp_rows = claim[claim["kind"] == "sharp"]
-    detect = float(sharp_rows["detectable"].max()) if len(sharp_rows) else float("nan")
-    stats = {"n_tests": n_tests, "level": 1 - alpha, "bound_exponents": fmt(claim[claim["kind"] == "bound"]),
-             "sharp_exponents": fmt(sharp_rows), "control_exponents": fmt(control[control["kind"] == "bound"]),
-             "max_exponent_upper": float(claim["ci_high"].max()), "detectable_at_power_0.99": detect,
-             "meets_target_0.25": bool(detect <= TARGET_DETECTABLE)}
+                "median sup_t max_x |f_t - f_lin_t| (interquartile band)", min_width))
+    stats = deviation_stats(claim, control, n_tests, alpha)
+    detect = stats["detectable_at_power_0.99"]
     summary = (f"{'pass' if passed else 'FAIL'}: sup_t |f - f_lin| exponents {stats['bound_exponents']} "
                f"(train/test per cell, all widths; bound <= -1/2), smooth cells from width {min_width}: "
                f"{stats['sharp_exponents'] or 'none'} (claimed -1); {100 * (1 - alpha):.4g}% intervals; "

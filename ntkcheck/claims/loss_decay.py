@@ -42,8 +42,8 @@ from ..linearized import residual_modes
 from ..networks import empirical_ntk, init_params
 from ..train import gradient_descent
 from . import Claim, GridError, Task, Verdict
-from ._training import (TARGET_DETECTABLE, cell_lr, check_cells, check_sharp, dataset, deviation_tests, network_rows,
-                        sharp_rate, spec_of, test_row, width_series)
+from ._training import (cell_lr, check_cells, check_sharp, dataset, deviation_series, deviation_stats,
+                        deviation_tests, network_rows, sharp_rate, spec_of, test_row)
 
 FALSE_FAIL_RATE = 0.01
 CELL = ["activation", "depth", "parameterization"]
@@ -110,7 +110,7 @@ def verdict(df) -> Verdict:
     rows, fits = [], {}
     for key, g in cells:
         for t in deviation_tests(g, key[0], alpha, "mean_rate_error", _median, min_width):
-            fits[key + (t["kind"],)] = t["fit"]
+            fits.setdefault(key, {})[t["kind"]] = t["fit"]
             rows.append(test_row(t, **dict(zip(CELL, key))))
     tests = pd.DataFrame(rows)
     claim, control = tests[tests["parameterization"] != CONTROL], tests[tests["parameterization"] == CONTROL]
@@ -121,18 +121,12 @@ def verdict(df) -> Verdict:
         if par == CONTROL:
             continue
         ctrl = err[(err["activation"] == act) & (err["depth"] == depth) & (err["parameterization"] == CONTROL)]
-        sharp = sharp_rate(act) is not None
-        series.append(width_series(
-            g, ctrl, fits[(act, depth, par, "sharp" if sharp else "bound")],
+        series.append(deviation_series(
+            g, ctrl, fits[(act, depth, par)], act,
             f"mean relative rate error of the top modes: {act}, L={depth} (control: mean-field)",
-            -1.0 if sharp else -0.5, "median |rate / (eta lam/N) - 1| (interquartile band)", robust=True,
-            min_width=min_width if sharp else 0))
-    fmt = lambda t: ", ".join(f"{e:.2f}" for e in t["exponent"])  # noqa: E731
-    sharp_rows = claim[claim["kind"] == "sharp"]
-    detect = float(sharp_rows["detectable"].max()) if len(sharp_rows) else float("nan")
-    stats = {"n_tests": n_tests, "level": 1 - alpha, "bound_exponents": fmt(claim[claim["kind"] == "bound"]),
-             "sharp_exponents": fmt(sharp_rows), "control_exponents": fmt(control[control["kind"] == "bound"]),
-             "detectable_at_power_0.99": detect, "meets_target_0.25": bool(detect <= TARGET_DETECTABLE)}
+            "median |rate / (eta lam/N) - 1| (interquartile band)", min_width))
+    stats = deviation_stats(claim, control, n_tests, alpha)
+    detect = stats["detectable_at_power_0.99"]
     table = _mode_table(df)
     top = table[table["parameterization"] == "ntk"]
     stats["max_mode_error_at_largest_width"] = float(top["median relative rate error"].max())
