@@ -50,8 +50,10 @@ _BASE = {"data": ["gaussian"], "activation": ["erf"], "depth": [2], "parameteriz
          "lr_fraction": 0.5, "sharp_min_width": 256}
 GRIDS = {
     "quick": {**_BASE, "depth": [1], "width": [128, 512, 2048], "sharp_min_width": 128, "n_networks": 8, "chunk": 8},
-    "standard": {**_BASE, "data": ["gaussian", "digits"], "activation": ["erf", "relu"],
-                 "width": [64, 128, 256, 512, 1024, 2048], "n_networks": 8, "chunk": 8},
+    # depth 1 up to width 4096: the sharp fit needs a wide span of widths >= 256 and many networks,
+    # which depth 2 (cost ~ width^2) cannot afford at this budget; the full grid has depths 2, 3
+    "standard": {**_BASE, "data": ["gaussian", "digits"], "activation": ["erf", "relu"], "depth": [1],
+                 "width": [64, 128, 256, 512, 1024, 2048, 4096], "n_networks": 24, "chunk": 8},
     "full": {**_BASE, "data": ["gaussian", "digits"], "activation": ["erf", "relu", "tanh"], "depth": [2, 3],
              "width": [64, 128, 256, 512, 1024, 2048, 4096, 8192], "n_networks": 32, "chunk": 8},
 }

@@ -55,7 +55,7 @@ _BASE = {"activation": ["erf"], "depth": [1], "parameterization": ["ntk", CONTRO
 GRIDS = {
     "quick": {**_BASE, "width": [64, 256, 1024, 4096], "n_networks": 8, "chunk": 8},
     "standard": {**_BASE, "activation": ["erf", "relu"],
-                 "width": [64, 256, 1024, 4096], "n_networks": 32, "chunk": 8},
+                 "width": [64, 256, 512, 1024, 2048, 4096], "n_networks": 32, "chunk": 8},
     "full": {**_BASE, "activation": ["erf", "relu", "tanh"], "depth": [1, 2, 3],
              "width": [64, 128, 256, 512, 1024, 2048, 4096, 8192], "n_networks": 64, "chunk": 8},
 }
