@@ -49,30 +49,33 @@ def init_params(spec: MLP, d_in: int, seed, start: int = 0, stop: int = 1,
     weights = [np.empty((m, dims[l + 1], dims[l]), dtype=dtype) for l in range(len(dims) - 1)]
     biases = [np.empty((m, dims[l + 1]), dtype=dtype) for l in range(len(dims) - 1)]
     for i, rng in enumerate(network_rngs(seed, start, stop)):
-        for W, b in zip(weights, biases):
+        for W, b, (_, _, s_w, s_b) in zip(weights, biases, scales):
+            # scale each draw while it is still in cache (a pass over the stack later costs a memory pass)
             rng.standard_normal(out=W[i], dtype=dtype)
+            if s_w != 1.0:
+                W[i] *= s_w
             rng.standard_normal(out=b[i], dtype=dtype)
-    for W, b, (_, _, s_w, s_b) in zip(weights, biases, scales):
-        if s_w != 1.0:
-            W *= s_w
-        if s_b != 1.0:
-            b *= s_b
+            if s_b != 1.0:
+                b[i] *= s_b
     return DenseParams(tuple(weights), tuple(biases))
 
 
-def forward(spec: MLP, params: DenseParams, X: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Outputs ``(M, N, d_out)`` and the pre-activations ``h^1 .. h^L`` (each (M, N, n_l))."""
+def forward(spec: MLP, params: DenseParams, X: np.ndarray, keep_posts: bool = False):
+    """Outputs ``(M, N, d_out)`` and the pre-activations ``h^1 .. h^L`` (each (M, N, n_l));
+    with ``keep_posts`` also the post-activations ``x^1 .. x^L = phi(h^l)``."""
     scales = spec.layer_scales(X.shape[1])
     x = X.astype(params.weights[0].dtype, copy=False)
-    pre = []
+    pre, posts = [], []
     for l, (W, b, (a, c, _, _)) in enumerate(zip(params.weights, params.biases, scales)):
         h = np.matmul(x, W.transpose(0, 2, 1))
         h *= a
         h += c * b[:, None, :]
         if l == len(scales) - 1:
-            return spec.output_scale * h, pre
+            h = spec.output_scale * h
+            return (h, pre, posts) if keep_posts else (h, pre)
         pre.append(h)
         x = spec.act.fn(h).astype(h.dtype, copy=False)
+        posts.append(x)
     raise AssertionError("unreachable")
 
 
@@ -94,14 +97,17 @@ def backward(spec: MLP, params: DenseParams, pre: list[np.ndarray], cotangent: n
     g = spec.output_scale * np.asarray(cotangent, dtype=dtype)
     out = [g]
     for l in range(len(pre) - 1, -1, -1):
-        g = scales[l + 1][0] * np.matmul(g, params.weights[l + 1]) * spec.act.deriv(pre[l]).astype(dtype, copy=False)
+        back = np.matmul(g, params.weights[l + 1])
+        back *= scales[l + 1][0]
+        g = back * spec.act.deriv(pre[l]).astype(dtype, copy=False)
         out.append(g)
     return out[::-1]
 
 
 def empirical_ntk_from(spec: MLP, params: DenseParams, X: np.ndarray, pre: list[np.ndarray],
-                       readout_only: bool = False) -> np.ndarray:
-    """Theta_hat(X, X), shape (M, N, N), from the pre-activations of :func:`forward`.
+                       readout_only: bool = False, posts: list[np.ndarray] | None = None) -> np.ndarray:
+    """Theta_hat(X, X), shape (M, N, N), from the pre-activations of :func:`forward`
+    (and its post-activations, if kept: else they are recomputed).
 
     For d_out > 1 this is the mean over outputs of each output's kernel (which
     converges to Theta; the off-diagonal output blocks vanish at infinite width).
@@ -110,7 +116,9 @@ def empirical_ntk_from(spec: MLP, params: DenseParams, X: np.ndarray, pre: list[
     """
     scales = spec.layer_scales(X.shape[1])
     dtype = params.weights[0].dtype
-    posts = [X.astype(dtype, copy=False)[None]] + [spec.act.fn(h).astype(dtype, copy=False) for h in pre]
+    if posts is None:
+        posts = [spec.act.fn(h).astype(dtype, copy=False) for h in pre]
+    posts = [X.astype(dtype, copy=False)[None]] + list(posts)
     first = len(pre) if readout_only else 0
     # layer factors a_l^2 <x^{l-1}, x^{l-1}'> + c_l^2, shared by every output
     factors = [a * a * _gram(x) + c * c for x, (a, c, _, _) in zip(posts[first:], scales[first:])]
