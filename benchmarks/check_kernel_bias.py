@@ -13,7 +13,8 @@ import math
 import numpy as np
 
 from ntkcheck import MLP, nngp_kernel, ntk_kernel
-from ntkcheck.networks import forward, init_params, sample_dense
+from ntkcheck.networks import forward, init_params
+from ntkcheck.sampler import sample_dense
 
 SPECS = [MLP(3, 1, "relu", math.sqrt(2), 0.3), MLP(3, 1, "relu", math.sqrt(2), 0.0),
          MLP(1, 1, "relu", 1.0, 0.5), MLP(2, 1, "erf", 1.5, 0.3), MLP(4, 1, "tanh", 1.3, 0.2)]

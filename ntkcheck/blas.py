@@ -23,8 +23,11 @@ def controller() -> ThreadpoolController:
 
 
 def threads() -> int:
-    """BLAS threads currently allowed (the largest over the loaded BLAS libraries; >= 1)."""
-    return max([lib.num_threads for lib in controller().lib_controllers if lib.user_api == "blas"] + [1])
+    """BLAS threads currently allowed: the fewest over the loaded BLAS libraries (numpy
+    and scipy may each bring one; a limit set before one of them was loaded binds only
+    the other), at least 1."""
+    return max(1, min([lib.num_threads for lib in controller().lib_controllers if lib.user_api == "blas"],
+                      default=1))
 
 
 def single_threaded():

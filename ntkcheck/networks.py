@@ -1,5 +1,6 @@
 """Dense finite networks: real weights for M networks at once, outputs and the
-empirical NTK by the layerwise formula (no Jacobian is ever formed).
+empirical NTK by the layerwise formula (no Jacobian is ever formed).  Sampling
+many networks at init goes through :func:`ntkcheck.sampler.sample_init`.
 
 For ``h^l = a_l W^l x^{l-1} + c_l b^l`` (``x^l = phi(h^l)``, ``x^0 = x``) and
 ``delta^l = df/dh^l``, the tangent kernel splits by layer:
@@ -139,29 +140,3 @@ def empirical_ntk(spec: MLP, params: DenseParams, X1, X2=None) -> np.ndarray:
     _, pre = forward(spec, params, X)
     ntk = empirical_ntk_from(spec, params, X, pre)
     return ntk if X2 is None else ntk[:, : len(X1), len(X1):]
-
-
-def bytes_per_network(spec: MLP, d_in: int, n_inputs: int, itemsize: int = 8) -> int:
-    """Memory of one network in :func:`sample_dense`: weights plus ~4 activation arrays per layer."""
-    dims = (d_in,) + spec.widths + (spec.d_out,)
-    n_weights = sum(dims[l] * dims[l + 1] + dims[l + 1] for l in range(len(dims) - 1))
-    return itemsize * (n_weights + 4 * n_inputs * sum(dims))
-
-
-def sample_dense(spec: MLP, X, n_networks: int, seed=0, max_bytes: int = MAX_BYTES,
-                 dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
-    """Outputs ``(M, N, d_out)`` and empirical NTKs ``(M, N, N)`` of M dense networks at init.
-
-    Networks are processed in chunks whose memory stays under ``max_bytes``.
-    """
-    X, _ = check_inputs(X, names=("X",))
-    if isinstance(n_networks, bool) or not isinstance(n_networks, (int, np.integer)) or n_networks < 1:
-        raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}")
-    chunk = max(1, int(max_bytes // bytes_per_network(spec, X.shape[1], len(X), np.dtype(dtype).itemsize)))
-    fs, ntks = [], []
-    for start in range(0, n_networks, chunk):
-        params = init_params(spec, X.shape[1], seed, start, min(n_networks, start + chunk), dtype)
-        f, pre = forward(spec, params, X)
-        fs.append(f)
-        ntks.append(empirical_ntk_from(spec, params, X, pre))
-    return np.concatenate(fs), np.concatenate(ntks)
