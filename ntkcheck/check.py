@@ -140,7 +140,7 @@ def _network_kernels(spec: MLP, X: np.ndarray, kind: str, m: int, seed, method: 
 
 def _pairs(spec, X, kind, widths, m, seed, method, jobs) -> tuple[np.ndarray, np.ndarray]:
     """m pairs: (Z (m, N, N), sums of the kernels at each width (2, N, N))."""
-    (n_s, n_l), r = widths, widths[1] / widths[0]
+    r = widths[1] / widths[0]
     small, large = (_network_kernels(dataclasses.replace(spec, width=n), X, kind, m, child(seed, i), method, jobs)
                     for i, n in enumerate(widths))
     z = (r * large - small) / (r - 1)
