@@ -131,12 +131,13 @@ def test_design_achieves_power():
 
 def test_covariance_test_calibrated():
     # one entry: uniform p-values; three inputs (6 correlated entries): Sidak is
-    # conservative, so rate within the interval and p-values stochastically >= uniform
+    # conservative, so rate within the interval and p-values stochastically >= uniform.
+    # 2000 draws: the Student-t regime (the bootstrap regime is calibrated on real draws)
     rng = np.random.default_rng(4)
-    x = 1.7 * rng.standard_normal((R, 1000, 1))
+    x = 1.7 * rng.standard_normal((R, 2000, 1))
     assert_calibrated([stats.covariance_test(xi, [[1.7**2]], false_fail_rate=ALPHA).pvalue for xi in x])
     C = wishart_cov(rng, 3)
-    x = rng.multivariate_normal(np.zeros(3), C, size=(R, 1000))
+    x = rng.multivariate_normal(np.zeros(3), C, size=(R, 2000))
     p = [stats.covariance_test(xi, C, false_fail_rate=ALPHA).pvalue for xi in x]
     assert_calibrated(p, uniform=False)
     assert sps.kstest(p, "uniform", alternative="greater").pvalue > 1e-3
