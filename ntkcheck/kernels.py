@@ -98,7 +98,11 @@ def kernel_states(spec: MLP, X1, X2=None) -> list[KernelState]:
 
 
 def output_kernels(spec: MLP, X1, X2=None) -> KernelState:
-    """The output's NNGP and NTK in one pass, keeping one layer in memory at a time."""
+    """The output's NNGP and NTK in one pass, keeping one layer in memory at a time.
+    ``spec`` is an MLP or a network of :mod:`ntkcheck.stax` layers."""
+    if not isinstance(spec, MLP):   # ntkcheck.stax builds on this module, hence the late import
+        from .stax import output_kernels as stax_output_kernels
+        return stax_output_kernels(spec, X1, X2)
     for state in iter_kernel_states(spec, X1, X2):
         pass
     return state

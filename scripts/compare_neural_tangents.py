@@ -2,8 +2,8 @@
 
 neural-tangents is not a dependency; run this in a separate environment that has it:
 
-    python -m venv /tmp/ntref && /tmp/ntref/bin/pip install "jax[cpu]==0.4.30" neural-tangents "numpy<2" scipy
-    PYTHONPATH=. /tmp/ntref/bin/python scripts/compare_neural_tangents.py
+    python -m venv ntref && ntref/bin/pip install "jax[cpu]==0.4.30" neural-tangents "numpy<2" scipy
+    PYTHONPATH=. ntref/bin/python scripts/compare_neural_tangents.py
 
 Prints the largest relative difference per activation for Dense(W_std, b_std)/activation x depth,
 then Dense(1), NTK parameterization.
