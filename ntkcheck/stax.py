@@ -24,7 +24,7 @@ import numpy as np
 
 from .activations import Activation as _Act
 from .activations import get_activation, leaky_relu
-from .kernels import KernelState
+from .kernels import KernelState, check_inputs
 
 PADDINGS = ("VALID", "SAME", "CIRCULAR")
 _LETTERS = "abcdefghijklm"
@@ -155,23 +155,17 @@ class Conv(Layer):
 
     def __post_init__(self):
         _check_positive_int(self, "out_chan", self.out_chan)
-        object.__setattr__(self, "filter_shape", _int_tuple(self, "filter_shape", self.filter_shape))
-        strides = (1,) * len(self.filter_shape) if self.strides is None else self.strides
-        object.__setattr__(self, "strides", _int_tuple(self, "strides", strides, len(self.filter_shape)))
-        _check_padding(self)
+        _check_window(self, "filter_shape")
         _check_affine(self, self.W_std, self.b_std, self.parameterization)
 
     def kernel(self, state):
         state = self._single(state)
-        _check_spatial(self, state, len(self.filter_shape))
-        pads = [_pads(self, L, f, s) for L, f, s in zip(state.spatial, self.filter_shape, self.strides)]
+        windows, out = _windows(self, state, self.filter_shape)
 
-        def conv(x, nb):
-            for d, (f, s, (lo, hi)) in enumerate(zip(self.filter_shape, self.strides, pads)):
-                x = _diagonal_window_mean(x, nb + 2 * d, f, s, lo, hi, self.padding)
+        def conv(x, nb):   # one filter tap o is shared by both positions: distinct taps have independent weights
+            for d, window in enumerate(windows):
+                x = _window_mean(x, (nb + 2 * d, nb + 2 * d + 1), *window, self.padding)
             return x
-        out = tuple(_out_len(L, f, s, lo, hi) for L, f, s, (lo, hi) in
-                    zip(state.spatial, self.filter_shape, self.strides, pads))
         fan_in = state.shape[-1] * math.prod(self.filter_shape)
         return _affine(state.map(conv), self.W_std, self.b_std, self.parameterization, fan_in,
                        out + (self.out_chan,))
@@ -189,23 +183,17 @@ class AvgPool(Layer):
     padding: str = "VALID"
 
     def __post_init__(self):
-        object.__setattr__(self, "window_shape", _int_tuple(self, "window_shape", self.window_shape))
-        strides = (1,) * len(self.window_shape) if self.strides is None else self.strides
-        object.__setattr__(self, "strides", _int_tuple(self, "strides", strides, len(self.window_shape)))
-        _check_padding(self)
+        _check_window(self, "window_shape")
 
     def kernel(self, state):
         state = self._single(state)
-        _check_spatial(self, state, len(self.window_shape))
-        pads = [_pads(self, L, f, s) for L, f, s in zip(state.spatial, self.window_shape, self.strides)]
+        windows, out = _windows(self, state, self.window_shape)
 
         def pool(x, nb):
-            for d, (f, s, (lo, hi)) in enumerate(zip(self.window_shape, self.strides, pads)):
+            for d, window in enumerate(windows):
                 for axis in (nb + 2 * d, nb + 2 * d + 1):
-                    x = _window_mean(x, axis, f, s, lo, hi, self.padding)
+                    x = _window_mean(x, (axis,), *window, self.padding)
             return x
-        out = tuple(_out_len(L, f, s, lo, hi) for L, f, s, (lo, hi) in
-                    zip(state.spatial, self.window_shape, self.strides, pads))
         return state.map(pool, shape=out + state.shape[-1:])
 
 
@@ -404,10 +392,7 @@ def output_kernels(net: Layer, X1, X2=None) -> KernelState:
     The network must end without positions (GlobalAvgPool, Flatten or dense inputs)."""
     if not isinstance(net, Layer):
         raise ValueError(f"spec must be an MLP or a stax network, got {type(net).__name__} {net!r:.40}")
-    X1 = _as_inputs(X1, "X1")
-    X2 = None if X2 is None else _as_inputs(X2, "X2")
-    if X2 is not None and X2.shape[1:] != X1.shape[1:]:
-        raise ValueError(f"X1 and X2 must have the same shape per input, got {X1.shape[1:]} and {X2.shape[1:]}")
+    X1, X2 = _check_inputs(X1, X2)
     state = net.kernel(input_state(X1, X2))
     if isinstance(state, tuple):
         raise ValueError(f"the network ends with {len(state)} branches: join them with FanInSum()")
@@ -439,50 +424,38 @@ def _spread(var: np.ndarray, k: int, which: int, nb: int) -> np.ndarray:
     return var.reshape(shape)
 
 
-def _pads(layer, L: int, f: int, s: int) -> tuple[int, int]:
-    """TensorFlow/JAX SAME padding (CIRCULAR wraps the same amounts); none for VALID."""
-    if layer.padding == "VALID":
-        if L < f:
-            layer._fail(f"window {f} is larger than the input's {L} positions with VALID padding")
-        return 0, 0
-    total = max((-(-L // s) - 1) * s + f - L, 0)
-    return total // 2, total - total // 2
+def _windows(layer, state, window) -> tuple[list[tuple[int, int, int, int]], tuple[int, ...]]:
+    """Per spatial axis (window, stride, padding before, padding after), and the output positions.
+    Padding is TensorFlow/JAX SAME's (CIRCULAR wraps the same amounts); none for VALID."""
+    _check_spatial(layer, state, len(window))
+    out, out_shape = [], []
+    for L, f, s in zip(state.spatial, window, layer.strides):
+        if layer.padding == "VALID":
+            if L < f:
+                layer._fail(f"window {f} is larger than the input's {L} positions with VALID padding")
+            lo = hi = 0
+        else:
+            total = max((-(-L // s) - 1) * s + f - L, 0)
+            lo, hi = total // 2, total - total // 2
+        out.append((f, s, lo, hi))
+        out_shape.append((L + lo + hi - f) // s + 1)
+    return out, tuple(out_shape)
 
 
-def _out_len(L, f, s, lo, hi):
-    return (L + lo + hi - f) // s + 1
-
-
-def _pad(x, axes, lo, hi, padding):
-    if lo == hi == 0:
-        return x
+def _window_mean(x, axes, f, s, lo, hi, padding):
+    """Mean of the window slices x[.., s i + o, ..] over the offsets o < f, the same offset on
+    every axis in ``axes`` (stride ``s``, after padding)."""
     width = [(0, 0)] * x.ndim
     for a in axes:
         width[a] = (lo, hi)
-    return np.pad(x, width, mode="wrap" if padding == "CIRCULAR" else "constant")
-
-
-def _window_mean(x, axis, f, s, lo, hi, padding):
-    """Mean over windows of ``f`` along one axis (stride ``s``)."""
-    x = _pad(x, (axis,), lo, hi, padding)
-    n = (x.shape[axis] - f) // s + 1
+    if lo or hi:
+        x = np.pad(x, width, mode="wrap" if padding == "CIRCULAR" else "constant")
+    n = (x.shape[axes[0]] - f) // s + 1
     idx = [slice(None)] * x.ndim
     out = 0
     for o in range(f):
-        idx[axis] = slice(o, o + s * (n - 1) + 1, s)
-        out = out + x[tuple(idx)]
-    return out / f
-
-
-def _diagonal_window_mean(x, axis, f, s, lo, hi, padding):
-    """mean_o x[.., s i + o, s j + o, ..] over the pair of axes (axis, axis + 1): one filter tap
-    o is shared by both positions, since distinct taps have independent weights."""
-    x = _pad(x, (axis, axis + 1), lo, hi, padding)
-    n = (x.shape[axis] - f) // s + 1
-    idx = [slice(None)] * x.ndim
-    out = 0
-    for o in range(f):
-        idx[axis] = idx[axis + 1] = slice(o, o + s * (n - 1) + 1, s)
+        for a in axes:
+            idx[a] = slice(o, o + s * (n - 1) + 1, s)
         out = out + x[tuple(idx)]
     return out / f
 
@@ -491,6 +464,15 @@ def _check_spatial(layer, state, k):
     if len(state.spatial) != k:
         layer._fail(f"acts on {k} spatial axes but its input has shape {state.shape} "
                     f"({len(state.spatial)} spatial axes, channels last)")
+
+
+def _check_window(layer, name):
+    """Window (filter) shape and strides as int tuples (strides default to 1), padding upper case."""
+    window = _int_tuple(layer, name, getattr(layer, name))
+    object.__setattr__(layer, name, window)
+    strides = (1,) * len(window) if layer.strides is None else layer.strides
+    object.__setattr__(layer, "strides", _int_tuple(layer, "strides", strides, len(window)))
+    _check_padding(layer)
 
 
 def _check_padding(layer):
@@ -524,17 +506,22 @@ def _check_layers(name, layers):
     return tuple(layers)
 
 
-def _as_inputs(X, name: str) -> np.ndarray:
-    try:
-        raw = np.asarray(X)
-        arr = None if raw.dtype.kind == "c" else np.asarray(raw, dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a numeric array of shape (N, d), (N, W, C) or (N, H, W, C)") from None
-    if arr is None:
-        raise ValueError(f"{name} must be real, got complex values")
-    if not 2 <= arr.ndim <= 2 + len(_LETTERS) // 2 or min(arr.shape) < 1:
-        raise ValueError(f"{name} must have shape (N, d), (N, W, C) or (N, H, W, C) with sizes >= 1, "
-                         f"got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return arr
+def _check_inputs(X1, X2):
+    """Inputs (N, d), (N, W, C) or (N, H, W, C) with the same shape per input; the values are
+    checked (numeric, real, finite) by :func:`ntkcheck.kernels.check_inputs` on flattened rows."""
+    shapes = []
+    for X, name in ((X1, "X1"), (X2, "X2")):
+        if X is None:
+            continue
+        try:
+            shape = np.shape(X)
+        except ValueError:     # ragged nested sequences
+            shape = ()
+        if not 2 <= len(shape) <= 2 + len(_LETTERS) // 2 or min(shape) < 1:
+            raise ValueError(f"{name} must have shape (N, d), (N, W, C) or (N, H, W, C) with sizes >= 1, "
+                             f"got shape {shape}")
+        shapes.append(shape)
+    if len(shapes) == 2 and shapes[0][1:] != shapes[1][1:]:
+        raise ValueError(f"X1 and X2 must have the same shape per input, got {shapes[0][1:]} and {shapes[1][1:]}")
+    flat = check_inputs(*(None if X is None else np.reshape(X, (len(X), -1)) for X in (X1, X2)))
+    return tuple(None if F is None else F.reshape(shape) for F, shape in zip(flat, shapes + [None]))
