@@ -443,21 +443,32 @@ def _windows(layer, state, window) -> tuple[list[tuple[int, int, int, int]], tup
 
 
 def _window_mean(x, axes, f, s, lo, hi, padding):
-    """Mean of the window slices x[.., s i + o, ..] over the offsets o < f, the same offset on
-    every axis in ``axes`` (stride ``s``, after padding)."""
-    width = [(0, 0)] * x.ndim
-    for a in axes:
-        width[a] = (lo, hi)
-    if lo or hi:
-        x = np.pad(x, width, mode="wrap" if padding == "CIRCULAR" else "constant")
-    n = (x.shape[axes[0]] - f) // s + 1
-    idx = [slice(None)] * x.ndim
-    out = 0
-    for o in range(f):
+    """Mean over the offsets o < f of x[.., s i + o - lo, ..], the same offset on every axis in
+    ``axes``; zero padding contributes nothing, so only the in-range part of each slice is added
+    (in place: these arrays are the largest of the recursion)."""
+    if padding == "CIRCULAR" and (lo or hi):
+        width = [(0, 0)] * x.ndim
         for a in axes:
-            idx[a] = slice(o, o + s * (n - 1) + 1, s)
-        out = out + x[tuple(idx)]
-    return out / f
+            width[a] = (lo, hi)
+        x, lo, hi = np.pad(x, width, mode="wrap"), 0, 0
+    L = x.shape[axes[0]]
+    n = (L + lo + hi - f) // s + 1
+    shape = list(x.shape)
+    for a in axes:
+        shape[a] = n
+    out = np.zeros(shape)
+    dst, src = [slice(None)] * x.ndim, [slice(None)] * x.ndim
+    for o in range(f):
+        i0 = max(0, -((o - lo) // s))                 # first i with s i + o - lo >= 0
+        i1 = min(n, (L - 1 - o + lo) // s + 1)        # last i with s i + o - lo <= L - 1, plus one
+        if i1 <= i0:
+            continue
+        start = s * i0 + o - lo
+        for a in axes:
+            dst[a], src[a] = slice(i0, i1), slice(start, start + s * (i1 - i0 - 1) + 1, s)
+        out[tuple(dst)] += x[tuple(src)]
+    out /= f
+    return out
 
 
 def _check_spatial(layer, state, k):

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from ntkcheck import MLP, nngp_kernel, ntk_kernel, output_kernels
 from ntkcheck import stax as S
-from ntkcheck.strategies import inputs, specs
+from ntkcheck.strategies import inputs, specs, stax_networks
 
 PROPS = settings(max_examples=25, deadline=None, derandomize=True)
 
@@ -153,6 +153,21 @@ def test_cross_kernel_is_block_of_joint_kernel():
     np.testing.assert_allclose(cross.nngp, joint.nngp[:3, 3:], rtol=1e-12)
     np.testing.assert_allclose(cross.ntk, joint.ntk[:3, 3:], rtol=1e-12)
     np.testing.assert_allclose(cross.diag2, np.diag(joint.nngp)[3:], rtol=1e-12)
+
+
+@PROPS
+@given(stax_networks(), st.integers(1, 4), st.integers(0, 2**32 - 1))
+def test_random_architectures_symmetric_psd_cross_block(net_shape, n, seed):
+    net, shape = net_shape
+    rng = np.random.default_rng(seed)
+    X1, X2 = rng.standard_normal((n,) + shape), rng.standard_normal((2,) + shape)
+    joint, cross = output_kernels(net, np.concatenate([X1, X2])), output_kernels(net, X1, X2)
+    for K in (joint.nngp, joint.ntk):
+        np.testing.assert_allclose(K, K.T, rtol=1e-12, atol=1e-14 * np.abs(K).max())
+        assert np.linalg.eigvalsh((K + K.T) / 2).min() >= -1e-10 * np.abs(K).max()
+    np.testing.assert_allclose(cross.nngp, joint.nngp[:n, n:], rtol=1e-10, atol=1e-13 * np.abs(joint.nngp).max())
+    np.testing.assert_allclose(cross.ntk, joint.ntk[:n, n:], rtol=1e-10, atol=1e-13 * np.abs(joint.ntk).max())
+    np.testing.assert_allclose(joint.diag1, np.diag(joint.nngp), rtol=1e-12, atol=1e-14 * np.abs(joint.nngp).max())
 
 
 def test_neural_tangents_reference_values():
