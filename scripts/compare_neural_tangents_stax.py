@@ -111,7 +111,7 @@ def speed():
         output_kernels(net, X)
         times["ntkcheck"].append(time.perf_counter() - t)
     best = {k: min(v) for k, v in times.items()}
-    print(f"\n3-layer CNN, GlobalAvgPool, 64 x 8x8x3: " + ", ".join(f"{k} {v:.2f} s" for k, v in best.items())
+    print("\n3-layer CNN, GlobalAvgPool, 64 x 8x8x3: " + ", ".join(f"{k} {v:.2f} s" for k, v in best.items())
           + f"; ratio ntkcheck / neural-tangents = {best['ntkcheck'] / best['neural-tangents (jit)']:.2f}")
 
 
