@@ -8,10 +8,12 @@ covariance (neural-tangents' ``diagonal_spatial=False``), so the kernels hold no
 per-architecture branches.  A layer's ``kernel`` method is its analytic step; finite networks
 (forward and backward passes) are meant to be further methods of the same classes.
 
-Sources: the convolutional NNGP, Novak et al. 2019 (ICLR, "Bayesian deep CNNs with many
-channels are GPs", eqs. 5-7) and Garriga-Alonso et al. 2019; the convolutional NTK, Arora et al.
-2019 (NeurIPS, "On exact computation ...", sec. 4 and App. E); sums of independent branches and
-Gaussianity of any such architecture, Yang 2019 (Tensor Programs I, Thm 5.4).
+Sources: the convolutional NNGP recursion, Novak et al. 2019 (ICLR, "Bayesian deep
+convolutional networks with many channels are Gaussian processes") and Garriga-Alonso et al. 2019
+(ICLR, "Deep convolutional networks as shallow Gaussian processes"); the convolutional NTK
+recursion, Arora et al. 2019 (NeurIPS, "On exact computation with an infinitely wide neural net");
+Gaussianity of any such architecture and sums of independent branches, Yang 2019 ("Wide feedforward
+or recurrent neural networks of any architecture are Gaussian processes", the master theorem).
 """
 from __future__ import annotations
 
@@ -143,7 +145,7 @@ class Dense(Layer):
 class Conv(Layer):
     """Convolution with shared weights over 1 or 2 (or more) spatial axes, NWC/NHWC layout, as
     ``stax.Conv``.  Kernel step: K'(x,i; x',j) = W_std^2 mean_o K(x, s i + o; x', s j + o) + b_std^2
-    over the filter offsets o (Novak et al. 2019, eq. 7; Arora et al. 2019, eq. 7)."""
+    over the filter offsets o (Novak et al. 2019; Arora et al. 2019, the CNTK recursion)."""
 
     out_chan: int
     filter_shape: tuple[int, ...]
@@ -231,7 +233,7 @@ class Activation(Layer):
     """An elementwise nonlinearity by name (any of :data:`ntkcheck.activations.NAMES`, e.g.
     ``"leaky_relu(0.2)"``) or an :class:`ntkcheck.activations.Activation`.  Kernel step: its dual,
     P = E[phi(u) phi(v)], Theta' = E[phi'(u) phi'(v)] Theta, at every position pair (Jacot et al.
-    2018, Thm 1; Novak et al. 2019, eq. 5)."""
+    2018, Thm 1; Novak et al. 2019)."""
 
     name: str | _Act
     act: _Act = field(init=False, repr=False, compare=False)
@@ -331,7 +333,7 @@ class FanOut(Layer):
 class FanInSum(Layer):
     """Sum of branches, as ``stax.FanInSum``.  The kernel of a sum is the sum of the kernels
     only when the cross-covariances vanish: every branch but at most one must end in an affine
-    layer (its zero-mean weights are independent of the other branches; Yang 2019, Thm 5.4),
+    layer (its zero-mean weights are independent of the other branches; Yang 2019),
     which is checked here (neural-tangents warns that it does not verify it)."""
 
     def kernel(self, state):
