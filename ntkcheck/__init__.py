@@ -8,9 +8,9 @@ from .gp import coupling_gap, ensemble_map, ensemble_moments
 from .kernels import kernel_states, nngp_kernel, ntk_kernel, output_kernels
 from .linearized import linearized, residual_modes
 from .moments import norm_ratio, norm_ratio_law, readout_kernel, readout_variance
-from .networks import empirical_ntk, forward, init_params, sample_dense
+from .networks import empirical_ntk, forward, init_params
 from .runner import run_study
-from .sampler import InitSample, sample_init
+from .sampler import InitSample, sample_dense, sample_init
 from .spec import MLP
 from .stats import (PowerLawResult, TestResult, covariance_test, gaussianity_test, holm, intercept_test,
                     mean_test, n_samples_for_mean, power_law_fit)
@@ -41,3 +41,14 @@ from . import stax  # noqa: E402
 
 __all__ += ["stax"]
 __version__ = "0.1.0"
+
+# exact finite-width moments (relu-fourth-moment bias, ntk-finite-width)
+from .moments import norm_ratio_bias, relu_ntk_log_ratio_law, relu_ntk_moments, relu_ntk_ratio  # noqa: E402
+
+__all__ += ["norm_ratio_bias", "relu_ntk_moments", "relu_ntk_ratio", "relu_ntk_log_ratio_law"]
+
+# check_kernel's pairs design and candidate validation (ntkcheck.testing is imported on its own: it defines a
+# pytest fixture when pytest is installed)
+from .check import candidate_kernel, default_widths  # noqa: E402
+
+__all__ += ["candidate_kernel", "default_widths"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -28,7 +29,10 @@ class Activation:
 
     ``closed_form`` is True when ``dual`` is exact; otherwise it is quadrature at
     ``resolution`` (1 = the default step of :func:`quad_step`) and
-    :meth:`quadrature_error` estimates its error.
+    :meth:`quadrature_error` estimates its error.  On a kernel matrix with few
+    distinct variance pairs (inputs of equal norm) ``dual`` interpolates a table
+    in the correlation instead, to within ``INTERPOLATION_TOL`` of the quadrature
+    (see :func:`_tabulated_dual`).
     """
 
     name: str
@@ -44,9 +48,11 @@ class Activation:
     def dual(self, k11, k12, k22) -> tuple[np.ndarray, np.ndarray]:
         """(E[phi(u)phi(v)], E[phi'(u)phi'(v)]) for the given covariance entries."""
         k11, k12, k22 = (np.asarray(k, dtype=float) for k in (k11, k12, k22))
+        if k11.ndim == k12.ndim == k22.ndim == 0:       # scalars: computed as 1-element arrays
+            return tuple(v[0] for v in self.dual(k11[None], k12[None], k22[None]))
         if self.closed is not None:
             return self.closed(k11, k12, k22)
-        return self.quadrature(k11, k12, k22)
+        return _tabulated_dual(self, k11, k12, k22)
 
     def quadrature(self, k11, k12, k22, resolution: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Both expectations by trapezoidal quadrature (:func:`gaussian_expectation`)."""
@@ -62,6 +68,107 @@ class Activation:
         lo = self.quadrature(k11, k12, k22, self.resolution)
         hi = self.quadrature(k11, k12, k22, 1.5 * self.resolution)
         return tuple(np.abs(a - b) for a, b in zip(lo, hi))
+
+
+#: Largest interpolation error accepted (relative to the table's largest value), checked at every midpoint.
+INTERPOLATION_TOL = 1e-11
+_TABLE_INTERVALS = 512
+_LAGRANGE_POINTS = 6
+
+
+def _tabulated_dual(act: Activation, k11, k12, k22):
+    """Quadrature duals, computed once per distinct entry; on a matrix (k11 a column,
+    k22 a row) with P distinct variance pairs and E entries, when a table is cheaper
+    (P * 2 * 513 * 4 < E), by 6-point Lagrange interpolation in theta = arccos(c) on
+    513 equispaced nodes per pair.  theta rather than c because the duals behave like
+    sqrt(1 - c^2) at c = +-1 and are smooth in theta.  The interpolant is compared
+    with the quadrature at every interval midpoint; if it is off by more than
+    INTERPOLATION_TOL times the table's largest value anywhere, the entries are
+    computed by quadrature instead.  Nodes include theta = 0, pi, so diagonal
+    entries (c = 1) are the quadrature values exactly."""
+    shape = np.broadcast(k11, k12, k22).shape
+    u1, inv1 = _distinct(k11)
+    u2, inv2 = _distinct(k22)
+    pairs = u1.size * u2.size
+    if k12.ndim == 2 and k11.shape == (shape[0], 1) and k22.shape == (1, shape[1]) \
+            and pairs * 2 * (_TABLE_INTERVALS + 1) * 4 < k12.size:
+        out = _interpolate(act, u1, inv1.reshape(-1, 1), u2, inv2.reshape(1, -1), k11, k12, k22)
+        if out is not None:
+            return out
+    return _unique_quadrature(act, *np.broadcast_arrays(k11, k12, k22))
+
+
+def _distinct(k):
+    """Distinct variances up to 2^-44 relative (rounding noise of equal-norm inputs), each
+    represented by one of its members: the duals move by ~6e-14 relative at most."""
+    key = np.ascontiguousarray(np.maximum(k, 0), dtype=float).ravel().view(np.int64) >> 8
+    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    return k.ravel()[first], inv
+
+
+def _unique_quadrature(act, k11, k12, k22):
+    """:meth:`Activation.quadrature` on the distinct (k11, k12, k22) only."""
+    trip = np.stack([k11.ravel(), k12.ravel(), k22.ravel()], axis=1)
+    uniq, inv = np.unique(trip, axis=0, return_inverse=True)
+    vals = act.quadrature(uniq[:, 0], uniq[:, 1], uniq[:, 2])
+    return tuple(v[inv.ravel()].reshape(k11.shape) for v in vals)
+
+
+def _lagrange(tables, rows, t):
+    """Interpolate each ``table[rows, :]`` (nodes 0..m in theta) at fractional node positions t
+    with a centred stencil: the duals are even in theta about 0 and pi (c = cos theta),
+    so the tables are extended by reflection there.  The weights are formed once for all
+    tables, by prefix and suffix products of (x - l)."""
+    n = _LAGRANGE_POINTS
+    half = n // 2
+    start = np.floor(t).astype(int) - half + 1                 # first stencil node, >= -half + 1
+    diffs = [t - (start + l) for l in range(n)]
+    start += half
+    prefix = [np.ones(t.shape)]
+    for l in range(n - 1):
+        prefix.append(prefix[-1] * diffs[l])
+    suffix = np.ones(t.shape)
+    weights = [None] * n
+    for k in range(n - 1, -1, -1):
+        denom = math.prod(k - l for l in range(n) if l != k)
+        weights[k] = prefix[k] * suffix * (1.0 / denom)
+        suffix = suffix * diffs[k]
+    out = []
+    for table in tables:
+        padded = np.concatenate([table[:, half:0:-1], table, table[:, -2:-half - 2:-1]], axis=1)
+        acc = weights[0] * padded[rows, start]
+        for k in range(1, n):
+            acc += weights[k] * padded[rows, start + k]
+        out.append(acc)
+    return out
+
+
+def _interpolate(act, u1, inv1, u2, inv2, k11, k12, k22):
+    m = _TABLE_INTERVALS
+    a, b = np.meshgrid(u1, u2, indexing="ij")
+    a, b = a.ravel()[:, None], b.ravel()[:, None]
+    theta = np.pi * np.arange(2 * m + 1) / (2 * m)         # nodes (even) and midpoints (odd)
+    cos = np.cos(theta)
+    cos[0], cos[-1] = 1.0, -1.0
+    g = np.sqrt(a) * np.sqrt(b)
+    vals = _unique_quadrature(act, *np.broadcast_arrays(a, g * cos, b))
+    rows = np.arange(a.shape[0])[:, None]
+    t_mid = np.arange(m)[None, :] + 0.5
+    tables = [v[:, ::2] for v in vals]
+    mids = _lagrange(tables, rows, np.broadcast_to(t_mid, (rows.size, m)))
+    for v, tab, mid in zip(vals, tables, mids):
+        if np.abs(mid - v[:, 1::2]).max() > INTERPOLATION_TOL * max(np.abs(tab).max(), 1e-300):
+            return None
+    pair = inv1 * u2.size + inv2
+    shape = np.broadcast(k11, k12, k22).shape
+    out = (np.empty(shape), np.empty(shape))
+    rows_per = max(1, 2**18 // shape[1])
+    for i in range(0, shape[0], rows_per):
+        sl = slice(i, i + rows_per)
+        t = np.arccos(_correlation(k11[sl], k12[sl], k22)) * (m / np.pi)
+        p = np.broadcast_to(pair[sl], t.shape)
+        out[0][sl], out[1][sl] = _lagrange(tables, p, t)
+    return out
 
 
 def _trapezoid_nodes(step: float):
@@ -83,11 +190,15 @@ def quad_step(kmax, resolution: float = 1.0):
 
 
 def gaussian_expectation(g, k11, k12, k22, resolution: float = 1.0) -> np.ndarray:
-    """E[g(u) g(v)] for (u, v) ~ N(0, [[k11, k12], [k12, k22]]) by a 2-D trapezoidal rule.
+    """E[g(u) g(v)] for (u, v) ~ N(0, [[k11, k12], [k12, k22]]) by a 2-D product rule.
 
     Writes u = sqrt(k11) z1, v = sqrt(k22) (c z1 + sqrt(1 - c^2) z2) with
     z1, z2 independent standard normals, which stays exact at c = +-1.
-    Entries are grouped by variance so each gets a step fine enough for it.
+    Entries are grouped by variance so each gets a rule fine enough for it:
+    the trapezoidal rule (:func:`quad_step`) up to variance 16, beyond it the
+    graded Gauss-Legendre rule of :func:`_graded_rule`, whose size grows only
+    with the logarithm of the scale (capped at 2^60), so memory (at most
+    ``_QUAD_CHUNK`` points at once) and time are bounded for any input scale.
     """
     k11, k12, k22 = np.broadcast_arrays(*(np.asarray(k, dtype=float) for k in (k11, k12, k22)))
     shape = k11.shape
@@ -95,10 +206,12 @@ def gaussian_expectation(g, k11, k12, k22, resolution: float = 1.0) -> np.ndarra
     c = _correlation(k11, k12.ravel(), k22)
     s1, s2 = np.sqrt(k11), np.sqrt(k22)
     out = np.empty(k11.size)
+    kmax = np.maximum(k11, k22)
     # group by variance on a ladder of steps (factor 1.5 apart) so nodes are shared within a group
-    level = np.ceil(np.log(np.maximum(np.maximum(k11, k22), 0.36) / 0.36) / (2 * math.log(1.5))).astype(int)
-    for lev in np.unique(level):
-        idx = np.flatnonzero(level == lev)
+    level = np.ceil(np.log(np.maximum(kmax, 0.36) / 0.36) / (2 * math.log(1.5))).astype(int)
+    graded = kmax > _GRADED_FROM
+    for lev in np.unique(level[~graded]):
+        idx = np.flatnonzero((level == lev) & ~graded)
         z, w = _trapezoid_nodes(quad_step(0.36 * 1.5 ** (2 * lev), resolution))
         step = max(1, _QUAD_CHUNK // z.size**2)
         for i in range(0, idx.size, step):
@@ -107,7 +220,78 @@ def gaussian_expectation(g, k11, k12, k22, resolution: float = 1.0) -> np.ndarra
             cs, ss = c[sl, None, None], np.sqrt(1 - c[sl, None, None] ** 2)
             gv = g(s2[sl, None, None] * (cs * z[:, None] + ss * z[None, :]))  # (S, q, q)
             out[sl] = np.einsum("si,i,sij,j->s", gu, w, gv, w, optimize=True)
+    if graded.any():
+        idx = np.flatnonzero(graded)
+        _graded_expectation(g, s1[idx], c[idx], s2[idx], out, idx, max(2, round(10 * resolution)))
     return out.reshape(shape)
+
+
+#: Variance above which the graded rule replaces the trapezoid (whose node count grows like sqrt(k)).
+_GRADED_FROM = 16.0
+_SCALE_EXP_MAX = 60
+
+
+@lru_cache(maxsize=256)
+def _graded_rule(width_exp: int, reach: float, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights for integrals over [-reach, reach] of functions
+    that vary on scale w = 2^-width_exp near 0 and on scale 1 elsewhere.
+
+    Panels [w 2^k, w 2^(k+1)] graded geometrically toward 0 until length 1, then
+    unit panels.  A singularity at distance ~w from 0 (tanh(x / w) has poles at
+    +-i pi w / 2) is >= 3 half-lengths from every panel's centre, so ``order``
+    = 10 points per panel give a relative error ~(3 + sqrt 8)^-20 = 1e-15 (the
+    Bernstein-ellipse bound for Gauss-Legendre; Trefethen 2008, SIAM Review 50,
+    Thm 4.5).  Size: 2 order (width_exp + reach) nodes.
+    """
+    edges = [0.0]
+    e = 2.0 ** -width_exp
+    while e < 1:
+        edges.append(e)
+        e *= 2
+    x = 1.0
+    while x < reach:
+        edges.append(x)
+        x += 1
+    edges.append(reach)
+    edges = np.asarray(edges)
+    edges = np.concatenate([-edges[:0:-1], edges])
+    t, wt = np.polynomial.legendre.leggauss(order)
+    mid, half = (edges[1:] + edges[:-1]) / 2, (edges[1:] - edges[:-1]) / 2
+    return (mid[:, None] + half[:, None] * t).ravel(), (half[:, None] * wt).ravel()
+
+
+def _scale_exp(scale: np.ndarray) -> np.ndarray:
+    return np.clip(np.ceil(np.log2(np.maximum(scale, 1.0))), 0, _SCALE_EXP_MAX).astype(int)
+
+
+def _graded_expectation(g, s1, c, s2, out, where, order):
+    """The graded rule for E[g(s1 z1) g(s2 (c z1 + sqrt(1-c^2) z2))]: the outer integrand is
+    sharp at z1 = 0 (scale 1/max(s1, s2)), the inner one at z2 = -c z1 / sqrt(1-c^2) (scale
+    1/(s2 sqrt(1-c^2))), so the inner rule is centred there (clipped to [-9, 9]; reach 18
+    covers [-9, 9] from any centre).  Entries are grouped by the two scale exponents."""
+    ss = np.sqrt(np.maximum(1 - c * c, 0.0))
+    keys = _scale_exp(np.maximum(s1, s2)) * (_SCALE_EXP_MAX + 1) + _scale_exp(s2 * ss)
+    for key in np.unique(keys):
+        idx = np.flatnonzero(keys == key)
+        z1, w1 = _graded_rule(int(key // (_SCALE_EXP_MAX + 1)), 9.0, order)
+        off, w2 = _graded_rule(int(key % (_SCALE_EXP_MAX + 1)), 18.0, order)
+        w1 = w1 * np.exp(-z1 * z1 / 2) / math.sqrt(2 * math.pi)
+        outer = max(1, min(z1.size, _QUAD_CHUNK // off.size))
+        step = max(1, _QUAD_CHUNK // (outer * off.size))
+        for i in range(0, idx.size, step):
+            sl = idx[i:i + step]
+            cs, sn = c[sl, None, None], ss[sl, None, None]
+            acc = np.zeros(sl.size)
+            for j in range(0, z1.size, outer):
+                zo = z1[None, j:j + outer, None]
+                centre = np.clip(np.divide(-cs * zo, sn, out=np.zeros(np.broadcast(cs, zo).shape), where=sn > 0), -9, 9)
+                z2 = centre + off                                              # (S, q1, q2)
+                inner = np.exp(-z2 * z2 / 2)
+                inner *= w2
+                inner *= g(s2[sl, None, None] * (cs * zo + sn * z2))
+                acc += np.einsum("si,i,si->s", g(s1[sl, None] * z1[None, j:j + outer]), w1[j:j + outer],
+                                 inner.sum(axis=2) / math.sqrt(2 * math.pi))
+            out[where[sl]] = acc
 
 
 def _correlation(k11, k12, k22):
@@ -118,11 +302,31 @@ def _correlation(k11, k12, k22):
     break positive semi-definiteness for parallel inputs: values within 8 ulps
     of +-1 (below the precision the recursion carries) are set to +-1, and
     k11 == k12 == k22 gives exactly 1 (sqrt(k*k) == k in IEEE arithmetic).
+    The same snap makes a kernel entry independent of whether X2 was given
+    (the Gram entries of identical rows then differ only in rounding).
     """
-    norm = np.sqrt(k11 * k22)
-    c = np.divide(k12, norm, out=np.zeros(np.broadcast(k11, k12, k22).shape), where=norm > 0)
-    np.clip(c, -1.0, 1.0, out=c)
-    return np.where(np.abs(c) > 1 - 8 * np.finfo(float).eps, np.sign(c), c)
+    return _corr_and_scales(k11, k12, k22)[0]
+
+
+def _corr_and_scales(k11, k12, k22):
+    """(c, 1 - c^2, sqrt k11, sqrt k22) with c as in :func:`_correlation`.
+
+    1 - c^2 is formed as (1 - c)(1 + c), exact-ish near c = +-1 where 1 - c*c
+    loses digits; the scales are returned separately (their product is an outer
+    product on a kernel tile, and k11 k22 may overflow where sqrt k11 sqrt k22
+    does not).  The snap test reads 1 - c^2 < 16 eps, one pass, no mask unless needed."""
+    s1, s2 = np.sqrt(np.maximum(k11, 0)), np.sqrt(np.maximum(k22, 0))
+    inv1 = np.divide(1.0, s1, out=np.zeros(np.shape(s1)), where=s1 > 0)
+    inv2 = np.divide(1.0, s2, out=np.zeros(np.shape(s2)), where=s2 > 0)
+    c = np.multiply(k12, inv1)
+    c *= inv2
+    omc2 = 1 - c
+    omc2 *= 1 + c
+    if omc2.size and omc2.min() < 16.5 * np.finfo(float).eps:
+        near = np.abs(c) > 1 - 8 * np.finfo(float).eps     # also clips |c| > 1
+        c[near] = np.sign(c[near])
+        omc2[near] = 0.0
+    return c, omc2, s1, s2
 
 
 # --- closed forms ---------------------------------------------------------
@@ -133,42 +337,76 @@ def _abs_linear_dual(alpha: float, beta: float) -> Dual:
     E[|u||v|] = (2/pi) sqrt(k11 k22) (sqrt(1-c^2) + c arcsin c) and
     E[sign u sign v] = (2/pi) arcsin c (the arc-cosine kernels of Cho & Saul
     2009, eq. 6, n = 1 and n = 0, written through |x| = relu(x) + relu(-x));
-    the cross terms E[u |v|] vanish by symmetry.
+    the cross terms E[u |v|] vanish by symmetry.  With the derivative kernel
+    D = alpha^2 + beta^2 (2/pi) arcsin c the NNGP is
+    sqrt(k11 k22) (beta^2 (2/pi) sqrt(1 - c^2) + c D): one pass per operation.
     """
+    kappa = beta**2 * 2 / np.pi
+
     def dual(k11, k12, k22):
         if beta == 0:
             return alpha**2 * k12, np.full(np.broadcast(k11, k12, k22).shape, alpha**2)
-        c = _correlation(k11, k12, k22)
-        asin = np.arcsin(c)
-        nngp = np.sqrt(1 - c * c)                 # in place below: this is the hot loop of the kernels
-        nngp += c * asin
-        nngp *= (beta**2 * 2 / np.pi) * np.sqrt(np.maximum(k11, 0))
-        nngp *= np.sqrt(np.maximum(k22, 0))
+        c, nngp, s1, s2 = _corr_and_scales(k11, k12, k22)
+        deriv = np.arcsin(c)          # in place below: this is the hot loop of the kernels
+        deriv *= kappa
         if alpha:
-            nngp += alpha**2 * k12
-        asin *= beta**2 * 2 / np.pi
-        asin += alpha**2
-        return nngp, asin
+            deriv += alpha**2
+        np.sqrt(nngp, out=nngp)
+        nngp *= kappa
+        c *= deriv
+        nngp += c
+        nngp *= s1
+        nngp *= s2
+        return nngp, deriv
     return dual
 
 
 def _erf_dual(k11, k12, k22):
-    """Williams 1997, eq. 11, and its derivative kernel (phi' = 2/sqrt(pi) e^{-x^2})."""
-    a, b = 1 + 2 * k11, 1 + 2 * k22
-    nngp = (2 / np.pi) * np.arcsin(np.clip(2 * k12 / np.sqrt(a * b), -1, 1))
-    return nngp, (4 / np.pi) / np.sqrt(a * b - 4 * k12**2)
+    """Williams 1997, eq. 11, and its derivative kernel (phi' = 2/sqrt(pi) e^{-x^2}).
+
+    With a = 1 + 2 k11, b = 1 + 2 k22 the kernels are (2/pi) arcsin(2 k12/sqrt(ab))
+    and (4/pi)/q, q^2 = ab - 4 k12^2, taken as 1 + 2 (k11 + k22) + 4 k11 k22 (1 - c^2),
+    which has no cancellation (the direct form loses all digits at k ~ 1e8).  Where
+    an argument of arcsin comes within 1e-6 of +-1 (its error would exceed 1e-13)
+    the NNGP is (2/pi) atan2(2 k12, q) instead, accurate at any scale.
+    """
+    c, q, s1, s2 = _corr_and_scales(k11, k12, k22)
+    q *= 4 * np.asarray(k11)
+    q *= k22
+    q += (1 + 2 * np.asarray(k11)) + 2 * np.asarray(k22)
+    np.sqrt(q, out=q)
+    x = np.multiply(c, 2 * s1 / np.sqrt(1 + 2 * np.asarray(k11)))
+    x *= s2 / np.sqrt(1 + 2 * np.asarray(k22))
+    if x.size and np.abs(x).max() > 1 - 5e-7:
+        c *= 2 * s1
+        c *= s2
+        nngp = np.arctan2(c, q, out=c)
+    else:
+        nngp = np.arcsin(x, out=x)
+    nngp *= 2 / np.pi
+    return nngp, np.divide(4 / np.pi, q, out=q)
+
+
+def _sin_cos_parts(k11, k12, k22):
+    """(e^{-(k11+k22)/2} sinh k12, e^{-(k11+k22)/2} cosh k12) in a form finite at any scale:
+    e^{|k12| - (k11+k22)/2} (1 -+ e^{-2|k12|})/2, whose exponent is <= 0 (|k12| <= sqrt(k11 k22))."""
+    a = np.abs(k12)
+    damp = np.exp(np.minimum(a - (np.asarray(k11) + np.asarray(k22)) / 2, 0))
+    damp /= 2
+    sinh = np.copysign(-np.expm1(-2 * a) * damp, k12)
+    damp *= 1 + np.exp(-2 * a)
+    return sinh, damp
 
 
 def _sin_dual(k11, k12, k22):
     """E[sin u sin v] = e^{-(k11+k22)/2} sinh k12, E[cos u cos v] = ... cosh k12
     (from E[cos(u -+ v)] = e^{-Var(u -+ v)/2})."""
-    damp = np.exp(-(k11 + k22) / 2)
-    return damp * np.sinh(k12), damp * np.cosh(k12)
+    return _sin_cos_parts(k11, k12, k22)
 
 
 def _cos_dual(k11, k12, k22):
-    damp = np.exp(-(k11 + k22) / 2)
-    return damp * np.cosh(k12), damp * np.sinh(k12)
+    sinh, cosh = _sin_cos_parts(k11, k12, k22)
+    return cosh, sinh
 
 
 def _gelu_dual(k11, k12, k22):
@@ -181,21 +419,23 @@ def _gelu_dual(k11, k12, k22):
     (Sheppard) and M = E[w w^T 1{w > 0}] the orthant second moments.
     For phi' = Phi(x) + x N(x): E[Phi Phi] = P and the Gaussian integrals of
     the N(.) factors give c / (2 pi (1+k) sqrt(D)) and c / (2 pi D^{3/2}),
-    D = det S.
+    D = det S.  Every difference is taken in a cancellation-free form:
+    D = 1 + a + b + D0 with D0 = ab - c^2 = ab (1 - c0^2) (c0 the correlation of
+    Sigma), a s22 - c^2 = a + D0, arcsin(rho) = atan2(c, sqrt(D)), so the
+    kernels stay accurate at variances up to ~1e100.
     """
-    a, b, c = k11, k22, k12
+    a, b = np.asarray(k11, dtype=float), np.asarray(k22, dtype=float)
+    c0, d0, s1, s2 = _corr_and_scales(a, k12, b)
+    c = c0 * s1 * s2
+    d0 *= a * b
     s11, s22 = a + 1, b + 1
-    det = s11 * s22 - c * c
-    rho = np.clip(c / np.sqrt(s11 * s22), -1, 1)
-    p = 0.25 + np.arcsin(rho) / (2 * np.pi)
-    r = np.sqrt(1 - rho * rho)
-    m_diag = p + rho * r / (2 * np.pi)
-    m11, m22 = s11 * m_diag, s22 * m_diag
-    m12 = np.sqrt(s11 * s22) * (rho * p + r / (2 * np.pi))
-    a1, a2 = (a * s22 - c * c) / det, c / det          # alpha_1 = S^{-1} (a, c)
-    b1, b2 = c / det, (b * s11 - c * c) / det          # alpha_2 = S^{-1} (c, b)
-    nngp = a1 * m11 * b1 + a1 * m12 * b2 + a2 * m12 * b1 + a2 * m22 * b2 + c / det * p
+    det = 1 + a + b + d0
     sq = np.sqrt(det)
+    p = 0.25 + np.arctan2(c, sq) / (2 * np.pi)
+    m_diag = p + c * sq / (2 * np.pi * s11 * s22)
+    m12 = c * p + sq / (2 * np.pi)
+    a1, b2 = a + d0, b + d0                               # alpha_1 = S^{-1} (a, c), times det
+    nngp = (a1 * c * s11 * m_diag + (a1 * b2 + c * c) * m12 + c * b2 * s22 * m_diag) / (det * det) + c * p / det
     ntk = p + c / (2 * np.pi * sq) * (1 / s11 + 1 / s22 + 1 / det)
     return nngp, ntk
 
@@ -215,6 +455,12 @@ def leaky_relu(slope: float = 0.01) -> Activation:
         lambda x: np.where(x > 0, 1.0, slope),
         _abs_linear_dual((1 + slope) / 2, (1 - slope) / 2),
     )
+
+
+def _sech2(x):
+    """tanh' = 1/cosh^2 (cosh overflows to inf past |x| ~ 710, where 1/inf = 0 is right)."""
+    with np.errstate(over="ignore"):
+        return 1 / np.square(np.cosh(x))
 
 
 def _sigmoid(x):
@@ -238,7 +484,7 @@ def _builtin(name: str) -> Activation:
         return Activation("gelu", lambda x: x * ndtr(x),
                           lambda x: ndtr(x) + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi), _gelu_dual)
     if name == "tanh":
-        return Activation("tanh", np.tanh, lambda x: 1 / np.cosh(x) ** 2)
+        return Activation("tanh", np.tanh, _sech2)
     if name == "sigmoid":
         return Activation("sigmoid", _sigmoid, lambda x: _sigmoid(x) * (1 - _sigmoid(x)))
     if name == "softplus":

@@ -5,41 +5,47 @@ kernels).  Design, for a requested relative discrepancy ``delta`` (relative to
 the entry scale ``sqrt(K_ii K_jj)``), false-fail rate ``a`` and false-pass
 rate ``b``:
 
-1. **Width.**  The mean of the empirical kernel at width n differs from its
-   limit by O(L/n) (Jacot et al. 2018, Thm 1; Hanin & Nica 2019).  We allow a
-   bias ``c_b L / n`` relative per entry, with ``c_b = 1`` (``BIAS_COEFFICIENT``):
-   ``max |E[K_n] - K| / sqrt(K_ii K_jj) * n / L`` measured over relu (L = 1, 3;
-   sigma_b = 0, 0.3), erf (L = 2) and tanh (L = 4), NTK and NNGP, n = 16 and 64,
-   is at most 0.38 (99% upper bound 0.62; ``benchmarks/check_kernel_bias.py``).
-   The allowance is not a proof: pass ``bias_coefficient`` for other
-   architectures (deep nets with L/n not small need more).  The detectable discrepancy is ``noise + bias``;
-   the budget ``n * M`` (the cost of the exact sampler) is smallest when
-   the bias takes a third of ``delta``, so ``n = ceil(3 c_b L / delta)``.
-2. **Networks.**  A pilot of ``PILOT`` networks (its own seed) estimates the
-   per-network relative spread ``s`` (largest over entries; a 90% upper
-   confidence bound); then M = :func:`ntkcheck.stats.n_samples_for_mean`
-   ``(a, b, delta - bias, s, K)`` with K the entries tested.
-3. **Test.**  :func:`ntkcheck.stats.mean_test` on the M fresh networks' kernels
-   against the candidate, with the bias allowance.  For the NTK these are the
-   empirical NTKs; for the NNGP the conditional second moment of the output
-   given the hidden layers, ``E[f f^T | x^L] = alpha^2 (a^2 s_w^2 <x^L, x^L'> + c^2 s_b^2)``
-   for the readout ``f = alpha (a W x^L + c b)`` (:func:`ntkcheck.moments.readout_kernel`):
-   the same mean as ``f f^T`` (law of total expectation) with far less spread
-   (Rao-Blackwell; it is the limit of averaging ``f f^T`` over infinitely many
-   i.i.d. readouts).
+1. **Width, without a bias allowance.**  The mean empirical kernel of width n
+   is ``E[K_n] = K + b_1 / n + O(1/n^2)`` (Jacot et al. 2018, Thm 1; the 1/n
+   expansion of Dyer & Gur-Ari 2019 and Hanin & Nica 2019, in powers of L/n).
+   Every draw is a *pair* of independent networks of widths ``n_s`` and
+   ``n_l = r n_s`` combined by Richardson extrapolation in 1/n,
+   ``Z = (r K_{n_l} - K_{n_s}) / (r - 1)``, whose mean is ``K + O(1/(r n_s^2))``:
+   the first-order width bias is removed whatever its coefficient, and what is
+   left is second order, ``b_2 (L / n_s)^2 / r`` with ``n_s = 48 L``, ``r = 32``
+   (``WIDTHS_PER_LAYER``, ``WIDTH_RATIO``): 1.4e-5 b_2 relative.  With per-network
+   variance ``v / n`` (the empirical kernel's fluctuations are O(L/n)) and cost
+   ``n``, equal numbers of networks at the two widths minimize the cost of
+   ``Var Z``, which is then ((r+1)/(r-1))^2 = 1.13 times that of a single-width
+   mean with the same budget.  The pairs are i.i.d., so step 3 is a plain mean test.
+2. **Networks.**  A pilot of ``PILOT`` pairs estimates the per-pair relative
+   spread ``s`` (largest over entries); M = :func:`ntkcheck.stats.n_samples_for_mean`
+   ``(a, b, delta, s, K)`` with K the entries tested.  The pilot is part of the
+   sample (nothing is drawn twice).  The first stage draws ``UNDERSHOOT`` = 80% of
+   that M, since the largest of K noisy spreads overestimates the spread; M is then
+   recomputed from the sample so far and topped up (at most twice) until the
+   achieved discrepancy is ``delta``.
+3. **Test.**  :func:`ntkcheck.stats.mean_test` of the M pairs' Z against the
+   candidate (no bias term).  For the NTK these are the empirical NTKs; for the
+   NNGP the conditional second moment of the output given the hidden layers,
+   ``E[f f^T | x^L] = alpha^2 (a^2 s_w^2 <x^L, x^L'> + c^2 s_b^2)`` for the readout
+   ``f = alpha (a W x^L + c b)`` (:func:`ntkcheck.moments.readout_kernel`): the
+   same mean as ``f f^T`` (law of total expectation) with far less spread
+   (Rao-Blackwell).
 
 The result's ``detectable`` is the achieved relative discrepancy (max over
-entries), computed from the sample actually used.
+entries), computed from the sample actually used.  False-fail rate and power
+are measured by ``benchmarks/check_kernel_calibration.py``.
 """
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy import stats as sps
 
 from .kernels import check_inputs
 from .moments import readout_kernel
@@ -48,109 +54,135 @@ from .seeding import child
 from .spec import MLP
 from .stats import TestResult, kernel_entries, mean_test, n_samples_for_mean
 
-#: Relative finite-width bias allowance per hidden layer: |E K_n - K| <= c_b (L / n) sqrt(K_ii K_jj).
-BIAS_COEFFICIENT = 1.0
-#: Networks in the pilot that estimates the per-network spread.  Its 90% upper bound
-#: exceeds the spread by a factor sqrt((P-1)/chi2_{0.1,P-1}) (1.14 at P = 100, 1.07 at
-#: 400) that inflates M by its square: 400 pilot networks save ~15% of M (relu depth 3,
-#: 16 inputs: M ~ 16,500 instead of ~19,700, benchmarks/check_kernel_power.py).
-PILOT = 400
-#: Share of the requested discrepancy given to the bias; 1/3 minimizes n * M.
-BIAS_FRACTION = 1 / 3
+#: Small width of a pair per hidden layer: n_s = 48 L keeps (L / n_s)^2 / r near 1e-5.
+WIDTHS_PER_LAYER = 48
+#: Large width of a pair over its small width; the extrapolation costs ((r+1)/(r-1))^2 in variance.
+WIDTH_RATIO = 32
+#: Pairs in the pilot that estimates the spread (they stay in the sample).
+PILOT = 100
+#: Share of the pilot's M drawn first: the largest of K noisy spreads overestimates the
+#: spread (relu depth 3, 16 inputs: M 10-20% too large); the rest follows from the larger sample.
+UNDERSHOOT = 0.8
 KINDS = ("ntk", "nngp")
 
 
 @dataclass(frozen=True)
 class KernelCheckDesign:
-    """Width, number of networks and the error budget of a kernel check."""
+    """Widths of a pair, number of pairs and the error budget of a kernel check."""
 
-    width: int
-    n_networks: int
+    widths: tuple[int, int]     # (n_s, n_l) of every pair
+    n_networks: int             # pairs M (2 M networks)
     discrepancy: float          # requested detectable relative discrepancy
-    bias: float                 # relative bias allowance c_b L / n
-    spread: float               # per-network relative sd assumed (largest entry)
+    spread: float               # per-pair relative sd of Z assumed (largest entry)
     n_tests: int                # entries tested (Sidak-corrected)
     false_fail_rate: float
     false_pass_rate: float
 
 
-def design_kernel_check(depth: int, n_tests: int, spread_coefficient: float, false_fail_rate: float = 1e-3,
-                        false_pass_rate: float = 1e-3, discrepancy: float = 0.01, width: int | None = None,
-                        bias_coefficient: float = BIAS_COEFFICIENT,
-                        bias_fraction: float = BIAS_FRACTION) -> KernelCheckDesign:
-    """Width and networks needed to detect a relative ``discrepancy`` in any entry.
+def default_widths(depth: int) -> tuple[int, int]:
+    """(n_s, n_l) = (48 L, 32 * 48 L)."""
+    n_s = WIDTHS_PER_LAYER * depth
+    return n_s, WIDTH_RATIO * n_s
 
-    The per-network relative spread is modelled as ``spread_coefficient * sqrt(L / n)``
-    (the empirical NTK's fluctuations are O(sqrt(L/n)), Hanin & Nica 2019).
-    Width: ``n = ceil(c_b L / (bias_fraction * discrepancy))`` unless given; networks:
-    :func:`~ntkcheck.stats.n_samples_for_mean` for the remaining noise budget
-    ``discrepancy - c_b L / n``.
+
+def design_kernel_check(depth: int, n_tests: int, spread: float, false_fail_rate: float = 1e-3,
+                        false_pass_rate: float = 1e-3, discrepancy: float = 0.01,
+                        widths: tuple[int, int] | None = None) -> KernelCheckDesign:
+    """Pairs needed to detect a relative ``discrepancy`` in any of ``n_tests`` entries.
+
+    ``spread``: the per-pair relative standard deviation of the extrapolated
+    kernel Z (largest over entries, e.g. from a pilot).  M is
+    :func:`~ntkcheck.stats.n_samples_for_mean` ``(a, b, discrepancy, spread, n_tests)``.
     """
     if not (0 < discrepancy < 1):
         raise ValueError(f"discrepancy must be a relative discrepancy in (0, 1), got {discrepancy!r}")
-    if not (0 < bias_fraction < 1):
-        raise ValueError(f"bias_fraction must be in (0, 1), got {bias_fraction!r}")
-    if not (bias_coefficient >= 0 and spread_coefficient >= 0):
-        raise ValueError("bias_coefficient and spread_coefficient must be >= 0")
-    if width is None:
-        width = max(1, math.ceil(bias_coefficient * depth / (bias_fraction * discrepancy) * (1 - 1e-12)))
-    bias = bias_coefficient * depth / width
-    if bias >= discrepancy:
-        raise ValueError(f"width {width} is too small: its bias allowance {bias:.3g} is not below "
-                         f"the discrepancy {discrepancy:g}; use width > {bias_coefficient * depth / discrepancy:.0f}")
-    spread = spread_coefficient * math.sqrt(depth / width)
-    m = n_samples_for_mean(false_fail_rate, false_pass_rate, discrepancy - bias, spread, n_tests)
-    return KernelCheckDesign(int(width), m, discrepancy, bias, spread, n_tests, false_fail_rate, false_pass_rate)
+    if not (spread >= 0 and math.isfinite(spread)):
+        raise ValueError(f"spread must be a finite number >= 0, got {spread!r}")
+    widths = _check_widths(default_widths(depth) if widths is None else widths)
+    m = n_samples_for_mean(false_fail_rate, false_pass_rate, discrepancy, spread, n_tests)
+    return KernelCheckDesign(widths, max(2, m), discrepancy, float(spread), n_tests, false_fail_rate,
+                             false_pass_rate)
+
+
+def _check_widths(widths) -> tuple[int, int]:
+    try:
+        n_s, n_l = (int(w) if float(w) == int(w) else None for w in widths)
+    except (TypeError, ValueError):
+        n_s = n_l = None
+    if n_s is None or n_l is None or not 1 <= n_s < n_l:
+        raise ValueError(f"widths must be two integers 1 <= n_s < n_l, got {widths!r}")
+    return n_s, n_l
 
 
 @dataclass(frozen=True, eq=False)
 class KernelSample:
-    """Per-network kernels ``draws`` (M, N, N) of ``spec`` at ``width`` on X, for a kind."""
+    """Extrapolated per-pair kernels ``draws`` (M, N, N) of ``spec`` on X, for a kind.
+
+    ``width_means``: the mean kernels at the two widths (2, N, N), for the record
+    (their difference estimates the first-order width bias)."""
 
     spec: MLP
     X: np.ndarray
     kind: str
     draws: np.ndarray
     design: KernelCheckDesign
+    width_means: np.ndarray
 
     @property
     def n_networks(self) -> int:
         return self.draws.shape[0]
 
 
-def _network_kernels(spec: MLP, X: np.ndarray, kind: str, m: int, seed, method: str, jobs=1) -> np.ndarray:
+def _network_kernels(spec: MLP, X: np.ndarray, kind: str, m: int, seed, method: str, jobs) -> np.ndarray:
     sample = sample_init(spec, X, m, seed=seed, method=method, jobs=jobs)
-    if kind == "ntk":
-        return sample.ntk
-    return readout_kernel(spec, sample.post_grams)
+    return sample.ntk if kind == "ntk" else readout_kernel(spec, sample.post_grams)
+
+
+def _pairs(spec, X, kind, widths, m, seed, method, jobs) -> tuple[np.ndarray, np.ndarray]:
+    """m pairs: (Z (m, N, N), sums of the kernels at each width (2, N, N))."""
+    r = widths[1] / widths[0]
+    small, large = (_network_kernels(dataclasses.replace(spec, width=n), X, kind, m, child(seed, i), method, jobs)
+                    for i, n in enumerate(widths))
+    z = (r * large - small) / (r - 1)
+    return z, np.stack([small.sum(axis=0), large.sum(axis=0)])
 
 
 def _relative_spread(draws: np.ndarray) -> float:
-    """Largest per-network sd of an entry relative to sqrt(K_ii K_jj), 90% upper bound."""
-    m = draws.shape[0]
+    """Largest per-draw sd of an entry relative to sqrt(K_ii K_jj)."""
     entries, _, scale, _ = kernel_entries(draws, np.zeros(draws.shape[1:]))
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(scale > 0, entries.std(axis=0, ddof=1) / scale, 0.0)
-    return float(rel.max() * math.sqrt((m - 1) / sps.chi2.ppf(0.1, m - 1)))
+    return float(rel.max())
+
+
+def _check_kind(kind) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+
+def _count(value, name: str, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    return int(value)
 
 
 def sample_kernel(spec: MLP, X, kind: str = "ntk", false_fail_rate: float = 1e-3, seed=0, *,
-                  false_pass_rate: float = 1e-3, discrepancy: float = 0.01, width: int | None = None,
-                  n_networks: int | None = None,
-                  bias_coefficient: float = BIAS_COEFFICIENT, max_networks: int = 1_000_000,
+                  false_pass_rate: float = 1e-3, discrepancy: float = 0.01, widths: tuple[int, int] | None = None,
+                  n_networks: int | None = None, max_networks: int = 1_000_000,
                   method: str = "exact", jobs: int | None = 1) -> KernelSample:
-    """Design a kernel check (see the module docstring) and draw its networks.
+    """Design a kernel check (see the module docstring) and draw its pairs of networks.
 
-    The same sample can test many candidates (:func:`kernel_test`).  ``width``
-    and ``n_networks`` override the design; ``max_networks`` caps M (then the
-    achieved ``detectable`` is larger than requested).  Seeds: pilot ``child(seed, 0)``, networks ``child(seed, 1)``.
-    ``jobs``: processes sampling the networks (default 1; None: all CPUs; the
-    pilot runs in this process); the sample is identical for every ``jobs``.
-    More than one process uses ``spawn``, so a calling script needs the usual
-    ``if __name__ == "__main__":`` guard — hence the default of 1.
+    The same sample can test many candidates (:func:`kernel_test`).  ``widths``
+    (n_s, n_l) and ``n_networks`` (pairs) override the design; ``max_networks``
+    caps the pairs (then the achieved ``detectable`` is larger than requested).
+    Seeds: pilot ``child(seed, 0)``, the stages after it ``child(seed, 1)``,
+    ``child(seed, 2)``, ``child(seed, 3)``; within each, width n_s from ``child(., 0)`` and n_l from
+    ``child(., 1)``.  ``jobs``: processes sampling the networks (default 1;
+    None: all CPUs); the sample is identical for every ``jobs``.  More than one
+    process uses ``spawn``, so a calling script needs the usual
+    ``if __name__ == "__main__":`` guard.
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    _check_kind(kind)
     if not isinstance(spec, MLP):
         raise ValueError(f"spec must be an ntkcheck.MLP, got {type(spec).__name__}")
     allowed = ("ntk",) if kind == "ntk" else ("ntk", "standard")
@@ -158,31 +190,55 @@ def sample_kernel(spec: MLP, X, kind: str = "ntk", false_fail_rate: float = 1e-3
         raise ValueError(f"the {kind} of a {spec.parameterization!r}-parameterized network has no width-independent "
                          f"limit; check_kernel supports parameterization {allowed}")
     X, _ = check_inputs(X)
+    max_networks = _count(max_networks, "max_networks", 2)
+    if n_networks is not None:
+        n_networks = _count(n_networks, "n_networks", 2)
     n_in = len(X)
     n_tests = n_in * (n_in + 1) // 2
-    provisional = design_kernel_check(spec.depth, n_tests, 0.0, false_fail_rate, false_pass_rate, discrepancy,
-                                      width, bias_coefficient)
-    n = provisional.width
-    wide = dataclasses.replace(spec, width=n)
-    if n_networks is None:
-        pilot = _network_kernels(wide, X, kind, PILOT, child(seed, 0), method)
-        coef = _relative_spread(pilot) * math.sqrt(n / spec.depth)
-        design = design_kernel_check(spec.depth, n_tests, coef, false_fail_rate, false_pass_rate, discrepancy,
-                                     n, bias_coefficient)
-        m = min(design.n_networks, int(max_networks))
+    design = design_kernel_check(spec.depth, n_tests, 0.0, false_fail_rate, false_pass_rate, discrepancy, widths)
+    args = (spec, X, kind, design.widths)
+    if n_networks is not None:
+        z, sums = _pairs(*args, n_networks, child(seed, 1), method, jobs)
+        spread = _relative_spread(z)
     else:
-        if isinstance(n_networks, bool) or not isinstance(n_networks, (int, np.integer)) or n_networks < 2:
-            raise ValueError(f"n_networks must be an integer >= 2, got {n_networks!r}")
-        design, m = provisional, int(n_networks)
-    design = dataclasses.replace(design, n_networks=m)
-    draws = _network_kernels(wide, X, kind, m, child(seed, 1), method, jobs)
-    return KernelSample(spec, X, kind, draws, design)
+        z, sums = _pairs(*args, min(PILOT, max_networks), child(seed, 0), method, jobs)
+        for stage, share in ((1, UNDERSHOOT), (2, 1.0), (3, 1.0)):
+            spread = _relative_spread(z)
+            m = min(math.ceil(share * design_kernel_check(spec.depth, n_tests, spread, false_fail_rate,
+                                                          false_pass_rate, discrepancy, design.widths).n_networks),
+                    max_networks)
+            if m > len(z):
+                more, more_sums = _pairs(*args, m - len(z), child(seed, stage), method, jobs)
+                z, sums = np.concatenate([z, more]), sums + more_sums
+            elif share == 1.0:
+                break
+        spread = _relative_spread(z)
+    design = dataclasses.replace(design, n_networks=len(z), spread=spread)
+    return KernelSample(spec, X, kind, z, design, sums / len(z))
 
 
-def kernel_test(candidate, sample: KernelSample, name: str | None = None) -> TestResult:
-    """Test a candidate kernel — (N, N) array or callable ``(X1, X2) -> (N, N)`` — on a :class:`KernelSample`."""
-    n_in = len(sample.X)
-    cand = candidate(sample.X, sample.X) if callable(candidate) else candidate
+def _accepts_get(fn) -> bool:
+    """A neural-tangents-style ``kernel_fn(x1, x2=None, get=None)``."""
+    try:
+        return "get" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def candidate_kernel(candidate, X, kind: str = "ntk") -> np.ndarray:
+    """Evaluate and validate a candidate kernel on X: a symmetric finite (N, N) array.
+
+    candidate : (N, N) array; a callable ``(X1, X2) -> (N1, N2)``; or a
+    neural-tangents-style ``kernel_fn(x1, x2, get)`` (recognised by its ``get``
+    parameter; called as ``kernel_fn(X, None, kind)``).  Asymmetry beyond
+    round-off (1e-10 of the largest entry) is an error; round-off is averaged away.
+    """
+    X = np.asarray(X, dtype=float)
+    n_in = len(X)
+    if callable(candidate):
+        cand = candidate(X, None, kind) if _accepts_get(candidate) else candidate(X, X)
+    else:
+        cand = candidate
     try:
         cand = np.asarray(cand, dtype=float)
     except (TypeError, ValueError):
@@ -191,34 +247,59 @@ def kernel_test(candidate, sample: KernelSample, name: str | None = None) -> Tes
         raise ValueError(f"candidate kernel must have shape ({n_in}, {n_in}) for {n_in} inputs, got {cand.shape}")
     if not np.all(np.isfinite(cand)):
         raise ValueError("candidate kernel contains NaN or inf")
+    gap = np.abs(cand - cand.T)
+    if gap.max(initial=0.0) > 1e-10 * np.abs(cand).max(initial=0.0):
+        i, j = np.unravel_index(int(np.argmax(gap)), gap.shape)
+        raise ValueError(f"candidate kernel is not symmetric: K[{i}, {j}] = {cand[i, j]!r} but "
+                         f"K[{j}, {i}] = {cand[j, i]!r}")
+    return (cand + cand.T) / 2
+
+
+def kernel_test(candidate, sample: KernelSample, name: str | None = None) -> TestResult:
+    """Test a candidate kernel (see :func:`candidate_kernel`) on a :class:`KernelSample`.
+
+    ``details``: as :func:`~ntkcheck.stats.mean_test` plus ``design``, ``widths``,
+    ``index`` (rows, cols of the entries), ``worst_pair`` (i, j),
+    ``candidate`` (the entries tested), ``relative_error`` (candidate minus
+    sampled mean per entry, relative to sqrt(K_ii K_jj)) and ``width_bias`` (the first-order bias ``b_1 / n_s`` at
+    width n_s, estimated as ``(K_{n_s} - K_{n_l}) n_l / (n_l - n_s)``, relative).
+    """
+    cand = candidate_kernel(candidate, sample.X, sample.kind)
     draws, target, scale, (rows, cols) = kernel_entries(sample.draws, cand)
     d = sample.design
-    res = mean_test(draws, target, bias=d.bias * scale, false_fail_rate=d.false_fail_rate,
-                    false_pass_rate=d.false_pass_rate, scale=scale, name=name or f"check_kernel[{sample.kind}]")
+    res = mean_test(draws, target, false_fail_rate=d.false_fail_rate, false_pass_rate=d.false_pass_rate,
+                    scale=scale, name=name or f"check_kernel[{sample.kind}]")
     worst = res.details["worst_entry"][0]
-    return TestResult(
-        res.name, res.statistic, res.pvalue, res.passed, res.false_fail_rate, res.detectable, res.n_samples,
-        res.stderr, res.false_pass_rate,
-        {**res.details, "design": d, "width": d.width, "index": (rows, cols),
-         "worst_pair": (int(rows[worst]), int(cols[worst])),
-         "relative_error": (res.details["mean"] - target) / scale})
+    n_s, n_l = d.widths
+    small, large = sample.width_means[:, rows, cols]
+    return dataclasses.replace(res, details={
+        **res.details, "design": d, "widths": d.widths, "index": (rows, cols),
+        "worst_pair": (int(rows[worst]), int(cols[worst])), "candidate": target,
+        "relative_error": (target - res.details["mean"]) / scale,
+        "width_bias": (small - large) * n_l / (n_l - n_s) / scale})
 
 
 def check_kernel(candidate: np.ndarray | Callable, spec: MLP, X, kind: str = "ntk", false_fail_rate: float = 1e-3,
                  seed=0, **options) -> TestResult:
     """Decide whether ``candidate`` is the infinite-width ``kind`` kernel of ``spec`` on X.
 
-    candidate : (N, N) array, or a callable ``(X1, X2) -> (N1, N2)`` (e.g.
-        ``lambda a, b: nt_kernel_fn(a, b, "ntk")``).
+    candidate : (N, N) array, a callable ``(X1, X2) -> (N1, N2)``, or a
+        neural-tangents ``kernel_fn(x1, x2, get)`` (called with ``get=kind``).
+        It is evaluated and validated (shape, symmetry, finiteness) before any
+        network is sampled.
     kind : "ntk" or "nngp".
     options : ``false_pass_rate`` (1e-3), ``discrepancy`` (0.01, relative to
-        sqrt(K_ii K_jj)), ``width``, ``n_networks``,
-        ``bias_coefficient``, ``max_networks``, ``method``, ``jobs`` (see :func:`sample_kernel`).
+        sqrt(K_ii K_jj)), ``widths``, ``n_networks``, ``max_networks``,
+        ``method``, ``jobs`` (see :func:`sample_kernel`).
 
-    Fails (``passed`` False) with probability <= ``false_fail_rate`` when the
-    candidate is right (given the stated bias bound), and passes with
-    probability <= ``false_pass_rate`` when any entry is off by more than
-    ``detectable`` (relative).  The spec's own width is ignored: the design
-    chooses it.  Deterministic given ``seed``.
+    Fails (``passed`` False; the result is then falsy) with probability about
+    ``false_fail_rate`` when the candidate is right, and passes with probability
+    <= ``false_pass_rate`` when any entry is off by more than ``detectable``
+    (relative).  ``statistic, pvalue = result`` unpacks like scipy's results.
+    The spec's own width is ignored: the design chooses the widths.
+    Deterministic given ``seed``.
     """
-    return kernel_test(candidate, sample_kernel(spec, X, kind, false_fail_rate, seed, **options))
+    _check_kind(kind)
+    X, _ = check_inputs(X)
+    cand = candidate_kernel(candidate, X, kind)
+    return kernel_test(cand, sample_kernel(spec, X, kind, false_fail_rate, seed, **options))

@@ -4,6 +4,7 @@
     ntkcheck verify [--budget B] ...   run the claims, print the verdict table
     ntkcheck run STUDY.toml            run (or resume) a study file
     ntkcheck report DIR                rebuild tables and figures from a study's CSVs
+    ntkcheck calibrate --seeds K ...   re-run the verdicts under K seeds, measure false-fail rates
 
 Exit codes: 0 every claim verified, 1 a claim failed (or its negative control was not
 rejected), 2 bad input or usage (one line on stderr, nothing written), 3 an internal error
@@ -69,6 +70,15 @@ def _parser() -> argparse.ArgumentParser:
                          parents=[common])
     rep.add_argument("dir", metavar="DIR")
     outputs(rep)
+    cal = sub.add_parser("calibrate", help="re-run each claim's verdict under K study seeds and compare "
+                         "its failures with the stated false-fail rate", parents=[common])
+    cal.add_argument("--budget", choices=BUDGETS, default="quick")
+    cal.add_argument("--seeds", type=_positive, required=True, metavar="K", help="number of study seeds")
+    cal.add_argument("--first-seed", type=_nonnegative, default=0, help="seeds are FIRST .. FIRST+K-1 (default 0)")
+    cal.add_argument("--claims", default=None, help="comma-separated claim ids (default: all)")
+    cal.add_argument("--out", default="results/calibration", help="output folder (default: results/calibration)")
+    cal.add_argument("--jobs", type=_positive, default=None, help="local worker processes (default: the CPU count)")
+    cal.add_argument("--scheduler", default=None, metavar="ADDR", help="address of a Dask scheduler")
     return p
 
 
@@ -160,6 +170,8 @@ def _dispatch(args, command: list[str]) -> int:
         return _print_verdicts(verdicts, args.dir)
     from .studies import load_study, make_study
 
+    if args.command == "calibrate":
+        return _calibrate(args, command)
     if args.command == "verify":
         claims = [c.strip() for c in args.claims.split(",") if c.strip()] if args.claims is not None else None
         study = make_study(budget=args.budget, claims=claims, seed=args.seed, out=args.out,
@@ -188,6 +200,27 @@ def _dispatch(args, command: list[str]) -> int:
 
 def _note(line: str) -> None:
     print(f"ntkcheck: {line}", file=sys.stderr, flush=True)
+
+
+def _calibrate(args, command: list[str]) -> int:
+    import os
+
+    from .calibration import markdown, run_calibration
+    from .progress import Progress
+
+    claims = [c.strip() for c in args.claims.split(",") if c.strip()] if args.claims is not None else None
+
+    bar = Progress()
+    try:
+        result = run_calibration(args.budget, args.seeds, claims, args.out, jobs=args.jobs or os.cpu_count() or 1,
+                                 scheduler=args.scheduler, first_seed=args.first_seed, command=command,
+                                 progress=bar)
+    finally:
+        bar.close()
+    print(f"{args.out}: {result.n_run} tasks run, {result.n_skipped} already done, "
+          f"{result.wall_time:.1f} s", file=sys.stderr)
+    print(markdown(result.table, args.budget))
+    return EXIT_PASS if result.ok else EXIT_FAIL
 
 
 def _print_verdicts(verdicts, out=None) -> int:

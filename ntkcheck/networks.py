@@ -1,5 +1,6 @@
 """Dense finite networks: real weights for M networks at once, outputs and the
-empirical NTK by the layerwise formula (no Jacobian is ever formed).
+empirical NTK by the layerwise formula (no Jacobian is ever formed).  Sampling
+many networks at init goes through :func:`ntkcheck.sampler.sample_init`.
 
 For ``h^l = a_l W^l x^{l-1} + c_l b^l`` (``x^l = phi(h^l)``, ``x^0 = x``) and
 ``delta^l = df/dh^l``, the tangent kernel splits by layer:
@@ -49,30 +50,33 @@ def init_params(spec: MLP, d_in: int, seed, start: int = 0, stop: int = 1,
     weights = [np.empty((m, dims[l + 1], dims[l]), dtype=dtype) for l in range(len(dims) - 1)]
     biases = [np.empty((m, dims[l + 1]), dtype=dtype) for l in range(len(dims) - 1)]
     for i, rng in enumerate(network_rngs(seed, start, stop)):
-        for W, b in zip(weights, biases):
+        for W, b, (_, _, s_w, s_b) in zip(weights, biases, scales):
+            # scale each draw while it is still in cache (a pass over the stack later costs a memory pass)
             rng.standard_normal(out=W[i], dtype=dtype)
+            if s_w != 1.0:
+                W[i] *= s_w
             rng.standard_normal(out=b[i], dtype=dtype)
-    for W, b, (_, _, s_w, s_b) in zip(weights, biases, scales):
-        if s_w != 1.0:
-            W *= s_w
-        if s_b != 1.0:
-            b *= s_b
+            if s_b != 1.0:
+                b[i] *= s_b
     return DenseParams(tuple(weights), tuple(biases))
 
 
-def forward(spec: MLP, params: DenseParams, X: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Outputs ``(M, N, d_out)`` and the pre-activations ``h^1 .. h^L`` (each (M, N, n_l))."""
+def forward(spec: MLP, params: DenseParams, X: np.ndarray, keep_posts: bool = False):
+    """Outputs ``(M, N, d_out)`` and the pre-activations ``h^1 .. h^L`` (each (M, N, n_l));
+    with ``keep_posts`` also the post-activations ``x^1 .. x^L = phi(h^l)``."""
     scales = spec.layer_scales(X.shape[1])
     x = X.astype(params.weights[0].dtype, copy=False)
-    pre = []
+    pre, posts = [], []
     for l, (W, b, (a, c, _, _)) in enumerate(zip(params.weights, params.biases, scales)):
         h = np.matmul(x, W.transpose(0, 2, 1))
         h *= a
         h += c * b[:, None, :]
         if l == len(scales) - 1:
-            return spec.output_scale * h, pre
+            h = spec.output_scale * h
+            return (h, pre, posts) if keep_posts else (h, pre)
         pre.append(h)
         x = spec.act.fn(h).astype(h.dtype, copy=False)
+        posts.append(x)
     raise AssertionError("unreachable")
 
 
@@ -94,14 +98,17 @@ def backward(spec: MLP, params: DenseParams, pre: list[np.ndarray], cotangent: n
     g = spec.output_scale * np.asarray(cotangent, dtype=dtype)
     out = [g]
     for l in range(len(pre) - 1, -1, -1):
-        g = scales[l + 1][0] * np.matmul(g, params.weights[l + 1]) * spec.act.deriv(pre[l]).astype(dtype, copy=False)
+        back = np.matmul(g, params.weights[l + 1])
+        back *= scales[l + 1][0]
+        g = back * spec.act.deriv(pre[l]).astype(dtype, copy=False)
         out.append(g)
     return out[::-1]
 
 
 def empirical_ntk_from(spec: MLP, params: DenseParams, X: np.ndarray, pre: list[np.ndarray],
-                       readout_only: bool = False) -> np.ndarray:
-    """Theta_hat(X, X), shape (M, N, N), from the pre-activations of :func:`forward`.
+                       readout_only: bool = False, posts: list[np.ndarray] | None = None) -> np.ndarray:
+    """Theta_hat(X, X), shape (M, N, N), from the pre-activations of :func:`forward`
+    (and its post-activations, if kept: else they are recomputed).
 
     For d_out > 1 this is the mean over outputs of each output's kernel (which
     converges to Theta; the off-diagonal output blocks vanish at infinite width).
@@ -110,7 +117,9 @@ def empirical_ntk_from(spec: MLP, params: DenseParams, X: np.ndarray, pre: list[
     """
     scales = spec.layer_scales(X.shape[1])
     dtype = params.weights[0].dtype
-    posts = [X.astype(dtype, copy=False)[None]] + [spec.act.fn(h).astype(dtype, copy=False) for h in pre]
+    if posts is None:
+        posts = [spec.act.fn(h).astype(dtype, copy=False) for h in pre]
+    posts = [X.astype(dtype, copy=False)[None]] + list(posts)
     first = len(pre) if readout_only else 0
     # layer factors a_l^2 <x^{l-1}, x^{l-1}'> + c_l^2, shared by every output
     factors = [a * a * _gram(x) + c * c for x, (a, c, _, _) in zip(posts[first:], scales[first:])]
@@ -131,29 +140,3 @@ def empirical_ntk(spec: MLP, params: DenseParams, X1, X2=None) -> np.ndarray:
     _, pre = forward(spec, params, X)
     ntk = empirical_ntk_from(spec, params, X, pre)
     return ntk if X2 is None else ntk[:, : len(X1), len(X1):]
-
-
-def bytes_per_network(spec: MLP, d_in: int, n_inputs: int, itemsize: int = 8) -> int:
-    """Memory of one network in :func:`sample_dense`: weights plus ~4 activation arrays per layer."""
-    dims = (d_in,) + spec.widths + (spec.d_out,)
-    n_weights = sum(dims[l] * dims[l + 1] + dims[l + 1] for l in range(len(dims) - 1))
-    return itemsize * (n_weights + 4 * n_inputs * sum(dims))
-
-
-def sample_dense(spec: MLP, X, n_networks: int, seed=0, max_bytes: int = MAX_BYTES,
-                 dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
-    """Outputs ``(M, N, d_out)`` and empirical NTKs ``(M, N, N)`` of M dense networks at init.
-
-    Networks are processed in chunks whose memory stays under ``max_bytes``.
-    """
-    X, _ = check_inputs(X, names=("X",))
-    if isinstance(n_networks, bool) or not isinstance(n_networks, (int, np.integer)) or n_networks < 1:
-        raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}")
-    chunk = max(1, int(max_bytes // bytes_per_network(spec, X.shape[1], len(X), np.dtype(dtype).itemsize)))
-    fs, ntks = [], []
-    for start in range(0, n_networks, chunk):
-        params = init_params(spec, X.shape[1], seed, start, min(n_networks, start + chunk), dtype)
-        f, pre = forward(spec, params, X)
-        fs.append(f)
-        ntks.append(empirical_ntk_from(spec, params, X, pre))
-    return np.concatenate(fs), np.concatenate(ntks)

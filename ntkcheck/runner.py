@@ -66,6 +66,7 @@ def run_task(task: Task) -> list[dict]:
 def _init_worker(parent: int) -> None:
     """Worker initializer: one BLAS thread per process (the processes share the cores),
     and exit as soon as the parent is gone (even killed by ``kill -9``)."""
+    import scipy.linalg  # noqa: F401  (scipy brings its own BLAS: load it so that the limit binds it too)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)

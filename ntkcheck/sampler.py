@@ -36,16 +36,16 @@ import os
 import pickle
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import cache
+from functools import partial
 from itertools import repeat
 from typing import Callable
 
 import numpy as np
 from scipy.linalg import lapack
-from threadpoolctl import ThreadpoolController
 
 from .kernels import check_inputs
-from .networks import MAX_BYTES, _gram, bytes_per_network, empirical_ntk_from, forward, init_params
+from . import blas
+from .networks import MAX_BYTES, _gram, empirical_ntk_from, forward, init_params
 from .resources import check_sample, die_with_parent
 from .seeding import network_rngs
 from .spec import MLP
@@ -93,7 +93,7 @@ class InitSample:
 
 
 def sample_init(spec: MLP, X, n_networks: int, seed=0, method: str = "exact",
-                max_bytes: int = MAX_BYTES, jobs: int | None = 1) -> InitSample:
+                max_bytes: int = MAX_BYTES, jobs: int | None = 1, dtype=np.float64) -> InitSample:
     """Outputs, empirical NTKs and layer Grams of ``n_networks`` networks at init.
 
     Parameters
@@ -122,6 +122,8 @@ def sample_init(spec: MLP, X, n_networks: int, seed=0, method: str = "exact",
         spawned processes (each uses up to ``max_bytes``) if there are at least
         two, unless the spec does not pickle (a custom activation defined by a
         lambda): then in this process.
+    dtype : float64 or float32
+        Working precision of ``method="dense"`` (the exact sampler is float64).
 
     Returns
     -------
@@ -140,9 +142,24 @@ def sample_init(spec: MLP, X, n_networks: int, seed=0, method: str = "exact",
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    chunk_fn, bytes_fn = (_exact_chunk, exact_bytes_per_network) if method == "exact" else \
-        (_dense_chunk, bytes_per_network)
-    return _sample(spec, X, n_networks, seed, max_bytes, chunk_fn, bytes_fn, jobs)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"dtype must be float64 or float32, got {dtype!r}") from None
+    if dtype not in (np.float64, np.float32) or (method == "exact" and dtype != np.float64):
+        raise ValueError(f"dtype must be float64 (or float32 with method='dense'), got {dtype}")
+    if method == "exact":
+        return _sample(spec, X, n_networks, seed, max_bytes, _exact_chunk, exact_bytes_per_network, jobs)
+    return _sample(spec, X, n_networks, seed, max_bytes, partial(_dense_chunk, dtype=dtype),
+                   partial(dense_bytes_per_network, itemsize=dtype.itemsize), jobs)
+
+
+def sample_dense(spec: MLP, X, n_networks: int, seed=0, max_bytes: int = MAX_BYTES,
+                 dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+    """Outputs ``(M, N, d_out)`` and empirical NTKs ``(M, N, N)`` of M dense networks at
+    init: those of ``sample_init(..., method="dense")``."""
+    s = sample_init(spec, X, n_networks, seed, "dense", max_bytes, dtype=dtype)
+    return (s.f[..., None] if spec.d_out == 1 else s.f), s.ntk
 
 
 def _sample(spec: MLP, X, n_networks, seed, max_bytes, chunk_fn: Callable, bytes_fn: Callable,
@@ -196,26 +213,29 @@ def _block(spec, X, seed, start, stop, chunk, chunk_fn: Callable):
     ``spec`` is an MLP or (in a worker) the keyword arguments that rebuild it."""
     spec = spec if isinstance(spec, MLP) else MLP(**spec)
     workspace = {}                         # buffers reused from chunk to chunk
-    with _blas().limit(limits=1, user_api="blas"):
+    with blas.single_threaded():
         parts = [chunk_fn(spec, X, seed, s, min(stop, s + chunk), workspace) for s in range(start, stop, chunk)]
     return tuple(np.concatenate(p) for p in zip(*parts))
 
 
-@cache
-def _blas() -> ThreadpoolController:
-    """The process's BLAS libraries, found once (~8 ms) and reused."""
-    return ThreadpoolController()
-
-
 # --- dense -----------------------------------------------------------------
 
-def _dense_chunk(spec: MLP, X, seed, start, stop, workspace: dict):
-    """Networks ``start .. stop-1`` with real weights (``workspace`` unused)."""
-    params = init_params(spec, X.shape[1], seed, start, stop)
-    f, pre = forward(spec, params, X)
-    ntk = empirical_ntk_from(spec, params, X, pre)
+def dense_bytes_per_network(spec: MLP, d_in: int, n_inputs: int, itemsize: int = 8) -> int:
+    """Working memory of one network in the dense sampler: weights plus ~4 activation arrays per layer."""
+    dims = (d_in,) + spec.widths + (spec.d_out,)
+    n_weights = sum(dims[l] * dims[l + 1] + dims[l + 1] for l in range(len(dims) - 1))
+    return itemsize * (n_weights + 4 * n_inputs * sum(dims))
+
+
+def _dense_chunk(spec: MLP, X, seed, start, stop, workspace: dict, dtype=np.float64):
+    """Networks ``start .. stop-1`` with real weights (``workspace`` unused).  Chunks are
+    cache-sized (``CHUNK_BYTES``): the weights are drawn, scaled, used by the forward pass and
+    by back-propagation while they stay in cache."""
+    params = init_params(spec, X.shape[1], seed, start, stop, dtype)
+    f, pre, posts = forward(spec, params, X, keep_posts=True)
+    ntk = empirical_ntk_from(spec, params, X, pre, posts=posts)
     pre_grams = np.stack([_gram(h) / h.shape[-1] for h in pre], axis=1)
-    post_grams = np.stack([_gram(spec.act.fn(h)) / h.shape[-1] for h in pre], axis=1)
+    post_grams = np.stack([_gram(x) / x.shape[-1] for x in posts], axis=1)
     return f, ntk, pre_grams, post_grams
 
 

@@ -21,15 +21,22 @@ centred, ``alpha (f(theta) - f(theta_0))`` (Chizat, Oyallon & Bach 2019, sec. 2)
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.linalg.blas import dgemm
 
+from . import blas
 from .kernels import check_inputs
 from .networks import MAX_BYTES, DenseParams, backward, empirical_ntk_from, forward, init_params
 from .spec import MLP
+
+#: Working memory (weights and activations, :func:`train_bytes_per_network`) of one
+#: group of networks trained together: small enough to stay in the CPU caches.
+GROUP_BYTES = 16 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -142,23 +149,30 @@ def _sq_norms(spec: MLP, params: DenseParams, d_in: int, other: DenseParams | No
     out = []
     for l, (W, b, (_, c, _, _)) in enumerate(zip(params.weights, params.biases, spec.layer_scales(d_in))):
         dW = W if other is None else W - other.weights[l]
-        sq = np.einsum("mij,mij->m", dW, dW)
+        sq = _row_sq(dW)
         if c != 0:
-            db = b if other is None else b - other.biases[l]
-            sq = sq + np.einsum("mi,mi->m", db, db)
+            sq = sq + _row_sq(b if other is None else b - other.biases[l])
         out.append(sq)
     return np.stack(out, axis=-1)
 
 
-def _gd_step(spec: MLP, params: DenseParams, X: np.ndarray, pre: list[np.ndarray],
+def _row_sq(a: np.ndarray) -> np.ndarray:
+    """Each network's sum of squares, by numpy's pairwise summation: the same
+    numbers however many networks ``a`` holds (einsum and BLAS dot are not)."""
+    a = a.reshape(len(a), -1)
+    return (a * a).sum(axis=1)
+
+
+def _gd_step(spec: MLP, params: DenseParams, X: np.ndarray, pre: list[np.ndarray], posts: list[np.ndarray],
              cotangent: np.ndarray, step: float, readout_only: bool, out: DenseParams | None = None) -> None:
     """``out <- out - step * grad`` of ``sum_i cotangent_i f(x_i)`` at ``params``
-    (``out`` defaults to ``params``: an in-place GD step)."""
+    (``out`` defaults to ``params``: an in-place GD step); ``pre`` and ``posts`` are
+    the pre- and post-activations of :func:`ntkcheck.networks.forward` on X."""
     out = params if out is None else out
     scales = spec.layer_scales(X.shape[1])
     first = len(pre) if readout_only else 0
     gs = [spec.output_scale * cotangent] if readout_only else backward(spec, params, pre, cotangent)
-    posts = [X[None]] + [spec.act.fn(h) for h in pre]
+    posts = [X[None]] + list(posts)
     for l, g in zip(range(first, len(scales)), gs):
         a, c, _, _ = scales[l]
         W, x = out.weights[l], posts[l]
@@ -169,10 +183,18 @@ def _gd_step(spec: MLP, params: DenseParams, X: np.ndarray, pre: list[np.ndarray
             out.biases[l][...] -= (step * c) * g.sum(axis=1)
 
 
+def _check_threads(threads) -> int:
+    if threads is None:
+        return blas.threads()
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    return int(threads)
+
+
 def train_params(spec: MLP, params: DenseParams, X, y, lr: float, steps: int, *, X_test=None,
                  record=None, readout_only: bool = False, centered: bool = False,
                  record_ntk: bool = False, dt: float = 1.0, blowup: float = 1e6,
-                 track_weights: bool = True) -> Trajectory:
+                 track_weights: bool = True, threads: int | None = None) -> Trajectory:
     """Gradient descent on the MSE loss from ``params`` (updated in place).
 
     ``steps`` steps of ``theta <- theta - dt * lr * grad L``; ``record`` lists the
@@ -183,36 +205,68 @@ def train_params(spec: MLP, params: DenseParams, X, y, lr: float, steps: int, *,
     max(initial loss, mean y^2), or is not finite, stops training and is marked
     diverged.  ``track_weights=False`` skips the weight-change records (NaN) and
     the copy of the initial weights they need (half the memory).
+
+    The networks train in groups of about :data:`GROUP_BYTES` working memory,
+    each group all its steps at once (its weights stay in the CPU caches through
+    forward pass, back-propagation and update), on ``threads`` Python threads
+    (default: as many as BLAS may use) with BLAS single-threaded
+    (:mod:`ntkcheck.blas`).  Every network's arithmetic is the same whatever the
+    grouping and the thread count, so are the results.
     """
     X, y, X_test = _check_run(spec, X, y, X_test, lr, steps, dt)
     rec = _record_steps(record, steps)
+    threads = _check_threads(threads)
     dtype = params.weights[0].dtype
     if dtype != np.float64:
         raise ValueError(f"training runs in float64 (fused BLAS dgemm updates), got {dtype} parameters")
     X = X.astype(dtype)
     X_all = np.concatenate([X, X_test.astype(dtype)])
-    n, m, d_in = len(X), params.n_networks, X.shape[1]
-    n_all = len(X_all)
-    theta0_sq = _sq_norms(spec, params, d_in)
+    m, d_in, n_all = params.n_networks, X.shape[1], len(X_all)
+    out = Trajectory(steps=rec, times=rec * dt, y=y, f_train=None, f_test=None,
+                     loss=np.full((m, steps + 1), np.inf), ntk=np.full((m, len(rec), n_all, n_all), np.nan)
+                     if record_ntk else None, dtheta_sq=np.full((m, len(rec), len(spec.widths) + 1), np.nan),
+                     theta0_sq=_sq_norms(spec, params, d_in), diverged=np.zeros(m, dtype=bool),
+                     lr=float(lr), dt=float(dt))
+    f_rec = np.full((m, len(rec), n_all), np.nan)
+    size = max(1, GROUP_BYTES // train_bytes_per_network(spec, d_in, n_all, track_weights=False))
+    groups = [slice(s, min(m, s + size)) for s in range(0, m, size)]
+    run = partial(_train_group, spec, params, X, X_all, y, rec, lr * dt, readout_only, centered, blowup,
+                  track_weights, out, f_rec)
+    with blas.single_threaded():
+        if min(threads, len(groups)) > 1:
+            with ThreadPoolExecutor(min(threads, len(groups))) as pool:
+                list(pool.map(run, groups))
+        else:
+            for group in groups:
+                run(group)
+    n = len(X)
+    return replace(out, f_train=f_rec[..., :n], f_test=f_rec[..., n:])
+
+
+def _train_group(spec: MLP, params: DenseParams, X, X_all, y, rec, step: float, readout_only: bool,
+                 centered: bool, blowup: float, track_weights: bool, out: Trajectory, f_rec: np.ndarray,
+                 group: slice) -> None:
+    """Train networks ``group`` of ``params`` (in place) and write their records
+    into ``out``'s arrays and ``f_rec`` (rows ``group``)."""
+    params = DenseParams(tuple(W[group] for W in params.weights), tuple(b[group] for b in params.biases))
+    f_rec, loss, dsq, diverged = f_rec[group], out.loss[group], out.dtheta_sq[group], out.diverged[group]
+    ntk_rec = None if out.ntk is None else out.ntk[group]
     theta0 = DenseParams(tuple(W.copy() for W in params.weights), tuple(b.copy() for b in params.biases)) \
         if track_weights else None
-    f_rec = np.full((m, len(rec), n_all), np.nan)
-    ntk_rec = np.full((m, len(rec), n_all, n_all), np.nan) if record_ntk else None
-    dsq = np.full((m, len(rec), len(spec.widths) + 1), np.nan)
-    loss = np.full((m, steps + 1), np.inf)
-    alive = np.ones(m, dtype=bool)
+    n, d_in, steps = len(X), X.shape[1], loss.shape[1] - 1
     f0 = forward(spec, params, X_all)[0][..., 0] if centered else 0.0
+    alive = np.ones(params.n_networks, dtype=bool)
     limit = None
     j = 0  # next record
     for k in range(steps + 1):
         recording = k == rec[j] if j < len(rec) else False
-        f, pre = forward(spec, params, X_all if recording else X)
+        f, pre, posts = forward(spec, params, X_all if recording else X, keep_posts=True)
         f = f[..., 0]
         if centered:
             f = f - f0[:, :f.shape[1]]
         with np.errstate(over="ignore", invalid="ignore"):
             r = f[:, :n] - y
-            loss_k = 0.5 * np.einsum("mi,mi->m", r, r) / n
+            loss_k = 0.5 * _row_sq(r) / n
         if limit is None:
             limit = blowup * np.maximum(loss_k, np.mean(y * y))
         alive &= np.isfinite(loss_k) & (loss_k <= limit)
@@ -221,27 +275,29 @@ def train_params(spec: MLP, params: DenseParams, X, y, lr: float, steps: int, *,
             f_rec[alive, j] = f[alive]
             if track_weights:
                 dsq[alive, j] = _sq_norms(spec, params, d_in, theta0)[alive]
-            if record_ntk:
-                ntk_rec[alive, j] = empirical_ntk_from(spec, params, X_all, pre, readout_only)[alive]
+            if ntk_rec is not None:
+                ntk_rec[alive, j] = empirical_ntk_from(spec, params, X_all, pre, readout_only, posts)[alive]
             j += 1
         if k == steps:
             break
+        if recording:
+            pre, posts = [h[:, :n] for h in pre], [x[:, :n] for x in posts]
         # diverged networks get a zero cotangent: frozen at their last finite weights
         cot = np.where(alive[:, None], r, 0.0)[..., None] / n
-        _gd_step(spec, params, X, [h[:, :n] for h in pre], cot, dt * lr, readout_only)
-    return Trajectory(steps=rec, times=rec * dt, y=y, f_train=f_rec[..., :n], f_test=f_rec[..., n:],
-                      loss=loss, ntk=ntk_rec, dtheta_sq=dsq, theta0_sq=theta0_sq,
-                      diverged=~alive, lr=float(lr), dt=float(dt))
+        _gd_step(spec, params, X, pre, posts, cot, step, readout_only)
+    diverged[...] = ~alive
 
 
 def gradient_descent(spec: MLP, X, y, lr: float, steps: int, *, n_networks: int = 1, seed=0,
                      X_test=None, record=None, readout_only: bool = False, centered: bool = False,
                      record_ntk: bool = False, dt: float = 1.0, blowup: float = 1e6,
-                     track_weights: bool = True, max_bytes: int = MAX_BYTES) -> Trajectory:
+                     track_weights: bool = True, max_bytes: int = MAX_BYTES,
+                     threads: int | None = None) -> Trajectory:
     """Train ``n_networks`` networks initialised by :func:`ntkcheck.networks.init_params`
     (network i from seed child i) with :func:`train_params`, in chunks of
     networks whose memory (:func:`train_bytes_per_network`) stays under
-    ``max_bytes``.  Results do not depend on the chunking."""
+    ``max_bytes``; ``threads`` as in :func:`train_params`.  Results do not depend on the
+    chunking nor on the threads."""
     X, _, X_all_test = _check_run(spec, X, y, X_test, lr, steps, dt)
     if isinstance(n_networks, bool) or not isinstance(n_networks, (int, np.integer)) or n_networks < 1:
         raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}")
@@ -253,7 +309,7 @@ def gradient_descent(spec: MLP, X, y, lr: float, steps: int, *, n_networks: int 
         params = init_params(spec, X.shape[1], seed, start, min(n_networks, start + chunk))
         parts.append(train_params(spec, params, X, y, lr, steps, X_test=X_test, record=record,
                                   readout_only=readout_only, centered=centered, record_ntk=record_ntk,
-                                  dt=dt, blowup=blowup, track_weights=track_weights))
+                                  dt=dt, blowup=blowup, track_weights=track_weights, threads=threads))
     return _concat(parts)
 
 
@@ -323,10 +379,10 @@ def gradient_flow_ode(spec: MLP, params: DenseParams, X, y, lr: float, times, *,
 
     def rhs(_, z):
         p = unflatten(z)
-        f, pre = forward(spec, p, X)
+        f, pre, posts = forward(spec, p, X, keep_posts=True)
         r = (f[..., 0] - (f0[:, :n] if centered else 0.0) - y)[..., None] / n
         velocity = np.zeros_like(z)
-        _gd_step(spec, p, X, pre, r, lr, readout_only, out=unflatten(velocity))
+        _gd_step(spec, p, X, pre, posts, r, lr, readout_only, out=unflatten(velocity))
         return velocity
 
     z0 = np.concatenate([a.ravel() for a in arrays]).astype(np.float64)

@@ -1,20 +1,34 @@
-"""Cross-check ntkcheck's analytic kernels against neural-tangents' stax (the field's reference).
+"""Cross-check ntkcheck's analytic kernels against neural-tangents' stax (the field's reference),
+and time both.
 
-neural-tangents is not a dependency; run this in a separate environment that has it:
+neural-tangents is not a dependency; run this in a separate environment that has it, with
+ntkcheck on the path (works with numpy 1.x there):
 
-    python -m venv ntref && ntref/bin/pip install "jax[cpu]==0.4.30" neural-tangents "numpy<2" scipy
-    PYTHONPATH=. ntref/bin/python scripts/compare_neural_tangents.py
+    python -m venv ntref && ntref/bin/pip install neural-tangents==0.6.5 jax==0.4.26 jaxlib==0.4.26 \\
+        "numpy<2" "scipy<1.13" tf2jax==0.3.6 threadpoolctl "pandas<2.3" tqdm     # the last three: ntkcheck's
+    PYTHONPATH=. ntref/bin/python scripts/compare_neural_tangents.py [--time-n 2000] [--repeat 3]
 
 Prints the largest relative difference per activation for Dense(W_std, b_std)/activation x depth,
-then Dense(1), NTK parameterization.
+then Dense(1), NTK parameterization; then, per activation, NNGP + NTK in one call at depth 10 on
+``--time-n`` inputs of dimension 16: neural-tangents' jitted kernel_fn (compiled before timing)
+against ntkcheck's output_kernels, interleaved, best of ``--repeat``, and the deviation of each
+from an independent float64 recursion (benchmarks/bench_kernels.py's plain numpy one).
 """
+import argparse
+import os
+import sys
+import time
+
 import numpy as np
-from jax import config
+from jax import config, jit
 
 config.update("jax_enable_x64", True)
 from neural_tangents import stax  # noqa: E402
 
-from ntkcheck import MLP, nngp_kernel, ntk_kernel  # noqa: E402
+from ntkcheck import MLP, nngp_kernel, ntk_kernel, output_kernels  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
+from bench_kernels import plain_recursion  # noqa: E402
 
 ACTS = {
     "relu": stax.Relu(), "abs": stax.Abs(), "leaky_relu(0.2)": stax.LeakyRelu(0.2), "identity": stax.Identity(),
@@ -22,7 +36,7 @@ ACTS = {
 }
 
 
-def main():
+def accuracy():
     X = np.random.default_rng(0).standard_normal((6, 4))
     print("| activation | depth | sigma_w | sigma_b | max rel diff NNGP | max rel diff NTK |")
     print("|---|---|---|---|---|---|")
@@ -35,6 +49,43 @@ def main():
             rel = [np.max(np.abs(ours - np.asarray(theirs)) / np.abs(np.asarray(theirs)).max())
                    for ours, theirs in ((nngp_kernel(spec, X), ref.nngp), (ntk_kernel(spec, X), ref.ntk))]
             print(f"| {name} | {depth} | {sw} | {sb} | {rel[0]:.1e} | {rel[1]:.1e} |")
+
+
+def timing(n, repeat, depth=10, sw=1.5, sb=0.1):
+    X = np.random.default_rng(0).standard_normal((n, 16))
+    print(f"\nNNGP + NTK in one call, depth {depth}, N = {n}, d = 16, sigma_w = {sw}, sigma_b = {sb}; "
+          f"best of {repeat}, interleaved; deviation = max |K - K_plain| / max diag K_plain")
+    print("| activation | neural-tangents (s) | ntkcheck (s) | NT / ntkcheck | NT dev NTK | ntkcheck dev NTK |")
+    print("|---|---|---|---|---|---|")
+    for name in ("relu", "erf", "gelu"):
+        layers = [stax.Dense(512, W_std=sw, b_std=sb), ACTS[name]] * depth + [stax.Dense(1, W_std=sw, b_std=sb)]
+        kernel_fn = jit(stax.serial(*layers)[2], static_argnames="get")
+        kernel_fn(X, None, get=("nngp", "ntk")).ntk.block_until_ready()     # compile outside the timing
+        spec = MLP(depth, 512, name, sigma_w=sw, sigma_b=sb)
+        t_nt, t_ours = [], []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            theirs = kernel_fn(X, None, get=("nngp", "ntk"))
+            theirs.ntk.block_until_ready()
+            t_nt.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            ours = output_kernels(spec, X)
+            t_ours.append(time.perf_counter() - t)
+        _, ref = plain_recursion(X, depth, sw, sb, name)
+        scale = np.abs(np.diag(ref)).max()
+        dev = [np.abs(np.asarray(k) - ref).max() / scale for k in (theirs.ntk, ours.ntk)]
+        print(f"| {name} | {min(t_nt):.3f} | {min(t_ours):.3f} | {min(t_nt) / min(t_ours):.2f}x "
+              f"| {dev[0]:.1e} | {dev[1]:.1e} |")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--time-n", type=int, default=2000, help="inputs for the timing (0: skip it)")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    accuracy()
+    if args.time_n:
+        timing(args.time_n, args.repeat)
 
 
 if __name__ == "__main__":

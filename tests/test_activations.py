@@ -141,3 +141,99 @@ def test_custom_activation_uses_quadrature_and_numeric_derivative():
 def test_unknown_activation():
     with pytest.raises(ValueError, match="unknown activation 'swishy'"):
         get_activation("swishy")
+
+
+# --- extreme scales ----------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from scipy.integrate import quad  # noqa: E402
+from scipy.special import ndtr  # noqa: E402
+
+EXTREME = settings(max_examples=30, deadline=None, derandomize=True)
+
+
+@EXTREME
+@given(st.floats(0.0, 7.0), st.floats(0.2, 5.0), st.floats(-1.0, 1.0))
+def test_sin_cos_finite_and_exact_at_large_variance(log_k, ratio, c):
+    """E[sin u sin v] = (e^{-Var(u-v)/2} - e^{-Var(u+v)/2}) / 2, E[cos u cos v] = (... + ...)/2:
+    an independent form; the naive e^{-(k11+k22)/2} sinh k12 is 0 * inf = NaN past k ~ 700."""
+    k11 = 10.0**log_k
+    k22 = ratio * k11
+    k12 = c * np.sqrt(k11 * k22)
+    minus, plus = np.exp(-(k11 + k22 - 2 * k12) / 2), np.exp(-(k11 + k22 + 2 * k12) / 2)
+    for name, want in (("sin", ((minus - plus) / 2, (minus + plus) / 2)), ("cos", ((minus + plus) / 2, (minus - plus) / 2))):
+        got = get_activation(name).dual(k11, k12, k22)
+        for g, w in zip(got, want):
+            assert np.isfinite(g)
+            assert abs(g - w) <= 1e-12 * max(abs(w), 1e-300) + 1e-300 or abs(g - w) <= 1e-15 * np.sqrt(k11 * k22) * 1e-300 or \
+                abs(g - w) <= 4 * np.finfo(float).eps * (1 + abs(k12))
+
+
+def _gelu_diag_reference(k):
+    """E[gelu(u)^2] and E[gelu'(u)^2], u ~ N(0, k), by adaptive 1-D quadrature in x = u over
+    [-40, 40] (where gelu differs from relu) plus the exact relu tails beyond."""
+    s = np.sqrt(k)
+    dens = lambda x: np.exp(-(x / s) ** 2 / 2) / (s * np.sqrt(2 * np.pi))  # noqa: E731
+    f = lambda x: (x * ndtr(x)) ** 2 * dens(x)  # noqa: E731
+    d = lambda x: (ndtr(x) + x * np.exp(-x * x / 2) / np.sqrt(2 * np.pi)) ** 2 * dens(x)  # noqa: E731
+    t = 40 / s
+    tail_p, tail_m2 = ndtr(-t), t * np.exp(-t * t / 2) / np.sqrt(2 * np.pi) + ndtr(-t)
+    return [quad(f, -40, 40, points=[0], epsabs=0, epsrel=1e-13, limit=400)[0] + k * tail_m2,
+            quad(d, -40, 40, points=[0], epsabs=0, epsrel=1e-13, limit=400)[0] + tail_p]
+
+
+@EXTREME
+@given(st.floats(0.0, 18.0))
+def test_erf_gelu_accurate_at_extreme_variance(log_k):
+    """sigma_w up to 1e9 gives variances up to 1e18: the closed forms stay finite and accurate
+    (erf against its exact diagonal (2/pi) atan(2k/sqrt(1+4k)), (4/pi)/sqrt(1+4k); gelu
+    against 1-D quadrature)."""
+    k = 10.0**log_k
+    nngp, ntk = get_activation("erf").dual(k, k, k)
+    np.testing.assert_allclose([nngp, ntk], [(2 / np.pi) * np.arctan(2 * k / np.sqrt(1 + 4 * k)),
+                                             (4 / np.pi) / np.sqrt(1 + 4 * k)], rtol=1e-13)
+    got = get_activation("gelu").dual(k, k, k)
+    np.testing.assert_allclose(got, _gelu_diag_reference(k), rtol=1e-10)
+
+
+def test_quadrature_memory_and_time_bounded_at_any_scale():
+    """Variances 1e2 .. 1e16: the graded rule keeps each entry to a few hundred thousand points
+    (the trapezoid would need 1e12); values approach the sign-function limit (2/pi) arcsin c."""
+    import time
+    act = get_activation("tanh")
+    c = np.array([0.3, -0.7, 0.999])
+    for k in (1e2, 1e6, 1e16):
+        t = time.perf_counter()
+        nngp, ntk = act.dual(np.full(3, k), c * k, np.full(3, k))
+        assert time.perf_counter() - t < 20
+        assert np.all(np.isfinite(nngp)) and np.all(np.isfinite(ntk)) and np.all(ntk >= 0)
+        np.testing.assert_allclose(nngp, (2 / np.pi) * np.arcsin(c), atol=10 / np.sqrt(k))
+
+
+def test_graded_rule_agrees_with_trapezoid_where_both_apply(monkeypatch):
+    import ntkcheck.activations as A
+    act = get_activation("tanh")
+    k11, k22 = np.array([20.0, 30.0, 25.0]), np.array([25.0, 18.0, 25.0])
+    k12 = np.array([0.5, -0.95, 1.0]) * np.sqrt(k11 * k22)
+    graded = act.quadrature(k11, k12, k22)
+    monkeypatch.setattr(A, "_GRADED_FROM", np.inf)
+    trapezoid = act.quadrature(k11, k12, k22)
+    for g, t in zip(graded, trapezoid):
+        np.testing.assert_allclose(g, t, rtol=1e-12, atol=1e-14)
+
+
+def test_interpolated_table_matches_quadrature():
+    """Equal variances on a 70 x 70 matrix: the theta table is used and agrees with
+    per-entry quadrature to its tolerance."""
+    import ntkcheck.activations as A
+    rng = np.random.default_rng(3)
+    k = np.full(70, 1.7)
+    c = np.clip(rng.uniform(-1, 1, (70, 70)), -1, 1)
+    c[np.arange(70), np.arange(70)] = 1.0
+    act = get_activation("tanh")
+    table = act.dual(k[:, None], c * 1.7, k[None, :])
+    direct = A._unique_quadrature(act, *np.broadcast_arrays(k[:, None], c * 1.7, k[None, :]))
+    for t, d in zip(table, direct):
+        np.testing.assert_allclose(t, d, rtol=0, atol=A.INTERPOLATION_TOL * np.abs(d).max())
+        np.testing.assert_array_equal(np.diag(t), np.diag(d))

@@ -77,7 +77,7 @@ TINY = {
                      "digits_networks": 8, "digits_train": 32, "digits_test": 16, "digits_steps": 40},
     "linear-convergence": {"width": [16, 128, 1024, 4096], "n_networks": 12, "chunk": 12, "steps": 300},
     "mean-field": {"width": [64, 256, 1024, 4096], "n_networks": 8, "chunk": 8, "steps": 60,
-                   "alpha_sqrt_n": [0.5, 64.0], "alpha_width": [256]},
+                   "alpha_sqrt_n": [0.5, 8.0, 16.0, 32.0, 64.0], "alpha_width": [256]},
 }
 
 
@@ -94,3 +94,24 @@ def test_claims_are_registered_with_valid_grids():
         assert c.sources and set(c.grids) == {"quick", "standard", "full"}
         for budget in ("quick", "standard"):
             c.check(c.grid(budget))
+
+
+def test_mean_field_alpha_sweep_rejects_an_inverse_square_root_law(tmp_path):
+    """Feature changes replanted to follow (alpha sqrt n)^-1/2 in the lazy range fail; the
+    true data pass (the exponent test is two-sided, not a threshold)."""
+    import pandas as pd
+
+    from ntkcheck.runner import run_study
+    from ntkcheck.studies import make_study
+
+    overrides = {**TINY["mean-field"], "width": [64, 256, 1024], "alpha_sqrt_n": [8.0, 16.0, 32.0, 64.0]}
+    study = make_study("quick", claims=["mean-field"], seed=0, out=tmp_path, overrides={"mean-field": overrides})
+    run_study(study, jobs=1)
+    df = pd.read_csv(tmp_path / "mean-field.csv")
+    verdict = get_claim("mean-field").verdict
+    assert verdict(df).passed, verdict(df).summary
+    bad = df.copy()
+    hit = (bad["sweep"] == "alpha") & (bad["quantity"] == "feature_change")
+    bad.loc[hit, "value"] *= np.sqrt(bad.loc[hit, "alpha_sqrt_n"].astype(float))
+    v = verdict(bad)
+    assert not v.passed, v.summary

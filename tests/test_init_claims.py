@@ -12,8 +12,9 @@ import pytest
 
 from ntkcheck import MLP, sample_init
 from ntkcheck.claims import GridError, get_claim
-from ntkcheck.moments import (block_array, block_rows, log_ratio, multiplier_moment, norm_ratio,
-                              norm_ratio_law, readout_variance)
+from ntkcheck.claims import relu_fourth_moment as r4
+from ntkcheck.moments import (block_array, block_rows, log_ratio, multiplier_moment, norm_ratio, norm_ratio_bias,
+                              norm_ratio_law, readout_variance, relu_ntk_moments, relu_ntk_ratio)
 from ntkcheck.runner import run_task
 from ntkcheck.stats import mean_test
 from ntkcheck.store import columns_of, csv_text
@@ -110,6 +111,59 @@ def test_relu_fourth_moment_fails_on_a_planted_error(r4_rows):
     assert not get_claim("relu-fourth-moment").verdict(bad).passed
 
 
+def _exact_law_rows(grid: dict, seed: int, relu_constant: float = 5.0) -> pd.DataFrame:
+    """Rows shaped like run_task's for every runnable claim cell of ``grid``, drawn from the
+    exact law of G (products of layer multipliers, no network code); the control cells are
+    dropped.  ``relu_constant`` != 5 plants (1 + c/n)^L by rescaling the ReLU G^2 rows."""
+    rng = np.random.default_rng(seed)
+    run, _ = r4.cells(grid)
+    rows = []
+    for cell in (c for c in run if c["role"] == "claim"):
+        n, L, m = cell["width"], cell["depth"], cell["n_networks"]
+        k = rng.binomial(n, 0.5, size=(m, L)) if cell["activation"] == "relu" else np.full((m, L), n)
+        G = np.prod(rng.chisquare(np.maximum(k, 1e-300)) * (k > 0), axis=1) * ((2.0 if cell["activation"] == "relu" else 1.0) / n) ** L
+        f2 = G * rng.chisquare(1, size=m)
+        factor = ((1 + relu_constant / n) / (1 + 5 / n)) ** L if cell["activation"] == "relu" else 1.0
+        for q, x in {"G": G, "G^2": G**2 * factor, "f^2": f2, "f^4": f2**2}.items():
+            rows.append({**{c: cell[c] for c in r4.CELL}, "task": str(cell), "n_networks": m, "quantity": q,
+                         "value": float(x.mean()), "stderr": float(x.std(ddof=1) / math.sqrt(m))})
+    return pd.DataFrame(rows)
+
+
+def test_relu_fourth_moment_pooled_constant_rejects_a_2_percent_error(r4_rows):
+    """On exact-law data at the standard budget (with the controls of a tiny real run) the
+    verdict passes and a constant of 5.1 instead of 5 (2 %) fails through the pooled test."""
+    grid = get_claim("relu-fourth-moment").grid("standard", {"width": [2, 4, 8, 16, 32, 64, 128]})
+    controls = r4_rows[r4_rows.role == "control"]
+    verdict = get_claim("relu-fourth-moment").verdict
+    good = verdict(pd.concat([_exact_law_rows(grid, 1), controls], ignore_index=True))
+    assert good.verified, good.summary
+    assert good.statistics["constant_detectable[relu]"] < 0.12    # ~2 % at prob 0.999
+    for c in (5.1, 4.9):
+        bad = verdict(pd.concat([_exact_law_rows(grid, 1, relu_constant=c), controls], ignore_index=True))
+        assert not bad.passed, bad.summary
+        assert bad.statistics["constant_p[relu]"] <= r4.POOLED_RATE
+        assert bad.statistics["holm_p"] > r4.CELL_RATE             # the per-cell family alone misses it
+
+
+def test_pooled_constant_recovers_the_constant():
+    n = np.array([2.0, 4, 8, 16, 32]); L = np.array([1.0, 2, 3, 4, 8])
+    res = r4.pooled_constant(n, L, L * np.log1p(5.3 / n), np.full(5, 0.01), 5.0)
+    assert res.details["constant"] == pytest.approx(5.3, rel=1e-9)
+    assert not res.passed and res.detectable > 0
+
+
+def test_norm_ratio_bias_against_simulation():
+    """E[log R_hat] - log R over many replicates of m networks matches the second-order bias."""
+    rng = np.random.default_rng(4)
+    n, L, m, reps = 16, 1, 50, 40000
+    k = rng.binomial(n, 0.5, size=(reps, m, L))
+    G = np.prod(rng.chisquare(np.maximum(k, 1e-300)) * (k > 0) * 2 / n, axis=2)
+    lr = np.log(np.mean(G**2, axis=1) / np.mean(G, axis=1) ** 2) - math.log(norm_ratio(n, L, "relu"))
+    assert abs(lr.mean() - norm_ratio_bias(n, L, "relu", m)) < 4 * lr.std() / math.sqrt(reps)
+    assert norm_ratio_bias(n, L, "relu", m) < -2 * lr.std() / math.sqrt(reps)   # a visible bias
+
+
 def test_relu_fourth_moment_grid_checks():
     claim = get_claim("relu-fourth-moment")
     for key, value in [("activation", ["tanh"]), ("sigma_b", 0.1), ("control_sigma_b", 0.0),
@@ -150,13 +204,28 @@ def test_nngp_gaussian_verdict_on_synthetic_kurtosis():
     assert not verdict(_synthetic_nngp_rows(0.0)).passed        # no convergence to a Gaussian
 
 
-def test_nngp_gaussian_tiny_run():
-    df = run_claim("nngp-gaussian", width=[2, 64, 128, 10000], depth=[1], activation=["relu"],
-                   n_networks=200, control_networks=400, fit_min_width=64, test_min_width=10000)
-    v = get_claim("nngp-gaussian").verdict(df)
+@pytest.fixture(scope="module")
+def nngp_rows():
+    return run_claim("nngp-gaussian", width=[2, 64, 128, 10000], depth=[1], activation=["relu"],
+                     n_networks=200, control_networks=400, fit_min_width=64, test_min_width=10000)
+
+
+def test_nngp_gaussian_tiny_run(nngp_rows):
+    v = get_claim("nngp-gaussian").verdict(nngp_rows)
     assert v.negative_control_rejected, v.summary
     assert v.statistics["large_width_holm_p"] > 1e-3
+    assert v.statistics["max_rb_covariance_detectable"] < 0.05
     assert v.convergence[0].fitted == (False, True, True, True)
+
+
+def test_nngp_gaussian_fails_on_a_kernel_off_by_3_percent(nngp_rows):
+    """Claimed kernel 1.03 K: the readout-kernel covariance test at width 10^4 rejects it."""
+    bad = nngp_rows.copy()
+    hit = bad.quantity == "kernel_dev"
+    bad.loc[hit, "value"] -= 0.03 * bad.loc[hit, "kernel_rel"]
+    v = get_claim("nngp-gaussian").verdict(bad)
+    assert not v.passed, v.summary
+    assert v.statistics["large_width_holm_p"] <= 1e-3
 
 
 def test_nngp_gaussian_grid_checks():
@@ -201,17 +270,55 @@ def test_ntk_init_convergence_fails_on_a_biased_mean(conv_rows):
 
 # --- ntk-finite-width ----------------------------------------------------------------------------
 
-def test_ntk_finite_width_tiny_run():
-    df = run_claim("ntk-finite-width", width=[8, 16], beta=[0.125, 0.25, 0.5], n_networks=3000, chunk=1500,
-                   block=150)
+@pytest.mark.parametrize("n,L", [(1, 1), (3, 2), (8, 3)])
+def test_relu_ntk_moments_against_dense_networks(n, L):
+    """The exact E[Theta] = (L+1) c_0 and E[Theta^2] against real ReLU networks."""
+    first, second = relu_ntk_moments([n] * L)
+    assert first == pytest.approx(L + 1)
+    spec = MLP(depth=L, width=n, activation="relu", sigma_w=math.sqrt(2.0), sigma_b=0.0)
+    X = np.full((1, 4), 0.7)
+    c0 = 2 * float(X[0] @ X[0]) / 4
+    theta = sample_init(spec, X, 20000, seed=11, method="dense").ntk[:, 0, 0] / c0
+    assert mean_test(np.stack([theta, theta**2], axis=1), [first, second]).passed
+    assert relu_ntk_ratio(n, L) == pytest.approx(second / first**2)
+
+
+def test_relu_ntk_ratio_limits():
+    """n = L = 1 by hand; at large beta log R grows with Hanin-Nica's slope 5 (up to a constant offset)."""
+    assert relu_ntk_ratio(1, 1) == pytest.approx(4.0)
+    # n = L = 1: Theta/c_0 = 2 (g^2 + u^2) 1{K = 1}, so E[Theta^k] = 2^(k-1) E[(chi^2_2)^k]
+    assert relu_ntk_moments([1], order=4) == pytest.approx((2.0, 16.0, 192.0, 3072.0))
+    slope = (math.log(relu_ntk_ratio(256, 1024)) - math.log(relu_ntk_ratio(256, 512))) / 2
+    assert slope == pytest.approx(5.0, abs=0.3)
+    with pytest.raises(ValueError):
+        relu_ntk_moments([0])
+
+
+@pytest.fixture(scope="module")
+def nfw_rows():
+    return run_claim("ntk-finite-width", width=[8, 16], beta=[0.125, 0.25, 0.5], n_networks=3000, chunk=500,
+                     block=100)
+
+
+def test_ntk_finite_width_tiny_run(nfw_rows):
     claim = get_claim("ntk-finite-width")
-    v = claim.verdict(df)
+    v = claim.verdict(nfw_rows)
     assert v.verified, v.summary
     assert list(v.table.depth) == [1, 2, 4, 2, 4, 8]
-    # planted: a 30 % error of E[Theta^2] at one width (not a function of L/n) breaks the collapse
-    bad = df.copy()
+    assert set(v.table.replicates) == {6}
+
+
+def test_ntk_finite_width_fails_when_the_rate_is_lowered_by_one(nfw_rows):
+    """theta^2 rows times exp(-beta): log R - beta, i.e. the rate 5 -> 4."""
+    bad = nfw_rows.copy()
+    hit = bad.quantity == "theta^2"
+    bad.loc[hit, "value"] *= np.exp(-bad.loc[hit, "depth"] / bad.loc[hit, "width"])
+    v = get_claim("ntk-finite-width").verdict(bad)
+    assert not v.passed, v.summary
+    # a 30 % error of E[Theta^2] at one width fails as well
+    bad = nfw_rows.copy()
     bad.loc[(bad.quantity == "theta^2") & (bad.width == 16), "value"] *= 1.3
-    assert not claim.verdict(bad).passed
+    assert not get_claim("ntk-finite-width").verdict(bad).passed
 
 
 def test_ntk_finite_width_grid_checks():
@@ -222,3 +329,5 @@ def test_ntk_finite_width_grid_checks():
         claim.check(claim.grid("quick", {"sigma_b": 0.1}))
     with pytest.raises(GridError):
         claim.check(claim.grid("quick", {"beta": [0.03125, 0.5]}))        # L = 0.5 at n = 16
+    with pytest.raises(GridError):
+        claim.check(claim.grid("quick", {"chunk": 5000}))                  # 2 replicates

@@ -101,3 +101,58 @@ def test_kernel_states_one_per_dense_layer_and_zero_norm_input():
     states = kernel_states(MLP(3, 4, "relu"), X)
     assert len(states) == 4
     assert np.all(np.isfinite(states[-1].ntk)) and states[-1].ntk[0, 0] == 0.0
+
+
+# --- extreme scales ----------------------------------------------------------
+
+import pytest  # noqa: E402
+
+EXTREME = settings(max_examples=25, deadline=None, derandomize=True)
+
+
+@EXTREME
+@given(st.sampled_from(("relu", "erf", "gelu", "sin", "cos")), st.integers(1, 3), st.floats(0.0, 9.0),
+       st.floats(0.0, 6.0), inputs(n=st.integers(2, 4)))
+def test_finite_and_one_two_argument_calls_agree_at_extreme_scales(act, depth, log_sw, log_x, X):
+    """sigma_w up to 1e9 and inputs up to 1e6: finite wherever the kernel is representable,
+    NTK >= NNGP on the diagonal, and K(X)[i, j] == K(X[:i+1], X[j:]) to 1e-12 (two identical
+    rows included, whose Gram entries differ only in rounding between the two calls)."""
+    spec = MLP(depth, 8, act, sigma_w=10.0**log_sw, sigma_b=0.1)
+    X = np.concatenate([X, X[:1]]) * 10.0**log_x
+    try:
+        joint = output_kernels(spec, X)
+    except OverflowError:
+        return
+    for K in (joint.nngp, joint.ntk):
+        assert np.all(np.isfinite(K))
+    assert np.all(np.diag(joint.ntk) >= np.diag(joint.nngp) * (1 - 1e-12))
+    cross = output_kernels(spec, X[:1], X[1:])
+    for a, b in ((joint.nngp, cross.nngp), (joint.ntk, cross.ntk)):
+        np.testing.assert_allclose(b[0], a[0, 1:], rtol=1e-12, atol=1e-12 * np.abs(np.diag(a)).max())
+
+
+@pytest.mark.parametrize("act", ["relu", "identity"])
+def test_overflow_names_the_layer(act):
+    X = np.random.default_rng(0).standard_normal((3, 4))
+    with pytest.raises(OverflowError, match=r"at dense layer \d+ of 101"):
+        ntk_kernel(MLP(100, 8, act, sigma_w=1e3), X)
+
+
+def test_tiled_equals_layerwise_recursion():
+    """The tiled, threaded output (upper triangle mirrored) equals the layer-at-a-time recursion."""
+    X = np.random.default_rng(5).standard_normal((400, 6))
+    for act in ("relu", "erf", "gelu"):
+        spec = MLP(3, 8, act, sigma_w=1.3, sigma_b=0.2)
+        tiled, layerwise = output_kernels(spec, X), kernel_states(spec, X)[-1]
+        np.testing.assert_allclose(tiled.nngp, layerwise.nngp, rtol=1e-14, atol=1e-15)
+        np.testing.assert_allclose(tiled.ntk, layerwise.ntk, rtol=1e-14, atol=1e-15)
+        np.testing.assert_array_equal(tiled.nngp, tiled.nngp.T)
+        cross = output_kernels(spec, X[:250], X[250:])
+        np.testing.assert_allclose(cross.ntk, tiled.ntk[:250, 250:], rtol=1e-13, atol=1e-15)
+
+
+def test_quadrature_network_at_large_input_scale_bounded():
+    """The issue's case: depth 1 tanh on 300 X used to need > 24 GB."""
+    X = np.random.default_rng(0).standard_normal((2, 3))
+    st_ = output_kernels(MLP(1, 64, "tanh"), 300 * X)
+    assert np.all(np.isfinite(st_.nngp)) and np.all(np.isfinite(st_.ntk))

@@ -46,6 +46,21 @@ def test_mean_test_calibrated_and_uniform():
     assert_calibrated(p)
 
 
+def test_mean_test_calibrated_on_narrow_relu_networks():
+    # real draws: skewed, heavy-tailed kernel entries of width-16 relu networks, M = 10 per
+    # test; one hidden layer, so the analytic NTK is the exact mean (Student t: ~10% at 5%)
+    from ntkcheck import MLP, ntk_kernel, sample_init
+    from ntkcheck.data import sphere_inputs
+
+    X, M = sphere_inputs(4, 3, seed=0), 10
+    spec = MLP(1, 16, "relu", math.sqrt(2), 0.3)
+    iu = np.triu_indices(4)
+    draws = sample_init(spec, X, R * M, seed=3).ntk.reshape(R, M, 4, 4)[:, :, iu[0], iu[1]]
+    target = ntk_kernel(spec, X)[iu]
+    p = [stats.mean_test(d, target, false_fail_rate=ALPHA, seed=i).pvalue for i, d in enumerate(draws)]
+    assert_calibrated(p, uniform=False)
+
+
 def test_mean_test_bias_allowance_valid_at_boundary():
     # true offset exactly at the allowance: rate <= nominal (least favourable point ~ alpha/2)
     rng = np.random.default_rng(1)

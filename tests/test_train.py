@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+import ntkcheck.train as engine
 from ntkcheck import MLP
 from ntkcheck.networks import DenseParams, forward, init_params
 from ntkcheck.linearized import linearized
@@ -75,13 +76,18 @@ def test_gd_matches_ode_gradient_flow_to_stated_error():
     assert flow.step_error.max() < 0.05 * np.abs(flow.f_train[:, -1] - flow.f_train[:, 0]).max()
 
 
-def test_results_independent_of_chunking():
-    spec = MLP(depth=2, width=16, activation="relu", sigma_b=0.1)
+@pytest.mark.parametrize("spec", [MLP(depth=2, width=16, activation="relu", sigma_b=0.1),
+                                  MLP(depth=2, width=300, activation="erf", sigma_b=0.1)])
+def test_results_independent_of_chunking_grouping_and_threads(spec, monkeypatch):
+    """Width 300 makes einsum and BLAS take size-dependent paths: the records must not."""
     kw = dict(n_networks=5, seed=3, X_test=X_TEST, record=[0, 3, 7], record_ntk=True)
-    one = gradient_descent(spec, X, Y, 0.3, 7, **kw)
-    many = gradient_descent(spec, X, Y, 0.3, 7, max_bytes=1, **kw)
-    for name in ("f_train", "f_test", "loss", "ntk", "dtheta_sq", "theta0_sq"):
-        np.testing.assert_array_equal(getattr(one, name), getattr(many, name))
+    one = gradient_descent(spec, X, Y, 0.3, 7, threads=1, **kw)
+    runs = [gradient_descent(spec, X, Y, 0.3, 7, max_bytes=1, **kw), gradient_descent(spec, X, Y, 0.3, 7, **kw)]
+    monkeypatch.setattr(engine, "GROUP_BYTES", 1)           # one network per group, two threads
+    runs.append(gradient_descent(spec, X, Y, 0.3, 7, threads=2, **kw))
+    for other in runs:
+        for name in ("f_train", "f_test", "loss", "ntk", "dtheta_sq", "theta0_sq"):
+            np.testing.assert_array_equal(getattr(one, name), getattr(other, name))
 
 
 def test_records_and_centering():

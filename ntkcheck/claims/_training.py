@@ -5,7 +5,10 @@ rows.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+from scipy.stats import t as student_t
 
 from ..data import digits, gaussian_inputs
 from ..kernels import ntk_kernel
@@ -16,6 +19,13 @@ from . import Convergence, GridError, grid_cells
 
 #: Bootstrap resamples of the power-law fits.
 N_BOOT = 2000
+#: Activations with a Lipschitz derivative, as Lee et al. 2019, Thm 2.1 assume: for them the
+#: kernel moves O(1/n) during training (Dyer & Gur-Ari 2019), the sharp rate the claims test.
+SMOOTH = ("erf", "tanh", "gelu", "sin", "cos", "sigmoid", "softplus", "identity")
+#: Power of the sharp tests: an exponent off by ``detectable`` is rejected with probability 1 - this.
+FALSE_PASS_RATE = 0.01
+#: The exponent error the sharp tests are designed (by their networks per width) to detect.
+TARGET_DETECTABLE = 0.25
 
 
 def dataset(name: str, n_train: int, n_test: int, d_in: int):
@@ -81,13 +91,49 @@ def network_rows(quantities: dict[str, np.ndarray], **extra) -> list[dict]:
     return rows
 
 
-def width_fit(df, claimed: float, seed: int, false_fail_rate: float, name: str, statistic=None):
+def width_fit(df, claimed: float, seed: int, false_fail_rate: float, name: str, statistic=None,
+              min_width: int = 0):
     """:func:`ntkcheck.stats.power_law_fit` of per-network rows (one quantity, one cell)
-    over widths; the error at a width is ``statistic`` of its networks (default the mean)."""
-    widths = sorted(df["width"].unique())
+    over widths >= ``min_width``; the error at a width is ``statistic`` of its networks
+    (default the mean); ``detectable`` at power ``1 - FALSE_PASS_RATE``."""
+    widths = sorted(w for w in df["width"].unique() if w >= min_width)
     groups = [df.loc[df["width"] == w, "value"].to_numpy() for w in widths]
-    return power_law_fit(widths, groups, claimed, seed=seed, n_boot=N_BOOT, statistic=statistic,
-                         false_fail_rate=false_fail_rate, name=name)
+    fit = power_law_fit(widths, groups, claimed, seed=seed, n_boot=N_BOOT, statistic=statistic,
+                        false_fail_rate=false_fail_rate, false_pass_rate=FALSE_PASS_RATE, name=name)
+    return small_sample_interval(fit, min(len(g) for g in groups))
+
+
+def small_sample_interval(fit, m: int):
+    """Replace the percentile-bootstrap interval of a power-law fit by a Student-t interval
+    ``exponent +- t_{m-1} se sqrt(m/(m-1))`` (se: the bootstrap standard error; m: the fewest
+    networks at a width).  With m ~ 8 networks per width the percentile interval at
+    99.75 % undercovers (the bootstrap variance of a mean is (m-1)/m of the sample's, and
+    its far tails are resolved by few distinct resamples); the exponent is a linear
+    combination of per-width log-means, each with m - 1 degrees of freedom, so t_{m-1} is
+    the conservative reference (Welch-Satterthwaite gives >= m - 1).  ``detectable`` uses
+    the same quantiles."""
+    alpha, beta = fit.false_fail_rate, fit.false_pass_rate
+    se = fit.stderr * np.sqrt(m / (m - 1))
+    half = float(student_t.isf(alpha / 2, m - 1) * se)
+    lo, hi = fit.exponent - half, fit.exponent + half
+    return replace(fit, ci_low=lo, ci_high=hi, stderr=se,
+                   passed=bool(lo <= fit.claimed <= hi and not lo <= 0 <= hi),
+                   detectable=float((student_t.isf(alpha / 2, m - 1) + student_t.isf(beta, m - 1)) * se),
+                   details={**fit.details, "interval": f"Student t, {m - 1} df, bootstrap se"})
+
+
+def sharp_rate(activation: str) -> float | None:
+    """The sharp width exponent of the training deviations (kernel change, f - f_lin, rate
+    error) for a smooth activation: -1 (Dyer & Gur-Ari 2019, Thm 1 / conjecture 1: d Theta/dt
+    = O(1/n), so every deviation built from Theta_t - Theta_0 is O(1/n)); None for ReLU-like
+    kinks, which lie outside the smoothness assumption of Lee et al. 2019, Thm 2.1."""
+    return -1.0 if activation in SMOOTH else None
+
+
+def check_sharp(grid: dict) -> None:
+    """The sharp fits need >= 2 widths from ``sharp_min_width`` on."""
+    if sum(w >= grid["sharp_min_width"] for w in grid["width"]) < 2:
+        raise GridError("sharp_min_width", "needs >= 2 widths at or above it (the sharp rate is fitted there)")
 
 
 def bound_passed(fit, bound: float) -> bool:
@@ -97,10 +143,11 @@ def bound_passed(fit, bound: float) -> bool:
 
 
 def width_series(g, ctrl, fit, label: str, theory: float, y_name: str, robust: bool = False,
-                 bound: bool = False) -> Convergence:
+                 bound: bool = False, min_width: int = 0) -> Convergence:
     """Per-network rows ``g`` (one quantity and cell) and the control's ``ctrl`` as a
     :class:`Convergence` over widths: mean with a 95 % normal band, or with ``robust``
-    the median with the interquartile band; ``fit`` gives the exponent and its interval."""
+    the median with the interquartile band (level 0.5); ``fit`` (on widths >= ``min_width``)
+    gives the exponent and its interval, at the fit's own level."""
     values = g.groupby("width")["value"]
     if robust:
         y = values.median()
@@ -115,5 +162,52 @@ def width_series(g, ctrl, fit, label: str, theory: float, y_name: str, robust: b
         label=label, x=tuple(float(w) for w in y.index), y=tuple(y), lo=tuple(lo), hi=tuple(hi),
         theory_exponent=theory, exponent=float(fit.exponent), exponent_lo=float(fit.ci_low),
         exponent_hi=float(fit.ci_high), log_prefactor=float(fit.details["log_prefactor"]),
-        fitted=tuple(True for _ in y.index), level=0.5 if robust else 0.95, exponent_level=float(fit.level),
-        control=None if c.isna().all() else tuple(float(v) for v in c), y_name=y_name, bound=bound)
+        fitted=tuple(bool(w >= min_width) for w in y.index),
+        control=None if c.isna().all() else tuple(float(v) for v in c), y_name=y_name,
+        level=0.5 if robust else 0.95, exponent_level=float(fit.level), bound=bound)
+
+
+def deviation_tests(g, activation: str, alpha: float, name: str, statistic=None, min_width: int = 0) -> list[dict]:
+    """The width tests of a training deviation (one quantity, one cell): the bound
+    ``O(n^{-1/2})`` of Lee et al. 2019, Thm 2.1 over all widths (one-sided,
+    :func:`bound_passed`) and, for a smooth activation, the sharp rate :func:`sharp_rate`
+    two-sided on widths >= ``min_width`` (the asymptotic regime; the smallest widths
+    carry O(n^{-3/2}) corrections that bend the fit)."""
+    bound = width_fit(g, -0.5, 0, alpha, name, statistic)
+    out = [{"kind": "bound", "claimed": -0.5, "fit": bound, "passed": bound_passed(bound, -0.5),
+            "note": "Lee et al. Thm 2.1" if activation in SMOOTH
+            else "outside Thm 2.1's smoothness assumption (kinks): an empirical bound"}]
+    sharp = sharp_rate(activation)
+    if sharp is not None:
+        fit = width_fit(g, sharp, 0, alpha, name, statistic, min_width)
+        out.append({"kind": "sharp", "claimed": sharp, "fit": fit, "passed": bool(fit.passed),
+                    "note": f"Dyer & Gur-Ari 2019, widths >= {min_width}"})
+    return out
+
+
+def test_row(t: dict, **cell) -> dict:
+    """A table row of one :func:`deviation_tests` entry."""
+    f = t["fit"]
+    return {**cell, "kind": t["kind"], "claimed": t["claimed"], "exponent": f.exponent, "ci_low": f.ci_low,
+            "ci_high": f.ci_high, "level": f.level, "detectable": f.detectable, "passed": t["passed"],
+            "note": t["note"]}
+
+
+def deviation_series(g, ctrl, fits: dict, activation: str, label: str, y_name: str, min_width: int) -> Convergence:
+    """:func:`width_series` (median, robust) of a deviation with its sharp fit for a smooth
+    activation, else its bound fit (``fits`` by kind)."""
+    sharp = sharp_rate(activation) is not None
+    return width_series(g, ctrl, fits["sharp" if sharp else "bound"], label, -1.0 if sharp else -0.5, y_name,
+                        robust=True, bound=not sharp, min_width=min_width if sharp else 0)
+
+
+def deviation_stats(claim, control, n_tests: int, alpha: float) -> dict:
+    """The statistics of :func:`deviation_tests` tables (claim and control rows): exponents,
+    level, the sharp tests' ``detectable`` at power 0.99 and whether it meets the design target."""
+    fmt = lambda t: ", ".join(f"{e:.2f}" for e in t["exponent"])  # noqa: E731
+    sharp = claim[claim["kind"] == "sharp"]
+    detect = float(sharp["detectable"].max()) if len(sharp) else float("nan")
+    return {"n_tests": n_tests, "level": 1 - alpha, "bound_exponents": fmt(claim[claim["kind"] == "bound"]),
+            "sharp_exponents": fmt(sharp), "control_exponents": fmt(control[control["kind"] == "bound"]),
+            "max_exponent_upper": float(claim["ci_high"].max()), "detectable_at_power_0.99": detect,
+            "meets_target_0.25": bool(detect <= TARGET_DETECTABLE)}

@@ -1,0 +1,152 @@
+"""Measured false-fail rate and power of check_kernel.
+
+For each seed and spec, one NTK sample (check_kernel's design at the requested
+discrepancy and error rates) tests the correct kernel and planted wrong ones:
+``x(1+d)`` and ``x(1-d)`` with d the requested discrepancy, sigma_w or sigma_b
+raised until the largest relative error is 1.5 d, sigma_b omitted, the NTK recursion without E[phi' phi'] on hidden layer 1, and
+the NNGP.  Every p-value goes to a CSV (one row per check, appended as it runs,
+so an interrupted run keeps its rows); the summary (false fails of the correct
+kernel at the stated rate and at 1%, 5%; rejections of each planted kernel, with
+exact binomial 95% intervals) is printed and written next to it.
+
+The analytic kernels are the reference here; check_kernel never sees them.
+``--width-scale s`` multiplies both widths of every pair (s < 1: smaller widths,
+a larger second-order bias, a harder test of the false-fail rate than the default).
+
+    # false-fail rate (reduced design, run in minutes):
+    python benchmarks/check_kernel_calibration.py --seeds 200 --inputs 6 --discrepancy 0.1 --width-scale 0.25
+    # power at 1% (the default design):
+    python benchmarks/check_kernel_calibration.py --seeds 5 --inputs 16 --discrepancy 0.01 --specs relu-3,erf-2
+"""
+import argparse
+import csv
+import dataclasses
+import math
+import pathlib
+import sys
+import time
+
+import numpy as np
+from scipy import optimize
+from scipy import stats as sps
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from ntkcheck import MLP, nngp_kernel, ntk_kernel  # noqa: E402
+from ntkcheck.check import default_widths, kernel_test, sample_kernel  # noqa: E402
+from ntkcheck.kernels import KernelState, activation_step, dense_step, input_state  # noqa: E402
+
+SPECS = {"relu-3": MLP(3, 1, "relu", math.sqrt(2), 0.3), "erf-2": MLP(2, 1, "erf", 1.5, 0.3),
+         "tanh-4": MLP(4, 1, "tanh", 1.3, 0.2), "gelu-3": MLP(3, 1, "gelu", 1.4, 0.1),
+         "relu-6": MLP(6, 1, "relu", math.sqrt(2), 0.1)}
+FIELDS = ["spec", "seed", "candidate", "size", "pvalue", "passed", "detectable", "pairs", "n_s", "n_l", "seconds"]
+
+
+def ntk_missing_derivative(spec, X, layer):
+    """The NTK recursion with E[phi' phi'] dropped on hidden layer ``layer`` (a planted bug)."""
+    state = input_state(X, None)
+    fans = (X.shape[1],) + spec.widths
+    for l, ((a, c, s_w, s_b), fan) in enumerate(zip(spec.layer_scales(X.shape[1]), fans)):
+        if l > 0:
+            post = activation_step(state, spec.act, True)
+            state = KernelState(post.nngp, state.ntk, post.diag1, post.diag2) if l == layer else post
+        state = dense_step(state, a, c, s_w, s_b, fan)
+    return state.ntk
+
+
+def off_by(spec, X, name, size):
+    """The NTK of ``spec`` with parameter ``name`` raised until the largest relative error is ``size``."""
+    ntk = ntk_kernel(spec, X)
+
+    def excess(f):
+        return relative_size(ntk_kernel(dataclasses.replace(spec, **{name: f * getattr(spec, name)}), X), ntk) - size
+
+    f = optimize.brentq(excess, 1.0, 2.0, xtol=1e-12)
+    return f"{name} +{100 * (f - 1):.2g}% (error {size:g})", ntk_kernel(
+        dataclasses.replace(spec, **{name: f * getattr(spec, name)}), X)
+
+
+def planted(spec, X, d):
+    """The correct NTK and wrong ones: scaled by 1 +- d, sigma_w or sigma_b off by an error of 1.5 d, ..."""
+    ntk = ntk_kernel(spec, X)
+    return {"correct": ntk, f"x{1 + d:g}": (1 + d) * ntk, f"x{1 - d:g}": (1 - d) * ntk,
+            **dict(off_by(spec, X, name, 1.5 * d) for name in ("sigma_w", "sigma_b")),
+            "sigma_b omitted": ntk_kernel(dataclasses.replace(spec, sigma_b=0.0), X),
+            "no E[phi'phi'] on layer 1": ntk_missing_derivative(spec, X, 1),
+            "nngp for ntk": nngp_kernel(spec, X)}
+
+
+def relative_size(cand, ntk):
+    return float(np.max(np.abs(cand - ntk) / np.sqrt(np.outer(np.diag(ntk), np.diag(ntk)))))
+
+
+def interval(k, n):
+    lo = sps.beta.ppf(0.025, k, n - k + 1) if k > 0 else 0.0
+    hi = sps.beta.ppf(0.975, k + 1, n - k) if k < n else 1.0
+    return f"{k}/{n} = {k / n:.4f} [{lo:.4f}, {hi:.4f}]"
+
+
+def summary(rows, rate):
+    lines = [f"false-fail rate stated: {rate:g}", "",
+             "| spec | candidate | max rel. error | checks | rejected at the stated rate | p <= 0.01 | p <= 0.05 |",
+             "|---|---|---|---|---|---|---|"]
+    keys = sorted({(r["spec"], r["candidate"]) for r in rows}, key=lambda k: (k[1] != "correct", k))
+    for spec, cand in keys:
+        sel = [r for r in rows if r["spec"] == spec and r["candidate"] == cand]
+        p = np.array([float(r["pvalue"]) for r in sel])
+        n = len(p)
+        lines.append(f"| {spec} | {cand} | {float(sel[0]['size']):.4f} | {n} | {interval(int(np.sum(p <= rate)), n)} "
+                     f"| {interval(int(np.sum(p <= 0.01)), n)} | {interval(int(np.sum(p <= 0.05)), n)} |")
+    p = np.array([float(r["pvalue"]) for r in rows if r["candidate"] == "correct"])
+    if p.size:
+        lines += ["", f"all specs, correct kernel: rejected {interval(int(np.sum(p <= rate)), p.size)} at {rate:g}; "
+                  f"{interval(int(np.sum(p <= 0.01)), p.size)} at 0.01; {interval(int(np.sum(p <= 0.05)), p.size)} at 0.05"]
+    t = [float(r["seconds"]) for r in rows if r["candidate"] == "correct"]
+    if t:
+        lines.append(f"sampling time per check: median {np.median(t):.1f} s, max {np.max(t):.1f} s")
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--seeds", type=int, default=200)
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--inputs", type=int, default=6)
+    p.add_argument("--discrepancy", type=float, default=0.1)
+    p.add_argument("--width-scale", type=float, default=1.0)
+    p.add_argument("--specs", default=",".join(SPECS))
+    p.add_argument("--false-fail-rate", type=float, default=1e-3)
+    p.add_argument("--out", default="check_kernel_calibration.csv")
+    args = p.parse_args()
+    specs = {k: SPECS[k] for k in args.specs.split(",")}
+    X = np.random.default_rng(0).standard_normal((args.inputs, 3))
+    cands = {k: planted(s, X, args.discrepancy) for k, s in specs.items()}
+    out = pathlib.Path(args.out)
+    with out.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, FIELDS)
+        writer.writeheader()
+        rows = []
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            for label, spec in specs.items():
+                widths = tuple(max(1, round(args.width_scale * w)) for w in default_widths(spec.depth))
+                t0 = time.perf_counter()
+                sample = sample_kernel(spec, X, "ntk", args.false_fail_rate, seed, discrepancy=args.discrepancy,
+                                       widths=widths)
+                elapsed = time.perf_counter() - t0
+                for name, cand in cands[label].items():
+                    res = kernel_test(cand, sample)
+                    row = dict(spec=label, seed=seed, candidate=name, size=relative_size(cand, cands[label]["correct"]),
+                               pvalue=res.pvalue, passed=res.passed, detectable=res.detectable,
+                               pairs=sample.n_networks, n_s=widths[0], n_l=widths[1], seconds=elapsed)
+                    writer.writerow(row)
+                    rows.append(row)
+                fh.flush()
+    text = summary(rows, args.false_fail_rate)
+    head = (f"check_kernel calibration: {args.seeds} seeds, {args.inputs} inputs, discrepancy {args.discrepancy:g}, "
+            f"width scale {args.width_scale:g}\n\n")
+    out.with_suffix(".md").write_text(head + text + "\n")
+    print(head + text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""Calibration: re-run every claim's whole verdict under many study seeds and compare the
+number of failures with the false-fail rate the verdict states.
+
+A verdict's ``false_fail_rate`` is a claim about a probability; this module measures it.
+Each (claim, seed) pair is an ordinary study of one claim (its own folder, so runs resume
+and ``--claims`` or ``--seeds`` may grow later); the tasks of all pairs go through one
+executor pass, so every worker stays busy.  Layout of the output folder::
+
+    <out>/runs/<claim>/seed-<s>/   a study folder (tasks/, <claim>.csv, metadata.json)
+    <out>/seeds.csv                one row per finished (claim, seed): passed, control rejected, ...
+    <out>/calibration.csv          one row per claim (columns below), over every finished
+                                   seed in the folder (earlier invocations included)
+    <out>/calibration.md           the same as a markdown table
+    <out>/metadata.json            budget, seeds, versions, git commit, runs
+
+Per claim, over K seeds: the verdict's claim test failed ``claim_failures`` times and its
+negative control was not rejected ``controls_not_rejected`` times.  The measured rate is
+``claim_failures / K`` with the exact Clopper-Pearson interval (Clopper & Pearson 1934,
+Biometrika 26) at ``CI_LEVEL``; ``pvalue`` is the exact one-sided binomial test of the
+failure count against the stated rate, ``P(X >= failures)`` for ``X ~ Bin(K, stated)``
+(failing *less* often than stated is conservative, not a defect).  ``consistent`` is
+``pvalue > TEST_LEVEL``.  The verdicts are recomputed from the stored rows on every run
+(cheap next to the networks), so they always reflect the current verdict code.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from .claims import Task, all_claims, get_claim
+from .runner import _git_commit, _nothing, _versions, dask_client, execute
+from .store import Store, csv_text
+from .studies import Study, make_study
+
+CI_LEVEL = 0.95
+TEST_LEVEL = 1e-3
+
+COLUMNS = ("claim", "seeds", "claim_failures", "controls_not_rejected", "verdict_errors",
+           "stated_false_fail_rate", "measured_rate", "ci_low", "ci_high", "ci_level", "pvalue",
+           "test_level", "consistent")
+SEED_COLUMNS = ("claim", "seed", "passed", "control_rejected", "false_fail_rate", "error", "summary")
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    """Per-claim table (:data:`COLUMNS`), per-seed outcomes (:data:`SEED_COLUMNS`) and how
+    many tasks this invocation computed / skipped."""
+
+    table: list[dict]
+    outcomes: list[dict]
+    n_tasks: int
+    n_run: int
+    n_skipped: int
+    wall_time: float
+
+    @property
+    def ok(self) -> bool:
+        """Every claim consistent with its stated rate, every control rejected, no errors."""
+        return all(r["consistent"] and r["controls_not_rejected"] == 0 and r["verdict_errors"] == 0
+                   for r in self.table)
+
+
+def calibration_studies(budget: str, seeds: int, claims=None, out="results/calibration",
+                        overrides=None, first_seed: int = 0) -> list[Study]:
+    """One validated study per (seed, claim), seeds ``first_seed .. first_seed + seeds - 1``,
+    seed-major (an interrupted run leaves whole seeds finished)."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
+    claims = list(make_study(budget, claims=claims, out=out, overrides=overrides).claims)
+    out = Path(out)
+    return [make_study(budget, claims=[c], seed=s, out=out / "runs" / c / f"seed-{s}", name=f"seed-{s}",
+                       overrides={c: (overrides or {})[c]} if c in (overrides or {}) else None)
+            for s in range(first_seed, first_seed + seeds) for c in claims]
+
+
+def run_calibration(budget: str = "quick", seeds: int = 20, claims=None, out="results/calibration",
+                    jobs: int = 1, scheduler: str | None = None, overrides=None, first_seed: int = 0,
+                    command: list[str] | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> CalibrationResult:
+    """Run (or resume) the calibration and write its files (see the module docstring).
+
+    Everything is validated before anything is written; ``progress(done, total)`` as in
+    :func:`ntkcheck.runner.run_study`.
+    """
+    started, t0 = datetime.now(timezone.utc), time.perf_counter()
+    studies = calibration_studies(budget, seeds, claims, out, overrides, first_seed)
+    root = Store(out)
+    root.check_writable()
+    planned = [(st, get_claim(st.claims[0]).tasks(st.grids[st.claims[0]], st.seed)) for st in studies]
+    stores = {st.out: Store(st.out) for st in studies}
+    for st in studies:  # refuse a folder of other results before writing anything
+        meta = stores[st.out].read_metadata() if stores[st.out].root.is_dir() else None
+        if meta is not None and meta.get("study") != st.fingerprint():
+            raise ValueError(f"{st.out} holds results of a different grid or budget; choose another --out")
+    with root:
+        # the folder's own "study": a calibration of this budget (claims and seeds may grow)
+        root.open({"calibration": True, "budget": budget, "claims": []})
+        try:
+            for st in studies:
+                store = stores[st.out]
+                store.open(st.fingerprint())
+                if store.read_metadata() is None:
+                    store.write_metadata({"name": st.name, "study": st.fingerprint()})
+            owner: dict[int, Store] = {}
+            everything: list[Task] = []
+            for st, tasks in planned:
+                for t in tasks:
+                    owner[id(t)] = stores[st.out]
+                    everything.append(t)
+            pending = [t for t in everything if not owner[id(t)].is_done(t)]
+            meta = root.read_metadata() or {"study": {"calibration": True, "budget": budget, "claims": []},
+                                            "runs": []}
+            meta.update(budget=budget, versions=_versions(), git_commit=_git_commit())
+            meta["runs"].append({"command": command, "started": started.isoformat(timespec="seconds"),
+                                 "seeds": [first_seed, first_seed + seeds - 1],
+                                 "claims": sorted({st.claims[0] for st in studies}),
+                                 "executor": f"dask {scheduler}" if scheduler else f"local jobs={jobs}"})
+            root.write_metadata(meta)
+            done = len(everything) - len(pending)
+            if progress:
+                progress(done, len(everything))
+            with (dask_client(scheduler) if scheduler else _nothing()) as client:
+                for task, rows in execute(pending, jobs, client):
+                    owner[id(task)].write_task(task, rows)
+                    done += 1
+                    if progress:
+                        progress(done, len(everything), task.claim)
+        finally:
+            for store in stores.values():
+                store.close()
+        outcomes = [_outcome(c, seed, tasks, path) for c, seed, tasks, path in finished(root.root, budget)]
+        table = summarize(outcomes)
+        root.write_file(root.root / "seeds.csv", csv_text(outcomes, list(SEED_COLUMNS)))
+        root.write_file(root.root / "calibration.csv", csv_text(table, list(COLUMNS)))
+        root.write_file(root.root / "calibration.md", markdown(table, budget) + "\n")
+        wall = time.perf_counter() - t0
+        meta["runs"][-1].update(wall_time_s=round(wall, 3), tasks_run=len(pending))
+        root.write_metadata(meta)
+    return CalibrationResult(table, outcomes, len(everything), len(pending), len(everything) - len(pending), wall)
+
+
+def finished(out: Path, budget: str) -> list[tuple[str, int, list[Task], Path]]:
+    """Every finished (claim, seed) study of ``budget`` under ``out/runs``, also those of
+    earlier invocations (so cheap claims may have more seeds), in claim then seed order."""
+    found = []
+    for c in all_claims():
+        for path in (out / "runs" / c).glob("seed-*"):
+            meta = Store(path).read_metadata()
+            study = (meta or {}).get("study", {})
+            if study.get("budget") != budget or study.get("claims") != [c]:
+                continue
+            # the stored grid has sorted keys; the budget's key order defines the task keys
+            try:
+                grid = make_study(budget, claims=[c], overrides={c: study["grids"][c]}).grids[c]
+            except ValueError:      # a grid the claim no longer has: results of older code
+                continue
+            tasks = get_claim(c).tasks(grid, study["seed"])
+            with Store(path) as store:
+                store.open_existing()
+                if all(store.is_done(t) for t in tasks):
+                    found.append((c, study["seed"], tasks, path))
+    order = list(all_claims())
+    return sorted(found, key=lambda f: (order.index(f[0]), f[1]))
+
+
+def _outcome(claim: str, seed: int, tasks: list[Task], path: Path) -> dict:
+    """The verdict of one (claim, seed) study, from its stored rows."""
+    row = {"claim": claim, "seed": seed}
+    with Store(path) as store:
+        store.open_existing()
+        store.consolidate(claim, tasks)
+        df = store.read_claim(claim)
+    try:
+        v = get_claim(claim).verdict(df)
+    except Exception as err:  # a verdict that crashes on some seeds is a finding, not a stop
+        return {**row, "passed": None, "control_rejected": None, "false_fail_rate": None,
+                "error": f"{type(err).__name__}: {err}".replace("\n", " "), "summary": ""}
+    return {**row, "passed": bool(v.passed), "control_rejected": bool(v.negative_control_rejected),
+            "false_fail_rate": float(v.false_fail_rate), "error": "", "summary": v.summary.replace("\n", " ")}
+
+
+def clopper_pearson(k: int, n: int, level: float = CI_LEVEL) -> tuple[float, float]:
+    """Exact two-sided binomial interval for k successes in n trials (Clopper & Pearson 1934)."""
+    from scipy.stats import beta
+
+    a = 1 - level
+    lo = 0.0 if k == 0 else float(beta.ppf(a / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - a / 2, k + 1, n - k))
+    return lo, hi
+
+
+def binomial_pvalue(k: int, n: int, rate: float) -> float:
+    """Exact one-sided p-value ``P(X >= k)``, ``X ~ Bin(n, rate)``: are there too many failures?"""
+    from scipy.stats import binom
+
+    if k == 0:
+        return 1.0
+    if not rate > 0:
+        return 0.0
+    return float(binom.sf(k - 1, n, rate))
+
+
+def summarize(outcomes: list[dict]) -> list[dict]:
+    """One :data:`COLUMNS` row per claim (in first-seen order) from per-seed outcomes."""
+    table = []
+    for claim in dict.fromkeys(o["claim"] for o in outcomes):
+        rows = [o for o in outcomes if o["claim"] == claim]
+        ok = [o for o in rows if not o["error"]]
+        n, fails = len(ok), sum(not o["passed"] for o in ok)
+        # a verdict states one rate; if seeds disagree (data-dependent), the largest is the claim
+        stated = max((o["false_fail_rate"] for o in ok), default=math.nan)
+        lo, hi = clopper_pearson(fails, n) if n else (math.nan, math.nan)
+        p = binomial_pvalue(fails, n, stated) if n else math.nan
+        table.append({"claim": claim, "seeds": n, "claim_failures": fails,
+                      "controls_not_rejected": sum(not o["control_rejected"] for o in ok),
+                      "verdict_errors": len(rows) - n, "stated_false_fail_rate": stated,
+                      "measured_rate": fails / n if n else math.nan, "ci_low": lo, "ci_high": hi,
+                      "ci_level": CI_LEVEL, "pvalue": p, "test_level": TEST_LEVEL,
+                      "consistent": bool(n and p > TEST_LEVEL)})
+    return table
+
+
+def markdown(table: list[dict], budget: str) -> str:
+    """The calibration table in markdown, with a line saying how to read it."""
+    head = ("| claim | seeds | claim failures | controls not rejected | verdict errors | stated false-fail rate "
+            f"| measured rate [{100 * CI_LEVEL:g}% Clopper-Pearson] | binomial p (too many failures) "
+            f"| consistent at {TEST_LEVEL:g} |")
+    lines = [f"Calibration at the {budget} budget: each claim's verdict re-run under independent study seeds.",
+             "", head, "|" + "---|" * 9]
+    for r in table:
+        lines.append(f"| {r['claim']} | {r['seeds']} | {r['claim_failures']} | {r['controls_not_rejected']} "
+                     f"| {r['verdict_errors']} | {r['stated_false_fail_rate']:.3g} | {r['measured_rate']:.3g} "
+                     f"[{r['ci_low']:.3g}, {r['ci_high']:.3g}] | {r['pvalue']:.3g} "
+                     f"| {'yes' if r['consistent'] else 'NO'} |")
+    return "\n".join(lines)

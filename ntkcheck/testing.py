@@ -1,0 +1,174 @@
+"""Assertions for kernel authors: is my function the NNGP/NTK of this network?
+
+::
+
+    from ntkcheck.testing import assert_kernel
+    assert_kernel(my_ntk, MLP(3, 1, "relu", 2 ** 0.5, 0.1), X, kind="ntk")
+
+:func:`assert_kernel` runs :func:`ntkcheck.check.check_kernel` and raises
+``AssertionError`` naming the worst entry when it fails.  The candidate is
+evaluated and validated before any network is sampled.  Samples of networks are
+cached on disk, keyed by the spec, the inputs, the kind, the seed and the
+design options, so a suite that re-runs its checks pays for the sampling once:
+the cache directory is ``cache=`` if given, else the environment variable
+``NTKCHECK_CACHE``, else the user cache directory (``$XDG_CACHE_HOME/ntkcheck``,
+``~/.cache/ntkcheck``; ``~/Library/Caches/ntkcheck`` on macOS,
+``%LOCALAPPDATA%\\ntkcheck\\Cache`` on Windows); ``cache=False`` turns it off.
+Specs with a custom activation object are never cached (their functions have
+no stable key).
+
+For pytest, import the fixture into a ``conftest.py``::
+
+    from ntkcheck.testing import kernel_checker  # noqa: F401
+
+    def test_my_ntk(kernel_checker):
+        kernel_checker(my_ntk, spec, X, kind="ntk")
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import sys
+import tempfile
+
+import numpy as np
+
+from . import __version__
+from .check import KernelCheckDesign, KernelSample, candidate_kernel, kernel_test, sample_kernel
+from .kernels import check_inputs
+from .seeding import as_seed_sequence
+from .spec import MLP
+from .stats import TestResult
+
+ENV = "NTKCHECK_CACHE"
+#: Bumped when the cached arrays or the sampler's law of them change.
+CACHE_FORMAT = 1
+#: sample_kernel options that change the sample (``jobs`` does not).
+_DESIGN_OPTIONS = ("false_pass_rate", "discrepancy", "widths", "n_networks", "max_networks", "method")
+
+
+def default_cache_dir() -> pathlib.Path:
+    """``NTKCHECK_CACHE`` if set, else the platform's user cache directory + ``ntkcheck``."""
+    if os.environ.get(ENV):
+        return pathlib.Path(os.environ[ENV]).expanduser()
+    home = pathlib.Path.home()
+    if sys.platform == "darwin":
+        return home / "Library" / "Caches" / "ntkcheck"
+    if os.name == "nt":
+        return pathlib.Path(os.environ.get("LOCALAPPDATA", home / "AppData" / "Local")) / "ntkcheck" / "Cache"
+    return pathlib.Path(os.environ.get("XDG_CACHE_HOME") or home / ".cache") / "ntkcheck"
+
+
+def cache_key(spec: MLP, X, kind: str, false_fail_rate: float, seed, options: dict) -> str | None:
+    """Hex digest naming a sample, or None when the spec cannot be keyed (custom activation)."""
+    if not isinstance(spec, MLP) or not isinstance(spec.activation, str):
+        return None
+    ss = as_seed_sequence(seed)
+    X = np.ascontiguousarray(X, dtype=float)
+    fields = {"depth": spec.depth, "activation": spec.activation, "sigma_w": spec.sigma_w, "sigma_b": spec.sigma_b,
+              "parameterization": spec.parameterization, "d_out": spec.d_out, "output_scale": spec.output_scale}
+    design = {k: options.get(k) for k in _DESIGN_OPTIONS}
+    design["widths"] = None if design["widths"] is None else [int(w) for w in design["widths"]]
+    text = json.dumps({"format": CACHE_FORMAT, "version": __version__, "spec": fields, "kind": kind,
+                       "false_fail_rate": float(false_fail_rate), "design": design,
+                       "seed": [str(ss.entropy), [int(k) for k in ss.spawn_key]]}, sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode())
+    digest.update(repr(X.shape).encode())
+    digest.update(X.tobytes())
+    return digest.hexdigest()
+
+
+def _load(path: pathlib.Path, spec: MLP, X: np.ndarray, kind: str) -> KernelSample | None:
+    """The cached sample, or None if missing or damaged (then it is redrawn and overwritten)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            draws, means, design = f["draws"], f["width_means"], json.loads(str(f["design"]))
+        design = KernelCheckDesign(**{**design, "widths": tuple(design["widths"])})
+        n = len(X)
+        if draws.shape != (design.n_networks, n, n) or means.shape != (2, n, n) or not np.all(np.isfinite(draws)):
+            return None
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+    return KernelSample(spec, X, kind, draws, design, means)
+
+
+def _save(path: pathlib.Path, sample: KernelSample) -> None:
+    """Write via a temporary file and a rename: a crash never leaves a half-written entry."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    design = {**sample.design.__dict__, "widths": list(sample.design.widths)}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, draws=sample.draws, width_means=sample.width_means, design=json.dumps(design))
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cached_sample_kernel(spec: MLP, X, kind: str = "ntk", false_fail_rate: float = 1e-3, seed=0, *,
+                         cache=None, **options) -> KernelSample:
+    """:func:`ntkcheck.check.sample_kernel`, read from / written to the on-disk cache.
+
+    cache : directory, None (the default directory, see the module docstring) or
+        False (no cache).  The result is identical with or without the cache.
+    """
+    X, _ = check_inputs(X)
+    key = None if cache is False else cache_key(spec, X, kind, false_fail_rate, seed, options)
+    if key is None:
+        return sample_kernel(spec, X, kind, false_fail_rate, seed, **options)
+    path = (default_cache_dir() if cache is None else pathlib.Path(cache)) / f"check_kernel-{key}.npz"
+    sample = _load(path, spec, X, kind)
+    if sample is None:
+        sample = sample_kernel(spec, X, kind, false_fail_rate, seed, **options)
+        _save(path, sample)
+    return sample
+
+
+def failure_message(result: TestResult) -> str:
+    """One paragraph naming the worst entry of a failed kernel check."""
+    d = result.details
+    k = d["worst_entry"][0]
+    i, j = d["worst_pair"]
+    design = d["design"]
+    return (f"{result.name} failed: p = {result.pvalue:.3g} <= false-fail rate {result.false_fail_rate:g}.\n"
+            f"worst entry K[{i}, {j}]: candidate {d['candidate'][k]:.6g}, sampled mean {d['mean'][k]:.6g} "
+            f"+- {result.stderr[k]:.2g} (standard error), relative error {d['relative_error'][k]:+.3%} of "
+            f"sqrt(K[{i},{i}] K[{j},{j}]) (t = {d['t'][k]:.3g}).\n"
+            f"{design.n_networks} pairs of networks of widths {design.widths}, extrapolated in 1/width; "
+            f"detects a relative error of {result.detectable:.3g} with probability >= {1 - result.false_pass_rate:g}.")
+
+
+def assert_kernel(candidate, spec: MLP, X, kind: str = "ntk", false_fail_rate: float = 1e-3, seed=0, *,
+                  cache=None, **options) -> TestResult:
+    """Assert that ``candidate`` is the infinite-width ``kind`` kernel of ``spec`` on X.
+
+    candidate : (N, N) array, callable ``(X1, X2)``, or a neural-tangents
+        ``kernel_fn(x1, x2, get)``; validated (shape, symmetry, finiteness)
+        before any sampling.
+    cache : see :func:`cached_sample_kernel`.  options : as
+        :func:`ntkcheck.check.check_kernel`.
+
+    Returns the (passed) :class:`~ntkcheck.stats.TestResult`; raises
+    ``AssertionError`` (:func:`failure_message`) when the check fails, which
+    happens with probability about ``false_fail_rate`` for a correct kernel.
+    """
+    X, _ = check_inputs(X)
+    cand = candidate_kernel(candidate, X, kind)       # a typo fails here, before a second of sampling
+    result = kernel_test(cand, cached_sample_kernel(spec, X, kind, false_fail_rate, seed, cache=cache, **options))
+    if not result.passed:
+        raise AssertionError(failure_message(result))
+    return result
+
+
+try:
+    import pytest
+except ImportError:        # pytest is optional: the fixture exists only where it does
+    pass
+else:
+    @pytest.fixture
+    def kernel_checker():
+        """:func:`assert_kernel` with the default cache (``NTKCHECK_CACHE`` or the user cache directory)."""
+        return assert_kernel

@@ -1,0 +1,99 @@
+"""ntkcheck.testing: assert_kernel's messages, validation before sampling, the sample cache, the fixture."""
+import math
+import time
+
+import numpy as np
+import pytest
+
+import ntkcheck.testing as testing
+from ntkcheck import MLP, nngp_kernel, ntk_kernel
+from ntkcheck.testing import assert_kernel, cache_key, cached_sample_kernel, default_cache_dir
+from ntkcheck.testing import kernel_checker  # noqa: F401  (the fixture, imported as a user's conftest would)
+
+SPEC = MLP(2, 1, "erf", 1.5, 0.3)
+X = np.random.default_rng(0).standard_normal((5, 3))
+FAST = dict(discrepancy=0.2, widths=(16, 128))
+
+
+def test_pass_returns_a_truthy_result_and_failure_names_the_worst_entry(tmp_path):
+    ntk = ntk_kernel(SPEC, X)
+    res = assert_kernel(ntk, SPEC, X, cache=tmp_path, **FAST)
+    assert res and res.passed
+    wrong = ntk.copy()
+    wrong[1, 3] = wrong[3, 1] = ntk[1, 3] + 0.5 * math.sqrt(ntk[1, 1] * ntk[3, 3])
+    with pytest.raises(AssertionError) as err:
+        assert_kernel(wrong, SPEC, X, cache=tmp_path, **FAST)
+    text = str(err.value)
+    assert "K[1, 3]" in text and f"candidate {wrong[1, 3]:.6g}" in text and "+-" in text
+    assert "relative error +" in text and "false-fail rate 0.001" in text
+
+
+def test_cache_is_reused_and_keyed(tmp_path):
+    ntk = ntk_kernel(SPEC, X)
+    first = assert_kernel(ntk, SPEC, X, cache=tmp_path, seed=3, **FAST)
+    files = list(tmp_path.glob("check_kernel-*.npz"))
+    assert len(files) == 1
+    t0 = time.perf_counter()
+    again = assert_kernel(ntk, SPEC, X, cache=tmp_path, seed=3, **FAST)
+    assert time.perf_counter() - t0 < 1.0
+    assert again.pvalue == first.pvalue and np.array_equal(again.stderr, first.stderr)
+    uncached = assert_kernel(ntk, SPEC, X, cache=False, seed=3, **FAST)
+    assert uncached.pvalue == first.pvalue
+    key = cache_key(SPEC, X, "ntk", 1e-3, 3, FAST)
+    assert files[0].name == f"check_kernel-{key}.npz"
+    others = [cache_key(SPEC, X, "ntk", 1e-3, 4, FAST), cache_key(SPEC, X + 1e-9, "ntk", 1e-3, 3, FAST),
+              cache_key(SPEC, X, "nngp", 1e-3, 3, FAST), cache_key(SPEC, X, "ntk", 1e-2, 3, FAST),
+              cache_key(SPEC, X, "ntk", 1e-3, 3, {**FAST, "discrepancy": 0.3}),
+              cache_key(MLP(2, 1, "erf", 1.5, 0.2), X, "ntk", 1e-3, 3, FAST)]
+    assert len({key, *others}) == 7
+    assert cache_key(SPEC, X, "ntk", 1e-3, 3, {**FAST, "jobs": 2}) == key       # jobs does not change the sample
+
+
+def test_damaged_cache_entry_is_redrawn(tmp_path):
+    first = cached_sample_kernel(SPEC, X, cache=tmp_path, **FAST)
+    (path,) = tmp_path.glob("check_kernel-*.npz")
+    path.write_bytes(b"not an npz")
+    again = cached_sample_kernel(SPEC, X, cache=tmp_path, **FAST)
+    assert np.array_equal(again.draws, first.draws)
+    assert np.array_equal(cached_sample_kernel(SPEC, X, cache=tmp_path, **FAST).draws, first.draws)
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_candidate_is_checked_before_sampling(tmp_path, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("sampled before validating the candidate")
+
+    monkeypatch.setattr(testing, "sample_kernel", never)
+    with pytest.raises(ValueError, match="shape"):
+        assert_kernel(lambda a, b: np.eye(4), SPEC, X, cache=tmp_path)
+    with pytest.raises(ValueError, match="symmetric"):
+        assert_kernel(np.triu(np.ones((5, 5))), SPEC, X, cache=tmp_path)
+    with pytest.raises(ValueError, match="NaN"):
+        assert_kernel(np.full((5, 5), np.inf), SPEC, X, cache=tmp_path)
+
+
+def test_neural_tangents_kernel_fn(tmp_path):
+    calls = []
+
+    def kernel_fn(x1, x2=None, get=None):
+        calls.append((x2, get))
+        return (ntk_kernel if get == "ntk" else nngp_kernel)(SPEC, x1, x2)
+
+    assert assert_kernel(kernel_fn, SPEC, X, kind="nngp", cache=tmp_path, **FAST)
+    assert calls == [(None, "nngp")]
+
+
+def test_default_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("NTKCHECK_CACHE", str(tmp_path / "c"))
+    assert default_cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("NTKCHECK_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    if default_cache_dir().parent == tmp_path / "x":           # Linux and other XDG platforms
+        assert default_cache_dir() == tmp_path / "x" / "ntkcheck"
+    assert default_cache_dir().is_absolute()
+
+
+def test_fixture(kernel_checker, monkeypatch, tmp_path):
+    monkeypatch.setenv("NTKCHECK_CACHE", str(tmp_path))
+    assert kernel_checker(ntk_kernel(SPEC, X), SPEC, X, **FAST)
+    assert len(list(tmp_path.glob("check_kernel-*.npz"))) == 1
