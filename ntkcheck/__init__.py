@@ -35,6 +35,11 @@ __all__ = [
     "Claim", "Convergence", "Task", "Verdict", "all_claims", "get_claim",
     "run_study", "Study", "StudyError", "load_study", "make_study",
 ]
+
+# architectures beyond the MLP: neural-tangents-style layers (use as ``ntkcheck.stax.Conv`` etc.)
+from . import stax  # noqa: E402
+
+__all__ += ["stax"]
 __version__ = "0.1.0"
 
 # exact finite-width moments (relu-fourth-moment bias, ntk-finite-width)

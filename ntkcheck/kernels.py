@@ -185,7 +185,12 @@ def output_kernels(spec: MLP, X1, X2=None) -> KernelState:
     None (then mirrored), with tiles spread over two threads (numpy releases
     the GIL); every entry is computed by the same operations whatever the
     tiling, so the result does not depend on the thread count.
+
+    ``spec`` may also be a network of :mod:`ntkcheck.stax` layers.
     """
+    if not isinstance(spec, MLP):   # ntkcheck.stax builds on this module, hence the late import
+        from .stax import output_kernels as stax_output_kernels
+        return stax_output_kernels(spec, X1, X2)
     state, d_in, same, posts, out_diag = _prepare(spec, X1, X2)
     n1, n2 = state.nngp.shape
     if not spec.act.closed_form or n1 * n2 <= 2 * TILE * TILE:

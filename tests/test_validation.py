@@ -69,7 +69,7 @@ def test_complex_inputs_and_wrong_specs_are_refused():
     for fn in (nngp_kernel, ntk_kernel):
         with pytest.raises(ValueError, match="X1 must be real, got complex values"):
             fn(MLP(**GOOD), X + 1j)
-        with pytest.raises(ValueError, match="spec must be an MLP, got str 'relu'"):
+        with pytest.raises(ValueError, match="spec must be an MLP or a stax network, got str 'relu'"):
             fn("relu", X)
 
 

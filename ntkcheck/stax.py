@@ -1,0 +1,540 @@
+"""Networks built like neural-tangents' ``stax``: conv, pooling, flatten and residual layers.
+
+The same calls build the same network as in neural-tangents (names, arguments, defaults,
+NWC/NHWC layouts): ``serial(Conv(8, (3, 3), padding="SAME"), Relu(), GlobalAvgPool(), Dense(1))``.
+Each layer is a frozen dataclass owning its step of the infinite-width recursion on a
+:class:`SpatialState`, the NNGP and NTK over (input, position) pairs with the full spatial
+covariance (neural-tangents' ``diagonal_spatial=False``), so the kernels hold no
+per-architecture branches.  A layer's ``kernel`` method is its analytic step; finite networks
+(forward and backward passes) are meant to be further methods of the same classes.
+
+Sources: the convolutional NNGP recursion, Novak et al. 2019 (ICLR, "Bayesian deep
+convolutional networks with many channels are Gaussian processes") and Garriga-Alonso et al. 2019
+(ICLR, "Deep convolutional networks as shallow Gaussian processes"); the convolutional NTK
+recursion, Arora et al. 2019 (NeurIPS, "On exact computation with an infinitely wide neural net");
+Gaussianity of any such architecture and sums of independent branches, Yang 2019 ("Wide feedforward
+or recurrent neural networks of any architecture are Gaussian processes", the master theorem).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+
+from .activations import Activation as _Act
+from .activations import get_activation, leaky_relu
+from .kernels import KernelState, check_inputs
+
+PADDINGS = ("VALID", "SAME", "CIRCULAR")
+_LETTERS = "abcdefghijklm"
+
+
+@dataclass(frozen=True)
+class SpatialState:
+    """Kernels between inputs X1 and X2 at one point of a network.
+
+    ``nngp``, ``ntk``: (N1, N2, L1, L1', L2, L2', ...) -- for every spatial dimension a pair of
+    axes (position in x1, position in x2), neural-tangents' layout.  ``cov1``: (N1, L1, L1', ...),
+    the covariance of each input of X1 with itself over all position pairs; ``cov2`` likewise for
+    X2, or None when X2 is X1 (then ``nngp`` is square and ``cov1`` serves both).
+    ``shape``: one input's shape after the layer, (L1, L2, ..., channels).
+    ``is_gaussian``: the entries are jointly Gaussian (after an affine layer, not after a
+    nonlinearity or Flatten); a nonlinearity needs it to apply its dual kernel.
+    ``fresh``: the value is an affine layer's output, zero-mean and uncorrelated with any
+    other branch (what a sum of branches needs for its kernel to be the sum of kernels).
+    """
+
+    nngp: np.ndarray
+    ntk: np.ndarray
+    cov1: np.ndarray
+    cov2: np.ndarray | None
+    shape: tuple[int, ...]
+    is_gaussian: bool
+    fresh: bool
+
+    @property
+    def spatial(self) -> tuple[int, ...]:
+        return self.shape[:-1]
+
+    def map(self, fn: Callable[[np.ndarray, int], np.ndarray], **changes) -> "SpatialState":
+        """Apply a linear map of the spatial axes, ``fn(array, n_batch_axes)``, to every kernel."""
+        return replace(self, nngp=fn(self.nngp, 2), ntk=fn(self.ntk, 2), cov1=fn(self.cov1, 1),
+                       cov2=None if self.cov2 is None else fn(self.cov2, 1), **changes)
+
+
+def input_state(X1: np.ndarray, X2: np.ndarray | None) -> SpatialState:
+    """The input kernel x . x' / C over channels, for every pair of positions (Theta = 0)."""
+    k = X1.ndim - 2
+    sp1, sp2 = _LETTERS[:k], _LETTERS[k:2 * k]
+    pairs = "".join(a + b for a, b in zip(sp1, sp2))
+    C = X1.shape[-1]
+    gram = np.einsum(f"n{sp1}z,N{sp2}z->nN{pairs}", X1, X1 if X2 is None else X2, optimize=True) / C
+    cov = lambda X: np.einsum(f"n{sp1}z,n{sp2}z->n{pairs}", X, X, optimize=True) / C  # noqa: E731
+    return SpatialState(gram, np.zeros_like(gram), cov(X1), None if X2 is None else cov(X2),
+                        X1.shape[1:], is_gaussian=False, fresh=False)
+
+
+class Layer:
+    """A layer of a network.  ``kernel(state)`` is its step of the infinite-width recursion;
+    branching layers take and return tuples of states."""
+
+    def kernel(self, state):
+        raise NotImplementedError
+
+    def _fail(self, msg: str):
+        raise ValueError(f"{self!r}: {msg}")
+
+    def _single(self, state) -> SpatialState:
+        if isinstance(state, tuple):
+            self._fail(f"got {len(state)} branches (FanOut without FanInSum); expected one input")
+        return state
+
+
+# --- affine layers --------------------------------------------------------
+
+def _check_affine(layer, W_std, b_std, parameterization):
+    if not isinstance(W_std, numbers.Real) or not math.isfinite(W_std) or W_std < 0:
+        raise ValueError(f"{type(layer).__name__}: W_std must be a finite number >= 0, got {W_std!r}")
+    if b_std is not None and (not isinstance(b_std, numbers.Real) or not math.isfinite(b_std) or b_std < 0):
+        raise ValueError(f"{type(layer).__name__}: b_std must be None or a finite number >= 0, got {b_std!r}")
+    if parameterization not in ("ntk", "standard"):
+        raise ValueError(f"{type(layer).__name__}: parameterization must be 'ntk' or 'standard', "
+                         f"got {parameterization!r}")
+
+
+def _affine(patch: SpatialState, W_std, b_std, parameterization, fan_in, shape):
+    """``h = a W x + c b`` on patch covariances P (the input kernel averaged over the filter):
+    K' = W_std^2 P + b_std^2 and Theta' = g P + beta + W_std^2 Theta, with g = W_std^2, beta =
+    b_std^2 in the NTK parameterization (a = W_std/sqrt(fan_in), c = b_std) and g = fan_in,
+    beta = 1 in the standard one (a = c = 1) -- the dense step of :mod:`ntkcheck.kernels`
+    (Jacot et al. 2018, Thm 1; Lee et al. 2019, sec. 2) with fan_in = channels x filter size."""
+    bias = 0.0 if b_std is None else b_std**2
+    if parameterization == "ntk":
+        grad, grad_bias = W_std**2, bias
+    else:
+        grad, grad_bias = float(fan_in), 0.0 if b_std is None else 1.0
+    fwd = W_std**2
+    return SpatialState(fwd * patch.nngp + bias, grad * patch.nngp + grad_bias + fwd * patch.ntk,
+                        fwd * patch.cov1 + bias, None if patch.cov2 is None else fwd * patch.cov2 + bias,
+                        shape, is_gaussian=True, fresh=True)
+
+
+@dataclass(frozen=True)
+class Dense(Layer):
+    """Fully connected over the channel axis (at every position), as ``stax.Dense``."""
+
+    out_dim: int
+    W_std: float = 1.0
+    b_std: float | None = None
+    parameterization: str = "ntk"
+
+    def __post_init__(self):
+        _check_positive_int(self, "out_dim", self.out_dim)
+        _check_affine(self, self.W_std, self.b_std, self.parameterization)
+
+    def kernel(self, state):
+        state = self._single(state)
+        return _affine(state, self.W_std, self.b_std, self.parameterization, state.shape[-1],
+                       state.spatial + (self.out_dim,))
+
+
+@dataclass(frozen=True)
+class Conv(Layer):
+    """Convolution with shared weights over 1 or 2 (or more) spatial axes, NWC/NHWC layout, as
+    ``stax.Conv``.  Kernel step: K'(x,i; x',j) = W_std^2 mean_o K(x, s i + o; x', s j + o) + b_std^2
+    over the filter offsets o (Novak et al. 2019; Arora et al. 2019, the CNTK recursion)."""
+
+    out_chan: int
+    filter_shape: tuple[int, ...]
+    strides: tuple[int, ...] | None = None
+    padding: str = "VALID"
+    W_std: float = 1.0
+    b_std: float | None = None
+    parameterization: str = "ntk"
+
+    def __post_init__(self):
+        _check_positive_int(self, "out_chan", self.out_chan)
+        _check_window(self, "filter_shape")
+        _check_affine(self, self.W_std, self.b_std, self.parameterization)
+
+    def kernel(self, state):
+        state = self._single(state)
+        windows, out = _windows(self, state, self.filter_shape)
+
+        def conv(x, nb):   # one filter tap o is shared by both positions: distinct taps have independent weights
+            for d, window in enumerate(windows):
+                x = _window_mean(x, (nb + 2 * d, nb + 2 * d + 1), *window, self.padding)
+            return x
+        fan_in = state.shape[-1] * math.prod(self.filter_shape)
+        return _affine(state.map(conv), self.W_std, self.b_std, self.parameterization, fan_in,
+                       out + (self.out_chan,))
+
+
+# --- pooling and reshaping ------------------------------------------------
+
+@dataclass(frozen=True)
+class AvgPool(Layer):
+    """Average over windows, as ``stax.AvgPool`` (strides default to 1; SAME divides by the
+    full window, neural-tangents' ``normalize_edges=False``).  K' = A K A^T per spatial axis."""
+
+    window_shape: tuple[int, ...]
+    strides: tuple[int, ...] | None = None
+    padding: str = "VALID"
+
+    def __post_init__(self):
+        _check_window(self, "window_shape")
+
+    def kernel(self, state):
+        state = self._single(state)
+        windows, out = _windows(self, state, self.window_shape)
+
+        def pool(x, nb):
+            for d, window in enumerate(windows):
+                for axis in (nb + 2 * d, nb + 2 * d + 1):
+                    x = _window_mean(x, (axis,), *window, self.padding)
+            return x
+        return state.map(pool, shape=out + state.shape[-1:])
+
+
+@dataclass(frozen=True)
+class GlobalAvgPool(Layer):
+    """Mean over all positions, as ``stax.GlobalAvgPool``: K' = mean_{i,j} K(x,i; x',j)."""
+
+    def kernel(self, state):
+        state = self._single(state)
+        return state.map(lambda x, nb: x.mean(axis=tuple(range(nb, x.ndim))), shape=state.shape[-1:])
+
+
+@dataclass(frozen=True)
+class Flatten(Layer):
+    """Flatten positions and channels, as ``stax.Flatten``: the kernel of the flattened vector
+    (per coordinate, on average) is the mean over positions of K(x,i; x',i).  Like
+    neural-tangents, the result no longer counts as Gaussian with i.i.d. coordinates, so a
+    nonlinearity after it is refused (kept Gaussian when there are no positions)."""
+
+    def kernel(self, state):
+        state = self._single(state)
+
+        def trace(x, nb):
+            while x.ndim > nb:
+                x = np.trace(x, axis1=-2, axis2=-1) / x.shape[-1]
+            return x
+        gaussian = state.is_gaussian and not state.spatial
+        return state.map(trace, shape=(math.prod(state.shape),), is_gaussian=gaussian)
+
+
+# --- nonlinearities -------------------------------------------------------
+
+@dataclass(frozen=True, repr=False)
+class Activation(Layer):
+    """An elementwise nonlinearity by name (any of :data:`ntkcheck.activations.NAMES`, e.g.
+    ``"leaky_relu(0.2)"``) or an :class:`ntkcheck.activations.Activation`.  Kernel step: its dual,
+    P = E[phi(u) phi(v)], Theta' = E[phi'(u) phi'(v)] Theta, at every position pair (Jacot et al.
+    2018, Thm 1; Novak et al. 2019)."""
+
+    name: str | _Act
+    act: _Act = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        try:
+            object.__setattr__(self, "act", get_activation(self.name))
+        except ValueError as err:
+            raise ValueError(f"Activation: {err}") from None
+
+    def __repr__(self):
+        return f"Activation({self.act.name!r})"
+
+    def kernel(self, state):
+        state = self._single(state)
+        if not state.is_gaussian:
+            self._fail("its input must be Gaussian: put Dense, Conv or a pooling layer after the "
+                       "network input, a nonlinearity or Flatten")
+        k = len(state.spatial)
+        var1 = _variances(state.cov1, k)
+        var2 = var1 if state.cov2 is None else _variances(state.cov2, k)
+        nngp, dot = self.act.dual(_spread(var1, k, 0, 2), state.nngp, _spread(var2, k, 1, 2))
+        cov1 = self.act.dual(_spread(var1, k, 0, 1), state.cov1, _spread(var1, k, 1, 1))[0]
+        cov2 = None if state.cov2 is None else \
+            self.act.dual(_spread(var2, k, 0, 1), state.cov2, _spread(var2, k, 1, 1))[0]
+        return replace(state, nngp=nngp, ntk=dot * state.ntk, cov1=cov1, cov2=cov2,
+                       is_gaussian=False, fresh=False)
+
+
+def Relu():  # noqa: N802 -- neural-tangents' names
+    return Activation("relu")
+
+
+def LeakyRelu(alpha: float = 0.01):  # noqa: N802
+    return Activation(leaky_relu(alpha))
+
+
+def Abs():  # noqa: N802
+    return Activation("abs")
+
+
+def Erf():  # noqa: N802
+    return Activation("erf")
+
+
+def Sin():  # noqa: N802
+    return Activation("sin")
+
+
+def Cos():  # noqa: N802
+    return Activation("cos")
+
+
+def Gelu(approximate: bool = False):  # noqa: N802
+    if approximate:
+        raise ValueError("Gelu: only the exact gelu x Phi(x) is supported (approximate=False)")
+    return Activation("gelu")
+
+
+def Tanh():  # noqa: N802
+    return Activation("tanh")
+
+
+def Sigmoid():  # noqa: N802 -- the logistic function (not neural-tangents' erf-based Sigmoid_like)
+    return Activation("sigmoid")
+
+
+def Softplus():  # noqa: N802
+    return Activation("softplus")
+
+
+# --- combinators ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Identity(Layer):
+    """The identity map, as ``stax.Identity`` (the skip branch of a residual block)."""
+
+    def kernel(self, state):
+        return state
+
+
+@dataclass(frozen=True)
+class FanOut(Layer):
+    """``n`` copies of the input, as ``stax.FanOut``."""
+
+    num: int
+
+    def __post_init__(self):
+        _check_positive_int(self, "num", self.num)
+
+    def kernel(self, state):
+        state = self._single(state)
+        return (replace(state, fresh=False),) * self.num   # the copies are one value, not independent
+
+
+@dataclass(frozen=True)
+class FanInSum(Layer):
+    """Sum of branches, as ``stax.FanInSum``.  The kernel of a sum is the sum of the kernels
+    only when the cross-covariances vanish: every branch but at most one must end in an affine
+    layer (its zero-mean weights are independent of the other branches; Yang 2019),
+    which is checked here (neural-tangents warns that it does not verify it)."""
+
+    def kernel(self, state):
+        if not isinstance(state, tuple):
+            self._fail("expected branches (after FanOut and parallel), got a single input")
+        shapes = {s.shape for s in state}
+        if len(shapes) > 1:
+            self._fail(f"all branches must have the same shape, got {sorted(shapes)}")
+        if len(state) > 1 and not all(s.is_gaussian for s in state):
+            self._fail("all branches must be Gaussian (end in Dense, Conv, pooling or Identity of one)")
+        if sum(not s.fresh for s in state) > 1:
+            self._fail("more than one branch does not end in an affine layer: the branches are "
+                       "correlated and the kernel of their sum is not the sum of their kernels")
+        first = state[0]
+        total = lambda name: sum(getattr(s, name) for s in state)  # noqa: E731
+        return replace(first, nngp=total("nngp"), ntk=total("ntk"), cov1=total("cov1"),
+                       cov2=None if first.cov2 is None else total("cov2"),
+                       is_gaussian=all(s.is_gaussian for s in state), fresh=all(s.fresh for s in state))
+
+
+@dataclass(frozen=True)
+class Parallel(Layer):
+    """Layer i on branch i, as ``stax.parallel``."""
+
+    layers: tuple[Layer, ...]
+
+    def kernel(self, state):
+        if not isinstance(state, tuple) or len(state) != len(self.layers):
+            got = len(state) if isinstance(state, tuple) else 1
+            self._fail(f"has {len(self.layers)} layers but got {got} branches")
+        return tuple(layer.kernel(s) for layer, s in zip(self.layers, state))
+
+
+@dataclass(frozen=True)
+class Serial(Layer):
+    """Layers applied in order, as ``stax.serial``; a network is a Serial (or any layer)."""
+
+    layers: tuple[Layer, ...]
+
+    def kernel(self, state):
+        for layer in self.layers:
+            state = layer.kernel(state)
+        return state
+
+
+def serial(*layers: Layer) -> Serial:
+    return Serial(_check_layers("serial", layers))
+
+
+def parallel(*layers: Layer) -> Parallel:
+    return Parallel(_check_layers("parallel", layers))
+
+
+# --- kernels of a network -------------------------------------------------
+
+def output_kernels(net: Layer, X1, X2=None) -> KernelState:
+    """The output's NNGP and NTK, (N1, N2), for inputs (N, d), (N, W, C) or (N, H, W, C).
+    The network must end without positions (GlobalAvgPool, Flatten or dense inputs)."""
+    if not isinstance(net, Layer):
+        raise ValueError(f"spec must be an MLP or a stax network, got {type(net).__name__} {net!r:.40}")
+    X1, X2 = _check_inputs(X1, X2)
+    state = net.kernel(input_state(X1, X2))
+    if isinstance(state, tuple):
+        raise ValueError(f"the network ends with {len(state)} branches: join them with FanInSum()")
+    if state.spatial:
+        raise ValueError(f"the network's output still has positions {state.spatial}: "
+                         "end it with GlobalAvgPool() or Flatten()")
+    cov2 = state.cov1 if state.cov2 is None else state.cov2
+    return KernelState(state.nngp, state.ntk, state.cov1, cov2)
+
+
+# --- helpers --------------------------------------------------------------
+
+def _variances(cov: np.ndarray, k: int) -> np.ndarray:
+    """K(x,i; x,i) from (N, L1, L1, L2, L2, ...): the diagonal of every position pair."""
+    sp = _LETTERS[:k]
+    return np.einsum(f"n{''.join(c + c for c in sp)}->n{sp}", cov)
+
+
+def _spread(var: np.ndarray, k: int, which: int, nb: int) -> np.ndarray:
+    """Variances (N, L1, ..., Lk) broadcast against kernels with ``nb`` batch axes, as the
+    first (which=0) or second (which=1) member of each pair (and of the batch pair)."""
+    shape = [1] * (nb + 2 * k)
+    if nb == 2:
+        shape[which] = var.shape[0]
+    else:
+        shape[0] = var.shape[0]
+    for d in range(k):
+        shape[nb + 2 * d + which] = var.shape[1 + d]
+    return var.reshape(shape)
+
+
+def _windows(layer, state, window) -> tuple[list[tuple[int, int, int, int]], tuple[int, ...]]:
+    """Per spatial axis (window, stride, padding before, padding after), and the output positions.
+    Padding is TensorFlow/JAX SAME's (CIRCULAR wraps the same amounts); none for VALID."""
+    _check_spatial(layer, state, len(window))
+    out, out_shape = [], []
+    for L, f, s in zip(state.spatial, window, layer.strides):
+        if layer.padding == "VALID":
+            if L < f:
+                layer._fail(f"window {f} is larger than the input's {L} positions with VALID padding")
+            lo = hi = 0
+        else:
+            total = max((-(-L // s) - 1) * s + f - L, 0)
+            lo, hi = total // 2, total - total // 2
+        out.append((f, s, lo, hi))
+        out_shape.append((L + lo + hi - f) // s + 1)
+    return out, tuple(out_shape)
+
+
+def _window_mean(x, axes, f, s, lo, hi, padding):
+    """Mean over the offsets o < f of x[.., s i + o - lo, ..], the same offset on every axis in
+    ``axes``; zero padding contributes nothing, so only the in-range part of each slice is added
+    (in place: these arrays are the largest of the recursion)."""
+    if padding == "CIRCULAR" and (lo or hi):
+        width = [(0, 0)] * x.ndim
+        for a in axes:
+            width[a] = (lo, hi)
+        x, lo, hi = np.pad(x, width, mode="wrap"), 0, 0
+    L = x.shape[axes[0]]
+    n = (L + lo + hi - f) // s + 1
+    shape = list(x.shape)
+    for a in axes:
+        shape[a] = n
+    out = np.zeros(shape)
+    dst, src = [slice(None)] * x.ndim, [slice(None)] * x.ndim
+    for o in range(f):
+        i0 = max(0, -((o - lo) // s))                 # first i with s i + o - lo >= 0
+        i1 = min(n, (L - 1 - o + lo) // s + 1)        # last i with s i + o - lo <= L - 1, plus one
+        if i1 <= i0:
+            continue
+        start = s * i0 + o - lo
+        for a in axes:
+            dst[a], src[a] = slice(i0, i1), slice(start, start + s * (i1 - i0 - 1) + 1, s)
+        out[tuple(dst)] += x[tuple(src)]
+    out /= f
+    return out
+
+
+def _check_spatial(layer, state, k):
+    if len(state.spatial) != k:
+        layer._fail(f"acts on {k} spatial axes but its input has shape {state.shape} "
+                    f"({len(state.spatial)} spatial axes, channels last)")
+
+
+def _check_window(layer, name):
+    """Window (filter) shape and strides as int tuples (strides default to 1), padding upper case."""
+    window = _int_tuple(layer, name, getattr(layer, name))
+    object.__setattr__(layer, name, window)
+    strides = (1,) * len(window) if layer.strides is None else layer.strides
+    object.__setattr__(layer, "strides", _int_tuple(layer, "strides", strides, len(window)))
+    _check_padding(layer)
+
+
+def _check_padding(layer):
+    if not isinstance(layer.padding, str) or layer.padding.upper() not in PADDINGS:
+        raise ValueError(f"{type(layer).__name__}: padding must be one of {PADDINGS}, got {layer.padding!r}")
+    object.__setattr__(layer, "padding", layer.padding.upper())
+
+
+def _check_positive_int(layer, name, value):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{type(layer).__name__}: {name} must be an integer >= 1, got {value!r}")
+
+
+def _int_tuple(layer, name, value, length=None):
+    value = (value,) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
+    try:
+        out = tuple(value)
+    except TypeError:
+        out = None
+    if (not out or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in out)
+            or (length is not None and len(out) != length)):
+        want = f"{length} " if length is not None else ""
+        raise ValueError(f"{type(layer).__name__}: {name} must be a tuple of {want}integers >= 1, got {value!r}")
+    return tuple(int(v) for v in out)
+
+
+def _check_layers(name, layers):
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise ValueError(f"{name}: argument {i} must be a layer, got {type(layer).__name__} {layer!r:.40}")
+    return tuple(layers)
+
+
+def _check_inputs(X1, X2):
+    """Inputs (N, d), (N, W, C) or (N, H, W, C) with the same shape per input; the values are
+    checked (numeric, real, finite) by :func:`ntkcheck.kernels.check_inputs` on flattened rows."""
+    shapes = []
+    for X, name in ((X1, "X1"), (X2, "X2")):
+        if X is None:
+            continue
+        try:
+            shape = np.shape(X)
+        except ValueError:     # ragged nested sequences
+            shape = ()
+        if not 2 <= len(shape) <= 2 + len(_LETTERS) // 2 or min(shape) < 1:
+            raise ValueError(f"{name} must have shape (N, d), (N, W, C) or (N, H, W, C) with sizes >= 1, "
+                             f"got shape {shape}")
+        shapes.append(shape)
+    if len(shapes) == 2 and shapes[0][1:] != shapes[1][1:]:
+        raise ValueError(f"X1 and X2 must have the same shape per input, got {shapes[0][1:]} and {shapes[1][1:]}")
+    flat = check_inputs(*(None if X is None else np.reshape(X, (len(X), -1)) for X in (X1, X2)))
+    return tuple(None if F is None else F.reshape(shape) for F, shape in zip(flat, shapes + [None]))
