@@ -98,8 +98,11 @@ def sample_init(spec: MLP, X, n_networks: int, seed=0, method: str = "exact",
 
     Parameters
     ----------
-    spec : MLP
-    X : array (N, d)
+    spec : MLP or stax network
+        A stax network (:mod:`ntkcheck.stax`) is sampled with ``method="dense"`` only; its
+        ``f`` is (M, N) or (M, N, out) as for an MLP, and it has no layer Grams (``pre_grams``
+        and ``post_grams`` are empty, (M, 0, N, N)).
+    X : array (N, d), or (N, W, C), (N, H, W, C) for a stax network
     n_networks : int
         M.
     seed : int or SeedSequence
