@@ -2,10 +2,13 @@
 MLP dense path, the analytic kernels (Monte Carlo), and independence of chunking."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ntkcheck import MLP, sample_init
 from ntkcheck import stax as S
 from ntkcheck.kernels import output_kernels
+from ntkcheck.strategies import stax_networks
 
 from test_stax import as_serial
 
@@ -48,6 +51,18 @@ def test_layerwise_ntk_equals_jacobian_gram(net, shape):
     params = S.init_params(net, shape, seed=4, start=0, stop=2)
     f, ntk = S.outputs_and_ntk(net, params, X)
     np.testing.assert_allclose(f, net.forward(params, X[None])[0], rtol=0)
+    ref = fd_jacobian_gram(net, params, X)
+    np.testing.assert_allclose(ntk, ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(stax_networks(activations=("erf", "gelu", "sin", "tanh"), max_positions=4), st.integers(1, 3))
+def test_layerwise_ntk_equals_jacobian_gram_random_architectures(net_shape, n):
+    """Smooth activations only: a finite difference across a kink of relu/abs would be wrong."""
+    net, shape = net_shape
+    X = np.random.default_rng(n).standard_normal((n,) + shape)
+    params = S.init_params(net, shape, seed=n, start=0, stop=1)
+    _, ntk = S.outputs_and_ntk(net, params, X)
     ref = fd_jacobian_gram(net, params, X)
     np.testing.assert_allclose(ntk, ref, rtol=0, atol=1e-6 * np.abs(ref).max())
 
