@@ -92,7 +92,7 @@ class InitSample:
         return self.ntk.shape[0]
 
 
-def sample_init(spec: MLP, X, n_networks: int, seed=0, method: str = "exact",
+def sample_init(spec: MLP | stax.Layer, X, n_networks: int, seed=0, method: str = "exact",
                 max_bytes: int = MAX_BYTES, jobs: int | None = 1, dtype=np.float64) -> InitSample:
     """Outputs, empirical NTKs and layer Grams of ``n_networks`` networks at init.
 
@@ -164,12 +164,12 @@ def sample_init(spec: MLP, X, n_networks: int, seed=0, method: str = "exact",
                    partial(dense_bytes_per_network, itemsize=dtype.itemsize), jobs)
 
 
-def sample_dense(spec: MLP, X, n_networks: int, seed=0, max_bytes: int = MAX_BYTES,
+def sample_dense(spec: MLP | stax.Layer, X, n_networks: int, seed=0, max_bytes: int = MAX_BYTES,
                  dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
     """Outputs ``(M, N, d_out)`` and empirical NTKs ``(M, N, N)`` of M dense networks at
-    init: those of ``sample_init(..., method="dense")``."""
+    init (an MLP or a stax network): those of ``sample_init(..., method="dense")``."""
     s = sample_init(spec, X, n_networks, seed, "dense", max_bytes, dtype=dtype)
-    return (s.f[..., None] if spec.d_out == 1 else s.f), s.ntk
+    return (s.f[..., None] if s.f.ndim == 2 else s.f), s.ntk
 
 
 def _sample(spec: MLP, X, n_networks, seed, max_bytes, chunk_fn: Callable, bytes_fn: Callable,

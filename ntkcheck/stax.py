@@ -335,7 +335,12 @@ class Activation(Layer):
             raise ValueError(f"Activation: {err}") from None
 
     def __repr__(self):
-        return f"Activation({self.act.name!r})"
+        return f"Activation({self.name if isinstance(self.name, str) else self.act.name!r})"
+
+    def __reduce__(self):
+        # by name, so networks of named activations pickle (to worker processes) although the
+        # functions are lambdas; an Activation object pickles as itself (or not at all)
+        return Activation, (self.name,)
 
     def kernel(self, state):
         state = self._single(state)
@@ -367,7 +372,7 @@ def Relu():  # noqa: N802 -- neural-tangents' names
 
 
 def LeakyRelu(alpha: float = 0.01):  # noqa: N802
-    return Activation(leaky_relu(alpha))
+    return Activation(f"leaky_relu({float(alpha)!r})")   # by name: it pickles
 
 
 def Abs():  # noqa: N802

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from ntkcheck import MLP, sample_init
 from ntkcheck import stax as S
 from ntkcheck.kernels import output_kernels
+from ntkcheck.sampler import _sample, _stax_dense_chunk
 from ntkcheck.strategies import stax_networks
 
 from test_stax import as_serial
@@ -135,7 +136,7 @@ def test_monte_carlo_means_match_analytic_kernels(wide_sample):
 
 def test_chunking_and_jobs_do_not_change_the_networks():
     X = np.random.default_rng(5).standard_normal((3, 6, 2))
-    net = S.serial(S.Conv(16, (3,), padding="SAME"), S.Relu(), S.FanOut(2),
+    net = S.serial(S.Conv(16, (3,), padding="SAME"), S.LeakyRelu(0.1), S.FanOut(2),
                    S.parallel(S.Conv(16, (1,)), S.Identity()), S.FanInSum(), S.Flatten(), S.Dense(2))
     whole = sample_init(net, X, 7, seed=3, method="dense")
     per_network = S.bytes_per_network(net, X.shape[1:], len(X))
@@ -143,6 +144,11 @@ def test_chunking_and_jobs_do_not_change_the_networks():
         part = sample_init(net, X, 7, seed=3, method="dense", max_bytes=max_bytes, jobs=jobs)
         np.testing.assert_array_equal(part.f, whole.f)
         np.testing.assert_array_equal(part.ntk, whole.ntk)
+    # two spawned workers, blocks of 3 networks (named activations pickle by name)
+    pooled = _sample(net, X, 7, 3, 2**31, _stax_dense_chunk, S.bytes_per_network, jobs=2,
+                     block_bytes=3 * per_network)
+    np.testing.assert_array_equal(pooled.ntk, whole.ntk)
+    np.testing.assert_array_equal(pooled.f, whole.f)
     first = sample_init(net, X, 3, seed=3, method="dense")
     np.testing.assert_array_equal(first.ntk, whole.ntk[:3])
     assert whole.f.shape == (7, 3, 2) and whole.pre_grams.shape == (7, 0, 3, 3)
