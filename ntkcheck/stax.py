@@ -754,44 +754,47 @@ def _gram(A):
     return np.matmul(A, A.transpose(0, 2, 1))
 
 
-def _patch_maps(windows, padding, spatial) -> list[np.ndarray]:
-    """Per spatial axis the 0/1 map T (out positions, window offsets, in positions): T[i, o, l] =
-    1 when tap o of output i reads input l = s i + o - lo (wrapped for CIRCULAR; zero padding:
-    no l).  Patches and their adjoint are then products with T (exact, and adjoint by construction)."""
-    maps = []
-    for (f, s, lo, hi), L in zip(windows, spatial):
-        n = (L + lo + hi - f) // s + 1
-        src = s * np.arange(n)[:, None] + np.arange(f)[None, :] - lo
-        T = np.zeros((n, f, L))
-        if padding == "CIRCULAR":
-            src, ok = src % L, np.ones(src.shape, bool)
-        else:
-            ok = (src >= 0) & (src < L)
-        i, o = np.nonzero(ok)
-        T[i, o, src[ok]] = 1.0
-        maps.append(T)
-    return maps
+def _patch_maps(windows, padding, spatial) -> list[tuple[int, int, int, int, int, bool]]:
+    """Per spatial axis (window f, stride s, padding lo and hi, input positions L, circular):
+    tap o of output i reads input s i + o - lo (wrapped for CIRCULAR, zero outside for VALID/SAME)."""
+    return [(f, s, lo, hi, L, padding == "CIRCULAR") for (f, s, lo, hi), L in zip(windows, spatial)]
 
 
 def _patches(x, maps):
-    """x (B1, B2, L1..Lk, C) -> patches (B1, B2, n1..nk, f1..fk, C)."""
+    """x (B1, B2, L1..Lk, C) -> patches (B1, B2, n1..nk, f1..fk, C), a strided view of the padded x."""
     k, nb = len(maps), x.ndim - len(maps) - 1
-    for d, T in enumerate(maps):
-        ax = nb + 2 * d
-        x = np.moveaxis(np.tensordot(x, T.astype(x.dtype), ([ax], [2])), (-2, -1), (ax, ax + 1))
-    order = [nb + 2 * d for d in range(k)] + [nb + 2 * d + 1 for d in range(k)]
-    return x.transpose(tuple(range(nb)) + tuple(order) + (x.ndim - 1,))
+    if any(lo or hi for _, _, lo, hi, _, _ in maps):
+        width = [(0, 0)] * nb + [(lo, hi) for _, _, lo, hi, _, _ in maps] + [(0, 0)]
+        x = np.pad(x, width, mode="wrap" if maps[0][5] else "constant")
+    axes = tuple(range(nb, nb + k))
+    view = np.lib.stride_tricks.sliding_window_view(x, [m[0] for m in maps], axis=axes)
+    view = view[(slice(None),) * nb + tuple(slice(None, None, m[1]) for m in maps)]
+    return np.moveaxis(view, nb + k, -1)
 
 
 def _patches_adjoint(p, maps):
-    """The adjoint of :func:`_patches`: cotangents of patches (B..., n1..nk, f1..fk, C) -> (B..., L1..Lk, C)."""
+    """The adjoint of :func:`_patches`: cotangents of patches (B..., n1..nk, f1..fk, C) -> (B..., L1..Lk, C):
+    each tap adds back where it read, then padding is dropped (CIRCULAR: folded back onto the positions it copies)."""
     k = len(maps)
     nb = p.ndim - 2 * k - 1
-    order = [a for d in range(k) for a in (nb + d, nb + k + d)]
-    p = p.transpose(tuple(range(nb)) + tuple(order) + (p.ndim - 1,))
-    for d, T in enumerate(maps):
-        p = np.moveaxis(np.tensordot(p, T.astype(p.dtype), ([nb + d, nb + d + 1], [0, 1])), -1, nb + d)
-    return p
+    n = p.shape[nb:nb + k]
+    out = np.zeros(p.shape[:nb] + tuple(L + lo + hi for _, _, lo, hi, L, _ in maps) + p.shape[-1:], p.dtype)
+    lead = (slice(None),) * nb
+    for taps in np.ndindex(*(m[0] for m in maps)):
+        dst = tuple(slice(o, o + s * (m - 1) + 1, s) for o, (_, s, _, _, _, _), m in zip(taps, maps, n))
+        out[lead + dst] += p[lead + (slice(None),) * k + taps]
+    for d, (_, _, lo, hi, L, circular) in enumerate(maps):
+        if not (lo or hi):
+            continue
+        ax = nb + d
+        core = np.take(out, np.arange(lo, lo + L), axis=ax)
+        if circular:
+            for j in (*range(lo), *range(lo + L, L + lo + hi)):
+                at = [slice(None)] * core.ndim
+                at[ax] = (j - lo) % L
+                core[tuple(at)] += np.take(out, j, axis=ax)
+        out = core
+    return out
 
 
 def _is_branches(shape) -> bool:
