@@ -5,7 +5,8 @@ hardware floor, and analytic-kernel speed, measured in one run.
 
 Floor per network = time to draw the same number of Gaussians (``standard_normal`` into a
 preallocated array) + the forward/backward matmul FLOPs at numpy's measured matmul rate
-(one BLAS thread, as the sampler uses).  The machine may be shared: the sampler and the
+(one BLAS thread, as the sampler uses); for stax CNNs the conv matmuls on patches (the
+weight-gradient correlations the empirical NTK needs are not in the floor).  The machine may be shared: the sampler and the
 floor are timed alternately and the best of each is kept.
 """
 from __future__ import annotations

@@ -738,7 +738,7 @@ def _affine_ntk(g, x, a, c, form=None):
     if c != 0.0:
         gs = g.sum(axis=3).transpose(0, 2, 1, 3).reshape(M, N, K * out)
         ntk += c * c * _gram(gs)
-    if form is None:      # the cheaper one, in multiply-adds
+    if form is None:      # the cheaper one, in multiply-adds (both divided by N)
         form = "gradient" if K * out * fan_in * (P + N) < N * P * P * (K * out + fan_in) else "pairs"
     if form == "gradient":
         grads = np.matmul(g.transpose(0, 1, 2, 4, 3), x[:, None])     # (M, K, N, out, fan_in)
