@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 from .activations import Activation as _Act
-from .activations import get_activation, leaky_relu
+from .activations import get_activation
 from .kernels import KernelState, check_inputs
 from .seeding import network_rngs
 
