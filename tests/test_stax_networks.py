@@ -167,8 +167,8 @@ def test_errors():
         sample_init(S.serial(S.Dense(2), S.FanOut(2)), X, 2, method="dense")
     with pytest.raises(ValueError, match="no Dense or Conv layer"):
         sample_init(S.serial(S.Relu(), S.GlobalAvgPool()), X, 2, method="dense")
-    with pytest.raises(ValueError, match=r"Conv\(.*window 5 is larger"):
-        sample_init(S.serial(S.Conv(2, (5,)), S.Flatten()), X, 2, method="dense")
+    with pytest.raises(ValueError, match=r"Conv\(.*window 6 is larger"):
+        sample_init(S.serial(S.Conv(2, (6,)), S.Flatten()), X, 2, method="dense")
 
 
 def test_float32():
