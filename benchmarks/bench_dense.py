@@ -5,7 +5,8 @@ hardware floor, and analytic-kernel speed, measured in one run.
 
 Floor per network = time to draw the same number of Gaussians (``standard_normal`` into a
 preallocated array) + the forward/backward matmul FLOPs at numpy's measured matmul rate
-(one BLAS thread, as the sampler uses).  The machine may be shared: the sampler and the
+(one BLAS thread, as the sampler uses); for stax CNNs the conv matmuls on patches (the
+weight-gradient correlations the empirical NTK needs are not in the floor).  The machine may be shared: the sampler and the
 floor are timed alternately and the best of each is kept.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ntkcheck import MLP, output_kernels, sample_init  # noqa: E402
+from ntkcheck import stax as S  # noqa: E402
 
 
 def best_of(fn, repeat=3):
@@ -64,6 +66,24 @@ def main():
                 rate = max(flops_rate, matmul_rate())
             floor = min(floor, draw_time(gaussians * M) / M + flops / rate)
         print(f"| {width} | {M} | {t:.4g} | {floor:.4g} | {t / floor:.2f} |")
+    print("| CNN (SAME convs, relu, GlobalAvgPool, Dense) | networks | dense s/net | floor s/net | ratio |")
+    print("|---|---|---|---|---|")
+    for chan, filt, shape, M in ((256, (3,), (16, 3), 32), (128, (3, 3), (8, 8, 3), 8)):
+        conv = lambda: S.Conv(chan, filt, padding="SAME", b_std=0.1)  # noqa: E731
+        net = S.serial(conv(), S.Relu(), conv(), S.Relu(), S.GlobalAvgPool(), S.Dense(1))
+        X = np.random.default_rng(1).standard_normal((N,) + shape)
+        P, taps = int(np.prod(shape[:-1])), int(np.prod(filt))
+        gaussians = S.bytes_per_network(net, shape, 0) // 8        # parameters only, with no inputs
+        # forward per layer 2 N P fan_in out; backward to the input of the second conv the same
+        layers = [(P, taps * shape[-1], chan), (P, taps * chan, chan), (1, chan, 1)]
+        flops = sum(2 * N * p * i * o for p, i, o in layers) + 2 * N * P * taps * chan * chan
+        t, floor = np.inf, np.inf
+        for _ in range(3):
+            t = min(t, best_of(lambda: sample_init(net, X, M, seed=0, method="dense"), repeat=1) / M)
+            with threadpool_limits(1, user_api="blas"):
+                rate = max(flops_rate, matmul_rate())
+            floor = min(floor, draw_time(gaussians * M) / M + flops / rate)
+        print(f"| {chan} channels, filter {filt}, inputs {N}x{shape} | {M} | {t:.4g} | {floor:.4g} | {t / floor:.2f} |")
     X = np.random.default_rng(2).standard_normal((2000, 10))
     spec = MLP(10, 512, "relu", sigma_w=1.4, sigma_b=0.1)
     t = best_of(lambda: output_kernels(spec, X))

@@ -44,7 +44,7 @@ import numpy as np
 from scipy.linalg import lapack
 
 from .kernels import check_inputs
-from . import blas
+from . import blas, stax
 from .networks import MAX_BYTES, _gram, empirical_ntk_from, forward, init_params
 from .resources import check_sample, die_with_parent
 from .seeding import network_rngs
@@ -92,14 +92,17 @@ class InitSample:
         return self.ntk.shape[0]
 
 
-def sample_init(spec: MLP, X, n_networks: int, seed=0, method: str = "exact",
+def sample_init(spec: MLP | stax.Layer, X, n_networks: int, seed=0, method: str = "exact",
                 max_bytes: int = MAX_BYTES, jobs: int | None = 1, dtype=np.float64) -> InitSample:
     """Outputs, empirical NTKs and layer Grams of ``n_networks`` networks at init.
 
     Parameters
     ----------
-    spec : MLP
-    X : array (N, d)
+    spec : MLP or stax network
+        A stax network (:mod:`ntkcheck.stax`) is sampled with ``method="dense"`` only; its
+        ``f`` is (M, N) or (M, N, out) as for an MLP, and it has no layer Grams (``pre_grams``
+        and ``post_grams`` are empty, (M, 0, N, N)).
+    X : array (N, d), or (N, W, C), (N, H, W, C) for a stax network
     n_networks : int
         M.
     seed : int or SeedSequence
@@ -148,37 +151,52 @@ def sample_init(spec: MLP, X, n_networks: int, seed=0, method: str = "exact",
         raise ValueError(f"dtype must be float64 or float32, got {dtype!r}") from None
     if dtype not in (np.float64, np.float32) or (method == "exact" and dtype != np.float64):
         raise ValueError(f"dtype must be float64 (or float32 with method='dense'), got {dtype}")
+    if isinstance(spec, stax.Layer):
+        if method == "exact":
+            raise ValueError("method='exact' is not available yet for non-MLP networks: the conditional "
+                             "sampler conditions each dense layer on its input Gram, and its extension to conv "
+                             "layers (positions x inputs), pooling and branches is not built; use method='dense'")
+        return _sample(spec, X, n_networks, seed, max_bytes, partial(_stax_dense_chunk, dtype=dtype),
+                       partial(stax.bytes_per_network, itemsize=dtype.itemsize), jobs)
     if method == "exact":
         return _sample(spec, X, n_networks, seed, max_bytes, _exact_chunk, exact_bytes_per_network, jobs)
     return _sample(spec, X, n_networks, seed, max_bytes, partial(_dense_chunk, dtype=dtype),
                    partial(dense_bytes_per_network, itemsize=dtype.itemsize), jobs)
 
 
-def sample_dense(spec: MLP, X, n_networks: int, seed=0, max_bytes: int = MAX_BYTES,
+def sample_dense(spec: MLP | stax.Layer, X, n_networks: int, seed=0, max_bytes: int = MAX_BYTES,
                  dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
     """Outputs ``(M, N, d_out)`` and empirical NTKs ``(M, N, N)`` of M dense networks at
-    init: those of ``sample_init(..., method="dense")``."""
+    init (an MLP or a stax network): those of ``sample_init(..., method="dense")``."""
     s = sample_init(spec, X, n_networks, seed, "dense", max_bytes, dtype=dtype)
-    return (s.f[..., None] if spec.d_out == 1 else s.f), s.ntk
+    return (s.f[..., None] if s.f.ndim == 2 else s.f), s.ntk
 
 
 def _sample(spec: MLP, X, n_networks, seed, max_bytes, chunk_fn: Callable, bytes_fn: Callable,
             jobs: int | None = 1, block_bytes: int = BLOCK_BYTES) -> InitSample:
-    if not isinstance(spec, MLP):
-        raise ValueError(f"spec must be an MLP, got {type(spec).__name__}")
-    X, _ = check_inputs(X, names=("X",))
+    is_stax = isinstance(spec, stax.Layer)
+    if not is_stax and not isinstance(spec, MLP):
+        raise ValueError(f"spec must be an MLP or a stax network, got {type(spec).__name__}")
+    X = stax._check_inputs(X, None)[0] if is_stax else check_inputs(X, names=("X",))[0]
     if isinstance(n_networks, bool) or not isinstance(n_networks, (int, np.integer)) or n_networks < 1:
         raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}")
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 1:
         raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
     jobs = _check_jobs(jobs)
-    per_network = bytes_fn(spec, X.shape[1], len(X))
-    n, depth = len(X), spec.depth
-    check_sample(8 * int(n_networks) * (n * spec.d_out + n * n + 2 * depth * n * n) + per_network,
-                 f"sample_init of {n_networks} networks (width {max(spec.widths)}, depth {depth}) on {n} inputs")
+    n = len(X)
+    if is_stax:
+        d_out, depth = stax.output_shape(spec, X.shape[1:])[0], 0
+        per_network = bytes_fn(spec, X.shape[1:], n)
+        what = f"sample_init of {n_networks} networks ({per_network} bytes each) on {n} inputs"
+        fields = spec                      # pickled as it is (in-process if it does not pickle)
+    else:
+        d_out, depth = spec.d_out, spec.depth
+        per_network = bytes_fn(spec, X.shape[1], n)
+        what = f"sample_init of {n_networks} networks (width {max(spec.widths)}, depth {depth}) on {n} inputs"
+        fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.init}
+    check_sample(8 * int(n_networks) * (n * d_out + n * n + 2 * depth * n * n) + per_network, what)
     chunk = max(1, int(min(max_bytes, CHUNK_BYTES) // per_network))
     block = max(1, int(block_bytes // per_network))
-    fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.init}
     if jobs > 1 and n_networks > block and _picklable(fields):
         starts = range(0, int(n_networks), block)
         stops = [min(n_networks, s + block) for s in starts]
@@ -189,7 +207,7 @@ def _sample(spec: MLP, X, n_networks, seed, max_bytes, chunk_fn: Callable, bytes
     else:
         parts = [_block(spec, X, seed, 0, n_networks, chunk, chunk_fn)]
     f, ntk, pre, post = (np.concatenate(p) for p in zip(*parts))
-    return InitSample(f[..., 0] if spec.d_out == 1 else f, ntk, pre, post)
+    return InitSample(f[..., 0] if d_out == 1 else f, ntk, pre, post)
 
 
 def _check_jobs(jobs) -> int:
@@ -210,8 +228,8 @@ def _picklable(obj) -> bool:
 
 def _block(spec, X, seed, start, stop, chunk, chunk_fn: Callable):
     """Networks ``start .. stop-1`` in chunks of ``chunk``, BLAS single-threaded.
-    ``spec`` is an MLP or (in a worker) the keyword arguments that rebuild it."""
-    spec = spec if isinstance(spec, MLP) else MLP(**spec)
+    ``spec`` is a stax network, an MLP or (in a worker) the keyword arguments that rebuild it."""
+    spec = spec if isinstance(spec, (MLP, stax.Layer)) else MLP(**spec)
     workspace = {}                         # buffers reused from chunk to chunk
     with blas.single_threaded():
         parts = [chunk_fn(spec, X, seed, s, min(stop, s + chunk), workspace) for s in range(start, stop, chunk)]
@@ -237,6 +255,15 @@ def _dense_chunk(spec: MLP, X, seed, start, stop, workspace: dict, dtype=np.floa
     pre_grams = np.stack([_gram(h) / h.shape[-1] for h in pre], axis=1)
     post_grams = np.stack([_gram(x) / x.shape[-1] for x in posts], axis=1)
     return f, ntk, pre_grams, post_grams
+
+
+def _stax_dense_chunk(net: stax.Layer, X, seed, start, stop, workspace: dict, dtype=np.float64):
+    """Networks ``start .. stop-1`` of a stax network with real weights (``workspace`` unused);
+    no layer Grams (empty (M, 0, N, N) arrays)."""
+    params = stax.init_params(net, X.shape[1:], seed, start, stop, dtype)
+    f, ntk = stax.outputs_and_ntk(net, params, X)
+    empty = np.empty((stop - start, 0, len(X), len(X)))
+    return f, ntk, empty, empty
 
 
 # --- exact -----------------------------------------------------------------

@@ -5,8 +5,10 @@ NWC/NHWC layouts): ``serial(Conv(8, (3, 3), padding="SAME"), Relu(), GlobalAvgPo
 Each layer is a frozen dataclass owning its step of the infinite-width recursion on a
 :class:`SpatialState`, the NNGP and NTK over (input, position) pairs with the full spatial
 covariance (neural-tangents' ``diagonal_spatial=False``), so the kernels hold no
-per-architecture branches.  A layer's ``kernel`` method is its analytic step; finite networks
-(forward and backward passes) are meant to be further methods of the same classes.
+per-architecture branches.  A layer's ``kernel`` method is its analytic step; its ``init``,
+``forward`` and ``backward`` methods are the same layer in finite networks, M at once
+(:func:`init_params`, :func:`outputs_and_ntk`; sampled by ``sample_init(net, X, M, seed,
+method="dense")``), with the empirical NTK summed layer by layer, never from a Jacobian.
 
 Sources: the convolutional NNGP recursion, Novak et al. 2019 (ICLR, "Bayesian deep
 convolutional networks with many channels are Gaussian processes") and Garriga-Alonso et al. 2019
@@ -25,8 +27,9 @@ from typing import Callable
 import numpy as np
 
 from .activations import Activation as _Act
-from .activations import get_activation, leaky_relu
+from .activations import get_activation
 from .kernels import KernelState, check_inputs
+from .seeding import network_rngs
 
 PADDINGS = ("VALID", "SAME", "CIRCULAR")
 _LETTERS = "abcdefghijklm"
@@ -79,10 +82,25 @@ def input_state(X1: np.ndarray, X2: np.ndarray | None) -> SpatialState:
 
 class Layer:
     """A layer of a network.  ``kernel(state)`` is its step of the infinite-width recursion;
-    branching layers take and return tuples of states."""
+    branching layers take and return tuples of states.
+
+    Finite networks, M at once (see :func:`init_params`, :func:`apply`):
+    ``init(rngs, shape, dtype) -> (params, out_shape)`` draws the parameters of network i from
+    ``rngs[i]`` for one input of ``shape`` (positions..., channels); ``forward(params, x) ->
+    (y, cache)`` maps x (M or 1, N, *shape) to y (M, N, *out_shape); ``backward(params, cache, g)
+    -> (g_in, ntk)`` maps cotangents g (M, K, N, *out_shape) of K outputs to those of the input
+    and returns the layer's parameters' share of sum_k Theta_hat_k, (M, N, N), or 0.0.
+    Branching layers take and return tuples of shapes, arrays and cotangents."""
 
     def kernel(self, state):
         raise NotImplementedError
+
+    def out_shape(self, shape):
+        """The shape of one input after the layer, for a parameter-free layer."""
+        raise NotImplementedError
+
+    def init(self, rngs, shape, dtype=np.float64):
+        return (), self.out_shape(shape)
 
     def _fail(self, msg: str):
         raise ValueError(f"{self!r}: {msg}")
@@ -140,6 +158,16 @@ class Dense(Layer):
         return _affine(state, self.W_std, self.b_std, self.parameterization, state.shape[-1],
                        state.spatial + (self.out_dim,))
 
+    def init(self, rngs, shape, dtype=np.float64):
+        shape = _single_shape(self, shape)
+        return _affine_init(self, rngs, shape[-1], self.out_dim, dtype), shape[:-1] + (self.out_dim,)
+
+    def forward(self, params, x):
+        return _affine_forward(self, params, x), x
+
+    def backward(self, params, cache, g):
+        return _affine_backward(self, params, cache, g)
+
 
 @dataclass(frozen=True)
 class Conv(Layer):
@@ -162,7 +190,7 @@ class Conv(Layer):
 
     def kernel(self, state):
         state = self._single(state)
-        windows, out = _windows(self, state, self.filter_shape)
+        windows, out = _windows(self, state.shape, self.filter_shape)
 
         def conv(x, nb):   # one filter tap o is shared by both positions: distinct taps have independent weights
             for d, window in enumerate(windows):
@@ -171,6 +199,29 @@ class Conv(Layer):
         fan_in = state.shape[-1] * math.prod(self.filter_shape)
         return _affine(state.map(conv), self.W_std, self.b_std, self.parameterization, fan_in,
                        out + (self.out_chan,))
+
+    def init(self, rngs, shape, dtype=np.float64):
+        shape = _single_shape(self, shape)
+        _, out = _windows(self, shape, self.filter_shape)
+        fan_in = shape[-1] * math.prod(self.filter_shape)
+        return _affine_init(self, rngs, fan_in, self.out_chan, dtype), out + (self.out_chan,)
+
+    def forward(self, params, x):
+        """The conv as a dense layer on patches (positions..., filter taps x channels)."""
+        maps = self._maps(x.shape[2:])
+        patches = _patches(x, maps)
+        patches = patches.reshape(patches.shape[:2 + len(maps)] + (-1,))
+        return _affine_forward(self, params, patches), (patches, x.shape[2:])
+
+    def backward(self, params, cache, g):
+        patches, shape = cache
+        g_patches, ntk = _affine_backward(self, params, patches, g)
+        maps = self._maps(shape)
+        g_patches = g_patches.reshape(g_patches.shape[:-1] + self.filter_shape + shape[-1:])
+        return _patches_adjoint(g_patches, maps), ntk
+
+    def _maps(self, shape):
+        return _patch_maps(_windows(self, shape, self.filter_shape)[0], self.padding, shape[:-1])
 
 
 # --- pooling and reshaping ------------------------------------------------
@@ -189,7 +240,7 @@ class AvgPool(Layer):
 
     def kernel(self, state):
         state = self._single(state)
-        windows, out = _windows(self, state, self.window_shape)
+        windows, out = _windows(self, state.shape, self.window_shape)
 
         def pool(x, nb):
             for d, window in enumerate(windows):
@@ -197,6 +248,25 @@ class AvgPool(Layer):
                     x = _window_mean(x, (axis,), *window, self.padding)
             return x
         return state.map(pool, shape=out + state.shape[-1:])
+
+    def out_shape(self, shape):
+        shape = _single_shape(self, shape)
+        return _windows(self, shape, self.window_shape)[1] + shape[-1:]
+
+    def forward(self, params, x):
+        maps = self._maps(x.shape[2:])
+        k = len(maps)
+        return _patches(x, maps).mean(axis=tuple(range(2 + k, 2 + 2 * k))), x.shape[2:]
+
+    def backward(self, params, shape, g):
+        maps = self._maps(shape)
+        k = len(maps)
+        g = np.broadcast_to(np.expand_dims(g, tuple(range(3 + k, 3 + 2 * k))),
+                            g.shape[:3 + k] + self.window_shape + g.shape[-1:])
+        return _patches_adjoint(g / math.prod(self.window_shape), maps), 0.0
+
+    def _maps(self, shape):
+        return _patch_maps(_windows(self, shape, self.window_shape)[0], self.padding, shape[:-1])
 
 
 @dataclass(frozen=True)
@@ -206,6 +276,17 @@ class GlobalAvgPool(Layer):
     def kernel(self, state):
         state = self._single(state)
         return state.map(lambda x, nb: x.mean(axis=tuple(range(nb, x.ndim))), shape=state.shape[-1:])
+
+    def out_shape(self, shape):
+        return _single_shape(self, shape)[-1:]
+
+    def forward(self, params, x):
+        return x.mean(axis=tuple(range(2, x.ndim - 1))), x.shape[2:]
+
+    def backward(self, params, shape, g):
+        k = len(shape) - 1
+        g = np.expand_dims(g / math.prod(shape[:-1]), tuple(range(3, 3 + k)))
+        return np.broadcast_to(g, g.shape[:3] + shape), 0.0
 
 
 @dataclass(frozen=True)
@@ -224,6 +305,15 @@ class Flatten(Layer):
             return x
         gaussian = state.is_gaussian and not state.spatial
         return state.map(trace, shape=(math.prod(state.shape),), is_gaussian=gaussian)
+
+    def out_shape(self, shape):
+        return (math.prod(_single_shape(self, shape)),)
+
+    def forward(self, params, x):
+        return x.reshape(x.shape[:2] + (-1,)), x.shape[2:]
+
+    def backward(self, params, shape, g):
+        return g.reshape(g.shape[:3] + shape), 0.0
 
 
 # --- nonlinearities -------------------------------------------------------
@@ -245,7 +335,12 @@ class Activation(Layer):
             raise ValueError(f"Activation: {err}") from None
 
     def __repr__(self):
-        return f"Activation({self.act.name!r})"
+        return f"Activation({self.name if isinstance(self.name, str) else self.act.name!r})"
+
+    def __reduce__(self):
+        # by name, so networks of named activations pickle (to worker processes) although the
+        # functions are lambdas; an Activation object pickles as itself (or not at all)
+        return Activation, (self.name,)
 
     def kernel(self, state):
         state = self._single(state)
@@ -262,13 +357,22 @@ class Activation(Layer):
         return replace(state, nngp=nngp, ntk=dot * state.ntk, cov1=cov1, cov2=cov2,
                        is_gaussian=False, fresh=False)
 
+    def out_shape(self, shape):
+        return _single_shape(self, shape)
+
+    def forward(self, params, x):
+        return np.asarray(self.act.fn(x), dtype=x.dtype), x
+
+    def backward(self, params, x, g):
+        return g * np.asarray(self.act.deriv(x), dtype=x.dtype)[:, None], 0.0
+
 
 def Relu():  # noqa: N802 -- neural-tangents' names
     return Activation("relu")
 
 
 def LeakyRelu(alpha: float = 0.01):  # noqa: N802
-    return Activation(leaky_relu(alpha))
+    return Activation(f"leaky_relu({float(alpha)!r})")   # by name: it pickles
 
 
 def Abs():  # noqa: N802
@@ -314,6 +418,15 @@ class Identity(Layer):
     def kernel(self, state):
         return state
 
+    def out_shape(self, shape):
+        return shape
+
+    def forward(self, params, x):
+        return x, None
+
+    def backward(self, params, cache, g):
+        return g, 0.0
+
 
 @dataclass(frozen=True)
 class FanOut(Layer):
@@ -327,6 +440,15 @@ class FanOut(Layer):
     def kernel(self, state):
         state = self._single(state)
         return (replace(state, fresh=False),) * self.num   # the copies are one value, not independent
+
+    def out_shape(self, shape):
+        return (_single_shape(self, shape),) * self.num
+
+    def forward(self, params, x):
+        return (x,) * self.num, None
+
+    def backward(self, params, cache, g):
+        return sum(g[1:], g[0]), 0.0
 
 
 @dataclass(frozen=True)
@@ -353,6 +475,19 @@ class FanInSum(Layer):
                        cov2=None if first.cov2 is None else total("cov2"),
                        is_gaussian=all(s.is_gaussian for s in state), fresh=all(s.fresh for s in state))
 
+    def out_shape(self, shape):
+        if not isinstance(shape, tuple) or not shape or not isinstance(shape[0], tuple):
+            self._fail("expected branches (after FanOut and parallel), got a single input")
+        if len(set(shape)) > 1:
+            self._fail(f"all branches must have the same shape, got {sorted(set(shape))}")
+        return shape[0]
+
+    def forward(self, params, x):
+        return sum(x[1:], x[0]), len(x)
+
+    def backward(self, params, n, g):
+        return (g,) * n, 0.0
+
 
 @dataclass(frozen=True)
 class Parallel(Layer):
@@ -366,6 +501,21 @@ class Parallel(Layer):
             self._fail(f"has {len(self.layers)} layers but got {got} branches")
         return tuple(layer.kernel(s) for layer, s in zip(self.layers, state))
 
+    def init(self, rngs, shape, dtype=np.float64):
+        if not _is_branches(shape) or len(shape) != len(self.layers):
+            got = len(shape) if _is_branches(shape) else 1
+            self._fail(f"has {len(self.layers)} layers but got {got} branches")
+        parts = [layer.init(rngs, s, dtype) for layer, s in zip(self.layers, shape)]
+        return tuple(p for p, _ in parts), tuple(o for _, o in parts)
+
+    def forward(self, params, x):
+        parts = [layer.forward(p, xi) for layer, p, xi in zip(self.layers, params, x)]
+        return tuple(y for y, _ in parts), tuple(c for _, c in parts)
+
+    def backward(self, params, cache, g):
+        parts = [layer.backward(p, c, gi) for layer, p, c, gi in zip(self.layers, params, cache, g)]
+        return tuple(gi for gi, _ in parts), sum(t for _, t in parts)
+
 
 @dataclass(frozen=True)
 class Serial(Layer):
@@ -377,6 +527,27 @@ class Serial(Layer):
         for layer in self.layers:
             state = layer.kernel(state)
         return state
+
+    def init(self, rngs, shape, dtype=np.float64):
+        params = []
+        for layer in self.layers:
+            p, shape = layer.init(rngs, shape, dtype)
+            params.append(p)
+        return tuple(params), shape
+
+    def forward(self, params, x):
+        caches = []
+        for layer, p in zip(self.layers, params):
+            x, c = layer.forward(p, x)
+            caches.append(c)
+        return x, caches
+
+    def backward(self, params, cache, g):
+        ntk = 0.0
+        for layer, p, c in zip(self.layers[::-1], params[::-1], cache[::-1]):
+            g, t = layer.backward(p, c, g)
+            ntk = ntk + t
+        return g, ntk
 
 
 def serial(*layers: Layer) -> Serial:
@@ -405,6 +576,237 @@ def output_kernels(net: Layer, X1, X2=None) -> KernelState:
     return KernelState(state.nngp, state.ntk, state.cov1, cov2)
 
 
+# --- finite networks ------------------------------------------------------
+
+def init_params(net: Layer, shape: tuple[int, ...], seed, start: int = 0, stop: int = 1,
+                dtype=np.float64):
+    """Initial parameters of networks ``start .. stop-1`` of the run seeded by ``seed``, for inputs
+    of ``shape`` (d,), (W, C) or (H, W, C).  Network i draws every affine layer's W then b, in
+    network order, from its own generator (:func:`ntkcheck.seeding.network_rngs`), so the same i
+    is the same network whatever the chunking -- and a serial of Dense layers draws what the
+    equivalent :class:`ntkcheck.MLP` draws (a bias is drawn even when ``b_std`` is None)."""
+    output_shape(net, shape)
+    return net.init(network_rngs(seed, start, stop), tuple(shape), dtype)[0]
+
+
+def output_shape(net: Layer, shape: tuple[int, ...]) -> tuple[int]:
+    """(out,): the output shape of one input of ``shape``; a ValueError naming the layer when the
+    shapes do not fit, or when the output has branches or positions."""
+    out = net.init([_NoDraw()], tuple(shape))[1]
+    if _is_branches(out):
+        raise ValueError(f"the network ends with {len(out)} branches: join them with FanInSum()")
+    if len(out) != 1:
+        raise ValueError(f"the network's output still has positions {out[:-1]}: "
+                         "end it with GlobalAvgPool() or Flatten()")
+    return out
+
+
+def outputs_and_ntk(net: Layer, params, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Outputs f (M, N, out) and empirical NTKs Theta_hat(X, X) (M, N, N) of the networks of
+    ``params``; for out > 1 the NTK is the mean over outputs of each output's kernel (as
+    :mod:`ntkcheck.networks`).  One forward pass and one backward pass with the ``out`` unit
+    cotangents batched; every affine layer adds its parameters' share of the tangent kernel
+    (Jacot et al. 2018, proof of Thm 1: Theta_hat = sum over parameters of df/dp df'/dp)."""
+    dtype = _first_weight(params).dtype
+    f, cache = net.forward(params, np.asarray(X, dtype=dtype)[None])
+    M, N, d_out = f.shape
+    unit = np.broadcast_to(np.eye(d_out, dtype=dtype)[None, :, None, :], (M, d_out, N, d_out))
+    _, ntk = net.backward(params, cache, unit)
+    return f, ntk / d_out
+
+
+def bytes_per_network(net: Layer, shape: tuple[int, ...], n_inputs: int, itemsize: int = 8) -> int:
+    """Working memory of one network in :func:`outputs_and_ntk` (an upper estimate): its
+    parameters, and per layer its output kept for the backward pass, conv patches and cotangents of
+    every output (with a 2x allowance for the temporaries of the NTK terms)."""
+    params = net.init([_NoDraw()], tuple(shape))[0]
+    d_out = output_shape(net, shape)[0]
+    total = sum(W.size + b.size for W, b in _affine_params(params))
+    total += n_inputs * (2 + 2 * d_out) * _activation_size(net, tuple(shape))[0]
+    return itemsize * total
+
+
+class _NoDraw:
+    """A stand-in generator: only the parameters' shapes are needed."""
+
+    def standard_normal(self, out, dtype=None):
+        return out
+
+
+def _activation_size(net: Layer, shape) -> tuple[int, tuple]:
+    """Sum over layers of one input's output size (conv patches included), and the output shape."""
+    if isinstance(net, Serial):
+        total = 0
+        for layer in net.layers:
+            size, shape = _activation_size(layer, shape)
+            total += size
+        return total, shape
+    if isinstance(net, Parallel):
+        parts = [_activation_size(layer, s) for layer, s in zip(net.layers, shape)]
+        return sum(n for n, _ in parts), tuple(o for _, o in parts)
+    out = net.init([_NoDraw()], shape)[1]
+    size = sum(math.prod(s) for s in out) if _is_branches(out) else math.prod(out)
+    if isinstance(net, Conv):
+        size += math.prod(out[:-1]) * shape[-1] * math.prod(net.filter_shape)
+    return size, out
+
+
+def _affine_params(params):
+    if isinstance(params, _AffineParams):
+        yield params
+    elif isinstance(params, tuple):
+        for p in params:
+            yield from _affine_params(p)
+
+
+def _first_weight(params):
+    for W, _ in _affine_params(params):
+        return W
+    raise ValueError("the network has no Dense or Conv layer (no parameters)")
+
+
+@dataclass(frozen=True)
+class _AffineParams:
+    """Weights (M, out, fan_in) and biases (M, out) of one affine layer of M networks."""
+
+    W: np.ndarray
+    b: np.ndarray
+
+    def __iter__(self):
+        return iter((self.W, self.b))
+
+
+def _scales(layer, fan_in) -> tuple[float, float, float, float]:
+    """(a, c, weight init std, bias init std) of ``h = a W x + c b``, as ``MLP.layer_scales``:
+    NTK parameterization a = W_std/sqrt(fan_in), c = b_std with N(0, 1) parameters; standard
+    a = c = 1 with W ~ N(0, W_std^2/fan_in), b ~ N(0, b_std^2).  No bias (b_std None): c = 0."""
+    bias = 0.0 if layer.b_std is None else layer.b_std
+    if layer.parameterization == "ntk":
+        return layer.W_std / math.sqrt(fan_in), bias, 1.0, 1.0
+    return 1.0, 0.0 if layer.b_std is None else 1.0, layer.W_std / math.sqrt(fan_in), bias
+
+
+def _affine_init(layer, rngs, fan_in, out, dtype):
+    _, _, s_w, s_b = _scales(layer, fan_in)
+    W = np.empty((len(rngs), out, fan_in), dtype=dtype)
+    b = np.empty((len(rngs), out), dtype=dtype)
+    for i, rng in enumerate(rngs):
+        rng.standard_normal(out=W[i], dtype=dtype)
+        if s_w != 1.0:
+            W[i] *= s_w
+        rng.standard_normal(out=b[i], dtype=dtype)
+        if s_b != 1.0:
+            b[i] *= s_b
+    return _AffineParams(W, b)
+
+
+def _affine_forward(layer, params, x):
+    """``a W x + c b`` over the last axis of x (M or 1, N, positions..., fan_in)."""
+    W, b = params
+    a, c, _, _ = _scales(layer, x.shape[-1])
+    h = np.matmul(x.reshape(x.shape[0], -1, x.shape[-1]), W.transpose(0, 2, 1))
+    h *= a
+    if c != 0.0:
+        h += c * b[:, None, :]
+    return h.reshape((len(W),) + x.shape[1:-1] + (W.shape[1],))
+
+
+def _affine_backward(layer, params, x, g):
+    """Cotangents of the layer input, ``a g W``, and the layer's NTK share (:func:`_affine_ntk`)."""
+    W, _ = params
+    a, c, _, _ = _scales(layer, x.shape[-1])
+    ntk = _affine_ntk(g, x, a, c)
+    g_in = np.matmul(g.reshape(g.shape[0], -1, g.shape[-1]), W)
+    g_in *= a
+    return g_in.reshape(g.shape[:-1] + (W.shape[2],)), ntk
+
+
+def _affine_ntk(g, x, a, c, form=None):
+    """sum_k <df_k/dW, df_k/dW'> + <df_k/db, df_k/db'> of ``h = a W x + c b`` applied at every
+    position, from the cotangents g (M, K, N, positions..., out) and the inputs x (M or 1, N,
+    positions..., fan_in), (M, N, N).  Weights shared over positions p: df_k/dW = a sum_p
+    g_p x_p^T, the correlation of the backward signal with the input (conv: with its patches).
+    ``form`` "gradient" forms these per-input gradients (N, out x fan_in) and takes their Gram;
+    "pairs" uses a^2 sum_{p,q} <g_p, g'_q> <x_p, x'_q> instead (without positions: the MLP
+    formula of :mod:`ntkcheck.networks`); by default the one with the smaller arrays."""
+    M, K, N = g.shape[:3]
+    out, fan_in = g.shape[-1], x.shape[-1]
+    g = g.reshape(M, K, N, -1, out)
+    x = x.reshape(x.shape[0], N, -1, fan_in)
+    P = g.shape[3]
+    ntk = np.zeros((M, N, N), dtype=g.dtype)
+    if c != 0.0:
+        gs = g.sum(axis=3).transpose(0, 2, 1, 3).reshape(M, N, K * out)
+        ntk += c * c * _gram(gs)
+    if form is None:      # the cheaper one, in multiply-adds (both divided by N)
+        form = "gradient" if K * out * fan_in * (P + N) < N * P * P * (K * out + fan_in) else "pairs"
+    if form == "gradient":
+        grads = np.matmul(g.transpose(0, 1, 2, 4, 3), x[:, None])     # (M, K, N, out, fan_in)
+        ntk += a * a * _gram(grads.transpose(0, 2, 1, 3, 4).reshape(M, N, -1))
+    else:
+        gg = _gram(g.transpose(0, 2, 3, 1, 4).reshape(M, N * P, K * out)).reshape(M, N, P, N, P)
+        xx = _gram(x.reshape(x.shape[0], N * P, fan_in)).reshape(-1, N, P, N, P)
+        ntk += a * a * np.einsum("aipjq,aipjq->aij", gg, np.broadcast_to(xx, gg.shape))
+    return ntk
+
+
+def _gram(A):
+    return np.matmul(A, A.transpose(0, 2, 1))
+
+
+def _patch_maps(windows, padding, spatial) -> list[tuple[int, int, int, int, int, bool]]:
+    """Per spatial axis (window f, stride s, padding lo and hi, input positions L, circular):
+    tap o of output i reads input s i + o - lo (wrapped for CIRCULAR, zero outside for VALID/SAME)."""
+    return [(f, s, lo, hi, L, padding == "CIRCULAR") for (f, s, lo, hi), L in zip(windows, spatial)]
+
+
+def _patches(x, maps):
+    """x (B1, B2, L1..Lk, C) -> patches (B1, B2, n1..nk, f1..fk, C), a strided view of the padded x."""
+    k, nb = len(maps), x.ndim - len(maps) - 1
+    if any(lo or hi for _, _, lo, hi, _, _ in maps):
+        width = [(0, 0)] * nb + [(lo, hi) for _, _, lo, hi, _, _ in maps] + [(0, 0)]
+        x = np.pad(x, width, mode="wrap" if maps[0][5] else "constant")
+    axes = tuple(range(nb, nb + k))
+    view = np.lib.stride_tricks.sliding_window_view(x, [m[0] for m in maps], axis=axes)
+    view = view[(slice(None),) * nb + tuple(slice(None, None, m[1]) for m in maps)]
+    return np.moveaxis(view, nb + k, -1)
+
+
+def _patches_adjoint(p, maps):
+    """The adjoint of :func:`_patches`: cotangents of patches (B..., n1..nk, f1..fk, C) -> (B..., L1..Lk, C):
+    each tap adds back where it read, then padding is dropped (CIRCULAR: folded back onto the positions it copies)."""
+    k = len(maps)
+    nb = p.ndim - 2 * k - 1
+    n = p.shape[nb:nb + k]
+    out = np.zeros(p.shape[:nb] + tuple(L + lo + hi for _, _, lo, hi, L, _ in maps) + p.shape[-1:], p.dtype)
+    lead = (slice(None),) * nb
+    for taps in np.ndindex(*(m[0] for m in maps)):
+        dst = tuple(slice(o, o + s * (m - 1) + 1, s) for o, (_, s, _, _, _, _), m in zip(taps, maps, n))
+        out[lead + dst] += p[lead + (slice(None),) * k + taps]
+    for d, (_, _, lo, hi, L, circular) in enumerate(maps):
+        if not (lo or hi):
+            continue
+        ax = nb + d
+        core = np.take(out, np.arange(lo, lo + L), axis=ax)
+        if circular:
+            for j in (*range(lo), *range(lo + L, L + lo + hi)):
+                at = [slice(None)] * core.ndim
+                at[ax] = (j - lo) % L
+                core[tuple(at)] += np.take(out, j, axis=ax)
+        out = core
+    return out
+
+
+def _is_branches(shape) -> bool:
+    return isinstance(shape, tuple) and bool(shape) and isinstance(shape[0], tuple)
+
+
+def _single_shape(layer, shape):
+    if _is_branches(shape):
+        layer._fail(f"got {len(shape)} branches (FanOut without FanInSum); expected one input")
+    return shape
+
+
 # --- helpers --------------------------------------------------------------
 
 def _variances(cov: np.ndarray, k: int) -> np.ndarray:
@@ -426,12 +828,13 @@ def _spread(var: np.ndarray, k: int, which: int, nb: int) -> np.ndarray:
     return var.reshape(shape)
 
 
-def _windows(layer, state, window) -> tuple[list[tuple[int, int, int, int]], tuple[int, ...]]:
-    """Per spatial axis (window, stride, padding before, padding after), and the output positions.
+def _windows(layer, shape, window) -> tuple[list[tuple[int, int, int, int]], tuple[int, ...]]:
+    """Per spatial axis (window, stride, padding before, padding after), and the output positions,
+    for one input of ``shape`` (positions..., channels).
     Padding is TensorFlow/JAX SAME's (CIRCULAR wraps the same amounts); none for VALID."""
-    _check_spatial(layer, state, len(window))
+    _check_spatial(layer, shape, len(window))
     out, out_shape = [], []
-    for L, f, s in zip(state.spatial, window, layer.strides):
+    for L, f, s in zip(shape[:-1], window, layer.strides):
         if layer.padding == "VALID":
             if L < f:
                 layer._fail(f"window {f} is larger than the input's {L} positions with VALID padding")
@@ -473,10 +876,10 @@ def _window_mean(x, axes, f, s, lo, hi, padding):
     return out
 
 
-def _check_spatial(layer, state, k):
-    if len(state.spatial) != k:
-        layer._fail(f"acts on {k} spatial axes but its input has shape {state.shape} "
-                    f"({len(state.spatial)} spatial axes, channels last)")
+def _check_spatial(layer, shape, k):
+    if len(shape) - 1 != k:
+        layer._fail(f"acts on {k} spatial axes but its input has shape {shape} "
+                    f"({len(shape) - 1} spatial axes, channels last)")
 
 
 def _check_window(layer, name):
