@@ -1,0 +1,39 @@
+"""Print the README's claims table from the committed results: the standard run's verdicts
+(stated false-fail rate, detectable discrepancy) and, where present, the calibration's
+measured false-fail rates.
+
+    python scripts/readme_claims_table.py [results/standard] [results/calibration]
+"""
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from ntkcheck.claims import all_claims, get_claim
+from ntkcheck.store import Store
+
+
+def main(standard="results/standard", calibration="results/calibration") -> None:
+    store = Store(standard)
+    cal_path = Path(calibration) / "calibration.csv"
+    cal = pd.read_csv(cal_path).set_index("claim") if cal_path.is_file() else None
+    print("| claim | statement | sources | verdict (standard) | stated false-fail rate | detects (standard) "
+          "| measured false-fail rate (quick, K seeds) |")
+    print("|---|---|---|---|---|---|---|")
+    for cid in all_claims():
+        claim = get_claim(cid)
+        v = claim.verdict(store.read_claim(cid))
+        verdict = ("PASS" if v.passed else "FAIL") + (", control rejected" if v.negative_control_rejected
+                                                     else ", control NOT rejected")
+        measured = "not measured"
+        if cal is not None and cid in cal.index:
+            r = cal.loc[cid]
+            measured = (f"{int(r.claim_failures)}/{int(r.seeds)} ({r.measured_rate:.3g}; 95% CI "
+                        f"[{r.ci_low:.2g}, {r.ci_high:.2g}]); controls missed {int(r.controls_not_rejected)}")
+        text = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+        print(f"| `{cid}` | {text(claim.title)} | {text('; '.join(claim.sources))} | {verdict} "
+              f"([table]({standard}/{cid}.md)) | {v.false_fail_rate:.3g} | {text(v.detectable)} | {measured} |")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
