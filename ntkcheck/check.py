@@ -50,9 +50,11 @@ together (Dyer & Gur-Ari 2019 state it for general architectures; the tests
 check the outcome for a CNN).  The NNGP draws
 are ``f f^T`` of the outputs (averaged over output units): there is no
 readout-Gram Rao-Blackwellisation for stax networks, so an NNGP check is far
-noisier there -- its per-pair spread is about sqrt(2) K_ii whatever the width,
-and it needs roughly ten to a hundred times the pairs of an MLP NNGP check at
-the same discrepancy.
+noisier there: the per-pair relative spread is about sqrt(2) whatever the width
+(Gaussian f: Var f_i^2 = 2 K_ii^2), against 0.07 for the readout-Gram draws of a
+one-hidden-layer relu MLP at n_s = 48, and the pairs needed grow as its square
+(a one-layer CNN with global average pooling on 4 inputs, discrepancy 0.1:
+10,580 pairs for the NNGP, the 100 of the pilot for the NTK).
 """
 from __future__ import annotations
 

@@ -9,6 +9,8 @@ per-architecture branches.  A layer's ``kernel`` method is its analytic step; it
 ``forward`` and ``backward`` methods are the same layer in finite networks, M at once
 (:func:`init_params`, :func:`outputs_and_ntk`; sampled by ``sample_init(net, X, M, seed,
 method="dense")``), with the empirical NTK summed layer by layer, never from a Jacobian.
+:func:`with_width` sets every hidden channel count at once (the widths ``check_kernel`` chooses)
+and :func:`depth` counts the hidden affine layers.
 
 Sources: the convolutional NNGP recursion, Novak et al. 2019 (ICLR, "Bayesian deep
 convolutional networks with many channels are Gaussian processes") and Garriga-Alonso et al. 2019
@@ -573,7 +575,7 @@ def with_width(net: Layer, n: int) -> Layer:
     """The same network with every hidden channel count (``Dense.out_dim``, ``Conv.out_chan``) set
     to ``n``; the readout -- the affine layers whose output reaches the network's output through
     parameter-free layers only -- keeps its size.  The infinite-width limit takes all hidden
-    channel counts to infinity together (Novak et al. 2019, sec. 2.2; Yang 2019); this is one
+    channel counts to infinity together (Novak et al. 2019; Yang 2019); this is one
     path of that limit, and the one ``check_kernel`` extrapolates along."""
     _check_positive_int(net, "n", n)
     hidden = _width_flow(net)[0]
