@@ -36,6 +36,25 @@ rate ``b``:
 The result's ``detectable`` is the achieved relative discrepancy (max over
 entries), computed from the sample actually used.  False-fail rate and power
 are measured by ``benchmarks/check_kernel_calibration.py``.
+
+**Other architectures** (:mod:`ntkcheck.stax` networks: conv, pooling, flatten,
+residual).  The width n of a pair member is every hidden channel count at once
+(:func:`ntkcheck.stax.with_width`; the readout keeps its size), the depth L of
+the default widths is the number of hidden affine layers
+(:func:`ntkcheck.stax.depth`), and the networks are real ones
+(``sample_init(..., method="dense")``: O(n^2) per hidden-to-hidden layer, so
+deep wide stax checks cost far more than MLP ones, which use the O(n N^2)
+exact sampler).  The Richardson step is the same, assuming as for the MLP that
+the mean kernel at width n is ``K + b_1 / n + O(1/n^2)`` when all widths grow
+together (Dyer & Gur-Ari 2019 state it for general architectures; the tests
+check the outcome for a CNN).  The NNGP draws
+are ``f f^T`` of the outputs (averaged over output units): there is no
+readout-Gram Rao-Blackwellisation for stax networks, so an NNGP check is far
+noisier there: the per-pair relative spread is about sqrt(2) whatever the width
+(Gaussian f: Var f_i^2 = 2 K_ii^2), against 0.07 for the readout-Gram draws of a
+one-hidden-layer relu MLP at n_s = 48, and the pairs needed grow as its square
+(a one-layer CNN with global average pooling on 4 inputs, discrepancy 0.1:
+10,580 pairs for the NNGP, the 100 of the pilot for the NTK).
 """
 from __future__ import annotations
 
@@ -47,6 +66,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import stax
 from .kernels import check_inputs
 from .moments import readout_kernel
 from .sampler import sample_init
@@ -77,6 +97,7 @@ class KernelCheckDesign:
     n_tests: int                # entries tested (Sidak-corrected)
     false_fail_rate: float
     false_pass_rate: float
+    method: str | None = None   # how the networks were sampled ("exact", "dense"); None before sampling
 
 
 def default_widths(depth: int) -> tuple[int, int]:
@@ -121,7 +142,7 @@ class KernelSample:
     ``width_means``: the mean kernels at the two widths (2, N, N), for the record
     (their difference estimates the first-order width bias)."""
 
-    spec: MLP
+    spec: MLP | stax.Layer
     X: np.ndarray
     kind: str
     draws: np.ndarray
@@ -133,15 +154,24 @@ class KernelSample:
         return self.draws.shape[0]
 
 
-def _network_kernels(spec: MLP, X: np.ndarray, kind: str, m: int, seed, method: str, jobs) -> np.ndarray:
+def _network_kernels(spec, X: np.ndarray, kind: str, m: int, seed, method: str, jobs) -> np.ndarray:
     sample = sample_init(spec, X, m, seed=seed, method=method, jobs=jobs)
-    return sample.ntk if kind == "ntk" else readout_kernel(spec, sample.post_grams)
+    if kind == "ntk":
+        return sample.ntk
+    if isinstance(spec, MLP):
+        return readout_kernel(spec, sample.post_grams)
+    f = sample.f[..., None] if sample.f.ndim == 2 else sample.f      # no readout Gram: f f^T itself
+    return np.einsum("mik,mjk->mij", f, f) / f.shape[2]
+
+
+def _at_width(spec, n: int):
+    return dataclasses.replace(spec, width=n) if isinstance(spec, MLP) else stax.with_width(spec, n)
 
 
 def _pairs(spec, X, kind, widths, m, seed, method, jobs) -> tuple[np.ndarray, np.ndarray]:
     """m pairs: (Z (m, N, N), sums of the kernels at each width (2, N, N))."""
     r = widths[1] / widths[0]
-    small, large = (_network_kernels(dataclasses.replace(spec, width=n), X, kind, m, child(seed, i), method, jobs)
+    small, large = (_network_kernels(_at_width(spec, n), X, kind, m, child(seed, i), method, jobs)
                     for i, n in enumerate(widths))
     z = (r * large - small) / (r - 1)
     return z, np.stack([small.sum(axis=0), large.sum(axis=0)])
@@ -166,10 +196,34 @@ def _count(value, name: str, least: int) -> int:
     return int(value)
 
 
-def sample_kernel(spec: MLP, X, kind: str = "ntk", false_fail_rate: float = 1e-3, seed=0, *,
+def _inputs(spec, X) -> np.ndarray:
+    """X validated for ``spec``: (N, d) for an MLP; (N, d), (N, W, C) or (N, H, W, C) for a stax network."""
+    return stax._check_inputs(X, None)[0] if isinstance(spec, stax.Layer) else check_inputs(X)[0]
+
+
+def _check_network(net: stax.Layer, X: np.ndarray, kind: str, method, widths) -> tuple[int, str]:
+    """(depth, method) of a stax network, or a ValueError naming what cannot be checked."""
+    if method not in (None, "dense"):
+        raise ValueError(f"a stax network is sampled with method='dense' (method='exact' is MLP-only), got {method!r}")
+    L = stax.depth(net)
+    if L == 0:
+        raise ValueError("the network has no hidden Dense or Conv layer (only a readout): there is no width "
+                         "to take to infinity")
+    if kind == "ntk":
+        for layer in stax.fan_in_scaled(net):
+            if layer.parameterization != "ntk":
+                raise ValueError(f"{layer!r}: the ntk of a {layer.parameterization!r}-parameterized layer whose "
+                                 "fan-in grows with the width has no width-independent limit; check_kernel "
+                                 "needs parameterization='ntk' there")
+    for n in _check_widths(default_widths(L) if widths is None else widths):
+        stax.output_shape(stax.with_width(net, n), X.shape[1:])       # shapes fit at both widths
+    return L, "dense"
+
+
+def sample_kernel(spec: MLP | stax.Layer, X, kind: str = "ntk", false_fail_rate: float = 1e-3, seed=0, *,
                   false_pass_rate: float = 1e-3, discrepancy: float = 0.01, widths: tuple[int, int] | None = None,
                   n_networks: int | None = None, max_networks: int = 1_000_000,
-                  method: str = "exact", jobs: int | None = 1) -> KernelSample:
+                  method: str | None = None, jobs: int | None = 1) -> KernelSample:
     """Design a kernel check (see the module docstring) and draw its pairs of networks.
 
     The same sample can test many candidates (:func:`kernel_test`).  ``widths``
@@ -181,21 +235,30 @@ def sample_kernel(spec: MLP, X, kind: str = "ntk", false_fail_rate: float = 1e-3
     None: all CPUs); the sample is identical for every ``jobs``.  More than one
     process uses ``spawn``, so a calling script needs the usual
     ``if __name__ == "__main__":`` guard.
+
+    ``spec``: an :class:`~ntkcheck.MLP` (``method`` "exact", the default, or
+    "dense") or a :mod:`ntkcheck.stax` network (``method`` "dense" only; widths
+    by :func:`ntkcheck.stax.with_width`, depth :func:`ntkcheck.stax.depth`).
     """
     _check_kind(kind)
-    if not isinstance(spec, MLP):
-        raise ValueError(f"spec must be an ntkcheck.MLP, got {type(spec).__name__}")
-    allowed = ("ntk",) if kind == "ntk" else ("ntk", "standard")
-    if spec.parameterization not in allowed:
-        raise ValueError(f"the {kind} of a {spec.parameterization!r}-parameterized network has no width-independent "
-                         f"limit; check_kernel supports parameterization {allowed}")
-    X, _ = check_inputs(X)
+    if isinstance(spec, stax.Layer):
+        X = _inputs(spec, X)
+        L, method = _check_network(spec, X, kind, method, widths)
+    elif not isinstance(spec, MLP):
+        raise ValueError(f"spec must be an ntkcheck.MLP or a stax network, got {type(spec).__name__}")
+    else:
+        allowed = ("ntk",) if kind == "ntk" else ("ntk", "standard")
+        if spec.parameterization not in allowed:
+            raise ValueError(f"the {kind} of a {spec.parameterization!r}-parameterized network has no "
+                             f"width-independent limit; check_kernel supports parameterization {allowed}")
+        X, _ = check_inputs(X)
+        L, method = spec.depth, "exact" if method is None else method
     max_networks = _count(max_networks, "max_networks", 2)
     if n_networks is not None:
         n_networks = _count(n_networks, "n_networks", 2)
     n_in = len(X)
     n_tests = n_in * (n_in + 1) // 2
-    design = design_kernel_check(spec.depth, n_tests, 0.0, false_fail_rate, false_pass_rate, discrepancy, widths)
+    design = design_kernel_check(L, n_tests, 0.0, false_fail_rate, false_pass_rate, discrepancy, widths)
     args = (spec, X, kind, design.widths)
     if n_networks is not None:
         z, sums = _pairs(*args, n_networks, child(seed, 1), method, jobs)
@@ -204,7 +267,7 @@ def sample_kernel(spec: MLP, X, kind: str = "ntk", false_fail_rate: float = 1e-3
         z, sums = _pairs(*args, min(PILOT, max_networks), child(seed, 0), method, jobs)
         for stage, share in ((1, UNDERSHOOT), (2, 1.0), (3, 1.0)):
             spread = _relative_spread(z)
-            m = min(math.ceil(share * design_kernel_check(spec.depth, n_tests, spread, false_fail_rate,
+            m = min(math.ceil(share * design_kernel_check(L, n_tests, spread, false_fail_rate,
                                                           false_pass_rate, discrepancy, design.widths).n_networks),
                     max_networks)
             if m > len(z):
@@ -213,7 +276,7 @@ def sample_kernel(spec: MLP, X, kind: str = "ntk", false_fail_rate: float = 1e-3
             elif share == 1.0:
                 break
         spread = _relative_spread(z)
-    design = dataclasses.replace(design, n_networks=len(z), spread=spread)
+    design = dataclasses.replace(design, n_networks=len(z), spread=spread, method=method)
     return KernelSample(spec, X, kind, z, design, sums / len(z))
 
 
@@ -259,7 +322,7 @@ def kernel_test(candidate, sample: KernelSample, name: str | None = None) -> Tes
     """Test a candidate kernel (see :func:`candidate_kernel`) on a :class:`KernelSample`.
 
     ``details``: as :func:`~ntkcheck.stats.mean_test` plus ``design``, ``widths``,
-    ``index`` (rows, cols of the entries), ``worst_pair`` (i, j),
+    ``method`` (how the networks were sampled: "exact" or "dense"), ``index`` (rows, cols of the entries), ``worst_pair`` (i, j),
     ``candidate`` (the entries tested), ``relative_error`` (candidate minus
     sampled mean per entry, relative to sqrt(K_ii K_jj)) and ``width_bias`` (the first-order bias ``b_1 / n_s`` at
     width n_s, estimated as ``(K_{n_s} - K_{n_l}) n_l / (n_l - n_s)``, relative).
@@ -273,13 +336,13 @@ def kernel_test(candidate, sample: KernelSample, name: str | None = None) -> Tes
     n_s, n_l = d.widths
     small, large = sample.width_means[:, rows, cols]
     return dataclasses.replace(res, details={
-        **res.details, "design": d, "widths": d.widths, "index": (rows, cols),
+        **res.details, "design": d, "widths": d.widths, "method": d.method, "index": (rows, cols),
         "worst_pair": (int(rows[worst]), int(cols[worst])), "candidate": target,
         "relative_error": (target - res.details["mean"]) / scale,
         "width_bias": (small - large) * n_l / (n_l - n_s) / scale})
 
 
-def check_kernel(candidate: np.ndarray | Callable, spec: MLP, X, kind: str = "ntk", false_fail_rate: float = 1e-3,
+def check_kernel(candidate: np.ndarray | Callable, spec: MLP | stax.Layer, X, kind: str = "ntk", false_fail_rate: float = 1e-3,
                  seed=0, **options) -> TestResult:
     """Decide whether ``candidate`` is the infinite-width ``kind`` kernel of ``spec`` on X.
 
@@ -287,6 +350,13 @@ def check_kernel(candidate: np.ndarray | Callable, spec: MLP, X, kind: str = "nt
         neural-tangents ``kernel_fn(x1, x2, get)`` (called with ``get=kind``).
         It is evaluated and validated (shape, symmetry, finiteness) before any
         network is sampled.
+    spec : an :class:`~ntkcheck.MLP` or a :mod:`ntkcheck.stax` network.  For a
+        stax network every hidden channel count is the width (the readout keeps
+        its size; :func:`ntkcheck.stax.with_width`), the networks are sampled
+        with ``method="dense"`` (``details["method"]``), and the NNGP is checked
+        from ``f f^T`` of the outputs, far noisier than an MLP's readout-Gram
+        draws (see the module docstring): expect many more pairs.
+    X : (N, d); for a stax network also (N, W, C) or (N, H, W, C).
     kind : "ntk" or "nngp".
     options : ``false_pass_rate`` (1e-3), ``discrepancy`` (0.01, relative to
         sqrt(K_ii K_jj)), ``widths``, ``n_networks``, ``max_networks``,
@@ -296,10 +366,10 @@ def check_kernel(candidate: np.ndarray | Callable, spec: MLP, X, kind: str = "nt
     ``false_fail_rate`` when the candidate is right, and passes with probability
     <= ``false_pass_rate`` when any entry is off by more than ``detectable``
     (relative).  ``statistic, pvalue = result`` unpacks like scipy's results.
-    The spec's own width is ignored: the design chooses the widths.
-    Deterministic given ``seed``.
+    The spec's own width (a stax network's hidden channel counts) is ignored:
+    the design chooses the widths.  Deterministic given ``seed``.
     """
     _check_kind(kind)
-    X, _ = check_inputs(X)
+    X = _inputs(spec, X)
     cand = candidate_kernel(candidate, X, kind)
     return kernel_test(cand, sample_kernel(spec, X, kind, false_fail_rate, seed, **options))

@@ -14,8 +14,10 @@ the cache directory is ``cache=`` if given, else the environment variable
 ``NTKCHECK_CACHE``, else the user cache directory (``$XDG_CACHE_HOME/ntkcheck``,
 ``~/.cache/ntkcheck``; ``~/Library/Caches/ntkcheck`` on macOS,
 ``%LOCALAPPDATA%\\ntkcheck\\Cache`` on Windows); ``cache=False`` turns it off.
-Specs with a custom activation object are never cached (their functions have
-no stable key).
+A stax network is keyed by its ``repr`` with the hidden channel counts set to 1
+(the design chooses the widths, so networks that differ only there share a
+sample).  Specs and networks with a custom activation object are never cached
+(their functions have no stable key).
 
 For pytest, import the fixture into a ``conftest.py``::
 
@@ -35,16 +37,15 @@ import tempfile
 
 import numpy as np
 
-from . import __version__
-from .check import KernelCheckDesign, KernelSample, candidate_kernel, kernel_test, sample_kernel
-from .kernels import check_inputs
+from . import __version__, stax
+from .check import KernelCheckDesign, KernelSample, _inputs, candidate_kernel, kernel_test, sample_kernel
 from .seeding import as_seed_sequence
 from .spec import MLP
 from .stats import TestResult
 
 ENV = "NTKCHECK_CACHE"
 #: Bumped when the cached arrays or the sampler's law of them change.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 #: sample_kernel options that change the sample (``jobs`` does not).
 _DESIGN_OPTIONS = ("false_pass_rate", "discrepancy", "widths", "n_networks", "max_networks", "method")
 
@@ -61,14 +62,28 @@ def default_cache_dir() -> pathlib.Path:
     return pathlib.Path(os.environ.get("XDG_CACHE_HOME") or home / ".cache") / "ntkcheck"
 
 
-def cache_key(spec: MLP, X, kind: str, false_fail_rate: float, seed, options: dict) -> str | None:
-    """Hex digest naming a sample, or None when the spec cannot be keyed (custom activation)."""
+def _fields(spec) -> dict | None:
+    """What identifies the law of the sampled networks, or None (custom activation, not a network)."""
+    if isinstance(spec, stax.Layer):
+        if not all(isinstance(layer.name, str) for layer in stax.layers(spec) if isinstance(layer, stax.Activation)):
+            return None
+        try:
+            return {"network": repr(stax.with_width(spec, 1))}
+        except ValueError:            # not a network check_kernel accepts: sample_kernel says why
+            return None
     if not isinstance(spec, MLP) or not isinstance(spec.activation, str):
+        return None
+    return {"depth": spec.depth, "activation": spec.activation, "sigma_w": spec.sigma_w, "sigma_b": spec.sigma_b,
+            "parameterization": spec.parameterization, "d_out": spec.d_out, "output_scale": spec.output_scale}
+
+
+def cache_key(spec: MLP | stax.Layer, X, kind: str, false_fail_rate: float, seed, options: dict) -> str | None:
+    """Hex digest naming a sample, or None when the spec cannot be keyed (custom activation)."""
+    fields = _fields(spec)
+    if fields is None:
         return None
     ss = as_seed_sequence(seed)
     X = np.ascontiguousarray(X, dtype=float)
-    fields = {"depth": spec.depth, "activation": spec.activation, "sigma_w": spec.sigma_w, "sigma_b": spec.sigma_b,
-              "parameterization": spec.parameterization, "d_out": spec.d_out, "output_scale": spec.output_scale}
     design = {k: options.get(k) for k in _DESIGN_OPTIONS}
     design["widths"] = None if design["widths"] is None else [int(w) for w in design["widths"]]
     text = json.dumps({"format": CACHE_FORMAT, "version": __version__, "spec": fields, "kind": kind,
@@ -80,7 +95,7 @@ def cache_key(spec: MLP, X, kind: str, false_fail_rate: float, seed, options: di
     return digest.hexdigest()
 
 
-def _load(path: pathlib.Path, spec: MLP, X: np.ndarray, kind: str) -> KernelSample | None:
+def _load(path: pathlib.Path, spec, X: np.ndarray, kind: str) -> KernelSample | None:
     """The cached sample, or None if missing or damaged (then it is redrawn and overwritten)."""
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -108,14 +123,14 @@ def _save(path: pathlib.Path, sample: KernelSample) -> None:
         raise
 
 
-def cached_sample_kernel(spec: MLP, X, kind: str = "ntk", false_fail_rate: float = 1e-3, seed=0, *,
+def cached_sample_kernel(spec: MLP | stax.Layer, X, kind: str = "ntk", false_fail_rate: float = 1e-3, seed=0, *,
                          cache=None, **options) -> KernelSample:
     """:func:`ntkcheck.check.sample_kernel`, read from / written to the on-disk cache.
 
     cache : directory, None (the default directory, see the module docstring) or
         False (no cache).  The result is identical with or without the cache.
     """
-    X, _ = check_inputs(X)
+    X = _inputs(spec, X)
     key = None if cache is False else cache_key(spec, X, kind, false_fail_rate, seed, options)
     if key is None:
         return sample_kernel(spec, X, kind, false_fail_rate, seed, **options)
@@ -141,9 +156,10 @@ def failure_message(result: TestResult) -> str:
             f"detects a relative error of {result.detectable:.3g} with probability >= {1 - result.false_pass_rate:g}.")
 
 
-def assert_kernel(candidate, spec: MLP, X, kind: str = "ntk", false_fail_rate: float = 1e-3, seed=0, *,
+def assert_kernel(candidate, spec: MLP | stax.Layer, X, kind: str = "ntk", false_fail_rate: float = 1e-3, seed=0, *,
                   cache=None, **options) -> TestResult:
-    """Assert that ``candidate`` is the infinite-width ``kind`` kernel of ``spec`` on X.
+    """Assert that ``candidate`` is the infinite-width ``kind`` kernel of ``spec`` (an MLP or a
+    :mod:`ntkcheck.stax` network) on X.
 
     candidate : (N, N) array, callable ``(X1, X2)``, or a neural-tangents
         ``kernel_fn(x1, x2, get)``; validated (shape, symmetry, finiteness)
@@ -155,7 +171,7 @@ def assert_kernel(candidate, spec: MLP, X, kind: str = "ntk", false_fail_rate: f
     ``AssertionError`` (:func:`failure_message`) when the check fails, which
     happens with probability about ``false_fail_rate`` for a correct kernel.
     """
-    X, _ = check_inputs(X)
+    X = _inputs(spec, X)
     cand = candidate_kernel(candidate, X, kind)       # a typo fails here, before a second of sampling
     result = kernel_test(cand, cached_sample_kernel(spec, X, kind, false_fail_rate, seed, cache=cache, **options))
     if not result.passed:
