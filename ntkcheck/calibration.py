@@ -25,6 +25,7 @@ failure count against the stated rate, ``P(X >= failures)`` for ``X ~ Bin(K, sta
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from .claims import Task, all_claims, get_claim
-from .runner import _git_commit, _nothing, _versions, dask_client, execute
+from .runner import _git_commit, _nothing, _portable_command, _versions, dask_client, execute
 from .store import Store, csv_text
 from .studies import Study, make_study
 
@@ -115,7 +116,8 @@ def run_calibration(budget: str = "quick", seeds: int = 20, claims=None, out="re
             meta = root.read_metadata() or {"study": {"calibration": True, "budget": budget, "claims": []},
                                             "runs": []}
             meta.update(budget=budget, versions=_versions(), git_commit=_git_commit())
-            meta["runs"].append({"command": command, "started": started.isoformat(timespec="seconds"),
+            meta["runs"].append({"command": _portable_command(command if command is not None else sys.argv),
+                                 "started": started.isoformat(timespec="seconds"),
                                  "seeds": [first_seed, first_seed + seeds - 1],
                                  "claims": sorted({st.claims[0] for st in studies}),
                                  "executor": f"dask {scheduler}" if scheduler else f"local jobs={jobs}"})
