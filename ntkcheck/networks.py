@@ -51,14 +51,20 @@ def init_params(spec: MLP, d_in: int, seed, start: int = 0, stop: int = 1,
     biases = [np.empty((m, dims[l + 1]), dtype=dtype) for l in range(len(dims) - 1)]
     for i, rng in enumerate(network_rngs(seed, start, stop)):
         for W, b, (_, _, s_w, s_b) in zip(weights, biases, scales):
-            # scale each draw while it is still in cache (a pass over the stack later costs a memory pass)
-            rng.standard_normal(out=W[i], dtype=dtype)
-            if s_w != 1.0:
-                W[i] *= s_w
-            rng.standard_normal(out=b[i], dtype=dtype)
-            if s_b != 1.0:
-                b[i] *= s_b
+            draw_affine(rng, W[i], b[i], s_w, s_b)
     return DenseParams(tuple(weights), tuple(biases))
+
+
+def draw_affine(rng: np.random.Generator, W: np.ndarray, b: np.ndarray, s_w: float, s_b: float) -> None:
+    """Fill one network's weight W with N(0, s_w^2) and then its bias b with N(0, s_b^2), in
+    place; each draw is scaled while still in cache (a later pass over the stack costs a
+    memory pass).  The draw order fixes the numbers every dense path shares."""
+    rng.standard_normal(out=W, dtype=W.dtype)
+    if s_w != 1.0:
+        W *= s_w
+    rng.standard_normal(out=b, dtype=b.dtype)
+    if s_b != 1.0:
+        b *= s_b
 
 
 def forward(spec: MLP, params: DenseParams, X: np.ndarray, keep_posts: bool = False):

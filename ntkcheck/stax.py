@@ -31,6 +31,7 @@ import numpy as np
 from .activations import Activation as _Act
 from .activations import get_activation
 from .kernels import KernelState, check_inputs
+from .networks import draw_affine
 from .seeding import network_rngs
 
 PADDINGS = ("VALID", "SAME", "CIRCULAR")
@@ -785,12 +786,7 @@ def _affine_init(layer, rngs, fan_in, out, dtype):
     W = np.empty((len(rngs), out, fan_in), dtype=dtype)
     b = np.empty((len(rngs), out), dtype=dtype)
     for i, rng in enumerate(rngs):
-        rng.standard_normal(out=W[i], dtype=dtype)
-        if s_w != 1.0:
-            W[i] *= s_w
-        rng.standard_normal(out=b[i], dtype=dtype)
-        if s_b != 1.0:
-            b[i] *= s_b
+        draw_affine(rng, W[i], b[i], s_w, s_b)
     return _AffineParams(W, b)
 
 
