@@ -12,41 +12,43 @@ Expected (the paper's caption): a smaller spread across initializations at n = 1
 kernel moves ("inflates") during training, much less at n = 10,000.
 
 Tests, Bonferroni over all of them (2 per width and 2 fits).  (1) At t = 0 the mean over
-initializations of Theta_hat(x_0, .) equals the analytic Theta (Jacot Thm 1), at every width
-by two :func:`ntkcheck.stats.mean_test`: (1a) at every angle (max-|t| over the angles: any
-local discrepancy, but with 10 networks its critical |t| is ~11-14) and (1b) on the first
-:data:`N_HARMONICS` cosine coefficients ``mean_g Theta_hat(x_0, x(g)) cos(k g)`` of the curve
-(Theta depends on g through cos g only): smooth discrepancies -- a wrong level or shape of
-the whole curve -- pooled over the angles.  (2) The spread at t = 0 (the mean over angles of
-the standard deviation across initializations) falls as n^{-1/2}, two-sided (fluctuations of
-the empirical NTK are O(n^{-1/2}) at fixed depth: Jacot Thm 1's CLT, Hanin & Nica 2019).  With
-10 networks per width its exponent has a standard error ~0.12 over a decade of widths, so
-this test detects an exponent off by ~0.9 only: it does not, at these budgets, exclude 0
-(no concentration), which would need ~4x the networks; the exponent and its interval are
-reported.  (3) The relative change ``|Theta_hat_T(x_0, .) -
-Theta_hat_0(x_0, .)| / |Theta_hat_0(x_0, .)|`` falls with width at least as fast as n^{-1/2}
-(Jacot Thm 2; Lee et al. 2019 Thm 2.1), failing when its interval lies above -1/2 or contains
-0.  Both fits are :func:`ntkcheck.stats.power_law_fit` over the widths with the small-sample
-Student-t interval.  The curves are in the claim's CSV (quantity ``ntk_t0`` / ``ntk_trained``,
-column ``gamma``) and drawn in ``jacot-figure-1-figure.png``.
+initializations of Theta_hat(x_0, .) equals the analytic Theta (Jacot Thm 1), at every width,
+twice: (1a) at every angle (:func:`ntkcheck.stats.mean_test`, max-|t| over the angles: any
+local discrepancy, but with 10 networks its bootstrap critical |t| is ~10-45) and (1b) in the
+first :data:`N_HARMONICS` cosine coefficients ``mean_g Theta_hat(x_0, x(g)) cos(k g)`` of the
+curve (Theta depends on g through cos g only; :func:`harmonics_test`): smooth discrepancies,
+a wrong level or shape of the whole curve, pooled over the angles.  (2) The spread at t = 0
+(the mean over angles of the standard deviation across initializations) falls as n^{-1/2},
+two-sided (fluctuations of the empirical NTK are O(n^{-1/2}) at fixed depth: Jacot Thm 1's
+CLT; Hanin & Nica 2019).  With 10 networks per width its exponent has a standard error ~0.12
+over a decade of widths, so this test detects an exponent off by ~0.9 only: at these budgets
+it does not exclude 0 (no concentration), which would need ~4x the networks.  (3) The
+relative change ``|Theta_hat_T(x_0, .) - Theta_hat_0(x_0, .)| / |Theta_hat_0(x_0, .)|`` falls
+with width at least as fast as n^{-1/2} (Jacot Thm 2; Lee et al. 2019 Thm 2.1), failing when
+its interval lies above -1/2 or contains 0.  Both fits are
+:func:`ntkcheck.stats.power_law_fit` over the widths with the small-sample Student-t
+interval.  The curves are in the claim's CSV (quantity ``ntk_t0`` / ``ntk_trained``, column
+``gamma``) and drawn in ``jacot-figure-1-figure.png``.
 
 Negative control: the data against the analytic kernel of the paper's depth misread as 4
-hidden layers, which lies 6-33 % below the true one (25 % in the angle average): the claim
-is false there, and test (1) at the widest width must reject it.  The per-angle test alone
-rejected it in only 6 of 10 quick seeds (its critical |t| over 101 angles with 10 networks is
-~11-14, the control's |t| ~10-20); the cosine-coefficient test (1b) sees it at |t| ~ 10-17
-against a critical ~7.
+hidden layers, 6-33 % below the true one (25 % in the angle average).  The claim is false
+there, and test (1) at the widest width must reject it.  Test (1a) alone rejected it in 6 of
+10 quick seeds (control |t| ~8-20 against its noisy critical value); test (1b) sees it at
+|t| ~8-18 against a critical 5.4 (20 of 20 independent samples of 10 networks at n = 1000).
+Test (1b)'s Student t, measured on 300 samples of 10 networks at n = 100 (skewed, heavy
+tailed): 4.3 % rejected at nominal 5 %, 1.0 % at 1 %, 0 at the verdict's level.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import t as student_t
 
 from ..data import circle_inputs, gaussian_inputs
 from ..kernels import ntk_kernel
 from ..networks import empirical_ntk_from, forward, init_params
 from ..spec import MLP
-from ..stats import mean_test, power_law_fit
+from ..stats import TestResult, mean_test, power_law_fit, sidak_level
 from ..train import train_params
 from . import Claim, GridError, Task, Verdict
 from ._training import (FALSE_PASS_RATE, N_BOOT, bound_passed, check_cells, small_sample_interval, spec_of,
@@ -137,14 +139,41 @@ def _spread(batch: np.ndarray) -> np.ndarray:
     return batch.std(axis=1, ddof=1).mean(axis=-1)
 
 
-def _kernel_tests(curves: dict, target: np.ndarray, gamma: np.ndarray, rate: float, label: str) -> dict:
-    """Tests (1a) per angle and (1b) cosine coefficients of the t=0 curves against ``target``, per width;
-    ``detectable`` (at power 1 - FALSE_PASS_RATE) relative to the angle average of ``target``."""
+def harmonics_test(curves: np.ndarray, target: np.ndarray, gamma: np.ndarray, rate: float,
+                   name: str = "harmonics") -> TestResult:
+    """Test (1b): E[cosine coefficients of the curves] = those of ``target``, Student t with
+    M - 1 degrees of freedom per coefficient, Sidak over the :data:`N_HARMONICS` coefficients.
+
+    Student t, not :func:`ntkcheck.stats.mean_test`'s bootstrap-t: with M = 10 networks the
+    bootstrap-t's critical value at the Bonferroni level is itself a noisy statistic (6 to 15
+    over 20 independent quick samples at n = 1000), which left the depth-4 control unrejected
+    in 3 of 20; the coefficients are averages over the whole curve and near Gaussian (skewness
+    <= 0.3, excess kurtosis >= -0.6 over 200 networks at n = 1000).  ``detectable`` is relative
+    to the angle average of ``target`` at power 1 - FALSE_PASS_RATE."""
     h = harmonics(gamma)
-    level = abs(float(target @ h[:, 0]))
-    kw = {"false_fail_rate": rate, "false_pass_rate": FALSE_PASS_RATE, "scale": level}
-    return {w: (mean_test(c, target, name=f"{label} per angle, n={w}", **kw),
-                mean_test(c @ h, target @ h, name=f"{label} harmonics, n={w}", **kw))
+    x, tgt = curves @ h, target @ h
+    m = len(x)
+    se = x.std(axis=0, ddof=1) / np.sqrt(m)
+    t = np.abs(x.mean(axis=0) - tgt) / se
+    level = sidak_level(rate, N_HARMONICS)
+    pvalue = float(-np.expm1(N_HARMONICS * np.log1p(-min(1.0, 2 * float(student_t.sf(t.max(), m - 1))))))
+    critical = float(student_t.isf(level / 2, m - 1))
+    detectable = float(np.max((critical + student_t.isf(FALSE_PASS_RATE, m - 1)) * se) / abs(tgt[0]))
+    return TestResult(name=name, statistic=float(t.max()), pvalue=pvalue, passed=bool(pvalue > rate),
+                      false_fail_rate=rate, detectable=detectable, n_samples=m, stderr=se,
+                      false_pass_rate=FALSE_PASS_RATE,
+                      details={"t": t, "critical_t": critical, "method": "student-t, Sidak",
+                               "detectable_units": "relative to the angle-averaged target"})
+
+
+def _kernel_tests(curves: dict, target: np.ndarray, gamma: np.ndarray, rate: float, label: str) -> dict:
+    """Tests (1a) per angle (:func:`ntkcheck.stats.mean_test`) and (1b) :func:`harmonics_test` of
+    the t=0 curves against ``target``, per width; ``detectable`` (at power 1 - FALSE_PASS_RATE)
+    relative to the angle average of ``target``."""
+    level = abs(float(target.mean()))
+    return {w: (mean_test(c, target, name=f"{label} per angle, n={w}", false_fail_rate=rate,
+                          false_pass_rate=FALSE_PASS_RATE, scale=level),
+                harmonics_test(c, target, gamma, rate, name=f"{label} harmonics, n={w}"))
             for w, c in curves.items()}
 
 
