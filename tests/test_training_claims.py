@@ -9,17 +9,62 @@ from ntkcheck.claims import get_claim
 from ntkcheck.runner import run_study
 from ntkcheck.studies import make_study
 
-TINY = {"jacot-figure-1": {"width": [100, 1000], "n_networks": 10, "chunk": 10, "steps": 50, "n_gamma": 21}}
+#: jacot-figure-1 at the quick widths and networks, with fewer steps and angles (seconds).
+JACOT_TINY = {"width": [100, 1000], "n_networks": 10, "chunk": 10, "steps": 50, "n_gamma": 21}
 #: Claims whose verdicts are tested on planted data: run at their quick budget (the sharp tests
 #: need its widths and networks to detect an exponent off by 1/2).
 PLANTED = ("lazy-kernel", "linearization", "loss-decay", "critical-lr")
 
 
-@pytest.mark.parametrize("claim", sorted(TINY))
-def test_claim_passes_and_rejects_control(claim, run_claim):
-    v = run_claim(claim, TINY[claim])
+@pytest.fixture(scope="module")
+def jacot_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("jacot")
+    study = make_study("quick", claims=["jacot-figure-1"], seed=0, out=out, overrides={"jacot-figure-1": JACOT_TINY})
+    run_study(study, jobs=1)
+    return pd.read_csv(out / "jacot-figure-1.csv")
+
+
+def _jacot(df):
+    return get_claim("jacot-figure-1").verdict(df)
+
+
+def test_jacot_passes_and_rejects_control(jacot_data):
+    v = _jacot(jacot_data)
     assert v.passed, v.summary
     assert v.negative_control_rejected, v.summary
+
+
+def test_jacot_kernel_level_off_fails(jacot_data):
+    """The t=0 kernel 30 % low everywhere (more than the stated detectable level error): FAIL."""
+    df = jacot_data.copy()
+    rows = df["quantity"] == "ntk_t0"
+    df.loc[rows, "value"] = df.loc[rows, "value"].astype(float) * 0.7
+    v = _jacot(df)
+    assert float(v.detectable.split("k < 4 by ")[1].split()[0]) < 0.3, v.detectable
+    assert not v.passed and "does NOT match" in v.summary, v.summary
+
+
+@pytest.mark.parametrize("by", [1.0, -1.0])
+def test_jacot_spread_exponent_off_fails(jacot_data, by):
+    """Deviations from the analytic kernel scaled by width^by (beyond the stated detectable ~0.9):
+    spread exponent ~ -1/2 + by, the t=0 mean tests' |t| unchanged: FAIL."""
+    from ntkcheck.claims import jacot_figure_1 as jacot
+
+    df = jacot_data.copy()
+    rows = df["quantity"] == "ntk_t0"
+    gamma, theta = jacot.analytic(jacot._params(df))
+    g = df[rows].astype({"value": float})
+    target = np.interp(g["gamma"], gamma, theta)
+    df.loc[rows, "value"] = target + (g["value"] - target) * (g["width"].astype(float) / 100) ** by
+    v = _jacot(df)
+    assert "matches" in v.summary and "-1/2: NOT consistent" in v.summary and not v.passed, v.summary
+
+
+def test_jacot_kernel_change_not_lazy_fails(jacot_data):
+    """The relative kernel change times width^0.75 (exponent ~ -0.1, no O(n^-1/2) decay): FAIL."""
+    df = _shift_exponent(jacot_data, ["relative_change"], 0.75)
+    v = _jacot(df)
+    assert not v.passed, v.summary
 
 
 @pytest.fixture(scope="module")
