@@ -30,10 +30,13 @@ def quick_data(tmp_path_factory):
     return {c: pd.read_csv(out / f"{c}.csv") for c in PLANTED}
 
 
-def _shift_exponent(df, quantities, by: float, parameterization="ntk"):
-    """Multiply the rows of ``quantities`` (claim cells only) by width^by: exponent + by."""
+def _shift_exponent(df, quantities, by: float, parameterization="ntk", architecture=None):
+    """Multiply the rows of ``quantities`` (claim cells only; of one ``architecture`` if given)
+    by width^by: exponent + by."""
     df = df.copy()
     rows = df["quantity"].isin(quantities) & (df["parameterization"] == parameterization)
+    if architecture is not None:
+        rows &= df["architecture"] == architecture
     df.loc[rows, "value"] = df.loc[rows, "value"].astype(float) * df.loc[rows, "width"].astype(float) ** by
     return df
 
@@ -65,6 +68,40 @@ def test_bound_violated_fails(claim, quick_data):
 def test_weight_rate_off_by_quarter_fails(quick_data):
     v = get_claim("lazy-kernel").verdict(_shift_exponent(quick_data["lazy-kernel"], ["weight_change_layer1"], 0.25))
     assert not v.passed, v.summary
+
+
+def test_lazy_kernel_has_a_cnn_cell(quick_data):
+    df = quick_data["lazy-kernel"]
+    assert set(df["architecture"]) == {"mlp", "cnn-gap"}
+    table = get_claim("lazy-kernel").verdict(df).table
+    cnn = table[(table["architecture"] == "cnn-gap") & (table["parameterization"] == "ntk")]
+    assert set(cnn["kind"]) == {"bound", "sharp", "exact"} and cnn["passed"].all()
+
+
+@pytest.mark.parametrize("quantity, by", [("kernel_change", 0.5), ("kernel_change", -0.5),
+                                          ("weight_change_layer1", 0.5), ("weight_change_layer2", -0.5)])
+def test_lazy_kernel_cnn_rate_off_fails(quantity, by, quick_data):
+    """The CNN cell alone planted with a wrong exponent (the kernel's sharp -1 as -1/2 or -3/2,
+    a weight exponent off by 1/2 either way) fails the verdict."""
+    v = get_claim("lazy-kernel").verdict(_shift_exponent(quick_data["lazy-kernel"], [quantity], by,
+                                                         architecture="cnn-gap"))
+    assert not v.passed, v.summary
+
+
+def test_lazy_kernel_cnn_control_counts(quick_data):
+    """The control is rejected only if every mean-field cell fails: a lazy (NTK-like, exponent
+    -1) CNN control makes it not rejected, while the claim still passes."""
+    df = _shift_exponent(quick_data["lazy-kernel"], ["kernel_change"], -1.0, parameterization="mean_field",
+                         architecture="cnn-gap")
+    v = get_claim("lazy-kernel").verdict(df)
+    assert v.passed and not v.negative_control_rejected, v.summary
+
+
+def test_lazy_kernel_reads_results_without_architectures(quick_data):
+    df = quick_data["lazy-kernel"]
+    mlp = df[df["architecture"] == "mlp"].drop(columns="architecture")
+    v = get_claim("lazy-kernel").verdict(mlp)
+    assert v.passed and v.negative_control_rejected and set(v.table["architecture"]) == {"mlp"}
 
 
 @pytest.mark.parametrize("factor", [0.75, 1.33])

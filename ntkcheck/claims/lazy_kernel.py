@@ -60,8 +60,9 @@ FALSE_FAIL_RATE = 0.01
 CELL = ["architecture", "activation", "depth", "parameterization"]
 CONTROL = "mean_field"
 ARCHITECTURES = ("mlp", "cnn-gap")
-#: Grid keys of the non-MLP cells: each replaces the key without the ``arch_`` prefix.
-ARCH_KEYS = ("arch_width", "arch_n_networks")
+#: Grid keys of the non-MLP cells: each replaces the key without the ``arch_`` prefix
+#: (``arch_control_n_networks``: the networks of their mean-field control cells).
+ARCH_KEYS = ("arch_width", "arch_n_networks", "arch_control_n_networks")
 #: The CNN reads each input's d_in = 8 numbers as 2 positions x 4 channels (each position costs an MLP step).
 CNN_POSITIONS = 2
 
@@ -71,24 +72,40 @@ _BASE = {"architecture": list(ARCHITECTURES), "activation": ["erf"], "depth": [1
          "lr_fraction": 0.5, "sharp_min_width": 256}
 GRIDS = {
     "quick": {**_BASE, "width": [64, 256, 1024, 4096], "n_networks": 8, "chunk": 8,
-              "arch_width": [64, 256, 1024], "arch_n_networks": 8},
+              "arch_width": [64, 256, 1024], "arch_n_networks": 16, "arch_control_n_networks": 4},
     "standard": {**_BASE, "activation": ["erf", "relu"],
                  "width": [64, 128, 256, 512, 1024, 2048, 4096], "n_networks": 16, "chunk": 8,
-                 "arch_width": [64, 128, 256, 512, 1024, 2048], "arch_n_networks": 16},
+                 "arch_width": [64, 128, 256, 512, 1024, 2048], "arch_n_networks": 16,
+                 "arch_control_n_networks": 8},
     "full": {**_BASE, "activation": ["erf", "relu", "tanh"], "depth": [1, 2, 3],
              "width": [64, 128, 256, 512, 1024, 2048, 4096, 8192], "n_networks": 64, "chunk": 8,
-             "arch_width": [64, 128, 256, 512, 1024, 2048, 4096], "arch_n_networks": 32},
+             "arch_width": [64, 128, 256, 512, 1024, 2048, 4096], "arch_n_networks": 32,
+             "arch_control_n_networks": 8},
 }
 
 
 def expand(grid: dict) -> list[dict]:
     """The grid's sub-grids, one per entry of ``grid["architecture"]`` (a scalar there), without
     the ``arch_*`` keys: the MLP's is the grid itself, the others take ``width`` and
-    ``n_networks`` from ``arch_width`` and ``arch_n_networks``."""
+    ``n_networks`` from ``arch_width`` and ``arch_n_networks``, and their mean-field control cells
+    (a sub-grid of their own) ``n_networks`` from ``arch_control_n_networks``: the control's
+    kernel moves O(1) with a small spread, so few networks reject it."""
     base = {k: v for k, v in grid.items() if k not in ARCH_KEYS and k != "architecture"}
-    archs = grid.get("architecture", ["mlp"])
-    return [{**base, "architecture": a, **({k[len("arch_"):]: grid[k] for k in ARCH_KEYS if k in grid}
-                                           if a != "mlp" else {})} for a in archs]
+    out = []
+    for arch in grid.get("architecture", ["mlp"]):
+        sub = {**base, "architecture": arch}
+        if arch == "mlp":
+            out.append(sub)
+            continue
+        sub.update({k[len("arch_"):]: grid[k] for k in ARCH_KEYS[:2] if k in grid})
+        n_control = grid.get("arch_control_n_networks", sub["n_networks"])
+        pars = list(sub["parameterization"])
+        if n_control == sub["n_networks"] or CONTROL not in pars:
+            out.append(sub)
+            continue
+        out += [{**sub, "parameterization": [q for q in pars if q != CONTROL]},
+                {**sub, "parameterization": [CONTROL], "n_networks": n_control}]
+    return out
 
 
 def split(grid: dict) -> list[tuple[str, dict]]:
@@ -107,7 +124,8 @@ def check(grid: dict) -> None:
     if not isinstance(archs, (list, tuple)) or not archs or set(archs) - set(ARCHITECTURES):
         raise GridError("architecture", f"must be a list of {', '.join(ARCHITECTURES)}, got {archs!r}")
     for sub in expand(grid):
-        check_cells({k: v for k, v in sub.items() if k != "architecture"}, min_widths=3, control=CONTROL)
+        sub = {k: v for k, v in sub.items() if k != "architecture"}
+        check_cells({**sub, "parameterization": list(grid["parameterization"])}, min_widths=3, control=CONTROL)
         check_sharp(sub)
 
 
