@@ -440,10 +440,11 @@ def stax_gradient_descent(net, X, y, lr: float, steps: int, *, n_networks: int =
     per += 8 * (len(rec) + 2) * n_all**2 if record_ntk else 0
     chunk = max(1, int(max_bytes // per))
     parts = []
-    for start in range(0, n_networks, chunk):
-        params = stax.init_params(net, X.shape[1:], seed, start, min(n_networks, start + chunk))
-        parts.append(_stax_train(net, params, X, y, X_test, lr * dt, steps, rec, centered, record_ntk,
-                                 blowup, track_weights, float(lr), float(dt)))
+    with blas.single_threaded():     # small matmuls: BLAS threads cost more than they bring
+        for start in range(0, n_networks, chunk):
+            params = stax.init_params(net, X.shape[1:], seed, start, min(n_networks, start + chunk))
+            parts.append(_stax_train(net, params, X, y, X_test, lr * dt, steps, rec, centered, record_ntk,
+                                     blowup, track_weights, float(lr), float(dt)))
     return _concat(parts)
 
 
