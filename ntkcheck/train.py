@@ -528,22 +528,22 @@ def _stax_train(net, params, X, y, X_test, step: float, steps: int, rec, centere
     limit = None
     j = 0
     for k in range(steps + 1):
-        f, cache = net.forward(params, X[None])
-        f = f[..., 0] - f0[:, :n]
+        recording = j < len(rec) and k == rec[j]
+        # at a record step one pass over train and test inputs serves the records and the step
+        f_all, cache = net.forward(params, (X_all if recording else X)[None])
+        f_all = f_all[..., 0] - f0[:, :f_all.shape[1]]
         with np.errstate(over="ignore", invalid="ignore"):
-            r = f - y
+            r = f_all[:, :n] - y
             loss_k = 0.5 * _row_sq(r) / n
         if limit is None:
             limit = blowup * np.maximum(loss_k, np.mean(y * y))
         alive &= np.isfinite(loss_k) & (loss_k <= limit)
         loss[alive, k] = loss_k[alive]
-        if j < len(rec) and k == rec[j]:
-            if record_ntk:
-                f_all, ntk = stax.outputs_and_ntk(net, params, X_all)
-                ntk_rec[alive, j] = ntk[alive]
-            else:
-                f_all = net.forward(params, X_all[None])[0]
-            f_rec[alive, j] = (f_all[..., 0] - f0)[alive]
+        if recording:
+            f_rec[alive, j] = f_all[alive]
+            if record_ntk:    # the layerwise formula of stax.outputs_and_ntk on this pass's cache
+                unit = np.ones((m, 1, n_all, 1))
+                ntk_rec[alive, j] = net.backward(params, cache, unit)[1][alive]
             if track_weights:
                 dsq[alive, j] = np.stack([_affine_sq(layer, p.W - W0, p.b - b0)
                                           for (layer, p), (W0, b0) in zip(affine, theta0)], axis=-1)[alive]
@@ -551,9 +551,10 @@ def _stax_train(net, params, X, y, X_test, step: float, steps: int, rec, centere
         if k == steps:
             break
         # diverged networks get a zero cotangent: frozen at their last finite weights
-        cot = np.where(alive[:, None], r, 0.0) / n
+        cot = np.zeros((m, 1, f_all.shape[1], 1))
+        cot[:, 0, :n, 0] = np.where(alive[:, None], r, 0.0) / n     # test inputs (if any): zero
         grads: dict = {}
-        _stax_grads(net, params, cache, cot.reshape((m, 1, n, 1)), grads, need_input=False)
+        _stax_grads(net, params, cache, cot, grads, need_input=False)
         for layer, p in affine:
             dW, db = grads[id(p)]
             p.W[...] -= step * dW
