@@ -141,3 +141,26 @@ def test_claims_are_registered_with_budgets():
         c = get_claim(claim)
         assert c.sources and set(c.grids) == {"quick", "standard", "full"}
         c.check(c.grid("standard"))
+
+
+def test_lazy_kernel_cnn_cells_keep_the_mlp_tasks():
+    """The CNN cells add tasks (their own widths and networks) without changing the MLP's keys
+    (hence seeds), and a grid without the CNN has exactly the MLP's tasks."""
+    from ntkcheck.claims import split_cells
+    from ntkcheck.claims.lazy_kernel import ARCH_KEYS
+
+    claim = get_claim("lazy-kernel")
+    grid = claim.grid("quick")
+    mlp_only = {k: v for k, v in grid.items() if k not in ARCH_KEYS and k != "architecture"}
+    tasks = claim.tasks(grid, 0)
+    mlp = [t for t in tasks if t.params["architecture"] == "mlp"]
+    assert [t.key for t in mlp] == [k for k, _ in split_cells(mlp_only)]
+    assert [t.key for t in claim.tasks({**grid, "architecture": ["mlp"]}, 0)] == [t.key for t in mlp]
+    cnn = [t for t in tasks if t.params["architecture"] == "cnn-gap"]
+    assert {t.params["width"] for t in cnn} == set(grid["arch_width"])
+    counts = {p: sum(t.params["n_networks"] for t in cnn if t.params["parameterization"] == p and
+                     t.params["width"] == 64) for p in ("ntk", "mean_field")}
+    assert counts == {"ntk": grid["arch_n_networks"], "mean_field": grid["arch_control_n_networks"]}
+    from ntkcheck.claims import GridError
+    with pytest.raises(GridError, match="architecture"):
+        claim.check({**grid, "architecture": ["mlp", "vit"]})
