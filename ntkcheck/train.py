@@ -29,7 +29,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.linalg.blas import dgemm
 
-from . import blas
+from . import blas, stax
 from .kernels import check_inputs
 from .networks import MAX_BYTES, DenseParams, backward, empirical_ntk_from, forward, init_params
 from .spec import MLP
@@ -297,7 +297,14 @@ def gradient_descent(spec: MLP, X, y, lr: float, steps: int, *, n_networks: int 
     (network i from seed child i) with :func:`train_params`, in chunks of
     networks whose memory (:func:`train_bytes_per_network`) stays under
     ``max_bytes``; ``threads`` as in :func:`train_params`.  Results do not depend on the
-    chunking nor on the threads."""
+    chunking nor on the threads.  ``spec`` may also be a :mod:`ntkcheck.stax` network
+    (:func:`stax_gradient_descent`; not ``readout_only``)."""
+    if isinstance(spec, stax.Layer):
+        if readout_only:
+            raise ValueError("readout_only training is for MLPs only")
+        return stax_gradient_descent(spec, X, y, lr, steps, n_networks=n_networks, seed=seed, X_test=X_test,
+                                     record=record, centered=centered, record_ntk=record_ntk, dt=dt,
+                                     blowup=blowup, track_weights=track_weights, max_bytes=max_bytes)
     X, _, X_all_test = _check_run(spec, X, y, X_test, lr, steps, dt)
     if isinstance(n_networks, bool) or not isinstance(n_networks, (int, np.integer)) or n_networks < 1:
         raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}")
@@ -401,3 +408,157 @@ def gradient_flow_ode(spec: MLP, params: DenseParams, X, y, lr: float, times, *,
                       loss=0.5 * np.einsum("mti,mti->mt", r, r) / n, ntk=None, dtheta_sq=dsq,
                       theta0_sq=_sq_norms(spec, params, d_in), diverged=np.zeros(m, dtype=bool),
                       lr=float(lr), dt=0.0)
+
+
+# --- stax networks ----------------------------------------------------------
+
+#: A stand-in with a scalar output, so stax runs are validated exactly as MLP runs are.
+_SCALAR_OUT = MLP(depth=1, width=1)
+
+
+def stax_gradient_descent(net, X, y, lr: float, steps: int, *, n_networks: int = 1, seed=0,
+                          X_test=None, record=None, centered: bool = False, record_ntk: bool = False,
+                          dt: float = 1.0, blowup: float = 1e6, track_weights: bool = True,
+                          max_bytes: int = MAX_BYTES) -> Trajectory:
+    """:func:`gradient_descent` for a network of :mod:`ntkcheck.stax` layers with a scalar
+    output: inputs (N, d), (N, W, C) or (N, H, W, C); the same loss, time, rate, divergence
+    and record conventions (network i from seed child i, :func:`ntkcheck.stax.init_params`,
+    so a serial of Dense layers starts from the equivalent MLP's weights).
+
+    Every affine layer ``h = a W x + c b`` (a conv is a dense layer on patches) gets
+    ``dL/dW = a sum_{i,p} g_{ip} x_{ip}^T`` and ``dL/db = c sum_{i,p} g_{ip}`` from the
+    backward signal g of cotangent r/N, summed over inputs i and positions p (the weights
+    are shared over positions).  ``dtheta_sq`` and ``theta0_sq`` have one column per affine
+    layer in network order; the empirical NTK is :func:`ntkcheck.stax.outputs_and_ntk`'s
+    layerwise formula.  The networks of a chunk (memory under ``max_bytes``) train as one batch."""
+    X, y, X_test = _check_stax_run(net, X, y, X_test, lr, steps, dt)
+    if isinstance(n_networks, bool) or not isinstance(n_networks, (int, np.integer)) or n_networks < 1:
+        raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}")
+    rec = _record_steps(record, steps)
+    n_all = len(X) + len(X_test)
+    per = stax.bytes_per_network(net, X.shape[1:], n_all) * (1 + track_weights)
+    per += 8 * (len(rec) + 2) * n_all**2 if record_ntk else 0
+    chunk = max(1, int(max_bytes // per))
+    parts = []
+    with blas.single_threaded():     # small matmuls: BLAS threads cost more than they bring
+        for start in range(0, n_networks, chunk):
+            params = stax.init_params(net, X.shape[1:], seed, start, min(n_networks, start + chunk))
+            parts.append(_stax_train(net, params, X, y, X_test, lr * dt, steps, rec, centered, record_ntk,
+                                     blowup, track_weights, float(lr), float(dt)))
+    return _concat(parts)
+
+
+def _check_stax_run(net, X, y, X_test, lr, steps, dt):
+    if not isinstance(net, stax.Layer):
+        raise ValueError(f"net must be a stax network, got {type(net).__name__} {net!r:.40}")
+    X = np.asarray(X, dtype=float)
+    X_test = np.zeros((0,) + X.shape[1:]) if X_test is None else np.asarray(X_test, dtype=float)
+    if X.ndim < 2 or X_test.shape[1:] != X.shape[1:]:
+        raise ValueError(f"X and X_test must be (N, d), (N, W, C) or (N, H, W, C) with the same shape per "
+                         f"input, got {X.shape} and {X_test.shape}")
+    out = stax.output_shape(net, X.shape[1:])
+    if out != (1,):
+        raise ValueError(f"training needs a scalar output, got output shape {out}")
+    flat = lambda A: A.reshape(len(A), -1)  # noqa: E731
+    X2, y, T2 = _check_run(_SCALAR_OUT, flat(X), y, flat(X_test) if len(X_test) else None, lr, steps, dt)
+    return X2.reshape(X.shape), y, T2.reshape(X_test.shape)
+
+
+def _affine_layers(net, params):
+    """(layer, params) of every Dense and Conv layer, in network order."""
+    if isinstance(net, (stax.Serial, stax.Parallel)):
+        for layer, p in zip(net.layers, params):
+            yield from _affine_layers(layer, p)
+    elif isinstance(net, (stax.Dense, stax.Conv)):
+        yield net, params
+
+
+def _affine_sq(layer, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(M,) ``|W|^2 + |b|^2`` of one affine layer's parameters (or their change); the bias only where c != 0."""
+    sq = _row_sq(W)
+    return sq + _row_sq(b) if stax._scales(layer, W.shape[2])[1] != 0 else sq
+
+
+def _stax_grads(layer, params, cache, g, grads: dict, need_input: bool = True):
+    """Back-propagate cotangents g (M, 1, N, *out_shape) through ``layer``; every affine
+    layer's (dW, db) goes into ``grads`` under ``id`` of its parameters.  The input's
+    cotangent is returned when ``need_input`` (the network's first layer does not need it)."""
+    if isinstance(layer, stax.Serial):
+        last = len(layer.layers) - 1
+        for i in range(last, -1, -1):
+            g = _stax_grads(layer.layers[i], params[i], cache[i], g, grads, need_input or i > 0)
+        return g
+    if isinstance(layer, stax.Parallel):
+        return tuple(_stax_grads(sub, p, c, gi, grads, need_input)
+                     for sub, p, c, gi in zip(layer.layers, params, cache, g))
+    if not isinstance(layer, (stax.Dense, stax.Conv)):
+        return layer.backward(params, cache, g)[0]
+    x, shape = (cache, None) if isinstance(layer, stax.Dense) else cache
+    W = params.W
+    a, c, _, _ = stax._scales(layer, x.shape[-1])
+    G = g.reshape(len(W), -1, W.shape[1])
+    dW = np.matmul(G.transpose(0, 2, 1), x.reshape(x.shape[0], -1, x.shape[-1]))
+    dW *= a
+    grads[id(params)] = (dW, c * G.sum(axis=1) if c != 0 else None)
+    if not need_input:
+        return None
+    g_in = np.matmul(G, W)
+    g_in *= a
+    g_in = g_in.reshape(g.shape[:-1] + (W.shape[2],))
+    if shape is None:
+        return g_in
+    g_in = g_in.reshape(g_in.shape[:-1] + layer.filter_shape + shape[-1:])
+    return stax._patches_adjoint(g_in, layer._maps(shape))
+
+
+def _stax_train(net, params, X, y, X_test, step: float, steps: int, rec, centered: bool, record_ntk: bool,
+                blowup: float, track_weights: bool, lr: float, dt: float) -> Trajectory:
+    """Train the networks of ``params`` (in place) as :func:`_train_group` trains dense ones."""
+    X_all = np.concatenate([X, X_test])
+    affine = list(_affine_layers(net, params))
+    n, n_all, m = len(X), len(X_all), len(affine[0][1].W)
+    theta0 = [(p.W.copy(), p.b.copy()) for _, p in affine] if track_weights else None
+    theta0_sq = np.stack([_affine_sq(layer, p.W, p.b) for layer, p in affine], axis=-1)
+    loss = np.full((m, steps + 1), np.inf)
+    f_rec = np.full((m, len(rec), n_all), np.nan)
+    ntk_rec = np.full((m, len(rec), n_all, n_all), np.nan) if record_ntk else None
+    dsq = np.full((m, len(rec), len(affine)), np.nan)
+    f0 = net.forward(params, X_all[None])[0][..., 0] if centered else np.zeros((m, n_all))
+    alive = np.ones(m, dtype=bool)
+    limit = None
+    j = 0
+    for k in range(steps + 1):
+        recording = j < len(rec) and k == rec[j]
+        # at a record step one pass over train and test inputs serves the records and the step
+        f_all, cache = net.forward(params, (X_all if recording else X)[None])
+        f_all = f_all[..., 0] - f0[:, :f_all.shape[1]]
+        with np.errstate(over="ignore", invalid="ignore"):
+            r = f_all[:, :n] - y
+            loss_k = 0.5 * _row_sq(r) / n
+        if limit is None:
+            limit = blowup * np.maximum(loss_k, np.mean(y * y))
+        alive &= np.isfinite(loss_k) & (loss_k <= limit)
+        loss[alive, k] = loss_k[alive]
+        if recording:
+            f_rec[alive, j] = f_all[alive]
+            if record_ntk:    # the layerwise formula of stax.outputs_and_ntk on this pass's cache
+                unit = np.ones((m, 1, n_all, 1))
+                ntk_rec[alive, j] = net.backward(params, cache, unit)[1][alive]
+            if track_weights:
+                dsq[alive, j] = np.stack([_affine_sq(layer, p.W - W0, p.b - b0)
+                                          for (layer, p), (W0, b0) in zip(affine, theta0)], axis=-1)[alive]
+            j += 1
+        if k == steps:
+            break
+        # diverged networks get a zero cotangent: frozen at their last finite weights
+        cot = np.zeros((m, 1, f_all.shape[1], 1))
+        cot[:, 0, :n, 0] = np.where(alive[:, None], r, 0.0) / n     # test inputs (if any): zero
+        grads: dict = {}
+        _stax_grads(net, params, cache, cot, grads, need_input=False)
+        for layer, p in affine:
+            dW, db = grads[id(p)]
+            p.W[...] -= step * dW
+            if db is not None:
+                p.b[...] -= step * db
+    return Trajectory(steps=rec, times=rec * dt, y=y, f_train=f_rec[..., :n], f_test=f_rec[..., n:], loss=loss,
+                      ntk=ntk_rec, dtheta_sq=dsq, theta0_sq=theta0_sq, diverged=~alive, lr=lr, dt=dt)

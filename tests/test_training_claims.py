@@ -75,10 +75,13 @@ def quick_data(tmp_path_factory):
     return {c: pd.read_csv(out / f"{c}.csv") for c in PLANTED}
 
 
-def _shift_exponent(df, quantities, by: float, parameterization="ntk"):
-    """Multiply the rows of ``quantities`` (claim cells only) by width^by: exponent + by."""
+def _shift_exponent(df, quantities, by: float, parameterization="ntk", architecture=None):
+    """Multiply the rows of ``quantities`` (claim cells only; of one ``architecture`` if given)
+    by width^by: exponent + by."""
     df = df.copy()
     rows = df["quantity"].isin(quantities) & (df["parameterization"] == parameterization)
+    if architecture is not None:
+        rows &= df["architecture"] == architecture
     df.loc[rows, "value"] = df.loc[rows, "value"].astype(float) * df.loc[rows, "width"].astype(float) ** by
     return df
 
@@ -110,6 +113,40 @@ def test_bound_violated_fails(claim, quick_data):
 def test_weight_rate_off_by_quarter_fails(quick_data):
     v = get_claim("lazy-kernel").verdict(_shift_exponent(quick_data["lazy-kernel"], ["weight_change_layer1"], 0.25))
     assert not v.passed, v.summary
+
+
+def test_lazy_kernel_has_a_cnn_cell(quick_data):
+    df = quick_data["lazy-kernel"]
+    assert set(df["architecture"]) == {"mlp", "cnn-gap"}
+    table = get_claim("lazy-kernel").verdict(df).table
+    cnn = table[(table["architecture"] == "cnn-gap") & (table["parameterization"] == "ntk")]
+    assert set(cnn["kind"]) == {"bound", "sharp", "exact"} and cnn["passed"].all()
+
+
+@pytest.mark.parametrize("quantity, by", [("kernel_change", 0.5), ("kernel_change", -0.5),
+                                          ("weight_change_layer1", 0.5), ("weight_change_layer2", -0.5)])
+def test_lazy_kernel_cnn_rate_off_fails(quantity, by, quick_data):
+    """The CNN cell alone planted with a wrong exponent (the kernel's sharp -1 as -1/2 or -3/2,
+    a weight exponent off by 1/2 either way) fails the verdict."""
+    v = get_claim("lazy-kernel").verdict(_shift_exponent(quick_data["lazy-kernel"], [quantity], by,
+                                                         architecture="cnn-gap"))
+    assert not v.passed, v.summary
+
+
+def test_lazy_kernel_cnn_control_counts(quick_data):
+    """The control is rejected only if every mean-field cell fails: a lazy (NTK-like, exponent
+    -1) CNN control makes it not rejected, while the claim still passes."""
+    df = _shift_exponent(quick_data["lazy-kernel"], ["kernel_change"], -1.0, parameterization="mean_field",
+                         architecture="cnn-gap")
+    v = get_claim("lazy-kernel").verdict(df)
+    assert v.passed and not v.negative_control_rejected, v.summary
+
+
+def test_lazy_kernel_reads_results_without_architectures(quick_data):
+    df = quick_data["lazy-kernel"]
+    mlp = df[df["architecture"] == "mlp"].drop(columns="architecture")
+    v = get_claim("lazy-kernel").verdict(mlp)
+    assert v.passed and v.negative_control_rejected and set(v.table["architecture"]) == {"mlp"}
 
 
 @pytest.mark.parametrize("factor", [0.75, 1.33])
@@ -149,3 +186,26 @@ def test_claims_are_registered_with_budgets():
         c = get_claim(claim)
         assert c.sources and set(c.grids) == {"quick", "standard", "full"}
         c.check(c.grid("standard"))
+
+
+def test_lazy_kernel_cnn_cells_keep_the_mlp_tasks():
+    """The CNN cells add tasks (their own widths and networks) without changing the MLP's keys
+    (hence seeds), and a grid without the CNN has exactly the MLP's tasks."""
+    from ntkcheck.claims import split_cells
+    from ntkcheck.claims.lazy_kernel import ARCH_KEYS
+
+    claim = get_claim("lazy-kernel")
+    grid = claim.grid("quick")
+    mlp_only = {k: v for k, v in grid.items() if k not in ARCH_KEYS and k != "architecture"}
+    tasks = claim.tasks(grid, 0)
+    mlp = [t for t in tasks if t.params["architecture"] == "mlp"]
+    assert [t.key for t in mlp] == [k for k, _ in split_cells(mlp_only)]
+    assert [t.key for t in claim.tasks({**grid, "architecture": ["mlp"]}, 0)] == [t.key for t in mlp]
+    cnn = [t for t in tasks if t.params["architecture"] == "cnn-gap"]
+    assert {t.params["width"] for t in cnn} == set(grid["arch_width"])
+    counts = {p: sum(t.params["n_networks"] for t in cnn if t.params["parameterization"] == p and
+                     t.params["width"] == 64) for p in ("ntk", "mean_field")}
+    assert counts == {"ntk": grid["arch_n_networks"], "mean_field": grid["arch_control_n_networks"]}
+    from ntkcheck.claims import GridError
+    with pytest.raises(GridError, match="architecture"):
+        claim.check({**grid, "architecture": ["mlp", "vit"]})

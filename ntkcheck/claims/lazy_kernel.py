@@ -23,14 +23,26 @@ Tests, per cell, exponents of the mean over networks vs width
   ``sharp_min_width`` (below, O(n^{-3/2}) corrections bend the fit: the local slope from 64
   to 128 is ~ -0.6).  Designed by the exponent's bootstrap standard error: the verdict
   states ``detectable``, the exponent error rejected with probability 0.99; the standard
-  grid's networks make it <= 0.25.
+  grid's networks make it <= 0.25 (measured 0.24 over the 14 tests of the MLP and CNN cells).
 * weights: the first layer (d x n) and the readout (n x 1) change by O(1) in Frobenius norm
   against norms ~ sqrt(n): exponent -1/2 exactly, tested two-sided.  Hidden-to-hidden
   layers (n x n) have entries moving O(1/n) against a norm ~ n: exponent -1 *(derived)*,
   reported.
 
+Architectures (column ``architecture``): ``"mlp"`` and ``"cnn-gap"``, a 1-D CNN ``depth`` x
+[Conv(width, (2,), SAME), phi], GlobalAvgPool, Dense(1) on the same data read as (N, 2
+positions, 4 channels).  The lazy regime is not MLP-specific: Lee et al. 2019, Thm 2.1 and
+Dyer & Gur-Ari 2019 state it for any architecture whose NTK converges (for CNNs, Arora et
+al. 2019, sec. 4), and the CNN's kernel change is measured with the same exponents and tests
+(its rate: :func:`ntkcheck.kernels.ntk_kernel` of the stax network).  The CNN cells run on
+their own widths and networks (``arch_width``, ``arch_n_networks``, ``arch_control_n_networks``):
+a step costs an MLP's per position, so the CNN sweep ends at a smaller width (quick 1024,
+standard 2048); at quick its sharp fit has two widths (256, 1024), hence 16 networks per
+width, and its mean-field control, whose O(1) change has a small spread, 4.
+
 Negative control: the same networks in mean-field scaling (readout sigma_w/n, rate x n,
-:func:`ntkcheck.train.scaled_lr`): the kernel and weights move O(1), exponent ~ 0 (measured
+:func:`ntkcheck.train.scaled_lr`; for the CNN the readout Dense(1) has W_std = sigma_w/sqrt(n),
+i.e. multiplier sigma_w/n): the kernel and weights move O(1), exponent ~ 0 (measured
 -0.01..0.02), so the kernel tests must fail in every mean-field cell.  Mean-field needs
 sigma_b = 0 (its readout bias is not O(1/n)), so every cell uses sigma_b = 0.
 """
@@ -39,44 +51,130 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .. import stax
+from ..kernels import ntk_kernel
 from ..train import gradient_descent
-from . import Claim, Task, Verdict
+from . import Claim, GridError, Task, Verdict, split_cells, task_key
 from ._training import (TARGET_DETECTABLE, cell_lr, check_cells, check_sharp, dataset, deviation_tests, network_rows,
                         sharp_rate, spec_of, test_row, width_fit, width_series)
 
 FALSE_FAIL_RATE = 0.01
-CELL = ["activation", "depth", "parameterization"]
+CELL = ["architecture", "activation", "depth", "parameterization"]
 CONTROL = "mean_field"
+ARCHITECTURES = ("mlp", "cnn-gap")
+#: Grid keys of the non-MLP cells: each replaces the key without the ``arch_`` prefix
+#: (``arch_control_n_networks``: the networks of their mean-field control cells).
+ARCH_KEYS = ("arch_width", "arch_n_networks", "arch_control_n_networks")
+#: The CNN reads each input's d_in = 8 numbers as 2 positions x 4 channels (each position costs an MLP step).
+CNN_POSITIONS = 2
 
-_BASE = {"activation": ["erf"], "depth": [1], "parameterization": ["ntk", CONTROL], "sigma_w": 1.5,
+_BASE = {"architecture": list(ARCHITECTURES), "activation": ["erf"], "depth": [1],
+         "parameterization": ["ntk", CONTROL], "sigma_w": 1.5,
          "sigma_b": 0.0, "data": "gaussian", "n_train": 16, "n_test": 8, "d_in": 8, "steps": 100,
          "lr_fraction": 0.5, "sharp_min_width": 256}
 GRIDS = {
-    "quick": {**_BASE, "width": [64, 256, 1024, 4096], "n_networks": 8, "chunk": 8},
+    "quick": {**_BASE, "width": [64, 256, 1024, 4096], "n_networks": 8, "chunk": 8,
+              "arch_width": [64, 256, 1024], "arch_n_networks": 16, "arch_control_n_networks": 4},
     "standard": {**_BASE, "activation": ["erf", "relu"],
-                 "width": [64, 128, 256, 512, 1024, 2048, 4096], "n_networks": 16, "chunk": 8},
+                 "width": [64, 128, 256, 512, 1024, 2048, 4096], "n_networks": 16, "chunk": 8,
+                 "arch_width": [64, 128, 256, 512, 1024, 2048], "arch_n_networks": 16,
+                 "arch_control_n_networks": 8},
     "full": {**_BASE, "activation": ["erf", "relu", "tanh"], "depth": [1, 2, 3],
-             "width": [64, 128, 256, 512, 1024, 2048, 4096, 8192], "n_networks": 64, "chunk": 8},
+             "width": [64, 128, 256, 512, 1024, 2048, 4096, 8192], "n_networks": 64, "chunk": 8,
+             "arch_width": [64, 128, 256, 512, 1024, 2048, 4096], "arch_n_networks": 32,
+             "arch_control_n_networks": 8},
 }
 
 
+def expand(grid: dict) -> list[dict]:
+    """The grid's sub-grids, one per entry of ``grid["architecture"]`` (a scalar there), without
+    the ``arch_*`` keys: the MLP's is the grid itself, the others take ``width`` and
+    ``n_networks`` from ``arch_width`` and ``arch_n_networks``, and their mean-field control cells
+    (a sub-grid of their own) ``n_networks`` from ``arch_control_n_networks``: the control's
+    kernel moves O(1) with a small spread, so few networks reject it."""
+    base = {k: v for k, v in grid.items() if k not in ARCH_KEYS and k != "architecture"}
+    out = []
+    for arch in grid.get("architecture", ["mlp"]):
+        sub = {**base, "architecture": arch}
+        if arch == "mlp":
+            out.append(sub)
+            continue
+        sub.update({k[len("arch_"):]: grid[k] for k in ARCH_KEYS[:2] if k in grid})
+        n_control = grid.get("arch_control_n_networks", sub["n_networks"])
+        pars = list(sub["parameterization"])
+        if n_control == sub["n_networks"] or CONTROL not in pars:
+            out.append(sub)
+            continue
+        out += [{**sub, "parameterization": [q for q in pars if q != CONTROL]},
+                {**sub, "parameterization": [CONTROL], "n_networks": n_control}]
+    return out
+
+
+def split(grid: dict) -> list[tuple[str, dict]]:
+    """:func:`ntkcheck.claims.split_cells` of each architecture's sub-grid; MLP task keys
+    (hence seeds) are those of the grid without architectures."""
+    out = []
+    for sub in expand(grid):
+        arch = sub.pop("architecture")
+        prefix = "" if arch == "mlp" else task_key({"architecture": arch}) + ","
+        out += [(prefix + key, {**params, "architecture": arch}) for key, params in split_cells(sub)]
+    return out
+
+
 def check(grid: dict) -> None:
-    check_cells(grid, min_widths=3, control=CONTROL)
-    check_sharp(grid)
+    archs = grid.get("architecture", ["mlp"])
+    if not isinstance(archs, (list, tuple)) or not archs or set(archs) - set(ARCHITECTURES):
+        raise GridError("architecture", f"must be a list of {', '.join(ARCHITECTURES)}, got {archs!r}")
+    for sub in expand(grid):
+        sub = {k: v for k, v in sub.items() if k != "architecture"}
+        check_cells({**sub, "parameterization": list(grid["parameterization"])}, min_widths=3, control=CONTROL)
+        check_sharp(sub)
+
+
+def network(p: dict, width: int | None = None) -> stax.Layer:
+    """The CNN of a cell: ``depth`` x [Conv(width, (2,), SAME), phi], GlobalAvgPool, Dense(1),
+    every affine layer W_std = sigma_w, b_std = sigma_b (None if 0); mean-field: the readout's
+    multiplier sigma_w/n (W_std = sigma_w/sqrt(n) over fan-in n)."""
+    n = p["width"] if width is None else width
+    b_std = p["sigma_b"] or None
+    convs = [layer for _ in range(p["depth"]) for layer in
+             (stax.Conv(n, (2,), padding="SAME", W_std=p["sigma_w"], b_std=b_std), stax.Activation(p["activation"]))]
+    readout = p["sigma_w"] / np.sqrt(n) if p["parameterization"] == CONTROL else p["sigma_w"]
+    return stax.serial(*convs, stax.GlobalAvgPool(), stax.Dense(1, W_std=readout, b_std=b_std))
+
+
+def cnn_inputs(X: np.ndarray) -> np.ndarray:
+    """Rows (N, d_in) read as (N, positions, d_in / positions), channels last."""
+    return X.reshape(len(X), CNN_POSITIONS, -1)
+
+
+def cnn_lr(p: dict, X: np.ndarray) -> float:
+    """``lr_fraction`` x the critical rate ``2N / lambda_max`` of the CNN's analytic NTK in NTK
+    parameterization (Lee et al. 2019, sec. 2.4), x n for mean-field (as
+    :func:`ntkcheck.train.scaled_lr`)."""
+    theta = ntk_kernel(network({**p, "parameterization": "ntk"}, width=1), X)
+    rate = p["lr_fraction"] * 2 * len(X) / float(np.linalg.eigvalsh(theta)[-1])
+    return rate * (p["width"] if p["parameterization"] == CONTROL else 1)
 
 
 def run_task(task: Task) -> list[dict]:
     """Per network: sup_t relative kernel change, sup_t relative change of each layer and of all weights."""
     p = task.params
+    arch = p.get("architecture", "mlp")
     X, y, X_test, _ = dataset(p["data"], p["n_train"], p["n_test"], p["d_in"])
+    if arch == "mlp":
+        net, lr = spec_of(p), cell_lr(p, X)
+    else:
+        X, X_test = cnn_inputs(X), cnn_inputs(X_test)
+        net, lr = network(p), cnn_lr(p, X)
     record = np.unique(np.linspace(0, p["steps"], 21).round().astype(int))
-    tr = gradient_descent(spec_of(p), X, y, cell_lr(p, X), p["steps"], n_networks=p["n_networks"],
+    tr = gradient_descent(net, X, y, lr, p["steps"], n_networks=p["n_networks"],
                           seed=task.seed, X_test=X_test, record=record, record_ntk=True)
     quantities = {"kernel_change": tr.kernel_change.max(1), "weight_change": tr.total_weight_change.max(1),
                   "diverged": tr.diverged.astype(float)}
     for l in range(tr.weight_change.shape[2]):
         quantities[f"weight_change_layer{l + 1}"] = tr.weight_change[:, :, l].max(1)
-    return network_rows(quantities, sharp_min_width=p["sharp_min_width"])
+    return network_rows(quantities, architecture=arch, sharp_min_width=p["sharp_min_width"])
 
 
 def _tests(cell_df: pd.DataFrame, act: str, depth: int, alpha: float, min_width: int) -> list[dict]:
@@ -96,15 +194,18 @@ def _tests(cell_df: pd.DataFrame, act: str, depth: int, alpha: float, min_width:
 
 def verdict(df) -> Verdict:
     df = df[df["quantity"] != "diverged"].assign(value=lambda d: d["value"].astype(float))
+    if "architecture" not in df:            # results from before the CNN cells
+        df = df.assign(architecture="mlp")
     min_width = int(df["sharp_min_width"].iloc[0]) if "sharp_min_width" in df else 0
     cells = list(df.groupby(CELL, sort=True))
-    n_tested = sum(2 + (sharp_rate(act) is not None) + 1 for (act, _, par), _ in cells if par != CONTROL)
+    n_tested = sum(2 + (sharp_rate(act) is not None) + 1 for (_, act, _, par), _ in cells if par != CONTROL)
     alpha = FALSE_FAIL_RATE / max(1, n_tested)          # Bonferroni over the claim's tests
     rows, series, fits = [], [], {}
-    for (act, depth, par), g in cells:
+    for (arch, act, depth, par), g in cells:
         for t in _tests(g, act, int(depth), alpha, min_width):
-            fits[(act, depth, par, t["quantity"], t["kind"])] = t["fit"]
-            rows.append({"quantity": t["quantity"], **test_row(t, activation=act, depth=depth, parameterization=par)})
+            fits[(arch, act, depth, par, t["quantity"], t["kind"])] = t["fit"]
+            rows.append({"quantity": t["quantity"], **test_row(t, architecture=arch, activation=act, depth=depth,
+                                                               parameterization=par)})
     table = pd.DataFrame(rows)
     tested = table[table["kind"] != "reported"]
     claim = tested[tested["parameterization"] != CONTROL]
@@ -112,16 +213,17 @@ def verdict(df) -> Verdict:
     passed = bool(claim["passed"].all())
     ctrl_kernel = control[control["quantity"] == "kernel_change"]
     # the control is rejected when every mean-field cell fails one of its kernel tests
-    rejected = bool(len(ctrl_kernel) and not ctrl_kernel.groupby(["activation", "depth"])["passed"].all().any())
-    for (act, depth, par), g in cells:
+    rejected = bool(len(ctrl_kernel) and not ctrl_kernel.groupby(["architecture", "activation", "depth"])["passed"].all().any())
+    for (arch, act, depth, par), g in cells:
         if par == CONTROL:
             continue
-        ctrl = df[(df["activation"] == act) & (df["depth"] == depth) & (df["parameterization"] == CONTROL)]
+        ctrl = df[(df["architecture"] == arch) & (df["activation"] == act) & (df["depth"] == depth)
+                  & (df["parameterization"] == CONTROL)]
         for q in ("kernel_change", "weight_change_layer1"):
             sharp = q == "kernel_change" and sharp_rate(act) is not None
-            fit = fits[(act, depth, par, q, "sharp" if sharp else ("bound" if q == "kernel_change" else "exact"))]
+            fit = fits[(arch, act, depth, par, q, "sharp" if sharp else ("bound" if q == "kernel_change" else "exact"))]
             series.append(width_series(g[g["quantity"] == q], ctrl[ctrl["quantity"] == q], fit,
-                                       f"{q}: {act}, L={depth}, NTK parameterization (control: mean-field)",
+                                       f"{q}: {arch}, {act}, L={depth}, NTK parameterization (control: mean-field)",
                                        -1.0 if sharp else -0.5, r"$\sup_t$ relative change",
                                        bound=q == "kernel_change" and not sharp, min_width=min_width if sharp else 0))
     k = claim[claim["quantity"] == "kernel_change"]
@@ -154,5 +256,5 @@ CLAIM = Claim(
     statement=("Below the critical rate, sup_t |Theta_hat_t - Theta_hat_0|/|Theta_hat_0| and the relative "
                "weight change vanish as width^-1/2 or faster (NTK parameterization); not under mean-field."),
     sources=("Jacot et al. 2018, Thm 2", "Lee et al. 2019, Thm 2.1", "Dyer & Gur-Ari 2019"),
-    grids=GRIDS, run_task=run_task, verdict=verdict, check=check,
+    grids=GRIDS, run_task=run_task, verdict=verdict, split=split, check=check,
 )
