@@ -115,3 +115,24 @@ def test_mean_field_alpha_sweep_rejects_an_inverse_square_root_law(tmp_path):
     bad.loc[hit, "value"] *= np.sqrt(bad.loc[hit, "alpha_sqrt_n"].astype(float))
     v = verdict(bad)
     assert not v.passed, v.summary
+
+
+def test_diverged_networks_fail_at_the_widest_width_and_are_reported_below(tmp_path):
+    """A network whose own top eigenvalue exceeds 2N/lr diverges (a finite-width event): the
+    task records it instead of stopping the study; the verdict fails when it happens at the
+    widest width (where the GP moments are tested) and reports it elsewhere."""
+    import pandas as pd
+
+    from ntkcheck.runner import run_study
+    from ntkcheck.studies import make_study
+
+    study = make_study("quick", claims=["readout-posterior"], seed=0, out=tmp_path,
+                       overrides={"readout-posterior": TINY["readout-posterior"]})
+    run_study(study, jobs=1)
+    df = pd.read_csv(tmp_path / "readout-posterior.csv")
+    claim = get_claim("readout-posterior")
+    assert claim.verdict(df).passed
+    row = df.iloc[[0]].assign(quantity="diverged", value=1.0)
+    small = claim.verdict(pd.concat([df, row.assign(width=64)], ignore_index=True))
+    assert small.passed and "1 networks diverged at width 64" in small.summary
+    assert not claim.verdict(pd.concat([df, row.assign(width=1024)], ignore_index=True)).passed

@@ -113,13 +113,16 @@ def run_task(task: Task, readout_only: bool) -> list[dict]:
     n, times = len(X), [p["t_finite"], p["steps"]]
     tr = gradient_descent(spec_of(p), X, y, lr, p["steps"], n_networks=p["n_networks"], seed=task.seed,
                           X_test=X_test, record=[0] + times, readout_only=readout_only, track_weights=False)
-    if tr.diverged.any():
-        raise RuntimeError(f"{int(tr.diverged.sum())} networks diverged at rate {lr:.3g}")
+    # At small widths the network's own top eigenvalue can exceed 2N/lr (a finite-width
+    # fluctuation): such a network leaves the lazy regime and diverges.  It is counted and left
+    # out (the verdict fails if any diverges at the widest width, where the moments are tested).
+    kept = ~tr.diverged
+    rows = [{"quantity": "diverged", "value": float(tr.diverged.sum()), "stderr": 0.0}] if tr.diverged.any() else []
+    f_train, f_test = tr.f_train[kept], tr.f_test[kept]
     maps = {name: ensemble_map(k[:n, :n], k[n:, :n], lr, times) for name, k in (("", kern), ("_control", ctrl))}
-    f0_train, f0_test = tr.f_train[:, 0], tr.f_test[:, 0]
-    rows = []
+    f0_train, f0_test = f_train[:, 0], f_test[:, 0]
     for j, t in enumerate(times):
-        f = tr.f_test[:, j + 1]
+        f = f_test[:, j + 1]
         if p["data"] == "digits":
             # the table needs the ensemble mean only, estimated with the control variate
             # f_0(x*) - A_t f_0(X) (exactly mean zero, strongly correlated with f_t): the
@@ -132,7 +135,7 @@ def run_task(task: Task, readout_only: bool) -> list[dict]:
             rows += [{"quantity": "f", "network": m, "i": i, "t": t, "value": float(v), "stderr": 0.0}
                      for m, out in enumerate(f) for i, v in enumerate(out)]
     for suffix, A in maps.items():
-        gap = coupling_gap(A, f0_train, f0_test, tr.f_test[:, 1:], y).max(axis=1)
+        gap = coupling_gap(A, f0_train, f0_test, f_test[:, 1:], y).max(axis=1)
         rows += [{"quantity": "coupling" + suffix, "network": m, "value": float(v), "stderr": 0.0}
                  for m, v in enumerate(gap)]
     if p["chunk"] == 0:
@@ -219,7 +222,10 @@ def verdict(df: pd.DataFrame, claim_id: str, false_fail_rate: float, theory: str
     sphere = table[table["data"] == "sphere"]
     widest = sphere[sphere["width"] == sphere["width"].max()].iloc[0]
     gaps_ok = all(f["coupling"].passed for f in gap_fits.values())
-    passed = bool(widest["moments pass"] and widest["contraction at t_end"] <= INF_TOLERANCE and gaps_ok)
+    lost = df[df["quantity"] == "diverged"].groupby(["data", "width"])["value"].sum()
+    lost_widest = float(lost.get(("sphere", int(widest["width"])), 0.0))
+    passed = bool(widest["moments pass"] and widest["contraction at t_end"] <= INF_TOLERANCE and gaps_ok
+                  and lost_widest == 0)
     rejected = bool(widest["control rejected"] and not any(f["coupling_control"].passed for f in gap_fits.values()))
     fmt = lambda q: ", ".join(f"{d}: {f[q].exponent:.2f} [{f[q].ci_low:.2f}, {f[q].ci_high:.2f}]"  # noqa: E731
                               for d, f in gap_fits.items())
@@ -230,7 +236,9 @@ def verdict(df: pd.DataFrame, claim_id: str, false_fail_rate: float, theory: str
     summary = (f"{'pass' if passed else 'FAIL'}: at width {stats['widest width']} the ensemble matches the "
                f"{theory} at steps {stats['times']} (last = t->inf, contraction {stats['contraction at t_end']:.1e}; "
                f"Holm p = {stats['moments p (Holm)']:.3g}); coupling-gap exponents {stats['coupling exponents']} "
-               f"(theory -1/2); control ({control}) {'rejected' if rejected else 'NOT rejected'} "
+               f"(theory -1/2)"
+               + "".join(f"; {int(v)} networks diverged at width {w} ({d}; left out)" for (d, w), v in lost.items())
+               + f"; control ({control}) {'rejected' if rejected else 'NOT rejected'} "
                f"(p = {stats['control p (Holm)']:.2g}, gap exponents {stats['control coupling exponents']})")
     return Verdict(
         claim=claim_id, passed=passed, summary=summary, statistics=stats, false_fail_rate=false_fail_rate,
