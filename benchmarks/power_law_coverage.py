@@ -6,9 +6,14 @@ depend on the width (gamma shape 4, lognormal sigma 1, chi-square 1 dof), M netw
 width; the statistic is the mean (or the median) over networks, so the error at a width
 is exactly ``C n^p`` in law and the true exponent is p.  For each setting and nominal
 level a, prints the fraction of R replications whose interval misses p, with its 99 %
-Clopper-Pearson interval, and the percentile bootstrap (the former interval) beside it.
+Clopper-Pearson interval; beside it, from a separate bootstrap of the same data, the misses of
+the percentile-bootstrap interval (the former one) and of a Welch-Satterthwaite t interval.
 
-    python benchmarks/power_law_coverage.py [R]
+    python benchmarks/power_law_coverage.py [R] [number of settings]
+
+Measured (R = 8000, 3 widths, 8 networks, mean statistic), misses at nominal 1 % / 0.15 %:
+gamma: t_{M-1} 0.34 % / 0.04 %, percentile 3.7 % / 1.6 %, Welch 1.05 % / 0.13 %;
+lognormal: t_{M-1} 0.66 % / 0.04 %, percentile 3.9 % / 1.5 %, Welch 1.4 % / 0.33 %.
 """
 import sys
 

@@ -533,12 +533,12 @@ def power_law_fit(widths, per_network, claimed_exponent: float, seed=0,
     per-width estimates the Welch-Satterthwaite df (Satterthwaite 1946, Biometrics Bull.
     2, 110; Welch 1947, Biometrika 34, 28) is ``>= min M_w - 1``, but with heavy-tailed
     per-network errors the estimated spread varies more than a chi-square and the
-    Welch interval undercovers (lognormal or chi^2_1 noise, 8 networks at 3 widths:
-    1.6 % missed at nominal 1 %); ``min M_w - 1`` covers at or above nominal in every
-    setting of ``benchmarks/power_law_coverage.py`` (mean and median statistics, 8-64
-    networks, 2-6 widths).  The percentile bootstrap it replaces missed the true
-    exponent 0.6 % of the time at nominal 0.15 % with 8 networks per width (its spread
-    is biased low and its far tails rest on few distinct resamples).
+    Welch interval undercovers (lognormal noise, 8 networks at 3 widths: 1.4 % missed at
+    nominal 1 %, 0.33 % at 0.15 %); ``min M_w - 1`` covers at or above nominal (0.66 %,
+    0.04 %; mean and median statistics, chi^2_1 and gamma noise likewise:
+    ``benchmarks/power_law_coverage.py``).  The percentile bootstrap it replaces missed
+    3.9 % at nominal 1 % and 1.5 % at 0.15 % there (its spread is biased low and its far
+    tails rest on few distinct resamples).
 
     Passes when the claimed exponent lies in the interval AND the interval excludes
     0 (no plateau).  ``pvalue`` is the two-sided t p-value of the claimed exponent
