@@ -57,10 +57,10 @@ GRIDS = {
     "quick": {**_BASE, "depth": [1], "width": [256, 1024, 4096], "n_networks": 8, "chunk": 8},
     # depth 1 up to width 4096: the sharp fit needs a wide span of widths >= 256 and many networks,
     # which depth 2 (cost ~ width^2) cannot afford at this budget; the full grid has depths 2, 3.
-    # Widths x4 apart: the slope's precision per CPU second is that of doubling steps, and 48
+    # Widths x4 apart: the slope's precision per CPU second is that of doubling steps, and 56
     # networks (log-spread ~ 0.5) make the sharp test's detectable <= 0.25
     "standard": {**_BASE, "data": ["gaussian", "digits"], "activation": ["erf", "relu"], "depth": [1],
-                 "width": [64, 256, 1024, 4096], "n_networks": 48, "chunk": 8},
+                 "width": [64, 256, 1024, 4096], "n_networks": 56, "chunk": 8},
     "full": {**_BASE, "data": ["gaussian", "digits"], "activation": ["erf", "relu", "tanh"], "depth": [2, 3],
              "width": [64, 128, 256, 512, 1024, 2048, 4096, 8192], "n_networks": 32, "chunk": 8},
 }
