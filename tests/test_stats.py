@@ -236,6 +236,36 @@ def test_power_law_interval_coverage():
     assert lo <= miss <= hi
 
 
+def test_power_law_interval_small_samples_heavy_tails():
+    """8 networks per width, lognormal errors: the t_{M-1} interval with the rescaled bootstrap
+    spread covers at (or above) nominal, where the percentile bootstrap missed ~4x too often."""
+    rng = np.random.default_rng(12)
+    widths = np.array([256, 1024, 4096])
+    res = [stats.power_law_fit(widths, [w**-1.0 * rng.lognormal(0.0, 1.0, 8) for w in widths], -1.0, seed=r,
+                               n_boot=400, false_fail_rate=ALPHA) for r in range(R)]
+    miss = np.mean([not (x.ci_low <= -1.0 <= x.ci_high) for x in res])
+    assert miss <= binomial_interval(ALPHA)[1], miss
+    # the p-value agrees with the interval
+    assert all((x.pvalue > ALPHA) == (x.ci_low <= -1.0 <= x.ci_high) for x in res)
+
+
+def test_power_law_stderr_and_detectable():
+    """The standard error is the delta-method one of the per-width log means (the bootstrap
+    spread rescaled by M/(M-1)), and ``detectable`` uses the interval's own t quantiles."""
+    rng = np.random.default_rng(13)
+    widths = np.array([100.0, 1000.0])
+    groups = [w**-0.5 * rng.gamma(4.0, 0.25, 10) for w in widths]
+    fit = stats.power_law_fit(widths, groups, -0.5, seed=0, n_boot=20000, false_fail_rate=0.01,
+                              false_pass_rate=0.05)
+    c = 1 / np.log(10.0)
+    delta = c * math.sqrt(sum(g.var(ddof=1) / (len(g) * g.mean() ** 2) for g in groups))
+    assert abs(fit.stderr / delta - 1) < 0.05
+    assert fit.details["dof"] == 9
+    t_a, t_b = sps.t.isf(0.005, 9), sps.t.isf(0.05, 9)
+    assert fit.detectable == pytest.approx((t_a + t_b) * fit.stderr)
+    assert fit.ci_high - fit.ci_low == pytest.approx(2 * t_a * fit.stderr)
+
+
 def test_power_law_fit_statistic_and_plateau():
     rng = np.random.default_rng(11)
     widths = [32, 128, 512, 2048]

@@ -9,12 +9,17 @@ Measured per network (GD at ``lr_fraction`` x the critical rate, so every top mo
 without oscillating): for each of the ``n_modes`` largest eigenvalues of the network's own
 Theta_hat_0, the measured rate ``-log|c_i(t_i)/c_i(0)| / t_i`` at the step ``t_i`` where the
 predicted decay is ``e^-2`` (capped at T), against the predicted ``-log(1 - eta lam_i/N)``
-(= eta lam_i/N + O((eta lam_i/N)^2), the flow rate); the relative error per mode, and its mean
-over the top modes.
+(= eta lam_i/N + O((eta lam_i/N)^2), the flow rate); the relative error per mode, and its
+geometric mean over the top modes (:func:`_mode_log_mean`: a mode whose ``c_i(0)`` happens to
+be ~0 has an error O(1/n)/|c_i(0)|, heavy-tailed; averaged in log it cannot dominate).
 
-Tests, on the median over networks of that mean relative error (robust to a network whose
-c_i(0) happens to be ~0) vs width (:func:`ntkcheck.stats.power_law_fit`, bootstrap interval
-at level ``1 - FALSE_FAIL_RATE / tests``):
+Tests, on the geometric mean over networks of that per-network error
+(:func:`._training.geometric_mean`: a regression of log error on log width with replicate
+standard errors; pooled over 20 study seeds its local slopes are -0.84 (64 -> 256), -0.98,
+-0.99 (to 4096), so the sharp fit from 256 is in its asymptotic range) vs width
+(:func:`ntkcheck.stats.power_law_fit`, Student-t interval from the bootstrap standard error at
+level ``1 - FALSE_FAIL_RATE / tests``; the standard grid's 64 networks per width make the
+sharp test's ``detectable`` ~ 0.23 at power 0.99):
 
 * the bound: it vanishes at least as fast as the O(n^{-1/2}) deviation from the linear model
   (Lee et al. 2019, Thm 2.1), failing when the interval over all widths lies above -1/2 or
@@ -30,7 +35,8 @@ eigenvalues of the analytic Theta beside the measured ones.
 
 Negative control: mean-field scaling (rate x n): the kernel moves O(1) during training, the
 rates drift from those of Theta_hat_0, the error does not vanish (measured exponents
--0.04..-0.10): every mean-field cell must fail a test.
+-0.05..-0.34 over 20 quick seeds, -0.25 and -0.10 at standard): every mean-field cell must
+fail a test.
 """
 from __future__ import annotations
 
@@ -43,7 +49,7 @@ from ..networks import empirical_ntk, init_params
 from ..train import gradient_descent
 from . import Claim, GridError, Task, Verdict
 from ._training import (cell_lr, check_cells, check_sharp, dataset, deviation_series, deviation_stats,
-                        deviation_tests, network_rows, sharp_rate, spec_of, test_row)
+                        deviation_tests, geometric_mean, network_rows, sharp_rate, spec_of, test_row)
 
 FALSE_FAIL_RATE = 0.01
 CELL = ["activation", "depth", "parameterization"]
@@ -55,7 +61,7 @@ _BASE = {"activation": ["erf"], "depth": [1], "parameterization": ["ntk", CONTRO
 GRIDS = {
     "quick": {**_BASE, "width": [64, 256, 1024, 4096], "n_networks": 8, "chunk": 8},
     "standard": {**_BASE, "activation": ["erf", "relu"],
-                 "width": [64, 256, 512, 1024, 2048, 4096], "n_networks": 32, "chunk": 8},
+                 "width": [64, 256, 512, 1024, 2048, 4096], "n_networks": 64, "chunk": 8},
     "full": {**_BASE, "activation": ["erf", "relu", "tanh"], "depth": [1, 2, 3],
              "width": [64, 128, 256, 512, 1024, 2048, 4096, 8192], "n_networks": 64, "chunk": 8},
 }
@@ -92,24 +98,21 @@ def run_task(task: Task) -> list[dict]:
         errors.append(np.abs(measured / predicted - 1))
         rows += network_rows({"rate_error": errors[-1], "rate": measured, "predicted_rate": predicted,
                               "eigenvalue": lam[:, i]}, mode=k + 1, eigenvalue_inf=float(lam_inf[k]))
+    # reported, not tested: a mode whose c_i(0) is ~0 dominates the arithmetic mean (see _mode_log_mean)
     rows += network_rows({"mean_rate_error": np.mean(errors, axis=0)}, mode=0, eigenvalue_inf=np.nan)
     return [{**r, "sharp_min_width": p["sharp_min_width"]} for r in rows]
-
-
-def _median(batch: np.ndarray) -> np.ndarray:
-    return np.median(batch, axis=-1)
 
 
 def verdict(df) -> Verdict:
     df = df.assign(value=lambda d: d["value"].astype(float))
     min_width = int(df["sharp_min_width"].iloc[0]) if "sharp_min_width" in df else 0
-    err = df[df["quantity"] == "mean_rate_error"]
+    err = _mode_log_mean(df)
     cells = list(err.groupby(CELL, sort=True))
     n_tests = sum(1 + (sharp_rate(key[0]) is not None) for key, _ in cells if key[-1] != CONTROL)
     alpha = FALSE_FAIL_RATE / max(1, n_tests)
     rows, fits = [], {}
     for key, g in cells:
-        for t in deviation_tests(g, key[0], alpha, "mean_rate_error", _median, min_width):
+        for t in deviation_tests(g, key[0], alpha, "mode_geometric_mean_rate_error", geometric_mean, min_width):
             fits.setdefault(key, {})[t["kind"]] = t["fit"]
             rows.append(test_row(t, **dict(zip(CELL, key))))
     tests = pd.DataFrame(rows)
@@ -123,8 +126,9 @@ def verdict(df) -> Verdict:
         ctrl = err[(err["activation"] == act) & (err["depth"] == depth) & (err["parameterization"] == CONTROL)]
         series.append(deviation_series(
             g, ctrl, fits[(act, depth, par)], act,
-            f"mean relative rate error of the top modes: {act}, L={depth} (control: mean-field)",
-            r"median $|\mathrm{rate} / (\eta\lambda/N) - 1|$ (interquartile band)", min_width))
+            f"relative rate error of the top modes (geometric mean): {act}, L={depth} (control: mean-field)",
+            r"median over networks of $\exp \langle \log |\mathrm{rate}_i / (\eta\lambda_i/N) - 1| \rangle_i$"
+            " (interquartile band)", min_width))
     stats = deviation_stats(claim, control, n_tests, alpha)
     detect = stats["detectable_at_power_0.99"]
     table = _mode_table(df)
@@ -141,6 +145,19 @@ def verdict(df) -> Verdict:
                     f"interval lies above -1/2 (Bonferroni over {n_tests} fits)"),
         negative_control="mean-field scaling (rate x n): the kernel moves O(1), rate errors do not vanish",
         negative_control_rejected=rejected, convergence=tuple(series), table=table)
+
+
+def _mode_log_mean(df) -> pd.DataFrame:
+    """Per network, the geometric mean over the top modes of the relative rate error.
+
+    A mode whose ``c_i(0)`` happens to be ~0 has an error ~ O(1/n) / |c_i(0)|: heavy-tailed
+    (one network at width 4096 with error 0.25 against ~0.002, study seed 7), and it
+    dominated the arithmetic mean over modes; in ``log`` it adds its excess / n_modes."""
+    modes = df[(df["quantity"] == "rate_error") & (df["mode"] > 0)]
+    keys = ["task", "network"] if "task" in modes else CELL + ["width", "network"]
+    logs = modes.assign(value=np.log(modes["value"])).groupby(keys, sort=False)
+    out = logs.first().drop(columns="value").join(np.exp(logs["value"].mean())).reset_index()
+    return out.assign(quantity="mode_geometric_mean_rate_error")
 
 
 def _mode_table(df) -> pd.DataFrame:
