@@ -62,7 +62,6 @@ import contextlib
 import dataclasses
 import inspect
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
@@ -241,7 +240,7 @@ def _check_network(net: stax.Layer, X: np.ndarray, kind: str, method, widths) ->
 def sample_kernel(spec: MLP | stax.Layer, X, kind: str = "ntk", false_fail_rate: float = 1e-3, seed=0, *,
                   false_pass_rate: float = 1e-3, discrepancy: float = 0.01, widths: tuple[int, int] | None = None,
                   n_networks: int | None = None, max_networks: int = 1_000_000,
-                  method: str | None = None, jobs: int | None = 1) -> KernelSample:
+                  method: str | None = None, jobs: int | None = None) -> KernelSample:
     """Design a kernel check (see the module docstring) and draw its pairs of networks.
 
     The same sample can test many candidates (:func:`kernel_test`).  ``widths``
@@ -250,8 +249,9 @@ def sample_kernel(spec: MLP | stax.Layer, X, kind: str = "ntk", false_fail_rate:
     Seeds: pilot ``child(seed, 0)``, the stages after it ``child(seed, 1)``,
     ``child(seed, 2)``, ``child(seed, 3)``; within each, batch k of :data:`BATCH` pairs from
     ``child(., k)``, and in a batch width n_s from ``child(., 0)`` and n_l from ``child(., 1)``.
-    ``jobs``: threads sampling the batches (default 1; None: all CPUs), BLAS
-    single-threaded (:mod:`ntkcheck.blas`); the sample is identical for every ``jobs``.
+    ``jobs``: threads sampling the batches (default None: as many as BLAS may use,
+    :func:`ntkcheck.blas.threads`, so one in a process limited to one BLAS thread), with
+    BLAS single-threaded (:mod:`ntkcheck.blas`); the sample is identical for every ``jobs``.
 
     ``spec``: an :class:`~ntkcheck.MLP` (``method`` "exact", the default, or
     "dense") or a :mod:`ntkcheck.stax` network (``method`` "dense" only; widths
@@ -276,7 +276,7 @@ def sample_kernel(spec: MLP | stax.Layer, X, kind: str = "ntk", false_fail_rate:
     n_in = len(X)
     n_tests = n_in * (n_in + 1) // 2
     design = design_kernel_check(L, n_tests, 0.0, false_fail_rate, false_pass_rate, discrepancy, widths)
-    jobs = (os.cpu_count() or 1) if jobs is None else _count(jobs, "jobs", 1)
+    jobs = blas.threads() if jobs is None else _count(jobs, "jobs", 1)
     # threads, not processes: the samplers' work is in BLAS, LAPACK and numpy calls that
     # release the GIL, and one pool serves every stage (no process start-up per stage)
     with blas.single_threaded(), (ThreadPoolExecutor(jobs) if jobs > 1 else contextlib.nullcontext()) as pool:
