@@ -5,7 +5,8 @@ with a bias allowance L / n relative per entry, M from a 400-network pilot's 90%
 upper bound on the spread, for the remaining noise budget ``discrepancy - L/n``.
 Runs are interleaved (new, old, new, old, ...) so that both see the same machine
 load; prints wall and CPU seconds of each, their ratio and the achieved
-``detectable``.
+``detectable``.  ``--jobs``: threads of the pairs design (BLAS single-threaded), processes
+of the previous one's ``sample_init``.
 
     python benchmarks/check_kernel_speed.py [--repeats 1] [--jobs 1]
 """

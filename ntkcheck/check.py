@@ -58,15 +58,17 @@ one-hidden-layer relu MLP at n_s = 48, and the pairs needed grow as its square
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from . import stax
+from . import blas, stax
 from .kernels import check_inputs
 from .moments import readout_kernel
 from .sampler import sample_init
@@ -83,6 +85,9 @@ PILOT = 100
 #: Share of the pilot's M drawn first: the largest of K noisy spreads overestimates the
 #: spread (relu depth 3, 16 inputs: M 10-20% too large); the rest follows from the larger sample.
 UNDERSHOOT = 0.8
+#: Pairs per sampling task.  Fixed (not derived from ``jobs``), so the sample is the same for
+#: every ``jobs``; small enough that the threads finish each stage nearly together.
+BATCH = 10
 KINDS = ("ntk", "nngp")
 
 
@@ -168,13 +173,25 @@ def _at_width(spec, n: int):
     return dataclasses.replace(spec, width=n) if isinstance(spec, MLP) else stax.with_width(spec, n)
 
 
-def _pairs(spec, X, kind, widths, m, seed, method, jobs) -> tuple[np.ndarray, np.ndarray]:
+def _batch(spec, X, kind, widths, m, seed, method) -> tuple[np.ndarray, np.ndarray]:
     """m pairs: (Z (m, N, N), sums of the kernels at each width (2, N, N))."""
     r = widths[1] / widths[0]
-    small, large = (_network_kernels(_at_width(spec, n), X, kind, m, child(seed, i), method, jobs)
+    small, large = (_network_kernels(_at_width(spec, n), X, kind, m, child(seed, i), method, 1)
                     for i, n in enumerate(widths))
     z = (r * large - small) / (r - 1)
     return z, np.stack([small.sum(axis=0), large.sum(axis=0)])
+
+
+def _pairs(spec, X, kind, widths, m, seed, method, pool) -> tuple[np.ndarray, np.ndarray]:
+    """m pairs in batches of :data:`BATCH` (batch k from ``child(seed, k)``), on ``pool``'s
+    threads if given: the same numbers whatever the pool."""
+    sizes = [min(BATCH, m - start) for start in range(0, m, BATCH)]
+
+    def run(k):
+        return _batch(spec, X, kind, widths, sizes[k], child(seed, k), method)
+
+    parts = list(pool.map(run, range(len(sizes)))) if pool is not None else [run(k) for k in range(len(sizes))]
+    return np.concatenate([z for z, _ in parts]), sum(sums for _, sums in parts)
 
 
 def _relative_spread(draws: np.ndarray) -> float:
@@ -223,18 +240,18 @@ def _check_network(net: stax.Layer, X: np.ndarray, kind: str, method, widths) ->
 def sample_kernel(spec: MLP | stax.Layer, X, kind: str = "ntk", false_fail_rate: float = 1e-3, seed=0, *,
                   false_pass_rate: float = 1e-3, discrepancy: float = 0.01, widths: tuple[int, int] | None = None,
                   n_networks: int | None = None, max_networks: int = 1_000_000,
-                  method: str | None = None, jobs: int | None = 1) -> KernelSample:
+                  method: str | None = None, jobs: int | None = None) -> KernelSample:
     """Design a kernel check (see the module docstring) and draw its pairs of networks.
 
     The same sample can test many candidates (:func:`kernel_test`).  ``widths``
     (n_s, n_l) and ``n_networks`` (pairs) override the design; ``max_networks``
     caps the pairs (then the achieved ``detectable`` is larger than requested).
     Seeds: pilot ``child(seed, 0)``, the stages after it ``child(seed, 1)``,
-    ``child(seed, 2)``, ``child(seed, 3)``; within each, width n_s from ``child(., 0)`` and n_l from
-    ``child(., 1)``.  ``jobs``: processes sampling the networks (default 1;
-    None: all CPUs); the sample is identical for every ``jobs``.  More than one
-    process uses ``spawn``, so a calling script needs the usual
-    ``if __name__ == "__main__":`` guard.
+    ``child(seed, 2)``, ``child(seed, 3)``; within each, batch k of :data:`BATCH` pairs from
+    ``child(., k)``, and in a batch width n_s from ``child(., 0)`` and n_l from ``child(., 1)``.
+    ``jobs``: threads sampling the batches (default None: as many as BLAS may use,
+    :func:`ntkcheck.blas.threads`, so one in a process limited to one BLAS thread), with
+    BLAS single-threaded (:mod:`ntkcheck.blas`); the sample is identical for every ``jobs``.
 
     ``spec``: an :class:`~ntkcheck.MLP` (``method`` "exact", the default, or
     "dense") or a :mod:`ntkcheck.stax` network (``method`` "dense" only; widths
@@ -259,23 +276,26 @@ def sample_kernel(spec: MLP | stax.Layer, X, kind: str = "ntk", false_fail_rate:
     n_in = len(X)
     n_tests = n_in * (n_in + 1) // 2
     design = design_kernel_check(L, n_tests, 0.0, false_fail_rate, false_pass_rate, discrepancy, widths)
-    args = (spec, X, kind, design.widths)
-    if n_networks is not None:
-        z, sums = _pairs(*args, n_networks, child(seed, 1), method, jobs)
-        spread = _relative_spread(z)
-    else:
-        z, sums = _pairs(*args, min(PILOT, max_networks), child(seed, 0), method, jobs)
-        for stage, share in ((1, UNDERSHOOT), (2, 1.0), (3, 1.0)):
+    jobs = blas.threads() if jobs is None else _count(jobs, "jobs", 1)
+    # threads, not processes: the samplers' work is in BLAS, LAPACK and numpy calls that
+    # release the GIL, and one pool serves every stage (no process start-up per stage)
+    with blas.single_threaded(), (ThreadPoolExecutor(jobs) if jobs > 1 else contextlib.nullcontext()) as pool:
+        args = (spec, X, kind, design.widths)
+        if n_networks is not None:
+            z, sums = _pairs(*args, n_networks, child(seed, 1), method, pool)
             spread = _relative_spread(z)
-            m = min(math.ceil(share * design_kernel_check(L, n_tests, spread, false_fail_rate,
-                                                          false_pass_rate, discrepancy, design.widths).n_networks),
-                    max_networks)
-            if m > len(z):
-                more, more_sums = _pairs(*args, m - len(z), child(seed, stage), method, jobs)
-                z, sums = np.concatenate([z, more]), sums + more_sums
-            elif share == 1.0:
-                break
-        spread = _relative_spread(z)
+        else:
+            z, sums = _pairs(*args, min(PILOT, max_networks), child(seed, 0), method, pool)
+            for stage, share in ((1, UNDERSHOOT), (2, 1.0), (3, 1.0)):
+                spread = _relative_spread(z)
+                m = min(math.ceil(share * design_kernel_check(L, n_tests, spread, false_fail_rate, false_pass_rate,
+                                                              discrepancy, design.widths).n_networks), max_networks)
+                if m > len(z):
+                    more, more_sums = _pairs(*args, m - len(z), child(seed, stage), method, pool)
+                    z, sums = np.concatenate([z, more]), sums + more_sums
+                elif share == 1.0:
+                    break
+            spread = _relative_spread(z)
     design = dataclasses.replace(design, n_networks=len(z), spread=spread, method=method)
     return KernelSample(spec, X, kind, z, design, sums / len(z))
 

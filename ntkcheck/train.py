@@ -21,6 +21,7 @@ centred, ``alpha (f(theta) - f(theta_0))`` (Chizat, Oyallon & Bach 2019, sec. 2)
 """
 from __future__ import annotations
 
+import queue
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
@@ -148,19 +149,41 @@ def _sq_norms(spec: MLP, params: DenseParams, d_in: int, other: DenseParams | No
     """Per-layer ``|theta^l - other^l|^2`` (M, L+1); biases only where c_l != 0."""
     out = []
     for l, (W, b, (_, c, _, _)) in enumerate(zip(params.weights, params.biases, spec.layer_scales(d_in))):
-        dW = W if other is None else W - other.weights[l]
-        sq = _row_sq(dW)
+        sq = _row_sq(W, None if other is None else other.weights[l])
         if c != 0:
-            sq = sq + _row_sq(b if other is None else b - other.biases[l])
+            sq = sq + _row_sq(b, None if other is None else other.biases[l])
         out.append(sq)
     return np.stack(out, axis=-1)
 
 
-def _row_sq(a: np.ndarray) -> np.ndarray:
-    """Each network's sum of squares, by numpy's pairwise summation: the same
-    numbers however many networks ``a`` holds (einsum and BLAS dot are not)."""
+#: Elements per slice of :func:`_row_sq` (256 KiB of float64: its work buffer stays in cache).
+SQ_BLOCK = 32 * 1024
+
+
+def _row_sq(a: np.ndarray, other: np.ndarray | None = None) -> np.ndarray:
+    """Each network's sum of squares of ``a`` (or of ``a - other``) without an
+    array-sized temporary: through one buffer of :data:`SQ_BLOCK` elements, filled
+    with whole networks when they fit (each summed by numpy's pairwise summation),
+    else with consecutive slices of one network (each slice pairwise, the slices in
+    order).  The same numbers however many networks ``a`` holds (einsum and BLAS
+    dot are not)."""
     a = a.reshape(len(a), -1)
-    return (a * a).sum(axis=1)
+    other = None if other is None else other.reshape(a.shape)
+    m, n = a.shape
+    rows, cols = max(1, SQ_BLOCK // max(n, 1)), min(n, SQ_BLOCK)
+    buf = np.empty((min(rows, m), cols), dtype=a.dtype)
+    out = np.zeros(m, dtype=a.dtype)
+    for i in range(0, m, rows):
+        for s in range(0, n, cols):
+            part = buf[:min(rows, m - i), :min(cols, n - s)]
+            block = a[i:i + rows, s:s + cols]
+            if other is None:
+                np.multiply(block, block, out=part)
+            else:
+                np.subtract(block, other[i:i + rows, s:s + cols], out=part)
+                np.multiply(part, part, out=part)
+            out[i:i + rows] += part.sum(axis=1)
+    return out
 
 
 def _gd_step(spec: MLP, params: DenseParams, X: np.ndarray, pre: list[np.ndarray], posts: list[np.ndarray],
@@ -225,13 +248,16 @@ def train_params(spec: MLP, params: DenseParams, X, y, lr: float, steps: int, *,
     out = Trajectory(steps=rec, times=rec * dt, y=y, f_train=None, f_test=None,
                      loss=np.full((m, steps + 1), np.inf), ntk=np.full((m, len(rec), n_all, n_all), np.nan)
                      if record_ntk else None, dtheta_sq=np.full((m, len(rec), len(spec.widths) + 1), np.nan),
-                     theta0_sq=_sq_norms(spec, params, d_in), diverged=np.zeros(m, dtype=bool),
+                     theta0_sq=np.full((m, len(spec.widths) + 1), np.nan), diverged=np.zeros(m, dtype=bool),
                      lr=float(lr), dt=float(dt))
     f_rec = np.full((m, len(rec), n_all), np.nan)
     size = max(1, GROUP_BYTES // train_bytes_per_network(spec, d_in, n_all, track_weights=False))
     groups = [slice(s, min(m, s + size)) for s in range(0, m, size)]
+    # theta_0 copies, handed from one group to the next: fresh memory costs a page fault
+    # per 4 KiB, more than the copy itself
+    spares = queue.SimpleQueue()
     run = partial(_train_group, spec, params, X, X_all, y, rec, lr * dt, readout_only, centered, blowup,
-                  track_weights, out, f_rec)
+                  track_weights, out, f_rec, spares)
     with blas.single_threaded():
         if min(threads, len(groups)) > 1:
             with ThreadPoolExecutor(min(threads, len(groups))) as pool:
@@ -245,14 +271,39 @@ def train_params(spec: MLP, params: DenseParams, X, y, lr: float, steps: int, *,
 
 def _train_group(spec: MLP, params: DenseParams, X, X_all, y, rec, step: float, readout_only: bool,
                  centered: bool, blowup: float, track_weights: bool, out: Trajectory, f_rec: np.ndarray,
-                 group: slice) -> None:
+                 spares: queue.SimpleQueue, group: slice) -> None:
     """Train networks ``group`` of ``params`` (in place) and write their records
-    into ``out``'s arrays and ``f_rec`` (rows ``group``)."""
+    into ``out``'s arrays and ``f_rec`` (rows ``group``); the copy of the initial
+    weights goes into a spare from ``spares`` (given back at the end) if there is one."""
     params = DenseParams(tuple(W[group] for W in params.weights), tuple(b[group] for b in params.biases))
     f_rec, loss, dsq, diverged = f_rec[group], out.loss[group], out.dtheta_sq[group], out.diverged[group]
     ntk_rec = None if out.ntk is None else out.ntk[group]
-    theta0 = DenseParams(tuple(W.copy() for W in params.weights), tuple(b.copy() for b in params.biases)) \
-        if track_weights else None
+    out.theta0_sq[group] = _sq_norms(spec, params, X.shape[1])
+    spare = theta0 = None
+    if track_weights:
+        m = params.n_networks
+        try:
+            spare = spares.get_nowait()
+        except queue.Empty:
+            pass
+        if spare is None or spare.n_networks < m:
+            spare = DenseParams(tuple(np.empty_like(W) for W in params.weights),
+                                tuple(np.empty_like(b) for b in params.biases))
+        theta0 = DenseParams(tuple(W[:m] for W in spare.weights), tuple(b[:m] for b in spare.biases))
+        for a, a0 in zip(params.weights + params.biases, theta0.weights + theta0.biases):
+            np.copyto(a0, a)
+    try:
+        _train_steps(spec, params, X, X_all, y, rec, step, readout_only, centered, blowup, theta0, f_rec, loss,
+                     dsq, ntk_rec, diverged)
+    finally:
+        if spare is not None:
+            spares.put(spare)
+
+
+def _train_steps(spec: MLP, params: DenseParams, X, X_all, y, rec, step: float, readout_only: bool,
+                 centered: bool, blowup: float, theta0: DenseParams | None, f_rec, loss, dsq, ntk_rec,
+                 diverged) -> None:
+    """The steps of :func:`_train_group` (weight changes against ``theta0`` unless None)."""
     n, d_in, steps = len(X), X.shape[1], loss.shape[1] - 1
     f0 = forward(spec, params, X_all)[0][..., 0] if centered else 0.0
     alive = np.ones(params.n_networks, dtype=bool)
@@ -273,8 +324,9 @@ def _train_group(spec: MLP, params: DenseParams, X, X_all, y, rec, step: float, 
         loss[alive, k] = loss_k[alive]
         if recording:
             f_rec[alive, j] = f[alive]
-            if track_weights:
-                dsq[alive, j] = _sq_norms(spec, params, d_in, theta0)[alive]
+            if theta0 is not None:
+                # before the first step theta is theta_0: its change is exactly 0
+                dsq[alive, j] = 0.0 if k == 0 else _sq_norms(spec, params, d_in, theta0)[alive]
             if ntk_rec is not None:
                 ntk_rec[alive, j] = empirical_ntk_from(spec, params, X_all, pre, readout_only, posts)[alive]
             j += 1

@@ -80,8 +80,8 @@ def test_extrapolation_removes_any_first_order_width_bias(monkeypatch):
 def test_callable_candidates_and_determinism():
     spec = SPECS["relu-3"]
     ntk = ntk_kernel(spec, X)
-    a = check_kernel(lambda x1, x2: ntk_kernel(spec, x1, x2), spec, X, seed=5, **FAST)
-    b = check_kernel(ntk, spec, X, seed=5, **FAST)
+    a = check_kernel(lambda x1, x2: ntk_kernel(spec, x1, x2), spec, X, seed=5, jobs=1, **FAST)
+    b = check_kernel(ntk, spec, X, seed=5, jobs=2, **FAST)        # threads: the same sample
 
     def kernel_fn(x1, x2=None, get=None):          # neural-tangents' signature
         assert x2 is None and get == "ntk"
@@ -90,6 +90,7 @@ def test_callable_candidates_and_determinism():
     c = check_kernel(kernel_fn, spec, X, seed=5, **FAST)
     assert a and b and c and a.details["design"] == b.details["design"] == c.details["design"]
     assert a.pvalue == b.pvalue == c.pvalue and np.array_equal(a.stderr, c.stderr)
+    assert np.array_equal(a.details["mean"], b.details["mean"]) and np.array_equal(a.stderr, b.stderr)
     assert a.details["n_tests"] == 21
     statistic, pvalue = a                            # unpacks like scipy's results
     assert (statistic, pvalue) == (a.statistic, a.pvalue)
