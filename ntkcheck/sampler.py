@@ -38,17 +38,19 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from itertools import repeat
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from scipy.linalg import lapack
 
-from .kernels import check_inputs
 from . import blas, stax
-from .networks import MAX_BYTES, _gram, empirical_ntk_from, forward, init_params
+from .kernels import network
+from .networks import MAX_BYTES, _gram, empirical_ntk_from, flat, flat_network, forward, init_params
 from .resources import check_sample, die_with_parent
 from .seeding import network_rngs
-from .spec import MLP
+
+if TYPE_CHECKING:
+    from .spec import MLP
 
 METHODS = ("exact", "dense")
 #: Working-memory target of one chunk of networks: chunks that stay in the
@@ -151,17 +153,21 @@ def sample_init(spec: MLP | stax.Layer, X, n_networks: int, seed=0, method: str 
         raise ValueError(f"dtype must be float64 or float32, got {dtype!r}") from None
     if dtype not in (np.float64, np.float32) or (method == "exact" and dtype != np.float64):
         raise ValueError(f"dtype must be float64 (or float32 with method='dense'), got {dtype}")
-    if isinstance(spec, stax.Layer):
+    net = network(spec)
+    X = spec.check_inputs(X, None, names=("X", "X2"))[0]
+    if X.ndim == 2 and flat_network(spec, X.shape[1]) is not None:
         if method == "exact":
-            raise ValueError("method='exact' is not available yet for non-MLP networks: the conditional "
-                             "sampler conditions each dense layer on its input Gram, and its extension to conv "
-                             "layers (positions x inputs), pooling and branches is not built; use method='dense'")
-        return _sample(spec, X, n_networks, seed, max_bytes, partial(_stax_dense_chunk, dtype=dtype),
-                       partial(stax.bytes_per_network, itemsize=dtype.itemsize), jobs)
+            return _sample(spec, X, n_networks, seed, max_bytes, _exact_chunk, exact_bytes_per_network, jobs)
+        return _sample(spec, X, n_networks, seed, max_bytes, partial(_dense_chunk, dtype=dtype),
+                       partial(dense_bytes_per_network, itemsize=dtype.itemsize), jobs)
     if method == "exact":
-        return _sample(spec, X, n_networks, seed, max_bytes, _exact_chunk, exact_bytes_per_network, jobs)
-    return _sample(spec, X, n_networks, seed, max_bytes, partial(_dense_chunk, dtype=dtype),
-                   partial(dense_bytes_per_network, itemsize=dtype.itemsize), jobs)
+        odd = next((layer for layer in stax.layers(net) if layer.chain() is None), net)
+        raise ValueError(f"method='exact' is not available for a network with {odd!r}: the conditional sampler "
+                         "conditions each dense layer on its input Gram (Dense layers with one nonlinearity "
+                         "between each two, inputs (N, d)), and its extension to conv layers (positions x "
+                         "inputs), pooling and branches is not built; use method='dense'")
+    return _sample(spec, X, n_networks, seed, max_bytes, partial(_stax_dense_chunk, dtype=dtype),
+                   partial(stax.bytes_per_network, itemsize=dtype.itemsize), jobs)
 
 
 def sample_dense(spec: MLP | stax.Layer, X, n_networks: int, seed=0, max_bytes: int = MAX_BYTES,
@@ -172,37 +178,34 @@ def sample_dense(spec: MLP | stax.Layer, X, n_networks: int, seed=0, max_bytes: 
     return (s.f[..., None] if s.f.ndim == 2 else s.f), s.ntk
 
 
-def _sample(spec: MLP, X, n_networks, seed, max_bytes, chunk_fn: Callable, bytes_fn: Callable,
+def _sample(spec, X, n_networks, seed, max_bytes, chunk_fn: Callable, bytes_fn: Callable,
             jobs: int | None = 1, block_bytes: int = BLOCK_BYTES) -> InitSample:
-    is_stax = isinstance(spec, stax.Layer)
-    if not is_stax and not isinstance(spec, MLP):
-        raise ValueError(f"spec must be an MLP or a stax network, got {type(spec).__name__}")
-    X = stax._check_inputs(X, None)[0] if is_stax else check_inputs(X, names=("X",))[0]
+    net = network(spec)
+    X = spec.check_inputs(X, None, names=("X", "X2"))[0]
     if isinstance(n_networks, bool) or not isinstance(n_networks, (int, np.integer)) or n_networks < 1:
         raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}")
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 1:
         raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
     jobs = _check_jobs(jobs)
     n = len(X)
-    if is_stax:
-        d_out, depth = stax.output_shape(spec, X.shape[1:])[0], 0
+    dense = flat_network(spec, X.shape[1]) if X.ndim == 2 else None
+    if dense is not None:          # Dense layers and nonlinearities: layer Grams too
+        d_out, depth = dense.d_out, dense.depth
+        per_network = bytes_fn(spec, X.shape[1], n)
+        what = f"sample_init of {n_networks} networks (width {max(dense.widths)}, depth {depth}) on {n} inputs"
+    else:
+        d_out, depth = stax.output_shape(net, X.shape[1:])[0], 0
         per_network = bytes_fn(spec, X.shape[1:], n)
         what = f"sample_init of {n_networks} networks ({per_network} bytes each) on {n} inputs"
-        fields = spec                      # pickled as it is (in-process if it does not pickle)
-    else:
-        d_out, depth = spec.d_out, spec.depth
-        per_network = bytes_fn(spec, X.shape[1], n)
-        what = f"sample_init of {n_networks} networks (width {max(spec.widths)}, depth {depth}) on {n} inputs"
-        fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.init}
     check_sample(8 * int(n_networks) * (n * d_out + n * n + 2 * depth * n * n) + per_network, what)
     chunk = max(1, int(min(max_bytes, CHUNK_BYTES) // per_network))
     block = max(1, int(block_bytes // per_network))
-    if jobs > 1 and n_networks > block and _picklable(fields):
+    if jobs > 1 and n_networks > block and _picklable(spec):
         starts = range(0, int(n_networks), block)
         stops = [min(n_networks, s + block) for s in starts]
         with ProcessPoolExecutor(min(jobs, len(starts)), mp_context=multiprocessing.get_context("spawn"),
                                  initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
-            parts = list(pool.map(_block, repeat(fields), repeat(X), repeat(seed), starts, stops,
+            parts = list(pool.map(_block, repeat(spec), repeat(X), repeat(seed), starts, stops,
                                   repeat(chunk), repeat(chunk_fn)))
     else:
         parts = [_block(spec, X, seed, 0, n_networks, chunk, chunk_fn)]
@@ -227,9 +230,7 @@ def _picklable(obj) -> bool:
 
 
 def _block(spec, X, seed, start, stop, chunk, chunk_fn: Callable):
-    """Networks ``start .. stop-1`` in chunks of ``chunk``, BLAS single-threaded.
-    ``spec`` is a stax network, an MLP or (in a worker) the keyword arguments that rebuild it."""
-    spec = spec if isinstance(spec, (MLP, stax.Layer)) else MLP(**spec)
+    """Networks ``start .. stop-1`` in chunks of ``chunk``, BLAS single-threaded."""
     workspace = {}                         # buffers reused from chunk to chunk
     with blas.single_threaded():
         parts = [chunk_fn(spec, X, seed, s, min(stop, s + chunk), workspace) for s in range(start, stop, chunk)]
@@ -238,14 +239,14 @@ def _block(spec, X, seed, start, stop, chunk, chunk_fn: Callable):
 
 # --- dense -----------------------------------------------------------------
 
-def dense_bytes_per_network(spec: MLP, d_in: int, n_inputs: int, itemsize: int = 8) -> int:
+def dense_bytes_per_network(spec, d_in: int, n_inputs: int, itemsize: int = 8) -> int:
     """Working memory of one network in the dense sampler: weights plus ~4 activation arrays per layer."""
-    dims = (d_in,) + spec.widths + (spec.d_out,)
+    dims = flat(spec, d_in).dims
     n_weights = sum(dims[l] * dims[l + 1] + dims[l + 1] for l in range(len(dims) - 1))
     return itemsize * (n_weights + 4 * n_inputs * sum(dims))
 
 
-def _dense_chunk(spec: MLP, X, seed, start, stop, workspace: dict, dtype=np.float64):
+def _dense_chunk(spec, X, seed, start, stop, workspace: dict, dtype=np.float64):
     """Networks ``start .. stop-1`` with real weights (``workspace`` unused).  Chunks are
     cache-sized (``CHUNK_BYTES``): the weights are drawn, scaled, used by the forward pass and
     by back-propagation while they stay in cache."""
@@ -268,33 +269,35 @@ def _stax_dense_chunk(net: stax.Layer, X, seed, start, stop, workspace: dict, dt
 
 # --- exact -----------------------------------------------------------------
 
-def _draw_shapes(spec: MLP, d_in: int, n_inputs: int) -> list[tuple[int, ...]]:
+def _draw_shapes(spec, d_in: int, n_inputs: int) -> list[tuple[int, ...]]:
     """Shapes of one network's standard normal draws, in drawing order:
     per hidden layer l = 1..L ``A^l`` (K_{l-1}, n_l) and ``b^l`` (n_l,), with
     K_0 = min(d, N), K_l = min(n_l, N); the readout ``W`` (d_out, n_L) and
     ``b`` (d_out,); then for l = L..2 the backward matrix ``C^l`` (d_out N, n_{l-1})."""
-    widths = spec.widths
+    net = flat(spec, d_in)
+    widths, d_out = net.widths, net.d_out
     ranks = (min(d_in, n_inputs),) + tuple(min(n, n_inputs) for n in widths)
     shapes = []
     for k, n in zip(ranks, widths):
         shapes += [(k, n), (n,)]
-    shapes += [(spec.d_out, widths[-1]), (spec.d_out,)]
-    shapes += [(spec.d_out * n_inputs, widths[l - 2]) for l in range(len(widths), 1, -1)]
+    shapes += [(d_out, widths[-1]), (d_out,)]
+    shapes += [(d_out * n_inputs, widths[l - 2]) for l in range(len(widths), 1, -1)]
     return shapes
 
 
-def exact_bytes_per_network(spec: MLP, d_in: int, n_inputs: int) -> int:
+def exact_bytes_per_network(spec, d_in: int, n_inputs: int) -> int:
     """Working memory of one network in the exact sampler (an upper estimate):
     its Gaussians, phi'(h^l) and the kept bases Q^l for every layer, and a few
     (N or d_out N) x n temporaries."""
     n_draws = sum(math.prod(s) for s in _draw_shapes(spec, d_in, n_inputs))
-    n_max = max(spec.widths)
-    n_back = spec.d_out * n_inputs
-    return 8 * (n_draws + 2 * n_inputs * sum(spec.widths) + (3 * n_inputs + 5 * n_back) * n_max
+    net = flat(spec, d_in)
+    n_max = max(net.widths)
+    n_back = net.d_out * n_inputs
+    return 8 * (n_draws + 2 * n_inputs * sum(net.widths) + (3 * n_inputs + 5 * n_back) * n_max
                 + 4 * n_back * n_back)
 
 
-def _exact_chunk(spec: MLP, X, seed, start, stop, workspace: dict, backward: str = "conditional"):
+def _exact_chunk(spec, X, seed, start, stop, workspace: dict, backward: str = "conditional"):
     """Networks ``start .. stop-1`` by the conditional sampler (module docstring).
 
     ``backward`` other than ``"conditional"`` gives deliberately wrong samplers,
@@ -304,9 +307,10 @@ def _exact_chunk(spec: MLP, X, seed, start, stop, workspace: dict, backward: str
     projection ``I - Q Q^T`` (``delta^T W = (delta^T A) Q^T + L C``).
     """
     n_inputs, d_in = X.shape
-    m, widths, d_out = stop - start, spec.widths, spec.d_out
+    net = flat(spec, d_in)
+    m, widths, d_out = stop - start, net.widths, net.d_out
     depth, n_back = len(widths), d_out * n_inputs
-    scales = spec.layer_scales(d_in)
+    scales = net.scales
     draws = _draw(_draw_shapes(spec, d_in, n_inputs), seed, start, stop, workspace)
 
     # forward: F is the left factor of the current layer input, F F^T = <x, x'>
@@ -321,8 +325,8 @@ def _exact_chunk(spec: MLP, X, seed, start, stop, workspace: dict, backward: str
         if c * s_b != 0.0:
             h += (c * s_b) * b[:, None, :]
         pre_grams[:, l] = _gram(h) / n
-        derivs.append(np.asarray(spec.act.deriv(h), dtype=float))
-        x = np.ascontiguousarray(spec.act.fn(h), dtype=float)
+        derivs.append(np.asarray(net.acts[l].deriv(h), dtype=float))
+        x = np.ascontiguousarray(net.acts[l].fn(h), dtype=float)
         del h
         if l < depth - 1:
             Qt, R = _qr_rows(x)
@@ -334,7 +338,7 @@ def _exact_chunk(spec: MLP, X, seed, start, stop, workspace: dict, backward: str
 
     # readout, drawn directly
     a, c, s_w, s_b = scales[-1]
-    alpha = spec.output_scale
+    alpha = net.alpha
     W, b = next(draws), next(draws)
     f = np.matmul(x, W.transpose(0, 2, 1))
     f *= alpha * a * s_w

@@ -227,7 +227,8 @@ def test_bad_arguments_and_inputs():
     for make, match in ((lambda: S.Conv(3, (2, 2), strides=(1,)), "Conv: strides"),
                         (lambda: S.Conv(3, (2,), padding="FULL"), "Conv: padding"),
                         (lambda: S.Dense(0), "Dense: out_dim"), (lambda: S.Dense(2, W_std=-1), "Dense: W_std"),
-                        (lambda: S.Dense(2, parameterization="mean_field"), "Dense: parameterization"),
+                        (lambda: S.Dense(2, parameterization="muP"), "Dense: parameterization"),
+                            (lambda: S.Conv(2, (2,), parameterization="mean_field"), "Conv: parameterization"),
                         (lambda: S.Activation("swish"), "Activation: unknown activation"),
                         (lambda: S.Gelu(approximate=True), "Gelu"), (lambda: S.serial(S.Dense(1), 3), "serial")):
         with pytest.raises(ValueError, match=match):

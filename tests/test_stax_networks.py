@@ -157,7 +157,7 @@ def test_chunking_and_jobs_do_not_change_the_networks():
 def test_errors():
     X = np.zeros((2, 5, 3))
     net = S.serial(S.Conv(4, (3,)), S.Relu(), S.GlobalAvgPool(), S.Dense(1))
-    with pytest.raises(ValueError, match="not available yet for non-MLP"):
+    with pytest.raises(ValueError, match=r"method='exact' is not available for a network with Conv\("):
         sample_init(net, X, 2, method="exact")
     with pytest.raises(ValueError, match=r"Conv\(.*2 spatial axes"):
         sample_init(S.serial(S.Conv(4, (3, 3)), S.GlobalAvgPool(), S.Dense(1)), X, 2, method="dense")
