@@ -161,11 +161,8 @@ def sample_init(spec: MLP | stax.Layer, X, n_networks: int, seed=0, method: str 
         return _sample(spec, X, n_networks, seed, max_bytes, partial(_dense_chunk, dtype=dtype),
                        partial(dense_bytes_per_network, itemsize=dtype.itemsize), jobs)
     if method == "exact":
-        odd = next((layer for layer in stax.layers(net) if layer.chain() is None), net)
-        raise ValueError(f"method='exact' is not available for a network with {odd!r}: the conditional sampler "
-                         "conditions each dense layer on its input Gram (Dense layers with one nonlinearity "
-                         "between each two, inputs (N, d)), and its extension to conv layers (positions x "
-                         "inputs), pooling and branches is not built; use method='dense'")
+        _exact_layers(net)
+        return _sample(spec, X, n_networks, seed, max_bytes, _exact_stax_chunk, stax.bytes_per_network, jobs)
     return _sample(spec, X, n_networks, seed, max_bytes, partial(_stax_dense_chunk, dtype=dtype),
                    partial(stax.bytes_per_network, itemsize=dtype.itemsize), jobs)
 
@@ -356,17 +353,7 @@ def _exact_chunk(spec, X, seed, start, stop, workspace: dict, backward: str = "c
         if l == 1:
             break
         C = next(draws)
-        Lf = _sqrt_factor(G)                   # delta^T W' = Lf C in law
-        Lf *= a * s_w                          # a_l W^T delta: scale the small factors
-        if backward == "independent":
-            back = np.matmul(Lf, C)
-        else:
-            Qt, A = bases[l - 2], weights[l - 1]
-            u = (a * s_w) * np.matmul(delta, A.transpose(0, 2, 1))     # a delta^T A
-            if backward == "conditional":
-                u -= np.matmul(Lf, np.matmul(C, Qt.transpose(0, 2, 1)))   # - a L C Q
-            back = np.matmul(u, Qt)
-            back += np.matmul(Lf, C)
+        back = _conditional_backward(delta, bases[l - 2], weights[l - 1], a * s_w, C, G, backward)
         n = widths[l - 2]
         back.reshape(m, d_out, n_inputs, n)[...] *= derivs.pop()[:, None]
         delta = back
@@ -426,3 +413,112 @@ def _output_trace(G: np.ndarray, d_out: int, n_inputs: int) -> np.ndarray:
     """sum_k G[(k, i), (k, j)]: the Gram of delta summed over outputs, (m, N, N)."""
     m = G.shape[0]
     return np.einsum("akikj->aij", G.reshape(m, d_out, n_inputs, d_out, n_inputs))
+
+
+# --- exact, conv networks --------------------------------------------------
+
+def _exact_layers(net: stax.Layer) -> tuple[stax.Layer, ...]:
+    """The layers of a network the conditional sampler applies to: a serial of Dense, Conv,
+    nonlinearities and parameter-free linear layers (AvgPool, GlobalAvgPool, Flatten,
+    Identity), or a ValueError saying why not."""
+    layers = tuple(stax.layers(net))
+    for layer in layers:
+        if isinstance(layer, (stax.FanOut, stax.FanInSum)):
+            raise ValueError(f"method='exact' is not available for a network with {layer!r}: the conditional "
+                             "sampler conditions each affine layer on the span of its inputs, and a sum of "
+                             "branches reads a layer's input again after it (the skip connection) -- that "
+                             "conditioning is not built; use method='dense'")
+    if sum(layer.affine for layer in layers) < 1:
+        raise ValueError("the network has no Dense or Conv layer (no parameters)")
+    return layers
+
+
+def _exact_stax_chunk(net: stax.Layer, X, seed, start, stop, workspace: dict, backward: str = "conditional"):
+    """Networks ``start .. stop-1`` of a serial conv network by Gaussian conditioning
+    (``workspace`` unused), no layer Grams.
+
+    A conv layer is a dense layer on the patches of its input (rows = (input, position) pairs,
+    fan-in = taps x channels; Dense: one position, one tap), so the module docstring's steps
+    apply with the patch matrix for x: forward ``h = a s_w F A`` with ``patches = F Q^T``
+    (Householder QR) and fresh A, backward ``delta^T W = (delta^T A) Q^T + L C (I - Q Q^T)``
+    with ``L L^T`` the Gram of the backward rows ((output, input, position) triples) --
+    the channel rows of W are i.i.d. N(0, s_w^2 I), whatever the positions (Novak et al. 2019;
+    Yang 2019).  The first and the last affine layers draw their weights outright (the first
+    needs no backward through its input; the readout's weights are few).  Parameter-free layers
+    and nonlinearities run their own forward and backward.  The empirical NTK sums every affine
+    layer's share from the backward signal and the input patches (``stax._affine_ntk``).
+    ``backward``: as for :func:`_exact_chunk` (negative controls only)."""
+    layers = _exact_layers(net)
+    m, n_inputs = stop - start, len(X)
+    rngs = list(network_rngs(seed, start, stop))
+    affine = [i for i, layer in enumerate(layers) if layer.affine]
+    direct = {affine[0], affine[-1]}
+    x = np.asarray(X, dtype=float)[None]
+    caches = []
+    for i, layer in enumerate(layers):
+        if not layer.affine:
+            x, cache = layer.forward((), x)
+            caches.append(cache)
+            continue
+        P, pc = layer.patch_rows(x)
+        fan, out, lead = P.shape[-1], layer.features, P.shape[1:-1]
+        if i in direct:
+            params = stax._affine_init(layer, rngs, fan, out, np.float64)
+            x = stax._affine_forward(layer, params, P)
+            caches.append((P, pc, params))
+            continue
+        a, c, s_w, s_b = stax._kernel_scales(layer, fan)
+        rows = np.array(P.reshape(m, -1, fan), order="C")        # overwritten by the QR
+        Qt, R = _qr_rows(rows)
+        A, b = np.empty((m, Qt.shape[1], out)), np.empty((m, out))
+        for k, rng in enumerate(rngs):
+            rng.standard_normal(out=A[k])
+            rng.standard_normal(out=b[k])
+        h = np.matmul((a * s_w) * R.transpose(0, 2, 1), A)
+        if c * s_b != 0.0:
+            h += (c * s_b) * b[:, None, :]
+        x = h.reshape((m,) + lead + (out,))
+        caches.append((P, pc, (Qt, A)))
+    f = x
+    d_out = f.shape[-1]
+    g = np.broadcast_to(np.eye(d_out)[None, :, None, :], (m, d_out, n_inputs, d_out))
+    ntk = np.zeros((m, n_inputs, n_inputs))
+    for i in range(len(layers) - 1, affine[0] - 1, -1):
+        layer, cache = layers[i], caches[i]
+        if not layer.affine:
+            g = layer.backward((), cache, g)[0]
+            continue
+        P, pc, params = cache
+        if i in direct:
+            gP, share = stax._affine_backward(layer, params, P, g)
+        else:
+            a, c, s_w, _ = stax._kernel_scales(layer, P.shape[-1])
+            share = stax._affine_ntk(g, P, a, c)
+            Qt, A = params
+            delta = np.ascontiguousarray(g).reshape(m, -1, A.shape[2])
+            C = np.empty((m, delta.shape[1], Qt.shape[2]))
+            for k, rng in enumerate(rngs):
+                rng.standard_normal(out=C[k])
+            gP = _conditional_backward(delta, Qt, A, a * s_w, C, backward=backward)
+            gP = gP.reshape(g.shape[:-1] + (Qt.shape[2],))
+        ntk += share
+        if i > affine[0]:
+            g = layer.patch_adjoint(gP, pc)
+    return f, ntk / d_out, np.empty((m, 0, n_inputs, n_inputs)), np.empty((m, 0, n_inputs, n_inputs))
+
+
+def _conditional_backward(delta, Qt, A, scale, C, G=None, backward: str = "conditional"):
+    """``scale delta W`` for weights conditioned on ``A`` (module docstring): with Q^T = ``Qt``
+    (m, K, fan_in), A (m, K, out) and the backward rows delta (m, P, out),
+    ``delta W = (delta A^T) Q^T + L C (I - Q Q^T)``, ``L L^T = G = delta delta^T``, C (m, P, fan_in)
+    fresh standard normals.  ``backward``: see :func:`_exact_chunk` (negative controls)."""
+    Lf = _sqrt_factor(_gram(delta) if G is None else G)      # delta^T W' = Lf C in law
+    Lf *= scale                                               # scale the small factors
+    if backward == "independent":
+        return np.matmul(Lf, C)
+    u = scale * np.matmul(delta, A.transpose(0, 2, 1))
+    if backward == "conditional":
+        u -= np.matmul(Lf, np.matmul(C, Qt.transpose(0, 2, 1)))
+    back = np.matmul(u, Qt)
+    back += np.matmul(Lf, C)
+    return back

@@ -220,6 +220,17 @@ class Dense(Layer):
         shape = _single_shape(self, shape)
         return _affine_init(self, rngs, shape[-1], self.out_dim, dtype), shape[:-1] + (self.out_dim,)
 
+    @property
+    def features(self) -> int:
+        return self.out_dim
+
+    def patch_rows(self, x):
+        """The vectors the weights act on, (..., fan_in), and what :meth:`patch_adjoint` needs."""
+        return x, None
+
+    def patch_adjoint(self, g, cache):
+        return g
+
     def forward(self, params, x):
         return _affine_forward(self, params, x), x
 
@@ -266,19 +277,31 @@ class Conv(Layer):
         fan_in = shape[-1] * math.prod(self.filter_shape)
         return _affine_init(self, rngs, fan_in, self.out_chan, dtype), out + (self.out_chan,)
 
-    def forward(self, params, x):
-        """The conv as a dense layer on patches (positions..., filter taps x channels)."""
+    @property
+    def features(self) -> int:
+        return self.out_chan
+
+    def patch_rows(self, x):
+        """Patches (B, N, positions..., filter taps x channels) of x (B, N, positions..., channels):
+        the conv is a dense layer on them.  Also the input shape, for :meth:`patch_adjoint`."""
         maps = self._maps(x.shape[2:])
         patches = _patches(x, maps)
-        patches = patches.reshape(patches.shape[:2 + len(maps)] + (-1,))
-        return _affine_forward(self, params, patches), (patches, x.shape[2:])
+        return patches.reshape(patches.shape[:2 + len(maps)] + (-1,)), x.shape[2:]
+
+    def patch_adjoint(self, g, shape):
+        """Cotangents of the patches (..., positions..., taps x channels) -> of the input."""
+        g = g.reshape(g.shape[:-1] + self.filter_shape + shape[-1:])
+        return _patches_adjoint(g, self._maps(shape))
+
+    def forward(self, params, x):
+        """The conv as a dense layer on patches (positions..., filter taps x channels)."""
+        patches, shape = self.patch_rows(x)
+        return _affine_forward(self, params, patches), (patches, shape)
 
     def backward(self, params, cache, g):
         patches, shape = cache
         g_patches, ntk = _affine_backward(self, params, patches, g)
-        maps = self._maps(shape)
-        g_patches = g_patches.reshape(g_patches.shape[:-1] + self.filter_shape + shape[-1:])
-        return _patches_adjoint(g_patches, maps), ntk
+        return self.patch_adjoint(g_patches, shape), ntk
 
     def _maps(self, shape):
         return _patch_maps(_windows(self, shape, self.filter_shape)[0], self.padding, shape[:-1])
