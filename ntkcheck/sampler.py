@@ -26,6 +26,21 @@ network.  For a hidden layer ``h = a W x + c b`` acting on post-activations
 The empirical NTK then follows from the layerwise formula of
 :mod:`ntkcheck.networks` (Jacot et al. 2018, proof of Thm 1):
 ``Theta_hat = sum_l <delta^l, delta^l'> (a_l^2 <x^{l-1}, x^{l-1}'> + c_l^2)``.
+
+**Conv networks.**  A conv layer acts on (input, position) pairs as the dense layer
+acts on inputs: its channel rows of W are i.i.d. N(0, s_w^2 I) over the fan-in
+(taps x channels), so the steps above apply with x replaced by the patch matrix
+(rows = (input, position) pairs; Dense is one tap) and delta's rows indexed by
+(output, input, position).  Given the previous post-activations each output
+channel's pre-activations over (input, position) are jointly Gaussian with
+covariance ``a^2 s_w^2`` times the patch Gram (``+ c^2 s_b^2``), independent across
+channels.  Pooling, GlobalAvgPool and Flatten are fixed linear maps and
+nonlinearities are elementwise, so they run their own forward and backward passes
+(:func:`_exact_stax_chunk`).  Branches (residual sums) are refused.
+
+Which path runs is the network's own answer: a network of Dense layers with one
+nonlinearity between each two (:func:`ntkcheck.networks.flat_network`; every MLP)
+takes the dense-chain paths, any other stax network the layer-by-layer ones.
 """
 from __future__ import annotations
 
@@ -101,9 +116,11 @@ def sample_init(spec: MLP | stax.Layer, X, n_networks: int, seed=0, method: str 
     Parameters
     ----------
     spec : MLP or stax network
-        A stax network (:mod:`ntkcheck.stax`) is sampled with ``method="dense"`` only; its
-        ``f`` is (M, N) or (M, N, out) as for an MLP, and it has no layer Grams (``pre_grams``
-        and ``post_grams`` are empty, (M, 0, N, N)).
+        Any :mod:`ntkcheck.stax` network: its ``f`` is (M, N) or (M, N, out) as for an MLP.
+        Dense layers with one nonlinearity between each two on inputs (N, d) -- an MLP's
+        network -- run the MLP paths and have layer Grams; other networks have none
+        (``pre_grams`` and ``post_grams`` are empty, (M, 0, N, N)), and ``method="exact"``
+        needs them serial (conv, pooling, flatten; no FanOut/FanInSum: a ValueError says why).
     X : array (N, d), or (N, W, C), (N, H, W, C) for a stax network
     n_networks : int
         M.
@@ -423,11 +440,9 @@ def _exact_layers(net: stax.Layer) -> tuple[stax.Layer, ...]:
     Identity), or a ValueError saying why not."""
     layers = tuple(stax.layers(net))
     for layer in layers:
-        if isinstance(layer, (stax.FanOut, stax.FanInSum)):
-            raise ValueError(f"method='exact' is not available for a network with {layer!r}: the conditional "
-                             "sampler conditions each affine layer on the span of its inputs, and a sum of "
-                             "branches reads a layer's input again after it (the skip connection) -- that "
-                             "conditioning is not built; use method='dense'")
+        if layer.exact_refusal:
+            raise ValueError(f"method='exact' is not available for a network with {layer!r}: "
+                             f"{layer.exact_refusal}; use method='dense'")
     if sum(layer.affine for layer in layers) < 1:
         raise ValueError("the network has no Dense or Conv layer (no parameters)")
     return layers

@@ -8,7 +8,13 @@ covariance (neural-tangents' ``diagonal_spatial=False``), so the kernels hold no
 per-architecture branches.  A layer's ``kernel`` method is its analytic step; its ``init``,
 ``forward`` and ``backward`` methods are the same layer in finite networks, M at once
 (:func:`init_params`, :func:`outputs_and_ntk`; sampled by ``sample_init(net, X, M, seed,
-method="dense")``), with the empirical NTK summed layer by layer, never from a Jacobian.
+method="dense")``), with the empirical NTK summed layer by layer, never from a Jacobian;
+Dense and Conv also give the exact conditional sampler their patch rows (``patch_rows``,
+``patch_adjoint``: a conv is a dense layer on its patches; ``method="exact"``).
+An :class:`ntkcheck.MLP` is the network ``serial(Dense, Activation, ..., Dense)``
+(:meth:`ntkcheck.MLP.network`); Dense layers with nonlinearities between them on inputs
+(N, d) also have a ``flat_kernel`` step on (N1, N2) arrays, which
+:func:`ntkcheck.kernels.output_kernels` tiles.
 :func:`with_width` sets every hidden channel count at once (the widths ``check_kernel`` chooses)
 and :func:`depth` counts the hidden affine layers.
 
@@ -106,6 +112,8 @@ class Layer:
 
     #: Dense and Conv: the layers :func:`with_width` scales and kernel overflow checks count.
     affine = False
+    #: Why the exact conditional sampler cannot run this layer (None: it can).
+    exact_refusal: str | None = None
 
     def network(self) -> "Layer":
         """The network of layers (itself; an :class:`ntkcheck.MLP` builds one)."""
@@ -531,6 +539,10 @@ class Identity(Layer):
 class FanOut(Layer):
     """``n`` copies of the input, as ``stax.FanOut``."""
 
+    exact_refusal = ("the conditional sampler conditions each affine layer on the span of its inputs, and a "
+                     "sum of branches reads a layer's input again after it (the skip connection) -- that "
+                     "conditioning is not built")
+
     num: int
 
     def __post_init__(self):
@@ -556,6 +568,10 @@ class FanInSum(Layer):
     only when the cross-covariances vanish: every branch but at most one must end in an affine
     layer (its zero-mean weights are independent of the other branches; Yang 2019),
     which is checked here (neural-tangents warns that it does not verify it)."""
+
+    exact_refusal = ("the conditional sampler conditions each affine layer on the span of its inputs, and a "
+                     "sum of branches reads a layer's input again after it (the skip connection) -- that "
+                     "conditioning is not built")
 
     def kernel(self, state):
         if not isinstance(state, tuple):
@@ -591,6 +607,10 @@ class FanInSum(Layer):
 @dataclass(frozen=True)
 class Parallel(Layer):
     """Layer i on branch i, as ``stax.parallel``."""
+
+    exact_refusal = ("the conditional sampler conditions each affine layer on the span of its inputs, and a "
+                     "sum of branches reads a layer's input again after it (the skip connection) -- that "
+                     "conditioning is not built")
 
     layers: tuple[Layer, ...]
 
