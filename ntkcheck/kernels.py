@@ -1,7 +1,8 @@
 """Infinite-width NNGP and NTK kernels by the layer recursion.
 
-One function per recursion step, shared by both kernels (the structure of
-neural-tangents' ``stax``: a dense step and an activation step):
+Every layer of a network owns its step of the recursion (:mod:`ntkcheck.stax`; an
+:class:`ntkcheck.MLP` is the network ``serial(Dense, act, ..., Dense)``), the structure of
+neural-tangents' ``stax``; this module only drives the steps:
 
     dense:       K' = a^2 s_w^2 n P + c^2 s_b^2,   Theta' = (a^2 n P + c^2) + a^2 s_w^2 n Theta_post
     activation:  P  = E[phi(u) phi(v)],            Theta_post = E[phi'(u) phi'(v)] Theta
@@ -14,6 +15,10 @@ parameterization (a = sigma_w/sqrt(n), s_w = 1) this is exactly
 Thm 1 and Prop. 1; Lee et al. 2018, eq. 4).  For the standard and mean-field
 parameterizations the same step gives the large-width expectation at the
 spec's widths (the NTK then depends on width).
+
+A network of Dense layers and nonlinearities on inputs (N, d) (every MLP) runs each layer's
+``flat_kernel`` step on N1 x N2 arrays, which is entrywise once the diagonal is known, so it
+is tiled; any other network runs each layer's ``kernel`` step on the full spatial covariance.
 """
 from __future__ import annotations
 
@@ -22,9 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-
-from .activations import Activation
-from .spec import MLP
 
 #: Side of the square tiles the output kernels are computed in: 3 arrays of a
 #: tile (~1.5 MB) stay in cache through all layers.
@@ -67,104 +69,86 @@ def input_state(X1: np.ndarray, X2: np.ndarray | None) -> KernelState:
     return KernelState(gram, np.zeros(gram.shape), diag1, diag2)
 
 
-def dense_step(state: KernelState, a: float, c: float, s_w: float, s_b: float, fan_in: int) -> KernelState:
-    """Dense layer ``h = a W x + c b`` (Jacot et al. 2018, proof of Prop. 1 / Thm 1)."""
-    fwd, grad = a * a * s_w * s_w * fan_in, a * a * fan_in
-    bias_fwd, bias_grad = c * c * s_b * s_b, c * c
-    nngp = state.nngp * fwd
-    if bias_fwd:
-        nngp += bias_fwd
-    if grad == fwd:                     # the NTK parameterization: one pass fewer
-        ntk = state.ntk + state.nngp
-        ntk *= fwd
-    else:
-        ntk = state.ntk * fwd
-        ntk += grad * state.nngp
-    if bias_grad:
-        ntk += bias_grad
-    return KernelState(nngp, ntk, fwd * state.diag1 + bias_fwd, fwd * state.diag2 + bias_fwd)
+def network(spec):
+    """The network of layers of ``spec`` (an :class:`ntkcheck.MLP` or a stax network)."""
+    build = getattr(type(spec), "network", None)
+    if not callable(build):
+        raise ValueError(f"spec must be an MLP or a stax network, got {type(spec).__name__} {spec!r:.40}")
+    return spec.network()
 
 
-def activation_step(state: KernelState, act: Activation, same: bool, post_diag=None) -> KernelState:
-    """Nonlinearity: P = E[phi phi], Theta_post = E[phi' phi'] Theta.
-
-    ``post_diag`` = (P(x1, x1), P(x2, x2)) when already known (the tiled recursion
-    computes the diagonal once for all tiles)."""
-    k11, k22 = state.variances()
-    nngp, dot = act.dual(k11, state.nngp, k22)
-    dot *= state.ntk
-    if post_diag is None:
-        diag1 = act.dual(state.diag1, state.diag1, state.diag1)[0]
-        diag2 = diag1 if same else act.dual(state.diag2, state.diag2, state.diag2)[0]
-    else:
-        diag1, diag2 = post_diag
-    return KernelState(nngp, dot, diag1, diag2)
+def _flat_steps(layers, d_in: int):
+    """(layer, fan_in) per layer of a flat chain on inputs of dimension ``d_in``."""
+    steps, fan = [], d_in
+    for layer in layers:
+        steps.append((layer, fan))
+        fan = layer.out_dim if layer.affine else fan
+    return steps
 
 
-def _layers(spec: MLP, d_in: int) -> list[tuple[float, float, float, float, int]]:
-    """Per dense layer (a, c, s_w, s_b, fan_in), the output scale folded into the readout's a and c."""
-    fans = (d_in,) + spec.widths
-    out = []
-    for l, ((a, c, s_w, s_b), fan) in enumerate(zip(spec.layer_scales(d_in), fans)):
-        alpha = spec.output_scale if l == len(fans) - 1 else 1.0
-        out.append((alpha * a, alpha * c, s_w, s_b, fan))
-    return out
-
-
-def _diagonal(spec: MLP, d: np.ndarray, d_in: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Post-activation variances P(x, x) entering dense layers 2 ... L+1 and the
-    output variances, from the recursion on the entries (x, x) alone.
+def _diagonal(steps, d: np.ndarray) -> list[np.ndarray]:
+    """The variances after every step, from the recursion on the entries (x, x) alone.
 
     Both kernels are positive semi-definite, so |K(x, x')| <= sqrt(K(x, x) K(x', x')):
     a diagonal beyond float range is where the true kernel first overflows, and is
     refused with OverflowError naming the layer (before any N1 x N2 work)."""
     state = KernelState(d, np.zeros_like(d), d, d)
-    layers = _layers(spec, d_in)
-    posts = []
+    n_affine = sum(layer.affine for layer, _ in steps)
+    out, k = [], 0
     with np.errstate(over="ignore", invalid="ignore"):
-        for l, layer in enumerate(layers):
-            if l > 0:
-                state = activation_step(state, spec.act, True)
-                posts.append(state.nngp)
-            state = dense_step(state, *layer)
+        for layer, fan in steps:
+            state = layer.flat_kernel(state, fan, True)
+            out.append(state.nngp)
+            if not layer.affine:
+                continue
+            k += 1
             for name, values in (("NNGP", state.nngp), ("NTK", state.ntk)):
                 if not np.all(np.isfinite(values)):
                     raise OverflowError(
-                        f"the {name} kernel exceeds float64 range at dense layer {l + 1} of {len(layers)}; "
+                        f"the {name} kernel exceeds float64 range at dense layer {k} of {n_affine}; "
                         "reduce sigma_w, the depth or the input scale")
-    return posts, state.nngp
+    return out
 
 
-def _recursion(state: KernelState, spec: MLP, d_in: int, same: bool, posts):
-    """Yield the state after every dense layer, starting from the input state."""
-    for l, layer in enumerate(_layers(spec, d_in)):
-        if l > 0:
-            state = activation_step(state, spec.act, same, posts[l - 1])
-        state = dense_step(state, *layer)
-        yield state
+def _recursion(state: KernelState, steps, same: bool, diags):
+    """Yield (layer, state) after every step, starting from the input state."""
+    for (layer, fan), diag in zip(steps, diags):
+        state = layer.flat_kernel(state, fan, same, None if layer.affine else diag)
+        yield layer, state
 
 
-def _prepare(spec: MLP, X1, X2):
-    if not isinstance(spec, MLP):
-        raise ValueError(f"spec must be an MLP, got {type(spec).__name__} {spec!r:.40}")
-    X1, X2 = check_inputs(X1, X2)
+def _prepare(spec, X1, X2):
+    """(network, inputs, flat steps or None, flat state or None, same, diagonals per step, output diagonal)."""
+    net = network(spec)
+    X1, X2 = spec.check_inputs(X1, X2)
+    from .stax import flat_chain      # ntkcheck.stax builds on this module, hence the late import
+    layers = flat_chain(net) if X1.ndim == 2 else None
+    if layers is None:
+        return net, X1, X2, None, None, None, None, None
+    steps = _flat_steps(layers, X1.shape[1])
     same = X2 is None
     state = input_state(X1, X2)
     n1 = len(X1)
-    both, last = _diagonal(spec, state.diag1 if same else np.concatenate([state.diag1, state.diag2]), X1.shape[1])
-    posts = [(p, p) if same else (p[:n1], p[n1:]) for p in both]
-    return state, X1.shape[1], same, posts, (last, last) if same else (last[:n1], last[n1:])
+    both = _diagonal(steps, state.diag1 if same else np.concatenate([state.diag1, state.diag2]))
+    diags = [(p, p) if same else (p[:n1], p[n1:]) for p in both]
+    return net, X1, X2, steps, state, same, diags, diags[-1]
 
 
-def iter_kernel_states(spec: MLP, X1, X2=None):
+def iter_kernel_states(spec, X1, X2=None):
     """Yield the state after every dense layer: pre-activation kernels K^1 ... K^{L+1}
     (with Theta^l).  The last one is the output's and includes the output scale.
-    Raises OverflowError naming the layer where a kernel exceeds float64 range."""
-    state, d_in, same, posts, _ = _prepare(spec, X1, X2)
-    yield from _recursion(state, spec, d_in, same, posts)
+    Raises OverflowError naming the layer where a kernel exceeds float64 range.
+    For networks of Dense layers and nonlinearities on inputs (N, d)."""
+    net, _, _, steps, state, same, diags, _ = _prepare(spec, X1, X2)
+    if steps is None:
+        raise ValueError(f"kernel_states needs Dense layers and nonlinearities on inputs (N, d); "
+                         f"use output_kernels for {net!r:.60}")
+    for layer, state in _recursion(state, steps, same, diags):
+        if layer.affine:
+            yield state
 
 
-def kernel_states(spec: MLP, X1, X2=None) -> list[KernelState]:
+def kernel_states(spec, X1, X2=None) -> list[KernelState]:
     """All layers' states (see :func:`iter_kernel_states`)."""
     return list(iter_kernel_states(spec, X1, X2))
 
@@ -176,25 +160,26 @@ def _threads() -> int:
         return max(1, min(2, os.cpu_count() or 1))
 
 
-def output_kernels(spec: MLP, X1, X2=None) -> KernelState:
-    """The output's NNGP and NTK in one pass.
+def output_kernels(spec, X1, X2=None) -> KernelState:
+    """The output's NNGP and NTK in one pass, for an :class:`ntkcheck.MLP` or a network of
+    :mod:`ntkcheck.stax` layers (inputs (N, d), (N, W, C) or (N, H, W, C)).
 
-    The recursion is entrywise once the diagonal is known, so for closed-form
-    activations the output is computed in TILE x TILE tiles, each carried through
-    all layers while it is in cache, only on and above the diagonal when X2 is
-    None (then mirrored), with tiles spread over two threads (numpy releases
-    the GIL); every entry is computed by the same operations whatever the
-    tiling, so the result does not depend on the thread count.
-
-    ``spec`` may also be a network of :mod:`ntkcheck.stax` layers.
+    For Dense layers and nonlinearities on inputs (N, d) the recursion is entrywise once
+    the diagonal is known, so for closed-form activations the output is computed in
+    TILE x TILE tiles, each carried through all layers while it is in cache, only on and
+    above the diagonal when X2 is None (then mirrored), with tiles spread over two threads
+    (numpy releases the GIL); every entry is computed by the same operations whatever the
+    tiling, so the result does not depend on the thread count.  Other networks: every
+    layer's step on the full spatial covariance (:func:`ntkcheck.stax.spatial_kernels`).
     """
-    if not isinstance(spec, MLP):   # ntkcheck.stax builds on this module, hence the late import
-        from .stax import output_kernels as stax_output_kernels
-        return stax_output_kernels(spec, X1, X2)
-    state, d_in, same, posts, out_diag = _prepare(spec, X1, X2)
+    net, X1, X2, steps, state, same, diags, out_diag = _prepare(spec, X1, X2)
+    if steps is None:
+        from .stax import spatial_kernels
+        return spatial_kernels(net, X1, X2)
     n1, n2 = state.nngp.shape
-    if not spec.act.closed_form or n1 * n2 <= 2 * TILE * TILE:
-        for out in _recursion(state, spec, d_in, same, posts):
+    closed = all(layer.affine or layer.act.closed_form for layer, _ in steps)
+    if not closed or n1 * n2 <= 2 * TILE * TILE:
+        for _, out in _recursion(state, steps, same, diags):
             pass
         return out
     nngp, ntk = np.empty((n1, n2)), np.empty((n1, n2))
@@ -202,8 +187,8 @@ def output_kernels(spec: MLP, X1, X2=None) -> KernelState:
     def tile(bounds):
         i0, i1, j0, j1 = bounds
         sub = KernelState(state.nngp[i0:i1, j0:j1], state.ntk[i0:i1, j0:j1], state.diag1[i0:i1], state.diag2[j0:j1])
-        sub_posts = [(p1[i0:i1], p2[j0:j1]) for p1, p2 in posts]
-        for out in _recursion(sub, spec, d_in, False, sub_posts):
+        sub_diags = [(p1[i0:i1], p2[j0:j1]) for p1, p2 in diags]
+        for _, out in _recursion(sub, steps, False, sub_diags):
             pass
         for full, part in ((nngp, out.nngp), (ntk, out.ntk)):
             if same and i0 == j0:           # a diagonal tile: its upper triangle, mirrored (exact symmetry)
@@ -220,12 +205,12 @@ def output_kernels(spec: MLP, X1, X2=None) -> KernelState:
     return KernelState(nngp, ntk, *out_diag)
 
 
-def nngp_kernel(spec: MLP, X1, X2=None) -> np.ndarray:
+def nngp_kernel(spec, X1, X2=None) -> np.ndarray:
     """The NNGP kernel K^{L+1}(X1, X2) of the network's output (Lee et al. 2018, eq. 4)."""
     return output_kernels(spec, X1, X2).nngp
 
 
-def ntk_kernel(spec: MLP, X1, X2=None) -> np.ndarray:
+def ntk_kernel(spec, X1, X2=None) -> np.ndarray:
     """The neural tangent kernel Theta^{L+1}(X1, X2) (Jacot et al. 2018, Thm 1)."""
     return output_kernels(spec, X1, X2).ntk
 

@@ -2,6 +2,10 @@
 empirical NTK by the layerwise formula (no Jacobian is ever formed).  Sampling
 many networks at init goes through :func:`ntkcheck.sampler.sample_init`.
 
+``spec`` is an :class:`ntkcheck.MLP` or any :mod:`ntkcheck.stax` network of Dense layers
+with one nonlinearity between each two (:func:`flat_network`); other stax networks have
+their own passes (:func:`ntkcheck.stax.outputs_and_ntk`).
+
 For ``h^l = a_l W^l x^{l-1} + c_l b^l`` (``x^l = phi(h^l)``, ``x^0 = x``) and
 ``delta^l = df/dh^l``, the tangent kernel splits by layer:
 
@@ -12,13 +16,16 @@ For ``h^l = a_l W^l x^{l-1} + c_l b^l`` (``x^l = phi(h^l)``, ``x^0 = x``) and
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-from .kernels import check_inputs
+from . import stax
+from .activations import Activation
+from .kernels import check_inputs, network
 from .seeding import network_rngs
-from .spec import MLP
+from .stax import draw_affine  # noqa: F401 -- re-exported: the draw every dense path shares
 
 #: Default memory cap for one chunk of networks (weights and activations).
 MAX_BYTES = 2 * 1024**3
@@ -36,7 +43,69 @@ class DenseParams:
         return self.weights[0].shape[0]
 
 
-def init_params(spec: MLP, d_in: int, seed, start: int = 0, stop: int = 1,
+@dataclass(frozen=True)
+class FlatNetwork:
+    """A network ``Dense, phi_1, Dense, ..., phi_L, Dense`` on inputs of dimension d.
+
+    ``scales``: per Dense layer (a, c, weight init std, bias init std) of ``h = a W x + c b``,
+    a hidden layer's ``scale`` folded into a and c; ``alpha``: the readout's ``scale``, which
+    multiplies the output.  ``dims``: (d, n_1, ..., n_L, d_out)."""
+
+    dims: tuple[int, ...]
+    acts: tuple[Activation, ...]
+    scales: tuple[tuple[float, float, float, float], ...]
+    alpha: float
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return self.dims[1:-1]
+
+    @property
+    def d_out(self) -> int:
+        return self.dims[-1]
+
+    @property
+    def depth(self) -> int:
+        return len(self.dims) - 2
+
+
+def flat_network(spec, d_in: int) -> FlatNetwork | None:
+    """``spec``'s network as a :class:`FlatNetwork` on inputs (N, d_in), or None when it is not
+    Dense layers with one nonlinearity between each two (and at least one hidden layer)."""
+    try:
+        return _flat_cached(spec, d_in)
+    except TypeError:                  # an unhashable layer (a custom activation object)
+        return _flat_network(spec, d_in)
+
+
+@functools.lru_cache(maxsize=256)
+def _flat_cached(spec, d_in: int) -> FlatNetwork | None:
+    return _flat_network(spec, d_in)
+
+
+def _flat_network(spec, d_in: int) -> FlatNetwork | None:
+    layers = stax.flat_chain(network(spec))
+    if layers is None or len(layers) < 3 or len(layers) % 2 == 0:
+        return None
+    dense, acts = layers[::2], layers[1::2]
+    if not all(layer.affine for layer in dense) or any(layer.affine for layer in acts):
+        return None
+    dims = (d_in,) + tuple(layer.out_dim for layer in dense)
+    scales = [stax._kernel_scales(layer, fan) for layer, fan in zip(dense[:-1], dims)]
+    scales.append(stax._scales(dense[-1], dims[-2]))
+    return FlatNetwork(dims, tuple(layer.act for layer in acts), tuple(scales), dense[-1].scale)
+
+
+def flat(spec, d_in: int) -> FlatNetwork:
+    """:func:`flat_network`, or a ValueError saying what it needs."""
+    net = flat_network(spec, d_in)
+    if net is None:
+        raise ValueError(f"{network(spec)!r:.80}: these dense passes need Dense layers with one "
+                         "nonlinearity between each two on inputs (N, d); see ntkcheck.stax.outputs_and_ntk")
+    return net
+
+
+def init_params(spec, d_in: int, seed, start: int = 0, stop: int = 1,
                 dtype=np.float64) -> DenseParams:
     """Initial parameters of networks ``start .. stop-1`` of the run seeded by ``seed``.
 
@@ -44,8 +113,8 @@ def init_params(spec: MLP, d_in: int, seed, start: int = 0, stop: int = 1,
     (:func:`ntkcheck.seeding.network_rngs`), so the same i is the same network
     whatever the chunking.
     """
-    dims = (d_in,) + spec.widths + (spec.d_out,)
-    scales = spec.layer_scales(d_in)
+    net = flat(spec, d_in)
+    dims, scales = net.dims, net.scales
     m = stop - start
     weights = [np.empty((m, dims[l + 1], dims[l]), dtype=dtype) for l in range(len(dims) - 1)]
     biases = [np.empty((m, dims[l + 1]), dtype=dtype) for l in range(len(dims) - 1)]
@@ -55,22 +124,11 @@ def init_params(spec: MLP, d_in: int, seed, start: int = 0, stop: int = 1,
     return DenseParams(tuple(weights), tuple(biases))
 
 
-def draw_affine(rng: np.random.Generator, W: np.ndarray, b: np.ndarray, s_w: float, s_b: float) -> None:
-    """Fill one network's weight W with N(0, s_w^2) and then its bias b with N(0, s_b^2), in
-    place; each draw is scaled while still in cache (a later pass over the stack costs a
-    memory pass).  The draw order fixes the numbers every dense path shares."""
-    rng.standard_normal(out=W, dtype=W.dtype)
-    if s_w != 1.0:
-        W *= s_w
-    rng.standard_normal(out=b, dtype=b.dtype)
-    if s_b != 1.0:
-        b *= s_b
-
-
-def forward(spec: MLP, params: DenseParams, X: np.ndarray, keep_posts: bool = False):
+def forward(spec, params: DenseParams, X: np.ndarray, keep_posts: bool = False):
     """Outputs ``(M, N, d_out)`` and the pre-activations ``h^1 .. h^L`` (each (M, N, n_l));
     with ``keep_posts`` also the post-activations ``x^1 .. x^L = phi(h^l)``."""
-    scales = spec.layer_scales(X.shape[1])
+    net = flat(spec, X.shape[1])
+    scales = net.scales
     x = X.astype(params.weights[0].dtype, copy=False)
     pre, posts = [], []
     for l, (W, b, (a, c, _, _)) in enumerate(zip(params.weights, params.biases, scales)):
@@ -78,10 +136,10 @@ def forward(spec: MLP, params: DenseParams, X: np.ndarray, keep_posts: bool = Fa
         h *= a
         h += c * b[:, None, :]
         if l == len(scales) - 1:
-            h = spec.output_scale * h
+            h = net.alpha * h
             return (h, pre, posts) if keep_posts else (h, pre)
         pre.append(h)
-        x = spec.act.fn(h).astype(h.dtype, copy=False)
+        x = net.acts[l].fn(h).astype(h.dtype, copy=False)
         posts.append(x)
     raise AssertionError("unreachable")
 
@@ -90,7 +148,7 @@ def _gram(A: np.ndarray) -> np.ndarray:
     return np.matmul(A, A.transpose(0, 2, 1))
 
 
-def backward(spec: MLP, params: DenseParams, pre: list[np.ndarray], cotangent: np.ndarray) -> list[np.ndarray]:
+def backward(spec, params: DenseParams, pre: list[np.ndarray], cotangent: np.ndarray) -> list[np.ndarray]:
     """Back-propagated ``g^l = dE/dh^l`` for l = 1..L+1 (each (M, N, n_l)) of
     ``E = sum_i <cotangent_i, f(x_i)>``, ``cotangent`` of shape (M or 1, N or 1, d_out).
 
@@ -99,19 +157,20 @@ def backward(spec: MLP, params: DenseParams, pre: list[np.ndarray], cotangent: n
     cotangent of ones this is delta^l of the layerwise NTK formula; with the
     residuals r/N it gives the MSE gradient ``dL/dW^l = a_l g^l^T x^{l-1}``.
     """
-    scales = spec.layer_scales(params.weights[0].shape[2])
+    net = flat(spec, params.weights[0].shape[2])
+    scales = net.scales
     dtype = params.weights[0].dtype
-    g = spec.output_scale * np.asarray(cotangent, dtype=dtype)
+    g = net.alpha * np.asarray(cotangent, dtype=dtype)
     out = [g]
     for l in range(len(pre) - 1, -1, -1):
         back = np.matmul(g, params.weights[l + 1])
         back *= scales[l + 1][0]
-        g = back * spec.act.deriv(pre[l]).astype(dtype, copy=False)
+        g = back * net.acts[l].deriv(pre[l]).astype(dtype, copy=False)
         out.append(g)
     return out[::-1]
 
 
-def empirical_ntk_from(spec: MLP, params: DenseParams, X: np.ndarray, pre: list[np.ndarray],
+def empirical_ntk_from(spec, params: DenseParams, X: np.ndarray, pre: list[np.ndarray],
                        readout_only: bool = False, posts: list[np.ndarray] | None = None) -> np.ndarray:
     """Theta_hat(X, X), shape (M, N, N), from the pre-activations of :func:`forward`
     (and its post-activations, if kept: else they are recomputed).
@@ -121,25 +180,26 @@ def empirical_ntk_from(spec: MLP, params: DenseParams, X: np.ndarray, pre: list[
     ``readout_only`` keeps only the readout layer's term: the tangent kernel of
     the readout weights alone (the NNGP-type kernel of last-layer training).
     """
-    scales = spec.layer_scales(X.shape[1])
+    net = flat(spec, X.shape[1])
+    scales, d_out = net.scales, net.d_out
     dtype = params.weights[0].dtype
     if posts is None:
-        posts = [spec.act.fn(h).astype(dtype, copy=False) for h in pre]
+        posts = [act.fn(h).astype(dtype, copy=False) for act, h in zip(net.acts, pre)]
     posts = [X.astype(dtype, copy=False)[None]] + list(posts)
     first = len(pre) if readout_only else 0
     # layer factors a_l^2 <x^{l-1}, x^{l-1}'> + c_l^2, shared by every output
     factors = [a * a * _gram(x) + c * c for x, (a, c, _, _) in zip(posts[first:], scales[first:])]
     total = 0.0
-    for k in range(spec.d_out):
-        unit = np.zeros((1, 1, spec.d_out), dtype=dtype)
+    for k in range(d_out):
+        unit = np.zeros((1, 1, d_out), dtype=dtype)
         unit[..., k] = 1.0
-        deltas = [spec.output_scale * unit] if readout_only else backward(spec, params, pre, unit)
+        deltas = [net.alpha * unit] if readout_only else backward(spec, params, pre, unit)
         for delta, factor in zip(deltas, factors):
             total = total + _gram(delta) * factor
-    return total / spec.d_out
+    return total / d_out
 
 
-def empirical_ntk(spec: MLP, params: DenseParams, X1, X2=None) -> np.ndarray:
+def empirical_ntk(spec, params: DenseParams, X1, X2=None) -> np.ndarray:
     """Each network's empirical NTK Theta_hat(X1, X2): (M, N1, N2)."""
     X1, X2 = check_inputs(X1, X2)
     X = X1 if X2 is None else np.concatenate([X1, X2])

@@ -26,6 +26,21 @@ network.  For a hidden layer ``h = a W x + c b`` acting on post-activations
 The empirical NTK then follows from the layerwise formula of
 :mod:`ntkcheck.networks` (Jacot et al. 2018, proof of Thm 1):
 ``Theta_hat = sum_l <delta^l, delta^l'> (a_l^2 <x^{l-1}, x^{l-1}'> + c_l^2)``.
+
+**Conv networks.**  A conv layer acts on (input, position) pairs as the dense layer
+acts on inputs: its channel rows of W are i.i.d. N(0, s_w^2 I) over the fan-in
+(taps x channels), so the steps above apply with x replaced by the patch matrix
+(rows = (input, position) pairs; Dense is one tap) and delta's rows indexed by
+(output, input, position).  Given the previous post-activations each output
+channel's pre-activations over (input, position) are jointly Gaussian with
+covariance ``a^2 s_w^2`` times the patch Gram (``+ c^2 s_b^2``), independent across
+channels.  Pooling, GlobalAvgPool and Flatten are fixed linear maps and
+nonlinearities are elementwise, so they run their own forward and backward passes
+(:func:`_exact_stax_chunk`).  Branches (residual sums) are refused.
+
+Which path runs is the network's own answer: a network of Dense layers with one
+nonlinearity between each two (:func:`ntkcheck.networks.flat_network`; every MLP)
+takes the dense-chain paths, any other stax network the layer-by-layer ones.
 """
 from __future__ import annotations
 
@@ -38,17 +53,19 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from itertools import repeat
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from scipy.linalg import lapack
 
-from .kernels import check_inputs
 from . import blas, stax
-from .networks import MAX_BYTES, _gram, empirical_ntk_from, forward, init_params
+from .kernels import network
+from .networks import MAX_BYTES, _gram, empirical_ntk_from, flat, flat_network, forward, init_params
 from .resources import check_sample, die_with_parent
 from .seeding import network_rngs
-from .spec import MLP
+
+if TYPE_CHECKING:
+    from .spec import MLP
 
 METHODS = ("exact", "dense")
 #: Working-memory target of one chunk of networks: chunks that stay in the
@@ -99,9 +116,11 @@ def sample_init(spec: MLP | stax.Layer, X, n_networks: int, seed=0, method: str 
     Parameters
     ----------
     spec : MLP or stax network
-        A stax network (:mod:`ntkcheck.stax`) is sampled with ``method="dense"`` only; its
-        ``f`` is (M, N) or (M, N, out) as for an MLP, and it has no layer Grams (``pre_grams``
-        and ``post_grams`` are empty, (M, 0, N, N)).
+        Any :mod:`ntkcheck.stax` network: its ``f`` is (M, N) or (M, N, out) as for an MLP.
+        Dense layers with one nonlinearity between each two on inputs (N, d) -- an MLP's
+        network -- run the MLP paths and have layer Grams; other networks have none
+        (``pre_grams`` and ``post_grams`` are empty, (M, 0, N, N)), and ``method="exact"``
+        needs them serial (conv, pooling, flatten; no FanOut/FanInSum: a ValueError says why).
     X : array (N, d), or (N, W, C), (N, H, W, C) for a stax network
     n_networks : int
         M.
@@ -151,17 +170,18 @@ def sample_init(spec: MLP | stax.Layer, X, n_networks: int, seed=0, method: str 
         raise ValueError(f"dtype must be float64 or float32, got {dtype!r}") from None
     if dtype not in (np.float64, np.float32) or (method == "exact" and dtype != np.float64):
         raise ValueError(f"dtype must be float64 (or float32 with method='dense'), got {dtype}")
-    if isinstance(spec, stax.Layer):
+    net = network(spec)
+    X = spec.check_inputs(X, None, names=("X", "X2"))[0]
+    if X.ndim == 2 and flat_network(spec, X.shape[1]) is not None:
         if method == "exact":
-            raise ValueError("method='exact' is not available yet for non-MLP networks: the conditional "
-                             "sampler conditions each dense layer on its input Gram, and its extension to conv "
-                             "layers (positions x inputs), pooling and branches is not built; use method='dense'")
-        return _sample(spec, X, n_networks, seed, max_bytes, partial(_stax_dense_chunk, dtype=dtype),
-                       partial(stax.bytes_per_network, itemsize=dtype.itemsize), jobs)
+            return _sample(spec, X, n_networks, seed, max_bytes, _exact_chunk, exact_bytes_per_network, jobs)
+        return _sample(spec, X, n_networks, seed, max_bytes, partial(_dense_chunk, dtype=dtype),
+                       partial(dense_bytes_per_network, itemsize=dtype.itemsize), jobs)
     if method == "exact":
-        return _sample(spec, X, n_networks, seed, max_bytes, _exact_chunk, exact_bytes_per_network, jobs)
-    return _sample(spec, X, n_networks, seed, max_bytes, partial(_dense_chunk, dtype=dtype),
-                   partial(dense_bytes_per_network, itemsize=dtype.itemsize), jobs)
+        _exact_layers(net)
+        return _sample(spec, X, n_networks, seed, max_bytes, _exact_stax_chunk, stax.bytes_per_network, jobs)
+    return _sample(spec, X, n_networks, seed, max_bytes, partial(_stax_dense_chunk, dtype=dtype),
+                   partial(stax.bytes_per_network, itemsize=dtype.itemsize), jobs)
 
 
 def sample_dense(spec: MLP | stax.Layer, X, n_networks: int, seed=0, max_bytes: int = MAX_BYTES,
@@ -172,37 +192,34 @@ def sample_dense(spec: MLP | stax.Layer, X, n_networks: int, seed=0, max_bytes: 
     return (s.f[..., None] if s.f.ndim == 2 else s.f), s.ntk
 
 
-def _sample(spec: MLP, X, n_networks, seed, max_bytes, chunk_fn: Callable, bytes_fn: Callable,
+def _sample(spec, X, n_networks, seed, max_bytes, chunk_fn: Callable, bytes_fn: Callable,
             jobs: int | None = 1, block_bytes: int = BLOCK_BYTES) -> InitSample:
-    is_stax = isinstance(spec, stax.Layer)
-    if not is_stax and not isinstance(spec, MLP):
-        raise ValueError(f"spec must be an MLP or a stax network, got {type(spec).__name__}")
-    X = stax._check_inputs(X, None)[0] if is_stax else check_inputs(X, names=("X",))[0]
+    net = network(spec)
+    X = spec.check_inputs(X, None, names=("X", "X2"))[0]
     if isinstance(n_networks, bool) or not isinstance(n_networks, (int, np.integer)) or n_networks < 1:
         raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}")
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 1:
         raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
     jobs = _check_jobs(jobs)
     n = len(X)
-    if is_stax:
-        d_out, depth = stax.output_shape(spec, X.shape[1:])[0], 0
+    dense = flat_network(spec, X.shape[1]) if X.ndim == 2 else None
+    if dense is not None:          # Dense layers and nonlinearities: layer Grams too
+        d_out, depth = dense.d_out, dense.depth
+        per_network = bytes_fn(spec, X.shape[1], n)
+        what = f"sample_init of {n_networks} networks (width {max(dense.widths)}, depth {depth}) on {n} inputs"
+    else:
+        d_out, depth = stax.output_shape(net, X.shape[1:])[0], 0
         per_network = bytes_fn(spec, X.shape[1:], n)
         what = f"sample_init of {n_networks} networks ({per_network} bytes each) on {n} inputs"
-        fields = spec                      # pickled as it is (in-process if it does not pickle)
-    else:
-        d_out, depth = spec.d_out, spec.depth
-        per_network = bytes_fn(spec, X.shape[1], n)
-        what = f"sample_init of {n_networks} networks (width {max(spec.widths)}, depth {depth}) on {n} inputs"
-        fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.init}
     check_sample(8 * int(n_networks) * (n * d_out + n * n + 2 * depth * n * n) + per_network, what)
     chunk = max(1, int(min(max_bytes, CHUNK_BYTES) // per_network))
     block = max(1, int(block_bytes // per_network))
-    if jobs > 1 and n_networks > block and _picklable(fields):
+    if jobs > 1 and n_networks > block and _picklable(spec):
         starts = range(0, int(n_networks), block)
         stops = [min(n_networks, s + block) for s in starts]
         with ProcessPoolExecutor(min(jobs, len(starts)), mp_context=multiprocessing.get_context("spawn"),
                                  initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
-            parts = list(pool.map(_block, repeat(fields), repeat(X), repeat(seed), starts, stops,
+            parts = list(pool.map(_block, repeat(spec), repeat(X), repeat(seed), starts, stops,
                                   repeat(chunk), repeat(chunk_fn)))
     else:
         parts = [_block(spec, X, seed, 0, n_networks, chunk, chunk_fn)]
@@ -227,9 +244,7 @@ def _picklable(obj) -> bool:
 
 
 def _block(spec, X, seed, start, stop, chunk, chunk_fn: Callable):
-    """Networks ``start .. stop-1`` in chunks of ``chunk``, BLAS single-threaded.
-    ``spec`` is a stax network, an MLP or (in a worker) the keyword arguments that rebuild it."""
-    spec = spec if isinstance(spec, (MLP, stax.Layer)) else MLP(**spec)
+    """Networks ``start .. stop-1`` in chunks of ``chunk``, BLAS single-threaded."""
     workspace = {}                         # buffers reused from chunk to chunk
     with blas.single_threaded():
         parts = [chunk_fn(spec, X, seed, s, min(stop, s + chunk), workspace) for s in range(start, stop, chunk)]
@@ -238,14 +253,14 @@ def _block(spec, X, seed, start, stop, chunk, chunk_fn: Callable):
 
 # --- dense -----------------------------------------------------------------
 
-def dense_bytes_per_network(spec: MLP, d_in: int, n_inputs: int, itemsize: int = 8) -> int:
+def dense_bytes_per_network(spec, d_in: int, n_inputs: int, itemsize: int = 8) -> int:
     """Working memory of one network in the dense sampler: weights plus ~4 activation arrays per layer."""
-    dims = (d_in,) + spec.widths + (spec.d_out,)
+    dims = flat(spec, d_in).dims
     n_weights = sum(dims[l] * dims[l + 1] + dims[l + 1] for l in range(len(dims) - 1))
     return itemsize * (n_weights + 4 * n_inputs * sum(dims))
 
 
-def _dense_chunk(spec: MLP, X, seed, start, stop, workspace: dict, dtype=np.float64):
+def _dense_chunk(spec, X, seed, start, stop, workspace: dict, dtype=np.float64):
     """Networks ``start .. stop-1`` with real weights (``workspace`` unused).  Chunks are
     cache-sized (``CHUNK_BYTES``): the weights are drawn, scaled, used by the forward pass and
     by back-propagation while they stay in cache."""
@@ -268,33 +283,35 @@ def _stax_dense_chunk(net: stax.Layer, X, seed, start, stop, workspace: dict, dt
 
 # --- exact -----------------------------------------------------------------
 
-def _draw_shapes(spec: MLP, d_in: int, n_inputs: int) -> list[tuple[int, ...]]:
+def _draw_shapes(spec, d_in: int, n_inputs: int) -> list[tuple[int, ...]]:
     """Shapes of one network's standard normal draws, in drawing order:
     per hidden layer l = 1..L ``A^l`` (K_{l-1}, n_l) and ``b^l`` (n_l,), with
     K_0 = min(d, N), K_l = min(n_l, N); the readout ``W`` (d_out, n_L) and
     ``b`` (d_out,); then for l = L..2 the backward matrix ``C^l`` (d_out N, n_{l-1})."""
-    widths = spec.widths
+    net = flat(spec, d_in)
+    widths, d_out = net.widths, net.d_out
     ranks = (min(d_in, n_inputs),) + tuple(min(n, n_inputs) for n in widths)
     shapes = []
     for k, n in zip(ranks, widths):
         shapes += [(k, n), (n,)]
-    shapes += [(spec.d_out, widths[-1]), (spec.d_out,)]
-    shapes += [(spec.d_out * n_inputs, widths[l - 2]) for l in range(len(widths), 1, -1)]
+    shapes += [(d_out, widths[-1]), (d_out,)]
+    shapes += [(d_out * n_inputs, widths[l - 2]) for l in range(len(widths), 1, -1)]
     return shapes
 
 
-def exact_bytes_per_network(spec: MLP, d_in: int, n_inputs: int) -> int:
+def exact_bytes_per_network(spec, d_in: int, n_inputs: int) -> int:
     """Working memory of one network in the exact sampler (an upper estimate):
     its Gaussians, phi'(h^l) and the kept bases Q^l for every layer, and a few
     (N or d_out N) x n temporaries."""
     n_draws = sum(math.prod(s) for s in _draw_shapes(spec, d_in, n_inputs))
-    n_max = max(spec.widths)
-    n_back = spec.d_out * n_inputs
-    return 8 * (n_draws + 2 * n_inputs * sum(spec.widths) + (3 * n_inputs + 5 * n_back) * n_max
+    net = flat(spec, d_in)
+    n_max = max(net.widths)
+    n_back = net.d_out * n_inputs
+    return 8 * (n_draws + 2 * n_inputs * sum(net.widths) + (3 * n_inputs + 5 * n_back) * n_max
                 + 4 * n_back * n_back)
 
 
-def _exact_chunk(spec: MLP, X, seed, start, stop, workspace: dict, backward: str = "conditional"):
+def _exact_chunk(spec, X, seed, start, stop, workspace: dict, backward: str = "conditional"):
     """Networks ``start .. stop-1`` by the conditional sampler (module docstring).
 
     ``backward`` other than ``"conditional"`` gives deliberately wrong samplers,
@@ -304,9 +321,10 @@ def _exact_chunk(spec: MLP, X, seed, start, stop, workspace: dict, backward: str
     projection ``I - Q Q^T`` (``delta^T W = (delta^T A) Q^T + L C``).
     """
     n_inputs, d_in = X.shape
-    m, widths, d_out = stop - start, spec.widths, spec.d_out
+    net = flat(spec, d_in)
+    m, widths, d_out = stop - start, net.widths, net.d_out
     depth, n_back = len(widths), d_out * n_inputs
-    scales = spec.layer_scales(d_in)
+    scales = net.scales
     draws = _draw(_draw_shapes(spec, d_in, n_inputs), seed, start, stop, workspace)
 
     # forward: F is the left factor of the current layer input, F F^T = <x, x'>
@@ -321,8 +339,8 @@ def _exact_chunk(spec: MLP, X, seed, start, stop, workspace: dict, backward: str
         if c * s_b != 0.0:
             h += (c * s_b) * b[:, None, :]
         pre_grams[:, l] = _gram(h) / n
-        derivs.append(np.asarray(spec.act.deriv(h), dtype=float))
-        x = np.ascontiguousarray(spec.act.fn(h), dtype=float)
+        derivs.append(np.asarray(net.acts[l].deriv(h), dtype=float))
+        x = np.ascontiguousarray(net.acts[l].fn(h), dtype=float)
         del h
         if l < depth - 1:
             Qt, R = _qr_rows(x)
@@ -334,7 +352,7 @@ def _exact_chunk(spec: MLP, X, seed, start, stop, workspace: dict, backward: str
 
     # readout, drawn directly
     a, c, s_w, s_b = scales[-1]
-    alpha = spec.output_scale
+    alpha = net.alpha
     W, b = next(draws), next(draws)
     f = np.matmul(x, W.transpose(0, 2, 1))
     f *= alpha * a * s_w
@@ -352,17 +370,7 @@ def _exact_chunk(spec: MLP, X, seed, start, stop, workspace: dict, backward: str
         if l == 1:
             break
         C = next(draws)
-        Lf = _sqrt_factor(G)                   # delta^T W' = Lf C in law
-        Lf *= a * s_w                          # a_l W^T delta: scale the small factors
-        if backward == "independent":
-            back = np.matmul(Lf, C)
-        else:
-            Qt, A = bases[l - 2], weights[l - 1]
-            u = (a * s_w) * np.matmul(delta, A.transpose(0, 2, 1))     # a delta^T A
-            if backward == "conditional":
-                u -= np.matmul(Lf, np.matmul(C, Qt.transpose(0, 2, 1)))   # - a L C Q
-            back = np.matmul(u, Qt)
-            back += np.matmul(Lf, C)
+        back = _conditional_backward(delta, bases[l - 2], weights[l - 1], a * s_w, C, G, backward)
         n = widths[l - 2]
         back.reshape(m, d_out, n_inputs, n)[...] *= derivs.pop()[:, None]
         delta = back
@@ -422,3 +430,110 @@ def _output_trace(G: np.ndarray, d_out: int, n_inputs: int) -> np.ndarray:
     """sum_k G[(k, i), (k, j)]: the Gram of delta summed over outputs, (m, N, N)."""
     m = G.shape[0]
     return np.einsum("akikj->aij", G.reshape(m, d_out, n_inputs, d_out, n_inputs))
+
+
+# --- exact, conv networks --------------------------------------------------
+
+def _exact_layers(net: stax.Layer) -> tuple[stax.Layer, ...]:
+    """The layers of a network the conditional sampler applies to: a serial of Dense, Conv,
+    nonlinearities and parameter-free linear layers (AvgPool, GlobalAvgPool, Flatten,
+    Identity), or a ValueError saying why not."""
+    layers = tuple(stax.layers(net))
+    for layer in layers:
+        if layer.exact_refusal:
+            raise ValueError(f"method='exact' is not available for a network with {layer!r}: "
+                             f"{layer.exact_refusal}; use method='dense'")
+    if sum(layer.affine for layer in layers) < 1:
+        raise ValueError("the network has no Dense or Conv layer (no parameters)")
+    return layers
+
+
+def _exact_stax_chunk(net: stax.Layer, X, seed, start, stop, workspace: dict, backward: str = "conditional"):
+    """Networks ``start .. stop-1`` of a serial conv network by Gaussian conditioning
+    (``workspace`` unused), no layer Grams.
+
+    A conv layer is a dense layer on the patches of its input (rows = (input, position) pairs,
+    fan-in = taps x channels; Dense: one position, one tap), so the module docstring's steps
+    apply with the patch matrix for x: forward ``h = a s_w F A`` with ``patches = F Q^T``
+    (Householder QR) and fresh A, backward ``delta^T W = (delta^T A) Q^T + L C (I - Q Q^T)``
+    with ``L L^T`` the Gram of the backward rows ((output, input, position) triples) --
+    the channel rows of W are i.i.d. N(0, s_w^2 I), whatever the positions (Novak et al. 2019;
+    Yang 2019).  The first and the last affine layers draw their weights outright (the first
+    needs no backward through its input; the readout's weights are few).  Parameter-free layers
+    and nonlinearities run their own forward and backward.  The empirical NTK sums every affine
+    layer's share from the backward signal and the input patches (``stax._affine_ntk``).
+    ``backward``: as for :func:`_exact_chunk` (negative controls only)."""
+    layers = _exact_layers(net)
+    m, n_inputs = stop - start, len(X)
+    rngs = list(network_rngs(seed, start, stop))
+    affine = [i for i, layer in enumerate(layers) if layer.affine]
+    direct = {affine[0], affine[-1]}
+    x = np.asarray(X, dtype=float)[None]
+    caches = []
+    for i, layer in enumerate(layers):
+        if not layer.affine:
+            x, cache = layer.forward((), x)
+            caches.append(cache)
+            continue
+        P, pc = layer.patch_rows(x)
+        fan, out, lead = P.shape[-1], layer.features, P.shape[1:-1]
+        if i in direct:
+            params = stax._affine_init(layer, rngs, fan, out, np.float64)
+            x = stax._affine_forward(layer, params, P)
+            caches.append((P, pc, params))
+            continue
+        a, c, s_w, s_b = stax._kernel_scales(layer, fan)
+        rows = np.array(P.reshape(m, -1, fan), order="C")        # overwritten by the QR
+        Qt, R = _qr_rows(rows)
+        A, b = np.empty((m, Qt.shape[1], out)), np.empty((m, out))
+        for k, rng in enumerate(rngs):
+            rng.standard_normal(out=A[k])
+            rng.standard_normal(out=b[k])
+        h = np.matmul((a * s_w) * R.transpose(0, 2, 1), A)
+        if c * s_b != 0.0:
+            h += (c * s_b) * b[:, None, :]
+        x = h.reshape((m,) + lead + (out,))
+        caches.append((P, pc, (Qt, A)))
+    f = x
+    d_out = f.shape[-1]
+    g = np.broadcast_to(np.eye(d_out)[None, :, None, :], (m, d_out, n_inputs, d_out))
+    ntk = np.zeros((m, n_inputs, n_inputs))
+    for i in range(len(layers) - 1, affine[0] - 1, -1):
+        layer, cache = layers[i], caches[i]
+        if not layer.affine:
+            g = layer.backward((), cache, g)[0]
+            continue
+        P, pc, params = cache
+        if i in direct:
+            gP, share = stax._affine_backward(layer, params, P, g)
+        else:
+            a, c, s_w, _ = stax._kernel_scales(layer, P.shape[-1])
+            share = stax._affine_ntk(g, P, a, c)
+            Qt, A = params
+            delta = np.ascontiguousarray(g).reshape(m, -1, A.shape[2])
+            C = np.empty((m, delta.shape[1], Qt.shape[2]))
+            for k, rng in enumerate(rngs):
+                rng.standard_normal(out=C[k])
+            gP = _conditional_backward(delta, Qt, A, a * s_w, C, backward=backward)
+            gP = gP.reshape(g.shape[:-1] + (Qt.shape[2],))
+        ntk += share
+        if i > affine[0]:
+            g = layer.patch_adjoint(gP, pc)
+    return f, ntk / d_out, np.empty((m, 0, n_inputs, n_inputs)), np.empty((m, 0, n_inputs, n_inputs))
+
+
+def _conditional_backward(delta, Qt, A, scale, C, G=None, backward: str = "conditional"):
+    """``scale delta W`` for weights conditioned on ``A`` (module docstring): with Q^T = ``Qt``
+    (m, K, fan_in), A (m, K, out) and the backward rows delta (m, P, out),
+    ``delta W = (delta A^T) Q^T + L C (I - Q Q^T)``, ``L L^T = G = delta delta^T``, C (m, P, fan_in)
+    fresh standard normals.  ``backward``: see :func:`_exact_chunk` (negative controls)."""
+    Lf = _sqrt_factor(_gram(delta) if G is None else G)      # delta^T W' = Lf C in law
+    Lf *= scale                                               # scale the small factors
+    if backward == "independent":
+        return np.matmul(Lf, C)
+    u = scale * np.matmul(delta, A.transpose(0, 2, 1))
+    if backward == "conditional":
+        u -= np.matmul(Lf, np.matmul(C, Qt.transpose(0, 2, 1)))
+    back = np.matmul(u, Qt)
+    back += np.matmul(Lf, C)
+    return back

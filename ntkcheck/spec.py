@@ -1,17 +1,21 @@
-"""Network specification: the architecture every other module reads.
+"""Network specification: the fully connected network every claim reads.
 
 A spec is a frozen dataclass; it fixes the fully connected network
 ``x -> h^1 -> phi -> h^2 -> ... -> h^L -> phi -> f = h^{L+1}`` and its
 parameterization (Jacot et al. 2018, eq. 1; Lee et al. 2019, sec. 2;
-Mei, Montanari & Nguyen 2018 for the mean-field readout).
+Mei, Montanari & Nguyen 2018 for the mean-field readout).  It builds that network
+from :mod:`ntkcheck.stax` layers (:meth:`MLP.network`), which own the kernel steps,
+the finite-network passes and the exact sampler's conditional steps.
 """
 from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
+from . import stax
 from .activations import Activation, get_activation
+from .kernels import check_inputs
 
 PARAMETERIZATIONS = ("ntk", "standard", "mean_field")
 
@@ -52,6 +56,7 @@ class MLP:
     d_out: int = 1
     output_scale: float = 1.0
     act: Activation = field(init=False, repr=False, compare=False)
+    _network: stax.Serial = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if not _is_int(self.depth) or self.depth < 1:
@@ -80,6 +85,36 @@ class MLP:
         except ValueError as err:
             raise ValueError(f"MLP.activation: {err}") from None
         object.__setattr__(self, "act", act)
+        object.__setattr__(self, "_network", self._build())
+
+    def __reduce__(self):
+        # by its fields, so it pickles (to worker processes) although a named activation's
+        # functions are lambdas; a custom Activation object pickles as itself (or not at all)
+        return _rebuild, ({f.name: getattr(self, f.name) for f in fields(self) if f.init},)
+
+    def _build(self) -> stax.Serial:
+        hidden = "standard" if self.parameterization == "standard" else "ntk"
+        readout = "mean_field" if self.parameterization == "mean_field" else hidden
+        layers = []
+        for n in self.widths:
+            layers += [stax.Dense(n, self.sigma_w, self.sigma_b, hidden), stax.Activation(self.activation)]
+        layers.append(stax.Dense(self.d_out, self.sigma_w, self.sigma_b, readout, scale=self.output_scale))
+        return stax.serial(*layers)
+
+    def network(self) -> stax.Serial:
+        """The network as :mod:`ntkcheck.stax` layers: ``serial(Dense(n_1, sigma_w, sigma_b),
+        Activation(activation), ..., Dense(d_out, sigma_w, sigma_b, scale=output_scale))``, the
+        readout with ``parameterization="mean_field"`` for a mean-field spec (hidden layers NTK)."""
+        return self._network
+
+    @property
+    def layers(self) -> tuple[stax.Layer, ...]:
+        """The layers of :meth:`network`."""
+        return self._network.layers
+
+    def check_inputs(self, X1, X2=None, names=("X1", "X2")):
+        """Inputs (N, d), validated (:func:`ntkcheck.kernels.check_inputs`)."""
+        return check_inputs(X1, X2, names)
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -94,15 +129,11 @@ class MLP:
         ``<delta, delta'> (a_l^2 <x, x'> + c_l^2)`` whatever the parameterization.
         """
         fans = (d_in,) + self.widths
-        out = []
-        for l, fan in enumerate(fans):
-            readout = l == len(fans) - 1
-            if self.parameterization == "standard":
-                out.append((1.0, 1.0, self.sigma_w / math.sqrt(fan), self.sigma_b))
-            else:
-                a = self.sigma_w / (fan if (readout and self.parameterization == "mean_field") else math.sqrt(fan))
-                out.append((a, self.sigma_b, 1.0, 1.0))
-        return out
+        return [stax._scales(layer, fan) for layer, fan in zip(self.layers[::2], fans)]
+
+
+def _rebuild(kwargs: dict) -> MLP:
+    return MLP(**kwargs)
 
 
 def _is_int(x) -> bool:

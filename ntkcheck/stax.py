@@ -8,7 +8,13 @@ covariance (neural-tangents' ``diagonal_spatial=False``), so the kernels hold no
 per-architecture branches.  A layer's ``kernel`` method is its analytic step; its ``init``,
 ``forward`` and ``backward`` methods are the same layer in finite networks, M at once
 (:func:`init_params`, :func:`outputs_and_ntk`; sampled by ``sample_init(net, X, M, seed,
-method="dense")``), with the empirical NTK summed layer by layer, never from a Jacobian.
+method="dense")``), with the empirical NTK summed layer by layer, never from a Jacobian;
+Dense and Conv also give the exact conditional sampler their patch rows (``patch_rows``,
+``patch_adjoint``: a conv is a dense layer on its patches; ``method="exact"``).
+An :class:`ntkcheck.MLP` is the network ``serial(Dense, Activation, ..., Dense)``
+(:meth:`ntkcheck.MLP.network`); Dense layers with nonlinearities between them on inputs
+(N, d) also have a ``flat_kernel`` step on (N1, N2) arrays, which
+:func:`ntkcheck.kernels.output_kernels` tiles.
 :func:`with_width` sets every hidden channel count at once (the widths ``check_kernel`` chooses)
 and :func:`depth` counts the hidden affine layers.
 
@@ -31,7 +37,6 @@ import numpy as np
 from .activations import Activation as _Act
 from .activations import get_activation
 from .kernels import KernelState, check_inputs
-from .networks import draw_affine
 from .seeding import network_rngs
 
 PADDINGS = ("VALID", "SAME", "CIRCULAR")
@@ -105,6 +110,24 @@ class Layer:
     def init(self, rngs, shape, dtype=np.float64):
         return (), self.out_shape(shape)
 
+    #: Dense and Conv: the layers :func:`with_width` scales and kernel overflow checks count.
+    affine = False
+    #: Why the exact conditional sampler cannot run this layer (None: it can).
+    exact_refusal: str | None = None
+
+    def network(self) -> "Layer":
+        """The network of layers (itself; an :class:`ntkcheck.MLP` builds one)."""
+        return self
+
+    def check_inputs(self, X1, X2=None, names=("X1", "X2")):
+        """Inputs (N, d), (N, W, C) or (N, H, W, C), validated (see :func:`_check_inputs`)."""
+        return _check_inputs(X1, X2, names)
+
+    def chain(self) -> tuple["Layer", ...] | None:
+        """The layers in order when every one acts on inputs (N, d) entry by entry of the kernel
+        (Dense and nonlinearities: the flat recursion of :mod:`ntkcheck.kernels`, tiled), else None."""
+        return None
+
     def _fail(self, msg: str):
         raise ValueError(f"{self!r}: {msg}")
 
@@ -121,49 +144,100 @@ def _check_affine(layer, W_std, b_std, parameterization):
         raise ValueError(f"{type(layer).__name__}: W_std must be a finite number >= 0, got {W_std!r}")
     if b_std is not None and (not isinstance(b_std, numbers.Real) or not math.isfinite(b_std) or b_std < 0):
         raise ValueError(f"{type(layer).__name__}: b_std must be None or a finite number >= 0, got {b_std!r}")
-    if parameterization not in ("ntk", "standard"):
-        raise ValueError(f"{type(layer).__name__}: parameterization must be 'ntk' or 'standard', "
+    allowed = ("ntk", "standard", "mean_field") if isinstance(layer, Dense) else ("ntk", "standard")
+    if parameterization not in allowed:
+        raise ValueError(f"{type(layer).__name__}: parameterization must be one of {allowed}, "
                          f"got {parameterization!r}")
 
 
-def _affine(patch: SpatialState, W_std, b_std, parameterization, fan_in, shape):
-    """``h = a W x + c b`` on patch covariances P (the input kernel averaged over the filter):
-    K' = W_std^2 P + b_std^2 and Theta' = g P + beta + W_std^2 Theta, with g = W_std^2, beta =
-    b_std^2 in the NTK parameterization (a = W_std/sqrt(fan_in), c = b_std) and g = fan_in,
-    beta = 1 in the standard one (a = c = 1) -- the dense step of :mod:`ntkcheck.kernels`
-    (Jacot et al. 2018, Thm 1; Lee et al. 2019, sec. 2) with fan_in = channels x filter size."""
-    bias = 0.0 if b_std is None else b_std**2
-    if parameterization == "ntk":
-        grad, grad_bias = W_std**2, bias
+def affine_kernel(nngp, ntk, a: float, c: float, s_w: float, s_b: float, fan_in: int):
+    """The step of ``h = a W x + c b`` (W ~ N(0, s_w^2), b ~ N(0, s_b^2), fan-in n) on the
+    (patch-averaged) post-activation kernel P = ``nngp`` and NTK Theta = ``ntk``:
+    ``K' = a^2 s_w^2 n P + c^2 s_b^2``, ``Theta' = (a^2 n P + c^2) + a^2 s_w^2 n Theta``
+    (Jacot et al. 2018, proof of Prop. 1 / Thm 1; Lee et al. 2019, sec. 2).  In the NTK
+    parameterization (a = W_std/sqrt(n), s_w = 1) this is ``K' = W_std^2 P + b_std^2``,
+    ``Theta' = K' + W_std^2 Theta``.  Returns (K', Theta', fwd, bias_fwd) with
+    ``fwd = a^2 s_w^2 n`` and ``bias_fwd = c^2 s_b^2``, the map of the variances."""
+    fwd, grad = a * a * s_w * s_w * fan_in, a * a * fan_in
+    bias_fwd, bias_grad = c * c * s_b * s_b, c * c
+    out = nngp * fwd
+    if bias_fwd:
+        out += bias_fwd
+    if grad == fwd:                     # the NTK parameterization: one pass fewer
+        theta = ntk + nngp
+        theta *= fwd
     else:
-        grad, grad_bias = float(fan_in), 0.0 if b_std is None else 1.0
-    fwd = W_std**2
-    return SpatialState(fwd * patch.nngp + bias, grad * patch.nngp + grad_bias + fwd * patch.ntk,
-                        fwd * patch.cov1 + bias, None if patch.cov2 is None else fwd * patch.cov2 + bias,
+        theta = ntk * fwd
+        theta += grad * nngp
+    if bias_grad:
+        theta += bias_grad
+    return out, theta, fwd, bias_fwd
+
+
+def _affine(layer, patch: SpatialState, fan_in, shape):
+    """:func:`affine_kernel` on the patch covariances (the input kernel averaged over the
+    filter; fan-in = channels x filter size) and on the variances."""
+    a, c, s_w, s_b = _kernel_scales(layer, fan_in)
+    nngp, ntk, fwd, bias = affine_kernel(patch.nngp, patch.ntk, a, c, s_w, s_b, fan_in)
+    return SpatialState(nngp, ntk, fwd * patch.cov1 + bias, None if patch.cov2 is None else fwd * patch.cov2 + bias,
                         shape, is_gaussian=True, fresh=True)
 
 
 @dataclass(frozen=True)
 class Dense(Layer):
-    """Fully connected over the channel axis (at every position), as ``stax.Dense``."""
+    """Fully connected over the channel axis (at every position), as ``stax.Dense``.
+
+    Two extensions for :class:`ntkcheck.MLP`'s parameterizations: ``parameterization=
+    "mean_field"`` multiplies by ``W_std/fan_in`` instead of ``W_std/sqrt(fan_in)`` (standard
+    normal parameters; Mei, Montanari & Nguyen 2018), and ``scale`` multiplies the layer's
+    output (alpha of Chizat, Oyallon & Bach 2019; 1 in neural-tangents)."""
 
     out_dim: int
     W_std: float = 1.0
     b_std: float | None = None
     parameterization: str = "ntk"
+    scale: float = 1.0
+
+    affine = True
 
     def __post_init__(self):
         _check_positive_int(self, "out_dim", self.out_dim)
         _check_affine(self, self.W_std, self.b_std, self.parameterization)
+        if not isinstance(self.scale, numbers.Real) or not math.isfinite(self.scale) or self.scale < 0:
+            raise ValueError(f"Dense: scale must be a finite number >= 0, got {self.scale!r}")
+
+    def __repr__(self):
+        extra = "" if self.scale == 1.0 else f", scale={self.scale!r}"
+        return (f"Dense(out_dim={self.out_dim!r}, W_std={self.W_std!r}, b_std={self.b_std!r}, "
+                f"parameterization={self.parameterization!r}{extra})")
+
+    def chain(self):
+        return (self,)
 
     def kernel(self, state):
         state = self._single(state)
-        return _affine(state, self.W_std, self.b_std, self.parameterization, state.shape[-1],
-                       state.spatial + (self.out_dim,))
+        return _affine(self, state, state.shape[-1], state.spatial + (self.out_dim,))
+
+    def flat_kernel(self, state: KernelState, fan_in: int, same: bool, post_diag=None) -> KernelState:
+        """:func:`affine_kernel` on a flat state (``post_diag`` unused: the variances map linearly)."""
+        a, c, s_w, s_b = _kernel_scales(self, fan_in)
+        nngp, ntk, fwd, bias = affine_kernel(state.nngp, state.ntk, a, c, s_w, s_b, fan_in)
+        return KernelState(nngp, ntk, fwd * state.diag1 + bias, fwd * state.diag2 + bias)
 
     def init(self, rngs, shape, dtype=np.float64):
         shape = _single_shape(self, shape)
         return _affine_init(self, rngs, shape[-1], self.out_dim, dtype), shape[:-1] + (self.out_dim,)
+
+    @property
+    def features(self) -> int:
+        return self.out_dim
+
+    def patch_rows(self, x):
+        """The vectors the weights act on, (..., fan_in), and what :meth:`patch_adjoint` needs."""
+        return x, None
+
+    def patch_adjoint(self, g, cache):
+        return g
 
     def forward(self, params, x):
         return _affine_forward(self, params, x), x
@@ -186,6 +260,9 @@ class Conv(Layer):
     b_std: float | None = None
     parameterization: str = "ntk"
 
+    affine = True
+    scale = 1.0
+
     def __post_init__(self):
         _check_positive_int(self, "out_chan", self.out_chan)
         _check_window(self, "filter_shape")
@@ -200,8 +277,7 @@ class Conv(Layer):
                 x = _window_mean(x, (nb + 2 * d, nb + 2 * d + 1), *window, self.padding)
             return x
         fan_in = state.shape[-1] * math.prod(self.filter_shape)
-        return _affine(state.map(conv), self.W_std, self.b_std, self.parameterization, fan_in,
-                       out + (self.out_chan,))
+        return _affine(self, state.map(conv), fan_in, out + (self.out_chan,))
 
     def init(self, rngs, shape, dtype=np.float64):
         shape = _single_shape(self, shape)
@@ -209,19 +285,31 @@ class Conv(Layer):
         fan_in = shape[-1] * math.prod(self.filter_shape)
         return _affine_init(self, rngs, fan_in, self.out_chan, dtype), out + (self.out_chan,)
 
-    def forward(self, params, x):
-        """The conv as a dense layer on patches (positions..., filter taps x channels)."""
+    @property
+    def features(self) -> int:
+        return self.out_chan
+
+    def patch_rows(self, x):
+        """Patches (B, N, positions..., filter taps x channels) of x (B, N, positions..., channels):
+        the conv is a dense layer on them.  Also the input shape, for :meth:`patch_adjoint`."""
         maps = self._maps(x.shape[2:])
         patches = _patches(x, maps)
-        patches = patches.reshape(patches.shape[:2 + len(maps)] + (-1,))
-        return _affine_forward(self, params, patches), (patches, x.shape[2:])
+        return patches.reshape(patches.shape[:2 + len(maps)] + (-1,)), x.shape[2:]
+
+    def patch_adjoint(self, g, shape):
+        """Cotangents of the patches (..., positions..., taps x channels) -> of the input."""
+        g = g.reshape(g.shape[:-1] + self.filter_shape + shape[-1:])
+        return _patches_adjoint(g, self._maps(shape))
+
+    def forward(self, params, x):
+        """The conv as a dense layer on patches (positions..., filter taps x channels)."""
+        patches, shape = self.patch_rows(x)
+        return _affine_forward(self, params, patches), (patches, shape)
 
     def backward(self, params, cache, g):
         patches, shape = cache
         g_patches, ntk = _affine_backward(self, params, patches, g)
-        maps = self._maps(shape)
-        g_patches = g_patches.reshape(g_patches.shape[:-1] + self.filter_shape + shape[-1:])
-        return _patches_adjoint(g_patches, maps), ntk
+        return self.patch_adjoint(g_patches, shape), ntk
 
     def _maps(self, shape):
         return _patch_maps(_windows(self, shape, self.filter_shape)[0], self.padding, shape[:-1])
@@ -360,6 +448,22 @@ class Activation(Layer):
         return replace(state, nngp=nngp, ntk=dot * state.ntk, cov1=cov1, cov2=cov2,
                        is_gaussian=False, fresh=False)
 
+    def chain(self):
+        return (self,)
+
+    def flat_kernel(self, state: KernelState, fan_in: int, same: bool, post_diag=None) -> KernelState:
+        """The dual on a flat state.  ``post_diag`` = (P(x1, x1), P(x2, x2)) when already known
+        (the tiled recursion computes the diagonal once for all tiles)."""
+        k11, k22 = state.variances()
+        nngp, dot = self.act.dual(k11, state.nngp, k22)
+        dot *= state.ntk
+        if post_diag is None:
+            diag1 = self.act.dual(state.diag1, state.diag1, state.diag1)[0]
+            diag2 = diag1 if same else self.act.dual(state.diag2, state.diag2, state.diag2)[0]
+        else:
+            diag1, diag2 = post_diag
+        return KernelState(nngp, dot, diag1, diag2)
+
     def out_shape(self, shape):
         return _single_shape(self, shape)
 
@@ -435,6 +539,10 @@ class Identity(Layer):
 class FanOut(Layer):
     """``n`` copies of the input, as ``stax.FanOut``."""
 
+    exact_refusal = ("the conditional sampler conditions each affine layer on the span of its inputs, and a "
+                     "sum of branches reads a layer's input again after it (the skip connection) -- that "
+                     "conditioning is not built")
+
     num: int
 
     def __post_init__(self):
@@ -460,6 +568,10 @@ class FanInSum(Layer):
     only when the cross-covariances vanish: every branch but at most one must end in an affine
     layer (its zero-mean weights are independent of the other branches; Yang 2019),
     which is checked here (neural-tangents warns that it does not verify it)."""
+
+    exact_refusal = ("the conditional sampler conditions each affine layer on the span of its inputs, and a "
+                     "sum of branches reads a layer's input again after it (the skip connection) -- that "
+                     "conditioning is not built")
 
     def kernel(self, state):
         if not isinstance(state, tuple):
@@ -496,6 +608,10 @@ class FanInSum(Layer):
 class Parallel(Layer):
     """Layer i on branch i, as ``stax.parallel``."""
 
+    exact_refusal = ("the conditional sampler conditions each affine layer on the span of its inputs, and a "
+                     "sum of branches reads a layer's input again after it (the skip connection) -- that "
+                     "conditioning is not built")
+
     layers: tuple[Layer, ...]
 
     def kernel(self, state):
@@ -530,6 +646,10 @@ class Serial(Layer):
         for layer in self.layers:
             state = layer.kernel(state)
         return state
+
+    def chain(self):
+        parts = [layer.chain() for layer in self.layers]
+        return None if any(p is None for p in parts) else sum(parts, ())
 
     def init(self, rngs, shape, dtype=np.float64):
         params = []
@@ -656,11 +776,15 @@ def _rebuild(layer, path, hidden, n):
 # --- kernels of a network -------------------------------------------------
 
 def output_kernels(net: Layer, X1, X2=None) -> KernelState:
-    """The output's NNGP and NTK, (N1, N2), for inputs (N, d), (N, W, C) or (N, H, W, C).
-    The network must end without positions (GlobalAvgPool, Flatten or dense inputs)."""
-    if not isinstance(net, Layer):
-        raise ValueError(f"spec must be an MLP or a stax network, got {type(net).__name__} {net!r:.40}")
-    X1, X2 = _check_inputs(X1, X2)
+    """The output's NNGP and NTK, (N1, N2): :func:`ntkcheck.kernels.output_kernels`."""
+    from .kernels import output_kernels as _output_kernels
+    return _output_kernels(net, X1, X2)
+
+
+def spatial_kernels(net: Layer, X1: np.ndarray, X2: np.ndarray | None) -> KernelState:
+    """The output's NNGP and NTK by every layer's :meth:`Layer.kernel` step on the full spatial
+    covariance, for validated inputs (N, d), (N, W, C) or (N, H, W, C).  The network must end
+    without positions (GlobalAvgPool, Flatten or dense inputs)."""
     state = net.kernel(input_state(X1, X2))
     if isinstance(state, tuple):
         raise ValueError(f"the network ends with {len(state)} branches: join them with FanInSum()")
@@ -669,6 +793,19 @@ def output_kernels(net: Layer, X1, X2=None) -> KernelState:
                          "end it with GlobalAvgPool() or Flatten()")
     cov2 = state.cov1 if state.cov2 is None else state.cov2
     return KernelState(state.nngp, state.ntk, state.cov1, cov2)
+
+
+def flat_chain(net: Layer) -> tuple[Layer, ...] | None:
+    """The layers of ``net`` when it is Dense layers with at most one nonlinearity after each
+    (each nonlinearity then sees a Gaussian input), acting on inputs (N, d) entry by entry of
+    the kernel; else None.  An :class:`ntkcheck.MLP`'s network is one."""
+    layers = net.chain()
+    if not layers or not layers[0].affine:
+        return None
+    for prev, layer in zip(layers, layers[1:]):
+        if not (prev.affine or layer.affine):
+            return None
+    return layers
 
 
 # --- finite networks ------------------------------------------------------
@@ -772,13 +909,34 @@ class _AffineParams:
 
 
 def _scales(layer, fan_in) -> tuple[float, float, float, float]:
-    """(a, c, weight init std, bias init std) of ``h = a W x + c b``, as ``MLP.layer_scales``:
-    NTK parameterization a = W_std/sqrt(fan_in), c = b_std with N(0, 1) parameters; standard
-    a = c = 1 with W ~ N(0, W_std^2/fan_in), b ~ N(0, b_std^2).  No bias (b_std None): c = 0."""
+    """(a, c, weight init std, bias init std) of ``h = a W x + c b`` (before ``layer.scale``):
+    NTK parameterization a = W_std/sqrt(fan_in), c = b_std with N(0, 1) parameters; mean field
+    a = W_std/fan_in, c = b_std; standard a = c = 1 with W ~ N(0, W_std^2/fan_in),
+    b ~ N(0, b_std^2).  No bias (b_std None): c = 0."""
     bias = 0.0 if layer.b_std is None else layer.b_std
     if layer.parameterization == "ntk":
         return layer.W_std / math.sqrt(fan_in), bias, 1.0, 1.0
+    if layer.parameterization == "mean_field":
+        return layer.W_std / fan_in, bias, 1.0, 1.0
     return 1.0, 0.0 if layer.b_std is None else 1.0, layer.W_std / math.sqrt(fan_in), bias
+
+
+def _kernel_scales(layer, fan_in) -> tuple[float, float, float, float]:
+    """:func:`_scales` with the layer's output multiplier folded into a and c."""
+    a, c, s_w, s_b = _scales(layer, fan_in)
+    return layer.scale * a, layer.scale * c, s_w, s_b
+
+
+def draw_affine(rng: np.random.Generator, W: np.ndarray, b: np.ndarray, s_w: float, s_b: float) -> None:
+    """Fill one network's weight W with N(0, s_w^2) and then its bias b with N(0, s_b^2), in
+    place; each draw is scaled while still in cache (a later pass over the stack costs a
+    memory pass).  The draw order fixes the numbers every dense path shares."""
+    rng.standard_normal(out=W, dtype=W.dtype)
+    if s_w != 1.0:
+        W *= s_w
+    rng.standard_normal(out=b, dtype=b.dtype)
+    if s_b != 1.0:
+        b *= s_b
 
 
 def _affine_init(layer, rngs, fan_in, out, dtype):
@@ -791,20 +949,24 @@ def _affine_init(layer, rngs, fan_in, out, dtype):
 
 
 def _affine_forward(layer, params, x):
-    """``a W x + c b`` over the last axis of x (M or 1, N, positions..., fan_in)."""
+    """``scale (a W x + c b)`` over the last axis of x (M or 1, N, positions..., fan_in)."""
     W, b = params
     a, c, _, _ = _scales(layer, x.shape[-1])
     h = np.matmul(x.reshape(x.shape[0], -1, x.shape[-1]), W.transpose(0, 2, 1))
     h *= a
     if c != 0.0:
         h += c * b[:, None, :]
+    if layer.scale != 1.0:
+        h *= layer.scale
     return h.reshape((len(W),) + x.shape[1:-1] + (W.shape[1],))
 
 
 def _affine_backward(layer, params, x, g):
-    """Cotangents of the layer input, ``a g W``, and the layer's NTK share (:func:`_affine_ntk`)."""
+    """Cotangents of the layer input, ``scale a g W``, and the layer's NTK share (:func:`_affine_ntk`)."""
     W, _ = params
     a, c, _, _ = _scales(layer, x.shape[-1])
+    if layer.scale != 1.0:
+        g = layer.scale * g
     ntk = _affine_ntk(g, x, a, c)
     g_in = np.matmul(g.reshape(g.shape[0], -1, g.shape[-1]), W)
     g_in *= a
@@ -1012,11 +1174,11 @@ def _check_layers(name, layers):
     return tuple(layers)
 
 
-def _check_inputs(X1, X2):
+def _check_inputs(X1, X2, names=("X1", "X2")):
     """Inputs (N, d), (N, W, C) or (N, H, W, C) with the same shape per input; the values are
     checked (numeric, real, finite) by :func:`ntkcheck.kernels.check_inputs` on flattened rows."""
     shapes = []
-    for X, name in ((X1, "X1"), (X2, "X2")):
+    for X, name in ((X1, names[0]), (X2, names[1])):
         if X is None:
             continue
         try:
@@ -1029,5 +1191,5 @@ def _check_inputs(X1, X2):
         shapes.append(shape)
     if len(shapes) == 2 and shapes[0][1:] != shapes[1][1:]:
         raise ValueError(f"X1 and X2 must have the same shape per input, got {shapes[0][1:]} and {shapes[1][1:]}")
-    flat = check_inputs(*(None if X is None else np.reshape(X, (len(X), -1)) for X in (X1, X2)))
+    flat = check_inputs(*(None if X is None else np.reshape(X, (len(X), -1)) for X in (X1, X2)), names=names)
     return tuple(None if F is None else F.reshape(shape) for F, shape in zip(flat, shapes + [None]))

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from scipy.stats import ks_2samp
 
-from ntkcheck import MLP, custom, kernel_states, ntk_kernel, sample_init
-from ntkcheck.sampler import InitSample, _exact_chunk, _sample, exact_bytes_per_network
+from ntkcheck import MLP, custom, kernel_states, ntk_kernel, output_kernels, sample_init
+from ntkcheck import stax as S
+from ntkcheck.sampler import InitSample, _exact_chunk, _exact_stax_chunk, _sample, exact_bytes_per_network
 
 ALPHA = 1e-3
 X3 = np.array([[1.0, 0.2, -0.5, 0.7, 0.0],
@@ -182,3 +183,49 @@ def test_bad_input(kwargs, match):
     args = {"spec": MLP(1, 4), "X": X3, "n_networks": 2} | kwargs
     with pytest.raises(ValueError, match=match):
         sample_init(**args)
+
+
+# --- conv networks -----------------------------------------------------------
+
+X_CONV = np.random.default_rng(0).standard_normal((3, 4, 2))       # 3 inputs, 4 positions, 2 channels
+#: channels 8 and 6 with filters 2-3: fan-ins 16-24 > 6-12 (input, position) rows, so the conditioned
+#: layers have a weight part W' orthogonal to the patches that the backward pass must draw afresh
+CNN = S.serial(S.Conv(8, (3,), padding="SAME", b_std=0.3), S.Relu(),
+               S.Conv(8, (2,), (2,), "CIRCULAR", W_std=1.3), S.Erf(),
+               S.Conv(6, (2,), padding="SAME", parameterization="standard", b_std=0.2), S.Tanh(),
+               S.GlobalAvgPool(), S.Dense(2, b_std=0.1))
+
+
+def test_conv_exact_equals_dense_in_distribution():
+    M = 3000
+    dense = sample_init(CNN, X_CONV, M, seed=2, method="dense")
+    exact = sample_init(CNN, X_CONV, M, seed=1, method="exact")
+    assert exact.f.shape == dense.f.shape == (M, 3, 2) and exact.pre_grams.shape == (M, 0, 3, 3)
+    p, reject = _two_sample(exact, dense)
+    assert not reject.any(), f"exact vs dense rejected, p = {p}"
+    broken = _sample(CNN, X_CONV, M, 3, 2**31, partial(_exact_stax_chunk, backward="unprojected"),
+                     S.bytes_per_network)
+    p_broken, reject_broken = _two_sample(broken, dense)
+    assert reject_broken.any(), f"unprojected conv sampler not rejected, p = {p_broken}"
+
+
+def test_linear_conv_means_are_the_analytic_kernels():
+    """Linear conv networks (any padding, stride, AvgPool, Flatten): E[f f^T] = K and E[Theta_hat] = Theta
+    at every width (each layer's backward signal is independent of its input).  5 standard errors."""
+    net = S.serial(S.Conv(5, (3,), padding="SAME", b_std=0.3), S.Conv(7, (2,), (2,), "CIRCULAR", W_std=1.3),
+                   S.AvgPool((2,), padding="SAME"), S.Conv(6, (2,), padding="VALID", b_std=0.2), S.Flatten(),
+                   S.Dense(1, b_std=0.1))
+    s, k = sample_init(net, X_CONV, 400, seed=4, method="exact"), output_kernels(net, X_CONV)
+    for draws, target in ((s.ntk, k.ntk), (np.einsum("mi,mj->mij", s.f, s.f), k.nngp)):
+        assert np.all(np.abs(draws.mean(0) - target) < 5 * draws.std(0) / np.sqrt(len(draws)))
+
+
+def test_conv_exact_chunking_and_refusals():
+    whole = sample_init(CNN, X_CONV, 5, seed=7, method="exact")
+    part = sample_init(CNN, X_CONV, 5, seed=7, method="exact", max_bytes=1)
+    np.testing.assert_array_equal(part.ntk, whole.ntk)
+    np.testing.assert_array_equal(part.f, whole.f)
+    resnet = S.serial(S.Dense(4), S.FanOut(2), S.parallel(S.serial(S.Relu(), S.Dense(4)), S.Identity()),
+                      S.FanInSum(), S.Relu(), S.Dense(1))
+    with pytest.raises(ValueError, match=r"method='exact' is not available for a network with FanOut.*skip"):
+        sample_init(resnet, X3, 2, method="exact")

@@ -30,6 +30,38 @@ def test_dense_serial_equals_mlp(spec, X1, X2):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14 * np.abs(b).max())
 
 
+@pytest.mark.parametrize("spec", [
+    MLP(3, (5, 7, 4), "erf", sigma_w=1.3, sigma_b=0.2, parameterization="standard", d_out=2),
+    MLP(2, 6, "relu", sigma_w=1.1, sigma_b=0.3, parameterization="mean_field", output_scale=2.5),
+    MLP(1, 4, "gelu", output_scale=0.5),
+])
+def test_mlp_is_its_stax_network(spec):
+    """An MLP is ``serial(Dense, act, ..., Dense)``: its network gives the same numbers to the bit on
+    every path (kernels, exact and dense sampling), and the spec still compares, hashes and pickles
+    by its fields."""
+    import pickle
+
+    from ntkcheck import sample_init
+
+    net = spec.network()
+    assert net.layers == spec.layers and len(net.layers) == 2 * spec.depth + 1
+    readout = net.layers[-1]
+    assert (readout.out_dim, readout.scale, readout.W_std) == (spec.d_out, spec.output_scale, spec.sigma_w)
+    assert readout.parameterization == ("mean_field" if spec.parameterization == "mean_field"
+                                        else spec.parameterization)
+    X = np.random.default_rng(1).standard_normal((4, 3))
+    for a, b in ((output_kernels(spec, X), output_kernels(net, X)),
+                 (output_kernels(spec, X, X[:2]), output_kernels(net, X, X[:2]))):
+        for name in ("nngp", "ntk", "diag1", "diag2"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    for method in ("exact", "dense"):
+        a, b = sample_init(spec, X, 3, seed=2, method=method), sample_init(net, X, 3, seed=2, method=method)
+        for name in ("f", "ntk", "pre_grams", "post_grams"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    copy = pickle.loads(pickle.dumps(spec))
+    assert copy == spec and hash(copy) == hash(spec) and repr(copy) == repr(spec) and copy.network() == net
+
+
 def test_quadrature_activation_through_stax():
     X = np.random.default_rng(0).standard_normal((4, 3))
     spec = MLP(2, 10, "tanh", sigma_w=1.5, sigma_b=0.1)
@@ -227,7 +259,8 @@ def test_bad_arguments_and_inputs():
     for make, match in ((lambda: S.Conv(3, (2, 2), strides=(1,)), "Conv: strides"),
                         (lambda: S.Conv(3, (2,), padding="FULL"), "Conv: padding"),
                         (lambda: S.Dense(0), "Dense: out_dim"), (lambda: S.Dense(2, W_std=-1), "Dense: W_std"),
-                        (lambda: S.Dense(2, parameterization="mean_field"), "Dense: parameterization"),
+                        (lambda: S.Dense(2, parameterization="muP"), "Dense: parameterization"),
+                            (lambda: S.Conv(2, (2,), parameterization="mean_field"), "Conv: parameterization"),
                         (lambda: S.Activation("swish"), "Activation: unknown activation"),
                         (lambda: S.Gelu(approximate=True), "Gelu"), (lambda: S.serial(S.Dense(1), 3), "serial")):
         with pytest.raises(ValueError, match=match):

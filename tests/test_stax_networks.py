@@ -157,8 +157,8 @@ def test_chunking_and_jobs_do_not_change_the_networks():
 def test_errors():
     X = np.zeros((2, 5, 3))
     net = S.serial(S.Conv(4, (3,)), S.Relu(), S.GlobalAvgPool(), S.Dense(1))
-    with pytest.raises(ValueError, match="not available yet for non-MLP"):
-        sample_init(net, X, 2, method="exact")
+    with pytest.raises(ValueError, match=r"method='exact' is not available for a network with FanOut"):
+        sample_init(S.serial(net.layers[0], S.FanOut(2), S.FanInSum(), *net.layers[1:]), X, 2, method="exact")
     with pytest.raises(ValueError, match=r"Conv\(.*2 spatial axes"):
         sample_init(S.serial(S.Conv(4, (3, 3)), S.GlobalAvgPool(), S.Dense(1)), X, 2, method="dense")
     with pytest.raises(ValueError, match="still has positions"):
