@@ -30,9 +30,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import stax
-from ..networks import MAX_BYTES
+from .. import blas
 from ..moments import readout_kernel
-from ..sampler import sample_init
+from ..sampler import CHUNK_BYTES, sample_init
 from ..spec import MLP
 from . import GridError
 
@@ -147,20 +147,33 @@ def sample(net: MLP | stax.Layer, X: np.ndarray, n_networks: int, seed, method: 
     if not isinstance(last, stax.Dense) or last.out_dim != 1:
         raise ValueError(f"{net!r:.60}: the network must end in Dense(1)")
     body = stax.serial(*net.layers[:-1])
-    per = stax.bytes_per_network(net, X.shape[1:], len(X))
-    step = max(1, min(n_networks, MAX_BYTES // 8 // per))
+    # chunks that stay in the caches, single-threaded BLAS: as sample_init does
+    step = max(1, CHUNK_BYTES // stax.bytes_per_network(net, X.shape[1:], len(X)))
     fs, ntks, reads = [], [], []
-    for start in range(0, n_networks, step):
-        stop = min(n_networks, start + step)
-        params = stax.init_params(net, X.shape[1:], seed, start, stop)
-        z, _ = body.forward(params[:-1], X[None])
-        z = z.reshape(stop - start, len(X), -1)
-        bias = 0.0 if last.b_std is None else last.b_std**2
-        reads.append(last.W_std**2 * np.matmul(z, z.transpose(0, 2, 1)) / z.shape[-1] + bias)
-        if ntk:
-            f, t = stax.outputs_and_ntk(net, params, X)
-            fs.append(f[..., 0])
-            ntks.append(t)
-        else:
-            fs.append(net.layers[-1].forward(params[-1], z.reshape((stop - start, len(X), -1)))[0][..., 0])
+    with blas.single_threaded():
+        for start in range(0, n_networks, step):
+            _chunk(net, body, X, seed, start, min(n_networks, start + step), ntk, fs, ntks, reads)
     return np.concatenate(fs), (np.concatenate(ntks) if ntk else None), np.concatenate(reads)
+
+
+def _chunk(net, body, X, seed, start, stop, ntk, fs, ntks, reads):
+    """Networks ``start .. stop-1``: appends their outputs, NTKs and readout kernels."""
+    last = net.layers[-1]
+    params = stax.init_params(net, X.shape[1:], seed, start, stop)
+    z, _ = body.forward(params[:-1], X[None])
+    z = z.reshape(stop - start, len(X), -1)
+    bias = 0.0 if last.b_std is None else last.b_std**2
+    reads.append(last.W_std**2 * np.matmul(z, z.transpose(0, 2, 1)) / z.shape[-1] + bias)
+    if ntk:
+        f, t = stax.outputs_and_ntk(net, params, X)
+        ntks.append(t)
+    else:
+        f, _ = last.forward(params[-1], z)
+    fs.append(f[..., 0])
+
+
+def stat_name(cell: tuple) -> str:
+    """``"relu,L=2,sigma_b=0.1"`` of a cell (architecture, activation, depth, sigma_b), prefixed
+    by the architecture unless it is the MLP (so the MLP's statistics keep their names)."""
+    arch, act, depth, sigma_b = cell
+    return ("" if arch == "mlp" else f"{arch},") + f"{act},L={depth},sigma_b={sigma_b:g}"
