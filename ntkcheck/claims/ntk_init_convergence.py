@@ -51,7 +51,7 @@ from .initcommon import Z95, check_blocks, check_cells
 FALSE_FAIL_RATE = 1e-3
 FIT_FALSE_FAIL_RATE = 1e-2
 #: the control kernel's factor (grid key ``control_factor``); the dense-sampled architectures
-#: reach widths where the RMS error is ~10 %, not ~1 %, so their plateau needs a larger factor
+#: reach widths where the RMS error is still ~20 %, not ~1 %, so their plateau needs a larger factor
 CONTROL_FACTOR = 1.03
 ARCH_CONTROL_FACTOR = 1.3
 N_BOOT = 20000
