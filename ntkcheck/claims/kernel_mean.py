@@ -77,7 +77,7 @@ GRIDS = {
               "min_networks": 128, "arch_width": [16, 32, 64], "arch_n_networks": 2048, "arch_chunk": 1024},
     "standard": {**_BASE, "width": [2**k for k in range(6, 17)], "parameterization": ["ntk", "standard"],
                  "n_networks": 65536, "chunk": 4096, "min_networks": 256,
-                 "arch_width": [16, 32, 64, 128], "arch_n_networks": 16384, "arch_chunk": 4096},
+                 "arch_width": [16, 32, 64, 128], "arch_n_networks": 8192, "arch_chunk": 4096},
     "full": {**_BASE, "width": [2**k for k in range(6, 17)], "depth": [1, 2, 4],
              "activation": ["relu", "erf", "tanh", "gelu"], "parameterization": ["ntk", "standard"],
              "n_networks": 262144, "chunk": 8192, "min_networks": 2048,

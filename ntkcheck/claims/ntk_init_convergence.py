@@ -65,7 +65,7 @@ GRIDS = {
     "quick": {**_BASE, "depth": [2], "width": [2**k for k in range(6, 14)], "n_networks": 100,
               "arch_width": [16, 32, 64, 128, 256], "arch_n_networks": 100},
     "standard": {**_BASE, "depth": [2], "width": [2**k for k in range(6, 19)], "n_networks": 200,
-                 "block": 5, "arch_width": [2**k for k in range(3, 9)], "arch_n_networks": 200},
+                 "block": 5, "arch_width": [2**k for k in range(4, 10)], "arch_n_networks": 200},
     "full": {**_BASE, "depth": [1, 3, 5], "sigma_b": [0.0, 0.1], "width": [2**k for k in range(6, 19)],
              "n_networks": 400, "dense_max_width": 1024, "arch_width": [2**k for k in range(3, 11)],
              "arch_n_networks": 400, "arch_activation": ["relu", "erf"]},
