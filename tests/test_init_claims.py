@@ -207,7 +207,8 @@ def test_nngp_gaussian_verdict_on_synthetic_kurtosis():
 @pytest.fixture(scope="module")
 def nngp_rows():
     return run_claim("nngp-gaussian", width=[2, 64, 128, 10000], depth=[1], activation=["relu"],
-                     n_networks=200, control_networks=400, fit_min_width=64, test_min_width=10000)
+                     n_networks=200, control_networks=400, fit_min_width=64, test_min_width=10000,
+                     architecture=["mlp"])
 
 
 def test_nngp_gaussian_tiny_run(nngp_rows):
@@ -228,6 +229,35 @@ def test_nngp_gaussian_fails_on_a_kernel_off_by_3_percent(nngp_rows):
     assert v.statistics["large_width_holm_p"] <= 1e-3
 
 
+@pytest.fixture(scope="module")
+def nngp_cnn_rows():
+    """A CNN with global average pooling, with enough networks at width 128 to resolve 3 %."""
+    return run_claim("nngp-gaussian", architecture=["cnn-gap"], arch_width=[2, 4, 64, 128],
+                     arch_n_networks=2000, control_networks=2000)
+
+
+def test_nngp_gaussian_cnn_cell_passes_against_its_own_kernel(nngp_cnn_rows):
+    assert set(nngp_cnn_rows.architecture) == {"cnn-gap"}
+    v = get_claim("nngp-gaussian").verdict(nngp_cnn_rows)
+    assert v.verified, v.summary
+    assert "architectures cnn-gap (both controls rejected in cnn-gap)" in v.summary
+    assert v.statistics["max_rb_covariance_detectable[cnn-gap]"] < 0.05
+
+
+def test_nngp_gaussian_cnn_cell_fails_on_a_kernel_off_by_3_percent(nngp_cnn_rows):
+    bad = nngp_cnn_rows.copy()
+    hit = bad.quantity == "kernel_dev"
+    bad.loc[hit, "value"] -= 0.03 * bad.loc[hit, "kernel_rel"]
+    v = get_claim("nngp-gaussian").verdict(bad)
+    assert not v.passed, v.summary
+
+
+def test_nngp_gaussian_results_without_architecture_are_mlp(nngp_rows):
+    v = get_claim("nngp-gaussian").verdict(nngp_rows.drop(columns="architecture"))
+    assert "architectures mlp" in v.summary
+    assert v.summary == get_claim("nngp-gaussian").verdict(nngp_rows).summary
+
+
 def test_nngp_gaussian_grid_checks():
     claim = get_claim("nngp-gaussian")
     with pytest.raises(GridError):
@@ -236,6 +266,11 @@ def test_nngp_gaussian_grid_checks():
         claim.check(claim.grid("quick", {"width": [64, 16384]}))       # no control width
     with pytest.raises(GridError):
         claim.check(claim.grid("quick", {"n_networks": 190}))           # not a multiple of block
+    with pytest.raises(GridError) as err:
+        claim.check(claim.grid("quick", {"architecture": ["mlp", "transformer"]}))
+    assert err.value.key == "architecture"
+    with pytest.raises(GridError):
+        claim.check(claim.grid("quick", {"arch_width": [2, 64]}))        # no CNN width >= test_min_width
 
 
 # --- ntk-init-convergence ----------------------------------------------------------------------
@@ -243,7 +278,7 @@ def test_nngp_gaussian_grid_checks():
 @pytest.fixture(scope="module")
 def conv_rows():
     return run_claim("ntk-init-convergence", width=[64, 256, 1024, 4096], activation=["erf"],
-                     n_networks=80, dense_max_width=64)
+                     n_networks=80, dense_max_width=64, architecture=["mlp"])
 
 
 def test_ntk_init_convergence_tiny_run(conv_rows):
@@ -258,6 +293,27 @@ def test_ntk_init_convergence_fails_without_convergence(conv_rows):
     flat = conv_rows.copy()
     hit = flat.quantity == "e2"
     flat.loc[hit, "value"] *= flat.loc[hit, "width"] / 64
+    assert not get_claim("ntk-init-convergence").verdict(flat).passed
+
+
+@pytest.fixture(scope="module")
+def conv_arch_rows():
+    return run_claim("ntk-init-convergence", architecture=["cnn-gap", "cnn-flatten", "resnet"])
+
+
+def test_ntk_init_convergence_architecture_cells(conv_arch_rows):
+    """The quick CNN and residual cells: dense sampler only, pass, their x1.3 control rejected."""
+    assert set(conv_arch_rows.method) == {"dense"}
+    v = get_claim("ntk-init-convergence").verdict(conv_arch_rows)
+    assert v.verified, v.summary
+    assert "(control rejected in cnn-gap, cnn-flatten, resnet)" in v.summary
+    assert v.statistics["n_dense_tests"] == 0
+
+
+def test_ntk_init_convergence_architecture_cells_fail_without_convergence(conv_arch_rows):
+    flat = conv_arch_rows.copy()
+    hit = (flat.quantity == "e2") & (flat.architecture == "cnn-gap")
+    flat.loc[hit, "value"] *= flat.loc[hit, "width"] / 16
     assert not get_claim("ntk-init-convergence").verdict(flat).passed
 
 

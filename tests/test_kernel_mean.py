@@ -13,11 +13,15 @@ from ntkcheck.spec import MLP
 from ntkcheck.stats import mean_test
 from ntkcheck.studies import make_study
 
+from test_init_claims import run_claim
+
 
 def test_standard_grid_has_equal_cost_widths_and_equal_chunks():
     grid = CLAIM.grid("standard")
-    pairs = split(grid)
-    assert len({k for k, _ in pairs}) == len(pairs) == 2 * 2 * 11 * 16
+    every = split(grid)
+    assert len({k for k, _ in every}) == len(every)
+    pairs = [(k, p) for k, p in every if p["architecture"] == "mlp"]
+    assert len(pairs) == 2 * 2 * 11 * 16 and all(not k.startswith("architecture") for k, _ in pairs)
     per_width = {n: sum(p["n_networks"] for _, p in pairs if p["width"] == n) // 4 for n in grid["width"]}
     assert per_width[64] == per_width[256] == 65536 and per_width[65536] == 256
     assert all(per_width[n] * n == 2**24 for n in grid["width"] if n >= 256)
@@ -44,12 +48,41 @@ def test_readout_kernel_is_the_conditional_second_moment():
 
 
 def test_small_run_passes_and_both_kernels_reject_the_control(tmp_path):
-    grid = {"width": [64, 256, 1024], "activation": ["relu"], "n_networks": 8192, "chunk": 1024}
+    grid = {"width": [64, 256, 1024], "activation": ["relu"], "n_networks": 8192, "chunk": 1024,
+            "architecture": ["mlp"]}
     v = run_study(make_study("quick", claims=["kernel-mean"], out=tmp_path, overrides={"kernel-mean": grid}),
                   jobs=1).verdicts["kernel-mean"]
     assert v.passed and v.negative_control_rejected
     assert v.statistics["control_holm_p_nngp"] <= 0.01 and v.statistics["control_holm_p_ntk"] <= 0.01
     assert v.statistics["detectable_nngp"] < 0.03 and v.statistics["detectable_ntk"] < 0.03
+
+
+@pytest.fixture(scope="module")
+def cnn_rows():
+    """A CNN with global average pooling, with enough networks to resolve a 3 % error."""
+    return run_claim("kernel-mean", architecture=["cnn-gap"], arch_n_networks=4096)
+
+
+def test_cnn_cell_passes_against_its_own_kernels(cnn_rows):
+    assert set(cnn_rows.architecture) == {"cnn-gap"}
+    v = CLAIM.verdict(cnn_rows)
+    assert v.verified, v.summary
+    assert v.statistics["control_rejected[cnn-gap]"]
+    assert "architectures cnn-gap (control rejected in cnn-gap)" in v.summary
+
+
+@pytest.mark.parametrize("quantity", ["nngp", "ntk"])
+def test_cnn_cell_fails_on_a_kernel_off_by_3_percent(cnn_rows, quantity):
+    bad = cnn_rows.copy()
+    hit = bad.quantity == quantity
+    bad.loc[hit, "target"] *= 1.03
+    v = CLAIM.verdict(bad)
+    assert not v.passed, v.summary
+
+
+def test_results_without_architecture_are_mlp(cnn_rows):
+    old = cnn_rows.drop(columns="architecture")
+    assert "architectures mlp" in CLAIM.verdict(old).summary
 
 
 def test_report_prints_the_stated_levels():

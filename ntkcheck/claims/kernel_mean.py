@@ -34,7 +34,18 @@ and the exponent of ``|d_n| ~ C n^p`` (theory -1) by :func:`ntkcheck.stats.power
 (``|d_n| > 2 s_n`` at every width from the smallest on, at least three).
 
 Inputs: ``n_inputs`` fixed points in ``R^{d_in}`` drawn once from ``N(0, I)`` with seed 0
-(part of the claim's definition, the same for every task).
+(part of the claim's definition, the same for every task); 1-D signals of 4 positions x
+``d_in`` channels for the CNNs.
+
+Architectures (universality: the Tensor Programs master theorem, Yang 2019, arXiv:1902.04760
+and Yang 2020, arXiv:2006.14548, Thm 7.2; CNN-GP, Novak et al. 2019, sec. 2; CNTK, Arora et al.
+2019, sec. 4): besides the MLP, cells of a CNN with global average pooling, a CNN with Flatten
+and a residual network (:mod:`ntkcheck.claims.architectures`), each against its own analytic
+kernels (:func:`ntkcheck.output_kernels`), with the same fits.  Their networks have real
+weights (``architectures.METHOD``) and the NNGP sample is the readout kernel of the readout's
+input features; they take their own sweep from the grid's ``arch_*`` keys.  The negative
+control is reported per architecture (``control_rejected[<architecture>]``) besides the
+pooled families of the verdict.
 """
 from __future__ import annotations
 
@@ -43,12 +54,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..kernels import ntk_kernel, nngp_kernel
-from ..moments import readout_kernel
-from ..sampler import sample_init
-from ..spec import MLP
+from ..kernels import output_kernels
 from ..stats import holm, intercept_test, power_law_fit
 from . import Claim, Convergence, GridError, Task, Verdict, grid_cells, pool, split_cells
+from . import architectures
 from .initcommon import Z95
 
 FALSE_FAIL_RATE = 0.01
@@ -56,30 +65,30 @@ FALSE_PASS_RATE = 1e-3
 CONTROL_FACTOR = 1.03
 #: confidence level of the descriptive exponent intervals of the convergence figure
 FIT_LEVEL = 0.95
-CELL = ["activation", "depth", "parameterization", "sigma_w", "sigma_b"]
+CELL = ["architecture", "activation", "depth", "parameterization", "sigma_w", "sigma_b"]
 QUANTITIES = {"nngp": r"$\mathbb{E}[f(x) f(x')]$ vs $K$", "ntk": r"$\mathbb{E}[\hat\Theta(x, x')]$ vs $\Theta$"}
 
 _BASE = {"depth": [2], "activation": ["relu", "erf"], "parameterization": ["ntk"],
-         "sigma_w": 1.5, "sigma_b": 0.1, "n_inputs": 3, "d_in": 4, "cost_width": 256}
+         "sigma_w": 1.5, "sigma_b": 0.1, "n_inputs": 3, "d_in": 4, "cost_width": 256,
+         "architecture": list(architectures.ARCHITECTURES), "arch_activation": ["relu"], "arch_depth": [2],
+         "arch_parameterization": ["ntk"]}
 GRIDS = {
     "quick": {**_BASE, "width": [2**k for k in (6, 8, 10, 12, 14)], "n_networks": 8192, "chunk": 1024,
-              "min_networks": 128},
+              "min_networks": 128, "arch_width": [16, 32, 64], "arch_n_networks": 2048, "arch_chunk": 1024},
     "standard": {**_BASE, "width": [2**k for k in range(6, 17)], "parameterization": ["ntk", "standard"],
-                 "n_networks": 65536, "chunk": 4096, "min_networks": 256},
+                 "n_networks": 65536, "chunk": 4096, "min_networks": 256,
+                 "arch_width": [16, 32, 64, 128], "arch_n_networks": 8192, "arch_chunk": 4096},
     "full": {**_BASE, "width": [2**k for k in range(6, 17)], "depth": [1, 2, 4],
              "activation": ["relu", "erf", "tanh", "gelu"], "parameterization": ["ntk", "standard"],
-             "n_networks": 262144, "chunk": 8192, "min_networks": 2048},
+             "n_networks": 262144, "chunk": 8192, "min_networks": 2048,
+             "arch_width": [2**k for k in range(4, 11)], "arch_n_networks": 65536, "arch_chunk": 8192,
+             "arch_activation": ["relu", "erf"]},
 }
 
 
 def inputs(n_inputs: int, d_in: int) -> np.ndarray:
-    """The claim's fixed inputs: ``N(0, I)`` rows from seed 0."""
-    return np.random.default_rng(0).standard_normal((n_inputs, d_in))
-
-
-def _spec(p: dict) -> MLP:
-    return MLP(depth=p["depth"], width=p["width"], activation=p["activation"], sigma_w=p["sigma_w"],
-               sigma_b=p["sigma_b"], parameterization=p["parameterization"])
+    """The claim's fixed inputs of the MLP: ``N(0, I)`` rows from seed 0."""
+    return architectures.inputs("mlp", n_inputs, d_in)
 
 
 def chunk_size(grid: dict, width: int) -> int:
@@ -91,15 +100,25 @@ def chunk_size(grid: dict, width: int) -> int:
 
 
 def split(grid: dict) -> list[tuple[str, dict]]:
-    """``n_networks / chunk`` equal chunks per cell and width, of :func:`chunk_size` networks."""
+    """``n_networks / chunk`` equal chunks per cell and width, of :func:`chunk_size` networks,
+    per architecture (its own sweep, :func:`ntkcheck.claims.architectures.expand`)."""
+    return architectures.split(grid, _split_one)
+
+
+def _split_one(grid: dict) -> list[tuple[str, dict]]:
     n_chunks = grid["n_networks"] // grid["chunk"]
     return [pair for n in grid["width"] for pair in split_cells(
         {**grid, "width": [n], "n_networks": n_chunks * chunk_size(grid, n), "chunk": chunk_size(grid, n)})]
 
 
 def check(grid: dict) -> None:
-    """Every cell must make a valid network; the bias fit needs two widths; chunks must be
-    equal (bootstrap units) and hold >= 2 networks (each reports a standard error)."""
+    """Every cell (of every architecture) must make a valid network; the bias fit needs two
+    widths; chunks must be equal (bootstrap units) and hold >= 2 networks (each reports a
+    standard error)."""
+    architectures.check(grid, _check_one)
+
+
+def _check_one(grid: dict) -> None:
     if len(set(grid["width"])) < 2:
         raise GridError("width", "needs at least two distinct widths (the 1/n bias is fitted across widths)")
     if grid["chunk"] < 2:
@@ -113,7 +132,7 @@ def check(grid: dict) -> None:
         if chunk_size(grid, cell["width"]) < 2:
             raise GridError("min_networks", f"leaves < 2 networks per chunk at width {cell['width']}")
         try:
-            _spec(cell)
+            architectures.network(cell)
         except ValueError as err:
             key = next((k for k in ("activation", "parameterization", "depth", "width") if k in str(err)), "activation")
             raise GridError(key, str(err)) from None
@@ -123,20 +142,22 @@ def run_task(task: Task) -> list[dict]:
     """Chunk means and standard errors of the readout kernel E[f(x_i) f(x_j) | hidden] and
     of Theta_hat(x_i, x_j), i <= j, with the analytic kernels as ``target``."""
     p = task.params
-    spec = _spec(p)
-    X = inputs(p["n_inputs"], p["d_in"])
-    sample = sample_init(spec, X, p["n_networks"], seed=task.seed, method="exact")
-    samples = {"nngp": readout_kernel(spec, sample.post_grams), "ntk": sample.ntk}
-    targets = {"nngp": nngp_kernel(spec, X), "ntk": ntk_kernel(spec, X)}
+    arch = p.get("architecture", "mlp")
+    net = architectures.network(p)
+    X = architectures.cell_inputs(p)
+    _, ntk, readout = architectures.sample(net, X, p["n_networks"], task.seed, architectures.METHOD[arch])
+    samples = {"nngp": readout, "ntk": ntk}
+    exact = output_kernels(net, X)
+    targets = {"nngp": exact.nngp, "ntk": exact.ntk}
     rows = []
-    m = sample.n_networks
+    m = len(ntk)
     for q in QUANTITIES:
         mean = samples[q].mean(axis=0)
         se = samples[q].std(axis=0, ddof=1) / math.sqrt(m)
         for i, j in zip(*np.triu_indices(len(X))):
             rows.append({"quantity": q, "i": int(i), "j": int(j), "value": mean[i, j],
                          "stderr": se[i, j], "target": targets[q][i, j]})
-    return rows
+    return architectures.with_architecture(rows, p)
 
 
 def _entries(df) -> list[dict]:
@@ -161,12 +182,13 @@ def _entries(df) -> list[dict]:
 
 
 def verdict(df) -> Verdict:
-    entries = _entries(df)
+    entries = _entries(architectures.fill(df))
     m = len(entries)
     alpha = FALSE_FAIL_RATE / m        # Bonferroni level: each test's detectable holds under Holm
     tests, controls = [], []
     for e in entries:
-        name = f"{e['quantity']} ({e['i']},{e['j']}) {e['activation']} L={e['depth']} {e['parameterization']}"
+        name = (f"{e['quantity']} ({e['i']},{e['j']}) {e['architecture']} {e['activation']} L={e['depth']} "
+                f"{e['parameterization']}")
         e["d"] = (e["value"] - e["target"]) / e["scale"]
         e["control_d"] = (e["value"] - CONTROL_FACTOR * e["target"]) / e["scale"]
         tests.append(intercept_test(e["widths"], e["d"], e["se"], alpha, FALSE_PASS_RATE, name=name))
@@ -178,6 +200,10 @@ def verdict(df) -> Verdict:
                         for q, ks in by_q.items() if ks}
     passed = family.passed
     control = bool(control_families) and all(not f.passed for f in control_families.values())
+    archs = sorted({e["architecture"] for e in entries}, key=_arch_order)
+    # per architecture, the control must be rejected by some entry (Holm over its entries)
+    arch_control = {a: not holm([c for e, c in zip(entries, controls) if e["architecture"] == a],
+                                FALSE_FAIL_RATE, name=f"control {a}").passed for a in archs}
     z = np.array([t.statistic for t in tests])
     zc = np.array([t.statistic for t in controls])
     detect = {q: max(tests[k].detectable for k in ks) for q, ks in by_q.items() if ks}
@@ -187,14 +213,19 @@ def verdict(df) -> Verdict:
              "min_fit_gof_p": float(min(gof)) if gof else math.nan,
              **{f"detectable_{q}": v for q, v in detect.items()},
              **{f"control_max_abs_z_{q}": float(np.abs(zc[ks]).max()) for q, ks in by_q.items() if ks},
-             **{f"control_holm_p_{q}": f.pvalue for q, f in control_families.items()}}
+             **{f"control_holm_p_{q}": f.pvalue for q, f in control_families.items()},
+             **{f"control_rejected[{a}]": r for a, r in arch_control.items()},
+             **{f"max_abs_z[{a}]": float(np.abs([t.statistic for e, t in zip(entries, tests)
+                                                  if e["architecture"] == a]).max()) for a in archs}}
     detect_text = ", ".join(f"{v:.2g} ({q.upper()})" for q, v in detect.items())
     summary = (f"{'pass' if passed else 'FAIL'}: max |z| = {stats['max_abs_z']:.2f} over {m} kernel entries "
                f"(Holm p = {family.pvalue:.3g}, false-fail rate {FALSE_FAIL_RATE}); detects a relative error "
                f"|a| >= {detect_text}; x{CONTROL_FACTOR} control "
                + " and ".join(f"{'rejected' if not f.passed else 'NOT rejected'} by the {q.upper()} "
                               f"(max |z| = {stats[f'control_max_abs_z_{q}']:.1f})"
-                              for q, f in control_families.items()))
+                              for q, f in control_families.items())
+               + f"; architectures {', '.join(archs)} (control rejected in "
+               + (", ".join(a for a in archs if arch_control[a]) or "none") + ")")
     holm_p = family.details["holm_pvalues"]
     table = pd.DataFrame([{**{k: e[k] for k in CELL + ["quantity", "i", "j"]},
                            "intercept a": t.details["a"], "se(a)": t.details["se_a"], "z": t.statistic,
@@ -209,6 +240,11 @@ def verdict(df) -> Verdict:
         negative_control=(f"the analytic kernels x {CONTROL_FACTOR} (a relative error of "
                           f"{CONTROL_FACTOR - 1:.2g} on the diagonal) must be rejected by the NNGP and by the NTK tests"),
         negative_control_rejected=control, convergence=tuple(_convergence(entries, tests)), table=table)
+
+
+def _arch_order(name: str) -> int:
+    return architectures.ARCHITECTURES.index(name) if name in architectures.ARCHITECTURES else len(
+        architectures.ARCHITECTURES)
 
 
 def _convergence(entries, tests) -> list[Convergence]:
@@ -229,7 +265,7 @@ def _convergence(entries, tests) -> list[Convergence]:
                        log_prefactor=res.details["log_prefactor"])
         cell = dict(zip(CELL + ["quantity"], key))
         label = (f"{cell['quantity']} ({QUANTITIES[cell['quantity']]}), entry ({e['i']},{e['j']}): "
-                 f"{cell['activation']}, L={cell['depth']}, {cell['parameterization']}")
+                 f"{cell['architecture']}, {cell['activation']}, L={cell['depth']}, {cell['parameterization']}")
         out.append(Convergence(
             label=label, x=tuple(x), y=tuple(d), lo=tuple(np.maximum(d - Z95 * se, 0.0)),
             hi=tuple(d + Z95 * se), theory_exponent=-1.0, floor=tuple(Z95 * se),
@@ -242,6 +278,7 @@ CLAIM = Claim(
     title="Sample means of f(x)f(x') and Theta_hat equal the analytic NNGP/NTK up to O(1/width)",
     statement=("Over random initializations, E[f(x)f(x')] and E[Theta_hat(x,x')] equal the "
                "analytic NNGP K and NTK Theta plus a finite-width bias of order 1/width."),
-    sources=("Neal 1994", "Lee et al. 2018, eq. 4", "Jacot et al. 2018, Thm 1, Prop. 1"),
+    sources=("Neal 1994", "Lee et al. 2018, eq. 4", "Jacot et al. 2018, Thm 1, Prop. 1",
+             "Yang 2019-2020, Tensor Programs I-II", "Novak et al. 2019", "Arora et al. 2019"),
     grids=GRIDS, run_task=run_task, verdict=verdict, split=split, check=check,
 )

@@ -42,35 +42,40 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as student
 
-from ..kernels import nngp_kernel
-from ..moments import block_array, block_rows, log_ratio, readout_kernel, readout_variance
-from ..sampler import sample_init
+from ..kernels import output_kernels
+from ..moments import block_array, block_rows, log_ratio
 from ..seeding import child
 from ..stats import TestResult, covariance_test, gaussianity_test, holm, kernel_entries, power_law_fit
 from . import Claim, Convergence, GridError, Task, Verdict, grid_cells, pool, task_key
-from .initcommon import Z95, cell_spec, check_blocks, check_cells
-from .kernel_mean import inputs
+from . import architectures
+from .initcommon import Z95, check_blocks, check_cells
 
 FALSE_FAIL_RATE = 1e-3
 FIT_FALSE_FAIL_RATE = 1e-2
 N_BOOT = 20000
-CELL = ["activation", "depth", "sigma_b"]
+CELL = ["architecture", "activation", "depth", "sigma_b"]
 TESTS = ("gaussianity", "covariance", "covariance_control")
 
 _BASE = {"activation": ["relu", "erf", "tanh"], "sigma_w": 1.5, "n_inputs": 3, "d_in": 4,
          "block": 20, "fit_min_width": 32, "test_min_width": 10000, "control_max_width": 4,
-         "control_networks": 2000, "control_sigma_w_factor": 1.5}
+         "control_networks": 2000, "control_sigma_w_factor": 1.5,
+         "architecture": list(architectures.ARCHITECTURES), "arch_activation": ["relu"], "arch_depth": [2]}
 GRIDS = {
     "quick": {**_BASE, "depth": [2], "sigma_b": [0.2], "width": [2**k for k in range(1, 15)],
-              "n_networks": 200},
+              "n_networks": 200, "arch_width": [2, 4, 64, 128], "arch_test_min_width": 128},
     "standard": {**_BASE, "depth": [1, 3], "sigma_b": [0.2], "width": [2**k for k in range(1, 17)],
-                 "n_networks": 400},
+                 "n_networks": 400, "arch_width": [2, 4, 64, 128, 256, 512], "arch_test_min_width": 512},
     "full": {**_BASE, "depth": [1, 3, 5], "sigma_b": [0.0, 0.2], "width": [2**k for k in range(1, 17)],
-             "n_networks": 4000},
+             "n_networks": 4000, "arch_width": [2**k for k in range(1, 12)], "arch_test_min_width": 1024,
+             "arch_activation": ["relu", "erf"]},
 }
 
 
 def check(grid: dict) -> None:
+    architectures.check(grid, _check_one)
+
+
+def _check_one(grid: dict) -> None:
     check_blocks(grid, "n_networks", "control_networks")
     if grid["n_networks"] < 10:
         raise GridError("n_networks", "the Gaussianity test needs >= 10 networks")
@@ -88,8 +93,12 @@ def check(grid: dict) -> None:
 def split(grid: dict) -> list[tuple[str, dict]]:
     """One task per cell x width with all its networks (the tests need them together);
     ``control_networks`` networks at the control widths (cheap there, and the power to
-    reject a kurtosis of ~0.5, erf at n = 4, needs them)."""
-    return [(task_key({k: cell[k] for k in CELL + ["width"]}),
+    reject a kurtosis of ~0.5, erf at n = 4, needs them); per architecture."""
+    return architectures.split(grid, _split_one)
+
+
+def _split_one(grid: dict) -> list[tuple[str, dict]]:
+    return [(task_key({k: cell[k] for k in CELL[1:] + ["width"]}),
              {**cell, "n_networks": grid["control_networks"] if cell["width"] <= grid["control_max_width"]
               else grid["n_networks"]}) for cell in grid_cells(grid)]
 
@@ -98,31 +107,32 @@ def run_task(task: Task) -> list[dict]:
     """Per-block means of G/K_ii and (G/K_ii)^2 for each input; pooled f^2/K_ii, f^4/K_ii^2;
     at the test widths the p-values of the Gaussianity and covariance tests."""
     p = task.params
-    spec = cell_spec(p)
-    X = inputs(p["n_inputs"], p["d_in"])
-    K = nngp_kernel(spec, X)
-    sample = sample_init(spec, X, p["n_networks"], seed=child(task.seed, 0))
-    G = readout_variance(spec, sample.post_grams) / np.diag(K)
-    f2 = sample.f**2 / np.diag(K)
+    net = architectures.network(p)
+    X = architectures.cell_inputs(p)
+    K = output_kernels(net, X).nngp
+    f, _, readout = architectures.sample(net, X, p["n_networks"], child(task.seed, 0),
+                                         architectures.METHOD[p.get("architecture", "mlp")], ntk=False)
+    G = np.einsum("mii->mi", readout) / np.diag(K)
+    f2 = f**2 / np.diag(K)
     rows = block_rows({"G": G, "G^2": G**2}, p["block"])
     rows += block_rows({"f^2": f2, "f^4": f2**2}, p["n_networks"])
     n = p["width"]
     if n >= p["test_min_width"] or n <= p["control_max_width"]:
-        wrong = nngp_kernel(cell_spec(p, p["control_sigma_w_factor"]), X)
-        results = {"gaussianity": gaussianity_test(sample.f, K, seed=child(task.seed, 1),
+        wrong = output_kernels(architectures.network(p, p["control_sigma_w_factor"]), X).nngp
+        results = {"gaussianity": gaussianity_test(f, K, seed=child(task.seed, 1),
                                                    false_fail_rate=FALSE_FAIL_RATE),
-                   "covariance": covariance_test(sample.f, K, false_fail_rate=FALSE_FAIL_RATE),
-                   "covariance_control": covariance_test(sample.f, wrong, false_fail_rate=FALSE_FAIL_RATE)}
+                   "covariance": covariance_test(f, K, false_fail_rate=FALSE_FAIL_RATE),
+                   "covariance_control": covariance_test(f, wrong, false_fail_rate=FALSE_FAIL_RATE)}
         role = "claim" if n >= p["test_min_width"] else "control"
         rows += [{"quantity": name, "value": r.pvalue, "statistic": r.statistic, "detectable": r.detectable,
                   "role": role} for name, r in results.items()]
         if role == "claim":
-            draws, target, _, (i, j) = kernel_entries(readout_kernel(spec, sample.post_grams), K)
+            draws, target, _, (i, j) = kernel_entries(readout, K)
             scale = np.sqrt(K[i, i] * K[j, j])
             for r in block_rows({"kernel_dev": (draws - target) / scale}, p["block"]):
                 rows.append({**r, "kernel_rel": float(target[r["i"]] / scale[r["i"]]), "role": role})
     in_fit = n >= p["fit_min_width"] * p["depth"]
-    return [{**r, "in_fit": in_fit} for r in rows]
+    return architectures.with_architecture([{**r, "in_fit": in_fit} for r in rows], p)
 
 
 def _kurtosis(batch: np.ndarray) -> np.ndarray:
@@ -161,7 +171,7 @@ def _rb_covariance(df) -> pd.DataFrame:
 
 
 def verdict(df) -> Verdict:
-    df = df.assign(i=df["i"].fillna(-1).astype(int))
+    df = architectures.fill(df).assign(i=df["i"].fillna(-1).astype(int))
     tests = df[df.quantity.isin(TESTS)]
     cells = list(df.groupby(CELL, sort=True))
     alpha_fit = FIT_FALSE_FAIL_RATE / len(cells)
@@ -179,7 +189,7 @@ def verdict(df) -> Verdict:
         y = np.array([kurt[n]["kurtosis"] for n in widths])
         se = np.array([kurt[n]["se"] for n in widths])
         series.append(Convergence(
-            label=f"excess kurtosis of $f(x)$: {cell['activation']}, $L$={cell['depth']}, $\\sigma_b$={cell['sigma_b']:g}",
+            label=f"excess kurtosis of $f(x)$: {cell['architecture']}, {cell['activation']}, $L$={cell['depth']}, $\\sigma_b$={cell['sigma_b']:g}",
             x=tuple(widths), y=tuple(y), lo=tuple(np.maximum(y - Z95 * se, 0.0)), hi=tuple(y + Z95 * se),
             theory_exponent=-1.0, exponent=res.exponent, exponent_lo=res.ci_low, exponent_hi=res.ci_high,
             log_prefactor=res.details["log_prefactor"], fitted=tuple(bool(b) for b in fitted),
@@ -193,10 +203,10 @@ def verdict(df) -> Verdict:
     large, small = tests[tests.role == "claim"], tests[tests.role == "control"]
     big_claim = large[large.quantity.isin(["gaussianity", "covariance"])]
     rb = _rb_covariance(df)
-    members = [TestResult(name=f"{r.quantity} {r.activation} L={r.depth} n={r.width}", statistic=r.statistic,
+    members = [TestResult(name=f"{r.quantity} {r.architecture} {r.activation} L={r.depth} n={r.width}", statistic=r.statistic,
                           pvalue=r.value, passed=r.value > FALSE_FAIL_RATE, false_fail_rate=FALSE_FAIL_RATE,
                           detectable=r.detectable, n_samples=int(r.n_networks)) for r in big_claim.itertuples()]
-    members += [TestResult(name=f"readout-kernel covariance {r.activation} L={r.depth} n={r.width} entry {r.i}",
+    members += [TestResult(name=f"readout-kernel covariance {r.architecture} {r.activation} L={r.depth} n={r.width} entry {r.i}",
                            statistic=r.t, pvalue=r.p, passed=r.p > FALSE_FAIL_RATE, false_fail_rate=FALSE_FAIL_RATE,
                            detectable=None, n_samples=int(r.n_networks)) for r in rb.itertuples()]
     family = holm(members, FALSE_FAIL_RATE, name="large-width tests")
@@ -208,7 +218,11 @@ def verdict(df) -> Verdict:
     control_small = bool(len(gauss_small)) and bool((gauss_small.value <= FALSE_FAIL_RATE).all())
     control_cov = bool(len(cov_ctrl)) and bool((cov_ctrl.value <= FALSE_FAIL_RATE).all())
     passed = bool(all(f.passed for f in fits.values()) and family.passed)
-    stats = {**{f"exponent[{a},L={L},sigma_b={s:g}]": f.exponent for (a, L, s), f in fits.items()},
+    archs = sorted({k[0] for k in fits}, key=architectures.ARCHITECTURES.index)
+    arch_control = {a: bool(((gauss_small.architecture == a) & (gauss_small.value <= FALSE_FAIL_RATE)).any()
+                            and ((cov_ctrl.architecture == a) & (cov_ctrl.value <= FALSE_FAIL_RATE)).any())
+                    for a in archs}
+    stats = {**{f"exponent[{architectures.stat_name(k)}]": f.exponent for k, f in fits.items()},
              "exponent_ci_min": min(f.ci_low for f in fits.values()),
              "exponent_ci_max": max(f.ci_high for f in fits.values()),
              "fit_level": 1 - alpha_fit,
@@ -220,14 +234,19 @@ def verdict(df) -> Verdict:
              "max_rb_covariance_abs_t": float(rb.t.abs().max()) if len(rb) else math.nan,
              "control_max_width": int(small.width.max()),
              "control_gaussianity_max_p": float(gauss_small.value.max()),
-             "control_covariance_max_p": float(cov_ctrl.value.max())}
+             "control_covariance_max_p": float(cov_ctrl.value.max()),
+             **{f"min_large_width[{a}]": int(large[large.architecture == a].width.min()) for a in archs},
+             **{f"max_rb_covariance_detectable[{a}]": float(rb_detect[(rb.architecture == a).to_numpy()].max())
+                for a in archs if (rb.architecture == a).any()}}
     summary = (f"{'pass' if passed else 'FAIL'}: kurtosis exponents "
                + ", ".join(f"{f.exponent:.3f} [{f.ci_low:.3f}, {f.ci_high:.3f}]" for f in fits.values())
                + f" ({100 * (1 - alpha_fit):.4g}% bootstrap intervals; claim -1); {len(members)} Gaussianity/covariance tests at width >= "
                f"{stats['min_large_width']}: Holm p = {family.pvalue:.3g}; controls: Gaussianity at width <= "
                f"{stats['control_max_width']} {'rejected' if control_small else 'NOT rejected'} "
                f"(max p = {stats['control_gaussianity_max_p']:.2g}), wrong-sigma_w kernel "
-               f"{'rejected' if control_cov else 'NOT rejected'} (max p = {stats['control_covariance_max_p']:.2g})")
+               f"{'rejected' if control_cov else 'NOT rejected'} (max p = {stats['control_covariance_max_p']:.2g}); "
+               f"architectures {', '.join(archs)} (both controls rejected in "
+               + (", ".join(a for a in archs if arch_control[a]) or "none") + ")")
     return Verdict(
         claim="nngp-gaussian", passed=passed, summary=summary, statistics=stats,
         false_fail_rate=FIT_FALSE_FAIL_RATE + FALSE_FAIL_RATE,
@@ -247,6 +266,7 @@ CLAIM = Claim(
     title="Outputs of wide random networks are Gaussian N(0, K); excess kurtosis falls like 1/width",
     statement=("f(X) of a random network on fixed inputs converges in law to N(0, K^{L+1}(X, X)); its excess "
                "kurtosis (the fourth cumulant) is O(L/n), so it falls with exponent -1 in the width."),
-    sources=("Neal 1994", "Lee et al. 2018", "Matthews et al. 2018"),
+    sources=("Neal 1994", "Lee et al. 2018", "Matthews et al. 2018", "Yang 2019-2020, Tensor Programs I-II",
+             "Novak et al. 2019", "Garriga-Alonso et al. 2019"),
     grids=GRIDS, run_task=run_task, verdict=verdict, split=split, check=check,
 )

@@ -1,0 +1,179 @@
+"""Architectures of the claims' grid cells: a name, a builder and the inputs of that name.
+
+The infinite-width limits are not MLP-specific: a random network of any architecture
+built from dense, convolutional, pooling and residual layers converges to a Gaussian
+process with an analytic NNGP and NTK (the Tensor Programs master theorem, Yang 2019,
+"Tensor Programs I", arXiv:1902.04760, and Yang 2020, "Tensor Programs II",
+arXiv:2006.14548; for CNNs Novak et al. 2019, "Bayesian deep convolutional networks with
+many channels are Gaussian processes", and the CNTK of Arora et al. 2019, "On exact
+computation with an infinitely wide neural net", sec. 4).  The claims at initialization
+test that universality with cells of these architectures:
+
+``"mlp"``
+    :class:`ntkcheck.MLP` on inputs (N, d_in).
+``"cnn-gap"``
+    ``depth`` x [Conv(width, (filter,), SAME), phi], GlobalAvgPool, Dense(1) on 1-D inputs
+    (N, positions, channels).
+``"cnn-flatten"``
+    the same with Flatten instead of the pooling (the readout sees every position).
+``"resnet"``
+    Dense(width), then ``depth - 1`` residual blocks FanOut(2), parallel(Identity,
+    serial(phi, Dense(width))), FanInSum, then phi, Dense(1), on inputs (N, d_in).
+
+In every architecture ``depth`` is the number of hidden affine layers
+(:func:`ntkcheck.stax.depth`) and each affine layer has ``W_std = sigma_w``, ``b_std =
+sigma_b``.  A grid names them with the list ``"architecture"``; the non-MLP cells take their
+own, smaller sweep from the ``arch_*`` keys (:func:`expand`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import stax
+from .. import blas
+from ..moments import readout_kernel
+from ..sampler import CHUNK_BYTES, sample_init
+from ..spec import MLP
+from . import GridError
+
+ARCHITECTURES = ("mlp", "cnn-gap", "cnn-flatten", "resnet")
+#: Sampler of each architecture; the MLP has the exact conditional sampler, the others
+#: real (dense) weights until the exact sampler covers them.
+METHOD = {"mlp": "exact", "cnn-gap": "dense", "cnn-flatten": "dense", "resnet": "dense"}
+#: Prefix of the grid keys of the non-MLP cells: ``arch_<key>`` replaces ``<key>`` in them.
+PREFIX = "arch_"
+
+
+def build(architecture: str, activation: str, depth: int, width: int, sigma_w: float, sigma_b: float,
+          parameterization: str = "ntk") -> MLP | stax.Layer:
+    """The network of an architecture (module docstring); a ValueError names an unknown one."""
+    if architecture == "mlp":
+        return MLP(depth=depth, width=width, activation=activation, sigma_w=sigma_w, sigma_b=sigma_b,
+                   parameterization=parameterization)
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})")
+    affine = dict(W_std=sigma_w, b_std=sigma_b, parameterization=parameterization)
+    phi = stax.Activation(activation)
+    readout = stax.Dense(1, **affine)
+    if architecture == "resnet":
+        block = [stax.FanOut(2), stax.parallel(stax.Identity(), stax.serial(phi, stax.Dense(width, **affine))),
+                 stax.FanInSum()]
+        return stax.serial(stax.Dense(width, **affine), *block * (depth - 1), phi, readout)
+    convs = [layer for _ in range(depth) for layer in (stax.Conv(width, (2,), padding="SAME", **affine), phi)]
+    pool = stax.GlobalAvgPool() if architecture == "cnn-gap" else stax.Flatten()
+    return stax.serial(*convs, pool, readout)
+
+
+def inputs(architecture: str, n_inputs: int, d_in: int, positions: int = 4) -> np.ndarray:
+    """The fixed inputs of an architecture, ``N(0, I)`` entries from seed 0: (N, d_in) for the
+    MLP and the residual network (the MLP's inputs exactly), (N, positions, d_in) for the CNNs."""
+    rng = np.random.default_rng(0)
+    if architecture.startswith("cnn"):
+        return rng.standard_normal((n_inputs, positions, d_in))
+    return rng.standard_normal((n_inputs, d_in))
+
+
+def expand(grid: dict) -> list[dict]:
+    """The grid's sub-grids, one per entry of ``grid["architecture"]``, with ``architecture`` a
+    scalar and the ``arch_*`` keys removed.  The MLP sub-grid is the grid itself; the others take
+    ``activation``, ``depth``, ``width`` and ``n_networks`` from the ``arch_*`` keys (they are
+    sampled with real weights, so they get their own, smaller sweep)."""
+    base = {k: v for k, v in grid.items() if not k.startswith(PREFIX) and k != "architecture"}
+    out = []
+    for arch in grid["architecture"]:
+        sub = {**base, "architecture": arch}
+        if arch != "mlp":
+            sub.update({k[len(PREFIX):]: v for k, v in grid.items() if k.startswith(PREFIX)})
+        out.append(sub)
+    return out
+
+
+def check(grid: dict, check_one) -> None:
+    """GridError unless every architecture is known and ``check_one`` accepts each sub-grid."""
+    for arch in grid["architecture"]:
+        if arch not in ARCHITECTURES:
+            raise GridError("architecture", f"unknown architecture {arch!r} (known: {', '.join(ARCHITECTURES)})")
+    for sub in expand(grid):
+        check_one(sub)
+
+
+def split(grid: dict, split_one) -> list[tuple[str, dict]]:
+    """``split_one`` of every sub-grid, task keys prefixed by :func:`key_prefix`."""
+    return [(key_prefix(sub["architecture"]) + key, params) for sub in expand(grid) for key, params in split_one(sub)]
+
+
+def with_architecture(rows: list[dict], p: dict) -> list[dict]:
+    """The rows of a task with its ``architecture`` column."""
+    return [{**r, "architecture": p.get("architecture", "mlp")} for r in rows]
+
+
+def fill(df):
+    """Results from before the ``architecture`` column are MLP results."""
+    if "architecture" not in df:
+        return df.assign(architecture="mlp")
+    return df.assign(architecture=df["architecture"].fillna("mlp"))
+
+
+def key_prefix(architecture: str) -> str:
+    """Task-key prefix: none for the MLP (its keys and seeds predate the other architectures)."""
+    return "" if architecture == "mlp" else f"architecture={architecture},"
+
+
+def network(p: dict, sigma_w_factor: float = 1.0) -> MLP | stax.Layer:
+    """The network of a cell ``p`` (``architecture`` defaults to ``"mlp"``)."""
+    return build(p.get("architecture", "mlp"), p["activation"], p["depth"], p["width"],
+                 p["sigma_w"] * sigma_w_factor, p["sigma_b"], p.get("parameterization", "ntk"))
+
+
+def cell_inputs(p: dict) -> np.ndarray:
+    return inputs(p.get("architecture", "mlp"), p["n_inputs"], p["d_in"])
+
+
+def sample(net: MLP | stax.Layer, X: np.ndarray, n_networks: int, seed, method: str,
+           ntk: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """``(f, ntk, readout)`` of ``n_networks`` random networks: outputs (M, N), empirical NTKs
+    (M, N, N) (None if not ``ntk``) and the readout kernel ``E[f(x) f(x') | hidden layers]``
+    (M, N, N), the readout's conditional second moment (its mean is the NNGP, its spread
+    O(n^{-1/2}): Rao-Blackwell).  For a stax network ending in ``Dense(1)`` the readout kernel is
+    ``W_std^2 <z(x), z(x')> / fan_in + b_std^2`` of the readout's input z (both
+    parameterizations), from the same networks as ``sample_init(..., method="dense")`` (network
+    i draws from ``seeding.child(seed, i)``)."""
+    if isinstance(net, MLP):
+        s = sample_init(net, X, n_networks, seed=seed, method=method)
+        return s.f, s.ntk, readout_kernel(net, s.post_grams)
+    if method != "dense":
+        raise ValueError(f"{net!r:.60}: only method='dense' gives the readout kernel of a stax network")
+    last = net.layers[-1]
+    if not isinstance(last, stax.Dense) or last.out_dim != 1:
+        raise ValueError(f"{net!r:.60}: the network must end in Dense(1)")
+    body = stax.serial(*net.layers[:-1])
+    # chunks that stay in the caches, single-threaded BLAS: as sample_init does
+    step = max(1, CHUNK_BYTES // stax.bytes_per_network(net, X.shape[1:], len(X)))
+    fs, ntks, reads = [], [], []
+    with blas.single_threaded():
+        for start in range(0, n_networks, step):
+            _chunk(net, body, X, seed, start, min(n_networks, start + step), ntk, fs, ntks, reads)
+    return np.concatenate(fs), (np.concatenate(ntks) if ntk else None), np.concatenate(reads)
+
+
+def _chunk(net, body, X, seed, start, stop, ntk, fs, ntks, reads):
+    """Networks ``start .. stop-1``: appends their outputs, NTKs and readout kernels."""
+    last = net.layers[-1]
+    params = stax.init_params(net, X.shape[1:], seed, start, stop)
+    z, _ = body.forward(params[:-1], X[None])
+    z = z.reshape(stop - start, len(X), -1)
+    bias = 0.0 if last.b_std is None else last.b_std**2
+    reads.append(last.W_std**2 * np.matmul(z, z.transpose(0, 2, 1)) / z.shape[-1] + bias)
+    if ntk:
+        f, t = stax.outputs_and_ntk(net, params, X)
+        ntks.append(t)
+    else:
+        f, _ = last.forward(params[-1], z)
+    fs.append(f[..., 0])
+
+
+def stat_name(cell: tuple) -> str:
+    """``"relu,L=2,sigma_b=0.1"`` of a cell (architecture, activation, depth, sigma_b), prefixed
+    by the architecture unless it is the MLP (so the MLP's statistics keep their names)."""
+    arch, act, depth, sigma_b = cell
+    return ("" if arch == "mlp" else f"{arch},") + f"{act},L={depth},sigma_b={sigma_b:g}"
