@@ -45,7 +45,7 @@ from .stats import TestResult
 
 ENV = "NTKCHECK_CACHE"
 #: Bumped when the cached arrays or the sampler's law of them change.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 #: sample_kernel options that change the sample (``jobs`` does not).
 _DESIGN_OPTIONS = ("false_pass_rate", "discrepancy", "widths", "n_networks", "max_networks", "method")
 

@@ -12,7 +12,7 @@ NTK on the training and test inputs at 21 times): the sup over t of the relative
 change and of each layer's relative parameter change ``|theta^l_t - theta^l_0|/|theta^l_0|``.
 
 Tests, per cell, exponents of the mean over networks vs width
-(:func:`ntkcheck.stats.power_law_fit`, percentile-bootstrap interval over networks at level
+(:func:`ntkcheck.stats.power_law_fit`, small-sample Student-t interval on the bootstrap spread at level
 ``1 - FALSE_FAIL_RATE / tests``, Bonferroni):
 
 * kernel, every activation: the bound ``O(n^{-1/2})`` over all widths: fails when the whole

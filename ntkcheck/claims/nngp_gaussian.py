@@ -13,8 +13,8 @@ inputs (:func:`ntkcheck.claims.kernel_mean.inputs`), M networks from the exact s
   :func:`ntkcheck.moments.readout_variance`): the readout noise is integrated out, so the
   relative precision of kappa does not degrade with width (it is ~ sqrt(2/M)); the naive
   estimate from f^4 is reported beside it.  The kurtosis averaged over the inputs is fitted
-  ``kappa ~ C n^b`` by :func:`ntkcheck.stats.power_law_fit` (percentile bootstrap over
-  blocks of ``block`` networks) over the widths ``n >= fit_min_width x L`` (below, the
+  ``kappa ~ C n^b`` by :func:`ntkcheck.stats.power_law_fit` (small-sample Student-t
+  interval on the bootstrap spread over blocks of ``block`` networks) over the widths ``n >= fit_min_width x L`` (below, the
   O((L/n)^2) term bends the curve: for ReLU the exact ``3((1+5/n)^L - 1)`` has local slope
   -1.07 at n = 64, L = 3); claim b = -1 (interval contains -1 and excludes 0).  Cells are
   Bonferroni-combined: each fit runs at ``FIT_FALSE_FAIL_RATE / n_cells``.

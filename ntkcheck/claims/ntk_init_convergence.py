@@ -10,7 +10,7 @@ Tests, per cell (activation, depth, sigma_b), on ``n_inputs`` fixed inputs
 
 * Rate: ``e_n^2 = ||Theta_hat - Theta||_F^2 / ||Theta||_F^2`` per network; the RMS error
   ``sqrt(mean e_n^2)`` is fitted ``~ C n^b`` by :func:`ntkcheck.stats.power_law_fit`
-  (percentile bootstrap over blocks of ``block`` networks) over all widths; claim b = -1/2
+  (small-sample Student-t interval on the bootstrap spread over blocks of ``block`` networks) over all widths; claim b = -1/2
   (interval contains -0.5 and excludes 0), each cell at ``FIT_FALSE_FAIL_RATE / n_cells``.
 * Mean: per entry, ``d_n = (mean Theta_hat_ij - Theta_ij) / sqrt(Theta_ii Theta_jj)`` is
   fitted ``a + b/n`` by weighted least squares over the widths (b free: the O(1/n) bias),
