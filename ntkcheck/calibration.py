@@ -25,15 +25,18 @@ failure count against the stated rate, ``P(X >= failures)`` for ``X ~ Bin(K, sta
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 from .claims import Task, all_claims, get_claim
-from .runner import _git_commit, _nothing, _portable_command, _versions, dask_client, execute
+from .runner import _git_commit, _init_worker, _nothing, _portable_command, _versions, dask_client, execute
 from .store import Store, csv_text
 from .studies import Study, make_study
 
@@ -134,7 +137,7 @@ def run_calibration(budget: str = "quick", seeds: int = 20, claims=None, out="re
         finally:
             for store in stores.values():
                 store.close()
-        outcomes = [_outcome(c, seed, tasks, path) for c, seed, tasks, path in finished(root.root, budget)]
+        outcomes = _judge(finished(root.root, budget), jobs if scheduler is None else 1)
         table = summarize(outcomes)
         root.write_file(root.root / "seeds.csv", csv_text(outcomes, list(SEED_COLUMNS)))
         root.write_file(root.root / "calibration.csv", csv_text(table, list(COLUMNS)))
@@ -167,6 +170,17 @@ def finished(out: Path, budget: str) -> list[tuple[str, int, list[Task], Path]]:
                     found.append((c, study["seed"], tasks, path))
     order = list(all_claims())
     return sorted(found, key=lambda f: (order.index(f[0]), f[1]))
+
+
+def _judge(found: list, jobs: int) -> list[dict]:
+    """The verdicts of the finished studies, on ``jobs`` processes (each verdict is seeded by
+    its data, so the outcomes do not depend on ``jobs``)."""
+    if jobs == 1 or len(found) <= 1:
+        return [_outcome(*f) for f in found]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                             initargs=(os.getpid(),)) as pool:
+        return list(pool.map(_outcome, *zip(*found)))
 
 
 def _outcome(claim: str, seed: int, tasks: list[Task], path: Path) -> dict:
