@@ -62,7 +62,7 @@ _BASE = {"activation": ["relu", "erf", "tanh"], "sigma_w": 1.5, "n_inputs": 3, "
          "architecture": list(architectures.ARCHITECTURES), "arch_activation": ["relu"], "arch_depth": [2]}
 GRIDS = {
     "quick": {**_BASE, "depth": [2], "sigma_b": [0.2], "width": [2**k for k in range(1, 15)],
-              "n_networks": 200, "arch_width": [2, 4, 64, 128], "arch_test_min_width": 128},
+              "n_networks": 200, "arch_width": [2, 4, 64, 128, 256], "arch_test_min_width": 128},
     "standard": {**_BASE, "depth": [1, 3], "sigma_b": [0.2], "width": [2**k for k in range(1, 17)],
                  "n_networks": 400, "arch_width": [2, 4, 64, 128, 256, 512], "arch_test_min_width": 512},
     "full": {**_BASE, "depth": [1, 3, 5], "sigma_b": [0.0, 0.2], "width": [2**k for k in range(1, 17)],
