@@ -11,7 +11,7 @@ from ntkcheck.claims import Verdict
 from ntkcheck.cli import _print_verdicts, main
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = '[grid.kernel-mean]\nwidth = [8, 16]\nactivation = ["relu"]\nn_networks = 40\nchunk = 20\n'
+TINY = '[grid.kernel-mean]\narchitecture = ["mlp"]\nwidth = [8, 16]\nactivation = ["relu"]\nn_networks = 40\nchunk = 20\n'
 
 
 def study(tmp_path, text, name="s.toml"):

@@ -12,7 +12,7 @@ from ntkcheck.progress import Progress
 from ntkcheck.runner import run_study
 from ntkcheck.studies import StudyError, load_study, make_study
 
-TINY = {"width": [8, 16], "activation": ["relu"], "n_networks": 40, "chunk": 20}
+TINY = {"architecture": ["mlp"], "width": [8, 16], "activation": ["relu"], "n_networks": 40, "chunk": 20}
 
 
 def test_internal_error_exits_3_with_one_line_and_a_traceback_file(monkeypatch, capsys):
