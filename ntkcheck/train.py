@@ -186,6 +186,19 @@ def _row_sq(a: np.ndarray, other: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
+def _loss_step(f: np.ndarray, y: np.ndarray, n: int, limit, blowup: float, alive: np.ndarray):
+    """Residuals on the training inputs, the loss per network, and the divergence limit (fixed
+    at the first step: ``blowup`` x max(initial loss, mean y^2)); networks past it or with a
+    non-finite loss are marked dead in ``alive`` (in place)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = f[:, :n] - y
+        loss_k = 0.5 * _row_sq(r) / n
+    if limit is None:
+        limit = blowup * np.maximum(loss_k, np.mean(y * y))
+    alive &= np.isfinite(loss_k) & (loss_k <= limit)
+    return r, loss_k, limit
+
+
 def _gd_step(spec: MLP, params: DenseParams, X: np.ndarray, pre: list[np.ndarray], posts: list[np.ndarray],
              cotangent: np.ndarray, step: float, readout_only: bool, out: DenseParams | None = None) -> None:
     """``out <- out - step * grad`` of ``sum_i cotangent_i f(x_i)`` at ``params``
@@ -315,12 +328,7 @@ def _train_steps(spec: MLP, params: DenseParams, X, X_all, y, rec, step: float, 
         f = f[..., 0]
         if centered:
             f = f - f0[:, :f.shape[1]]
-        with np.errstate(over="ignore", invalid="ignore"):
-            r = f[:, :n] - y
-            loss_k = 0.5 * _row_sq(r) / n
-        if limit is None:
-            limit = blowup * np.maximum(loss_k, np.mean(y * y))
-        alive &= np.isfinite(loss_k) & (loss_k <= limit)
+        r, loss_k, limit = _loss_step(f, y, n, limit, blowup, alive)
         loss[alive, k] = loss_k[alive]
         if recording:
             f_rec[alive, j] = f[alive]
@@ -584,12 +592,7 @@ def _stax_train(net, params, X, y, X_test, step: float, steps: int, rec, centere
         # at a record step one pass over train and test inputs serves the records and the step
         f_all, cache = net.forward(params, (X_all if recording else X)[None])
         f_all = f_all[..., 0] - f0[:, :f_all.shape[1]]
-        with np.errstate(over="ignore", invalid="ignore"):
-            r = f_all[:, :n] - y
-            loss_k = 0.5 * _row_sq(r) / n
-        if limit is None:
-            limit = blowup * np.maximum(loss_k, np.mean(y * y))
-        alive &= np.isfinite(loss_k) & (loss_k <= limit)
+        r, loss_k, limit = _loss_step(f_all, y, n, limit, blowup, alive)
         loss[alive, k] = loss_k[alive]
         if recording:
             f_rec[alive, j] = f_all[alive]
