@@ -229,6 +229,17 @@ def test_nngp_gaussian_fails_on_a_kernel_off_by_3_percent(nngp_rows):
     assert v.statistics["large_width_holm_p"] <= 1e-3
 
 
+def test_nngp_gaussian_fails_on_a_5_percent_excess_fourth_moment(nngp_rows):
+    """E[f^4] 5% above 3 E[f^2]^2 at width 10^4 (G^2 block means + 0.05, G/K_ii ~ 1 there):
+    the kurtosis fit rejects it, as its stated detectable excess (< 0.05) says."""
+    v = get_claim("nngp-gaussian").verdict(nngp_rows)
+    assert v.statistics["max_fourth_moment_excess_detectable"] < 0.05, v.detectable
+    bad = nngp_rows.copy()
+    hit = (bad.quantity == "G^2") & (bad.width == 10000)
+    bad.loc[hit, "value"] += 0.05
+    assert not get_claim("nngp-gaussian").verdict(bad).passed
+
+
 @pytest.fixture(scope="module")
 def nngp_cnn_rows():
     """A CNN with global average pooling, with enough networks at width 128 to resolve 3 %."""
