@@ -44,9 +44,11 @@ METHOD = {"mlp": "exact", "cnn-gap": "dense", "cnn-flatten": "dense", "resnet": 
 PREFIX = "arch_"
 
 
-def build(architecture: str, activation: str, depth: int, width: int, sigma_w: float, sigma_b: float,
-          parameterization: str = "ntk") -> MLP | stax.Layer:
-    """The network of an architecture (module docstring); a ValueError names an unknown one."""
+def build(architecture: str, activation: str, depth: int, width: int, sigma_w: float, sigma_b: float | None,
+          parameterization: str = "ntk", readout_w_std: float | None = None) -> MLP | stax.Layer:
+    """The network of an architecture (module docstring); a ValueError names an unknown one.
+    ``readout_w_std`` (stax networks): the readout's W_std if not sigma_w (lazy-kernel's
+    mean-field control); ``sigma_b=None``: no biases (for training, unlike b_std = 0)."""
     if architecture == "mlp":
         return MLP(depth=depth, width=width, activation=activation, sigma_w=sigma_w, sigma_b=sigma_b,
                    parameterization=parameterization)
@@ -54,7 +56,7 @@ def build(architecture: str, activation: str, depth: int, width: int, sigma_w: f
         raise ValueError(f"unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})")
     affine = dict(W_std=sigma_w, b_std=sigma_b, parameterization=parameterization)
     phi = stax.Activation(activation)
-    readout = stax.Dense(1, **affine)
+    readout = stax.Dense(1, **{**affine, "W_std": sigma_w if readout_w_std is None else readout_w_std})
     if architecture == "resnet":
         block = [stax.FanOut(2), stax.parallel(stax.Identity(), stax.serial(phi, stax.Dense(width, **affine))),
                  stax.FanInSum()]

@@ -54,7 +54,7 @@ import pandas as pd
 from .. import stax
 from ..kernels import ntk_kernel
 from ..train import gradient_descent
-from . import Claim, GridError, Task, Verdict, split_cells, task_key
+from . import Claim, GridError, Task, Verdict, architectures, split_cells, task_key
 from ._training import (TARGET_DETECTABLE, cell_lr, check_cells, check_sharp, dataset, deviation_tests, network_rows,
                         sharp_rate, spec_of, test_row, width_fit, width_series)
 
@@ -132,15 +132,13 @@ def check(grid: dict) -> None:
 
 
 def network(p: dict, width: int | None = None) -> stax.Layer:
-    """The CNN of a cell: ``depth`` x [Conv(width, (2,), SAME), phi], GlobalAvgPool, Dense(1),
-    every affine layer W_std = sigma_w, b_std = sigma_b (None if 0); mean-field: the readout's
-    multiplier sigma_w/n (W_std = sigma_w/sqrt(n) over fan-in n)."""
+    """The CNN of a cell (:func:`architectures.build`, "cnn-gap"), without biases where
+    sigma_b = 0 (they would be trained); mean-field: the readout's multiplier sigma_w/n
+    (W_std = sigma_w/sqrt(n) over fan-in n)."""
     n = p["width"] if width is None else width
-    b_std = p["sigma_b"] or None
-    convs = [layer for _ in range(p["depth"]) for layer in
-             (stax.Conv(n, (2,), padding="SAME", W_std=p["sigma_w"], b_std=b_std), stax.Activation(p["activation"]))]
     readout = p["sigma_w"] / np.sqrt(n) if p["parameterization"] == CONTROL else p["sigma_w"]
-    return stax.serial(*convs, stax.GlobalAvgPool(), stax.Dense(1, W_std=readout, b_std=b_std))
+    return architectures.build("cnn-gap", p["activation"], p["depth"], n, p["sigma_w"], p["sigma_b"] or None,
+                               readout_w_std=readout)
 
 
 def cnn_inputs(X: np.ndarray) -> np.ndarray:
