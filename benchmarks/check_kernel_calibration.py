@@ -34,7 +34,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from ntkcheck import MLP, nngp_kernel, ntk_kernel  # noqa: E402
 from ntkcheck.check import default_widths, kernel_test, sample_kernel  # noqa: E402
-from ntkcheck.kernels import KernelState, activation_step, dense_step, input_state  # noqa: E402
+from ntkcheck.kernels import KernelState, input_state  # noqa: E402
+from ntkcheck.stax import flat_chain  # noqa: E402
 
 SPECS = {"relu-3": MLP(3, 1, "relu", math.sqrt(2), 0.3), "erf-2": MLP(2, 1, "erf", 1.5, 0.3),
          "tanh-4": MLP(4, 1, "tanh", 1.3, 0.2), "gelu-3": MLP(3, 1, "gelu", 1.4, 0.1),
@@ -43,14 +44,18 @@ FIELDS = ["spec", "seed", "candidate", "size", "pvalue", "passed", "detectable",
 
 
 def ntk_missing_derivative(spec, X, layer):
-    """The NTK recursion with E[phi' phi'] dropped on hidden layer ``layer`` (a planted bug)."""
-    state = input_state(X, None)
-    fans = (X.shape[1],) + spec.widths
-    for l, ((a, c, s_w, s_b), fan) in enumerate(zip(spec.layer_scales(X.shape[1]), fans)):
-        if l > 0:
-            post = activation_step(state, spec.act, True)
-            state = KernelState(post.nngp, state.ntk, post.diag1, post.diag2) if l == layer else post
-        state = dense_step(state, a, c, s_w, s_b, fan)
+    """The NTK recursion with E[phi' phi'] dropped on hidden layer ``layer`` (a planted bug):
+    each layer's own kernel step, except that Theta passes that nonlinearity unchanged."""
+    state, fan, hidden = input_state(X, None), X.shape[1], 0
+    for step in flat_chain(spec.network()):
+        new = step.flat_kernel(state, fan, True)
+        if step.affine:
+            fan = step.out_dim
+        else:
+            hidden += 1
+            if hidden == layer:
+                new = KernelState(new.nngp, state.ntk, new.diag1, new.diag2)
+        state = new
     return state.ntk
 
 
