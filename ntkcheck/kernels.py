@@ -175,7 +175,7 @@ def output_kernels(spec, X1, X2=None) -> KernelState:
     net, X1, X2, steps, state, same, diags, out_diag = _prepare(spec, X1, X2)
     if steps is None:
         from .stax import spatial_kernels
-        return spatial_kernels(net, X1, X2)
+        return spatial_kernels(net, X1, X2, _threads())
     n1, n2 = state.nngp.shape
     closed = all(layer.affine or layer.act.closed_form for layer, _ in steps)
     if not closed or n1 * n2 <= 2 * TILE * TILE:

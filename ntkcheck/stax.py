@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -781,11 +782,33 @@ def output_kernels(net: Layer, X1, X2=None) -> KernelState:
     return _output_kernels(net, X1, X2)
 
 
-def spatial_kernels(net: Layer, X1: np.ndarray, X2: np.ndarray | None) -> KernelState:
+#: A spatial recursion whose kernels have more entries than this (input pairs x position pairs)
+#: runs as two row blocks of X1 on up to two threads (numpy releases the GIL in its loops).  Every
+#: step is entrywise in the input pair, so each entry is computed by the same operations; the
+#: split depends on the sizes only, so the result does not depend on the thread count.
+SPLIT_ENTRIES = 2**21
+
+
+def spatial_kernels(net: Layer, X1: np.ndarray, X2: np.ndarray | None, threads: int = 1) -> KernelState:
     """The output's NNGP and NTK by every layer's :meth:`Layer.kernel` step on the full spatial
     covariance, for validated inputs (N, d), (N, W, C) or (N, H, W, C).  The network must end
     without positions (GlobalAvgPool, Flatten or dense inputs)."""
-    state = net.kernel(input_state(X1, X2))
+    state = input_state(X1, X2)
+    if state.nngp.size <= SPLIT_ENTRIES or len(X1) < 2:
+        return _spatial_output(net, state)
+    cov2 = state.cov1 if state.cov2 is None else state.cov2
+    half = len(X1) // 2
+    blocks = [replace(state, nngp=state.nngp[a:b], ntk=state.ntk[a:b], cov1=state.cov1[a:b], cov2=cov2)
+              for a, b in ((0, half), (half, len(X1)))]
+    with ThreadPoolExecutor(max(1, min(threads, 2))) as pool:
+        parts = list(pool.map(lambda block: _spatial_output(net, block), blocks))
+    diag1 = np.concatenate([p.diag1 for p in parts])
+    return KernelState(np.concatenate([p.nngp for p in parts]), np.concatenate([p.ntk for p in parts]),
+                       diag1, diag1 if X2 is None else parts[0].diag2)
+
+
+def _spatial_output(net: Layer, state: SpatialState) -> KernelState:
+    state = net.kernel(state)
     if isinstance(state, tuple):
         raise ValueError(f"the network ends with {len(state)} branches: join them with FanInSum()")
     if state.spatial:

@@ -272,3 +272,20 @@ def test_bad_arguments_and_inputs():
         output_kernels(net, np.full((2, 5, 3), np.nan))
     with pytest.raises(ValueError, match="spec must be an MLP or a stax network"):
         output_kernels("mlp", np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("act", ["relu", "erf"])
+def test_spatial_kernels_split_in_row_blocks_are_bitwise_the_same(monkeypatch, act):
+    """Large spatial recursions run as two row blocks on two threads: the same numbers."""
+    net = S.serial(S.Conv(8, (3,), padding="CIRCULAR", strides=(2,), W_std=1.5, b_std=0.1), S.FanOut(2),
+                      S.parallel(S.Identity(), S.serial(S.Activation(act), S.Conv(8, (2,), padding="SAME"))),
+                      S.FanInSum(), S.Activation(act), S.GlobalAvgPool(), S.Dense(1))
+    rng = np.random.default_rng(0)
+    X1, X2 = rng.standard_normal((9, 12, 2)), rng.standard_normal((4, 12, 2))
+    for x2 in (None, X2):
+        monkeypatch.setattr(S, "SPLIT_ENTRIES", 10**12)
+        whole = output_kernels(net, X1, x2)
+        monkeypatch.setattr(S, "SPLIT_ENTRIES", 1)
+        split = output_kernels(net, X1, x2)
+        for name in ("nngp", "ntk", "diag1", "diag2"):
+            assert np.array_equal(getattr(whole, name), getattr(split, name)), name
