@@ -1136,7 +1136,8 @@ def _window_mean(x, axes, f, s, lo, hi, padding):
     shape = list(x.shape)
     for a in axes:
         shape[a] = n
-    out = np.zeros(shape)
+    out = np.empty(shape)   # not np.zeros: with numpy < 2 its calloc'd pages fault in 4 kB at a time (7x slower)
+    out.fill(0.0)
     dst, src = [slice(None)] * x.ndim, [slice(None)] * x.ndim
     for o in range(f):
         i0 = max(0, -((o - lo) // s))                 # first i with s i + o - lo >= 0
