@@ -278,8 +278,8 @@ def test_bad_arguments_and_inputs():
 def test_spatial_kernels_split_in_row_blocks_are_bitwise_the_same(monkeypatch, act):
     """Large spatial recursions run as two row blocks on two threads: the same numbers."""
     net = S.serial(S.Conv(8, (3,), padding="CIRCULAR", strides=(2,), W_std=1.5, b_std=0.1), S.FanOut(2),
-                      S.parallel(S.Identity(), S.serial(S.Activation(act), S.Conv(8, (2,), padding="SAME"))),
-                      S.FanInSum(), S.Activation(act), S.GlobalAvgPool(), S.Dense(1))
+                   S.parallel(S.Identity(), S.serial(S.Activation(act), S.Conv(8, (2,), padding="SAME"))),
+                   S.FanInSum(), S.Activation(act), S.GlobalAvgPool(), S.Dense(1))
     rng = np.random.default_rng(0)
     X1, X2 = rng.standard_normal((9, 12, 2)), rng.standard_normal((4, 12, 2))
     for x2 in (None, X2):

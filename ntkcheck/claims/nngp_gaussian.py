@@ -211,8 +211,8 @@ def verdict(df) -> Verdict:
                             statistic=_kurtosis, n_boot=N_BOOT, false_fail_rate=alpha_fit,
                             name=f"kurtosis {cell}")
         fits[key] = res
-        mine_large = tests[np.all([tests[c] == cell[c] for c in CELL], axis=0) & (tests.role == "claim")]
-        excess[key] = _excess_detectable(res, kurt, mine_large.width.unique())
+        mine = tests[np.all([tests[c] == cell[c] for c in CELL], axis=0)]
+        excess[key] = _excess_detectable(res, kurt, mine[mine.role == "claim"].width.unique())
         y = np.array([kurt[n]["kurtosis"] for n in widths])
         se = np.array([kurt[n]["se"] for n in widths])
         series.append(Convergence(
@@ -221,7 +221,6 @@ def verdict(df) -> Verdict:
             theory_exponent=-1.0, exponent=res.exponent, exponent_lo=res.ci_low, exponent_hi=res.ci_high,
             log_prefactor=res.details["log_prefactor"], fitted=tuple(bool(b) for b in fitted),
             floor=tuple(Z95 * se), y_name="excess kurtosis", exponent_level=res.level))
-        mine = tests[np.all([tests[c] == cell[c] for c in CELL], axis=0)]
         for n, fit in zip(widths, fitted):
             pv = dict(zip(mine[mine.width == n].quantity, mine[mine.width == n].value))
             table.append({**cell, "width": int(n), "kurtosis": kurt[n]["kurtosis"], "se": kurt[n]["se"],
