@@ -178,12 +178,12 @@ def _excess_detectable(fit, kurt, large) -> float:
     so the shift is ``sum_{w large} c_w log(1 + 3 delta / kappa_w)``, increasing in delta.
     Through the readout variance the kurtosis is resolved to ~sqrt(2/M) of itself at any
     width, so this is far below what a test on the draws of f alone detects.  NaN if no
-    large width is in the fit."""
+    large width is in the fit (or the fit detects nothing finite)."""
     w = np.asarray(fit.details["widths"], dtype=float)
     lw = np.log(w) - np.log(w).mean()
     c = lw / (lw @ lw)
     hit = np.isin(w, large) & (c > 0)
-    if not hit.any():
+    if not hit.any() or not math.isfinite(fit.detectable):
         return math.nan
     kappa = np.array([kurt[n]["kurtosis"] for n in w[hit]])
 
