@@ -226,12 +226,15 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
     with (dask_client(scheduler, worker_timeout=worker_timeout, notify=notify) if scheduler else _nothing()) \
             as client, store:
         store.open(study.fingerprint())
+        everything = [t for c in study.claims for t in tasks[c]]
+        foreign = store.foreign(everything)
+        if foreign is not None:       # refuse before computing anything
+            raise ValueError(f"{foreign} was not written by ntkcheck; not replacing it (move it away and re-run)")
         meta = _metadata(study, store.read_metadata())
         meta["runs"][-1].update(command=_portable_command(command if command is not None else sys.argv),
                                 started=started.isoformat(timespec="seconds"),
                                 executor=f"dask {scheduler}" if scheduler else f"local jobs={jobs}")
         store.write_metadata(meta)
-        everything = [t for c in study.claims for t in tasks[c]]
         pending = [t for t in everything if not store.is_done(t)]
         damaged = [(t, store.task_damage(t)) for t in pending]
         damaged = [(store.task_path(t).relative_to(store.root), why) for t, why in damaged if why]

@@ -9,9 +9,10 @@ Layout of a study folder::
     <out>/<claim>.csv                all rows of a claim, in task order (rebuilt at the end)
 
 A task file counts as done only when its bytes match its manifest entry, which is appended
-after the file is in place; a run killed at any moment (even ``kill -9``) loses at most
-the tasks in flight, and a task file damaged later (rows deleted, truncated, emptied) is
-found and recomputed.  The store writes only into a new or empty folder or a study
+after the file is in place; a new path is first claimed by a ``pending`` entry, so a file
+that a run killed at that instant left without its checksum is still known to be ours.  A
+run killed at any moment (even ``kill -9``) loses at most the tasks in flight, and a task
+file damaged later (rows deleted, truncated, emptied) is found and recomputed.  The store writes only into a new or empty folder or a study
 folder, and never replaces a file its manifest does not list (git's rule for untracked
 files).  Floats are written with ``repr`` (shortest exact round trip), so files are
 byte-identical whatever the number of workers.
@@ -275,8 +276,9 @@ class Store:
                         files[rel]["invalid"] = invalid
         return files
 
-    def _record(self, rel: str, data: bytes) -> None:
-        entry = {"path": rel, **_digest(data)}
+    def _record(self, rel: str, data: bytes | None) -> None:
+        """Append ``rel``'s entry (``data=None``: a pending claim on a path about to be written)."""
+        entry = {"path": rel, **(_digest(data) if data is not None else {"pending": True})}
         self._files[rel] = entry
         with open(self.root / MANIFEST, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry, sort_keys=True) + "\n")
@@ -301,10 +303,13 @@ class Store:
         if (path.exists() or path.is_symlink()) and not self.owns(path):
             raise ValueError(f"{path} was not written by ntkcheck; not replacing it (move it away and re-run)")
         data = data.encode("utf-8") if isinstance(data, str) else data
+        rel = self._rel(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if rel not in self._files:
+                self._record(rel, None)    # a kill between the rename and the checksum leaves a file we own
             write_atomic(path, data)
-            self._record(self._rel(path), data)
+            self._record(rel, data)
         except OSError as err:       # read-only folder, disk full, ...
             raise ValueError(f"cannot write {path}: {err.strerror or err}") from None
 
@@ -322,6 +327,8 @@ class Store:
         if not path.is_file():
             return "missing"
         if entry is None:
+            return "was not written by ntkcheck"
+        if entry.get("pending") or not isinstance(entry.get("bytes"), int) or "sha256" not in entry:
             return "not recorded as complete (written by a run killed at that moment?)"
         if entry.get("invalid"):
             return entry["invalid"]
@@ -340,6 +347,14 @@ class Store:
 
     def is_done(self, task: Task) -> bool:
         return self.damage(self.task_path(task)) is None
+
+    def foreign(self, tasks: Iterable[Task]) -> Path | None:
+        """The first task file in the way that ntkcheck did not write (None if there is none)."""
+        for task in tasks:
+            path = self.task_path(task)
+            if (path.exists() or path.is_symlink()) and not self.owns(path):
+                return path
+        return None
 
     def task_damage(self, task: Task) -> str | None:
         """Why an existing task file must be recomputed (None if absent or intact)."""

@@ -78,6 +78,44 @@ def test_identical_values_with_1_job_2_jobs_and_dask(tmp_path):
     assert again.n_run == 0 and again.n_skipped == 8 and csv_bytes(tmp_path / "j1") == expected
 
 
+def test_foreign_task_file_is_refused_before_computing(tmp_path):
+    study = tiny_study(tmp_path / "out")
+    run_study(study, jobs=1)
+    first = plan(study)["kernel-mean"][0]
+    path = tmp_path / "out" / "tasks" / "kernel-mean" / f"{first.key}.csv"
+    manifest = tmp_path / "out" / ".ntkcheck" / "manifest.jsonl"
+    manifest.write_text("".join(line + "\n" for line in manifest.read_text().splitlines()
+                                if path.name not in line))          # as if someone else put it there
+    path.write_text("mine")
+    others = {f: f.stat().st_mtime_ns for f in path.parent.glob("*.csv") if f != path}
+    with pytest.raises(ValueError, match=f"{re.escape(path.name)} was not written by ntkcheck; not replacing it"):
+        run_study(study, jobs=1)
+    assert path.read_text() == "mine"
+    assert {f: f.stat().st_mtime_ns for f in others} == others
+
+
+def test_resume_after_a_kill_between_rename_and_checksum(tmp_path, monkeypatch):
+    import ntkcheck.store as store_module
+
+    calls, real = [], store_module.write_atomic
+
+    def killed_after_third_task(path, data):
+        real(path, data)
+        calls.append(path)
+        if path.parent.name == "kernel-mean" and sum(p.parent.name == "kernel-mean" for p in calls) == 3:
+            raise KeyboardInterrupt          # the file is in place; its checksum never gets written
+    monkeypatch.setattr(store_module, "write_atomic", killed_after_third_task)
+    study = tiny_study(tmp_path / "out")
+    with pytest.raises(KeyboardInterrupt):
+        run_study(study, jobs=1)
+    monkeypatch.setattr(store_module, "write_atomic", real)
+    notes = []
+    again = run_study(study, jobs=1, notify=notes.append)
+    assert again.n_skipped == 2 and again.n_run == 6 and "not recorded as complete" in notes[0]
+    run_study(tiny_study(tmp_path / "ref"), jobs=1)
+    assert csv_bytes(tmp_path / "out") == csv_bytes(tmp_path / "ref")
+
+
 def test_resume_after_sigkill(tmp_path):
     grid = {"width": [96, 128], "n_networks": 240, "chunk": 40}   # 24 tasks of ~0.1 s each
     study_file = tmp_path / "study.toml"

@@ -106,6 +106,19 @@ def test_task_file_without_its_manifest_entry_is_incomplete(tmp_path):
     manifest.write_text("\n".join(lines[:-1]) + '\n{"path": "tasks/kern')   # killed mid-append
     with opened(tmp_path) as store:
         assert "not recorded as complete" in store.task_damage(TASK)
+        store.write_task(TASK, ROWS)         # its pending entry says the file is ours: recomputed
+        assert store.is_done(TASK)
+
+
+def test_task_file_nobody_recorded_is_foreign(tmp_path):
+    with opened(tmp_path) as store:
+        path = store.task_path(TASK)
+        path.parent.mkdir(parents=True)
+        path.write_text("mine")
+        assert store.foreign([TASK]) == path and store.task_damage(TASK) == "was not written by ntkcheck"
+        with pytest.raises(ValueError, match="was not written by ntkcheck; not replacing it"):
+            store.write_task(TASK, ROWS)
+    assert path.read_text() == "mine"
 
 
 @pytest.mark.parametrize("text, message", [("{}", "no study with its claims"), ("garbage{", "not JSON"),
