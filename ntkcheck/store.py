@@ -295,12 +295,16 @@ class Store:
         """The file predates the manifest: its entry vouches for nothing."""
         return bool(self._files.get(self._rel(path), {}).get("adopted"))
 
+    def in_the_way(self, path: Path) -> bool:
+        """A file (or link) ntkcheck did not write is at ``path``."""
+        return (path.exists() or path.is_symlink()) and not self.owns(path)
+
     def write_file(self, path: Path, data: str | bytes) -> None:
         """Write (atomically) and record a file of the study folder; ValueError if a file
         ntkcheck did not write is in the way."""
         if self._files is None:
             raise RuntimeError("Store.open or open_existing must come first")
-        if (path.exists() or path.is_symlink()) and not self.owns(path):
+        if self.in_the_way(path):
             raise ValueError(f"{path} was not written by ntkcheck; not replacing it (move it away and re-run)")
         data = data.encode("utf-8") if isinstance(data, str) else data
         rel = self._rel(path)
@@ -350,11 +354,7 @@ class Store:
 
     def foreign(self, tasks: Iterable[Task]) -> Path | None:
         """The first task file in the way that ntkcheck did not write (None if there is none)."""
-        for task in tasks:
-            path = self.task_path(task)
-            if (path.exists() or path.is_symlink()) and not self.owns(path):
-                return path
-        return None
+        return next((p for p in map(self.task_path, tasks) if self.in_the_way(p)), None)
 
     def task_damage(self, task: Task) -> str | None:
         """Why an existing task file must be recomputed (None if absent or intact)."""
