@@ -227,9 +227,7 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
             as client, store:
         store.open(study.fingerprint())
         everything = [t for c in study.claims for t in tasks[c]]
-        foreign = store.foreign(everything)
-        if foreign is not None:       # refuse before computing anything
-            raise ValueError(f"{foreign} was not written by ntkcheck; not replacing it (move it away and re-run)")
+        store.refuse_foreign(everything)      # before computing anything
         meta = _metadata(study, store.read_metadata())
         meta["runs"][-1].update(command=_portable_command(command if command is not None else sys.argv),
                                 started=started.isoformat(timespec="seconds"),

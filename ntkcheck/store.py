@@ -12,10 +12,10 @@ A task file counts as done only when its bytes match its manifest entry, which i
 after the file is in place; a new path is first claimed by a ``pending`` entry, so a file
 that a run killed at that instant left without its checksum is still known to be ours.  A
 run killed at any moment (even ``kill -9``) loses at most the tasks in flight, and a task
-file damaged later (rows deleted, truncated, emptied) is found and recomputed.  The store writes only into a new or empty folder or a study
-folder, and never replaces a file its manifest does not list (git's rule for untracked
-files).  Floats are written with ``repr`` (shortest exact round trip), so files are
-byte-identical whatever the number of workers.
+file damaged later (rows deleted, truncated, emptied) is found and recomputed.  The store
+writes only into a new or empty folder or a study folder, and never replaces a file its
+manifest does not list (git's rule for untracked files).  Floats are written with ``repr``
+(shortest exact round trip), so files are byte-identical whatever the number of workers.
 """
 from __future__ import annotations
 
@@ -295,17 +295,17 @@ class Store:
         """The file predates the manifest: its entry vouches for nothing."""
         return bool(self._files.get(self._rel(path), {}).get("adopted"))
 
-    def in_the_way(self, path: Path) -> bool:
-        """A file (or link) ntkcheck did not write is at ``path``."""
-        return (path.exists() or path.is_symlink()) and not self.owns(path)
+    def _refuse_if_foreign(self, path: Path) -> None:
+        """ValueError if a file (or link) ntkcheck did not write is at ``path``."""
+        if (path.exists() or path.is_symlink()) and not self.owns(path):
+            raise ValueError(f"{path} was not written by ntkcheck; not replacing it (move it away and re-run)")
 
     def write_file(self, path: Path, data: str | bytes) -> None:
         """Write (atomically) and record a file of the study folder; ValueError if a file
         ntkcheck did not write is in the way."""
         if self._files is None:
             raise RuntimeError("Store.open or open_existing must come first")
-        if self.in_the_way(path):
-            raise ValueError(f"{path} was not written by ntkcheck; not replacing it (move it away and re-run)")
+        self._refuse_if_foreign(path)
         data = data.encode("utf-8") if isinstance(data, str) else data
         rel = self._rel(path)
         try:
@@ -352,9 +352,10 @@ class Store:
     def is_done(self, task: Task) -> bool:
         return self.damage(self.task_path(task)) is None
 
-    def foreign(self, tasks: Iterable[Task]) -> Path | None:
-        """The first task file in the way that ntkcheck did not write (None if there is none)."""
-        return next((p for p in map(self.task_path, tasks) if self.in_the_way(p)), None)
+    def refuse_foreign(self, tasks: Iterable[Task]) -> None:
+        """ValueError naming the first task file in the way that ntkcheck did not write."""
+        for task in tasks:
+            self._refuse_if_foreign(self.task_path(task))
 
     def task_damage(self, task: Task) -> str | None:
         """Why an existing task file must be recomputed (None if absent or intact)."""

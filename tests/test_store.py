@@ -115,7 +115,9 @@ def test_task_file_nobody_recorded_is_foreign(tmp_path):
         path = store.task_path(TASK)
         path.parent.mkdir(parents=True)
         path.write_text("mine")
-        assert store.foreign([TASK]) == path and store.task_damage(TASK) == "was not written by ntkcheck"
+        assert store.task_damage(TASK) == "was not written by ntkcheck"
+        with pytest.raises(ValueError, match="was not written by ntkcheck; not replacing it"):
+            store.refuse_foreign([TASK])
         with pytest.raises(ValueError, match="was not written by ntkcheck; not replacing it"):
             store.write_task(TASK, ROWS)
     assert path.read_text() == "mine"
