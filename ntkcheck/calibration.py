@@ -19,7 +19,9 @@ negative control was not rejected ``controls_not_rejected`` times.  The measured
 Biometrika 26) at ``CI_LEVEL``; ``pvalue`` is the exact one-sided binomial test of the
 failure count against the stated rate, ``P(X >= failures)`` for ``X ~ Bin(K, stated)``
 (failing *less* often than stated is conservative, not a defect).  ``consistent`` is
-``pvalue > TEST_LEVEL``.  The verdicts are recomputed from the stored rows on every run
+``pvalue > TEST_LEVEL``.  One more row, :func:`family_row`, does the same for the suite's
+exit code (a seed fails when any claim fails or any control is not rejected) against the
+family-wise rate.  Verdicts are judged at ``family_rate``'s per-claim share.  The verdicts are recomputed from the stored rows on every run
 (cheap next to the networks), so they always reflect the current verdict code.
 """
 from __future__ import annotations
@@ -35,13 +37,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from .claims import Task, all_claims, get_claim
+from .claims import FAMILY_FALSE_FAIL_RATE, Task, all_claims, family_false_fail_rate, get_claim
 from .runner import _git_commit, _init_worker, _nothing, _portable_command, _versions, dask_client, execute
 from .store import Store, csv_text
 from .studies import Study, make_study
 
 CI_LEVEL = 0.95
-TEST_LEVEL = 1e-3
+TEST_LEVEL = 0.05
 
 COLUMNS = ("claim", "seeds", "claim_failures", "controls_not_rejected", "verdict_errors",
            "stated_false_fail_rate", "measured_rate", "ci_low", "ci_high", "ci_level", "pvalue",
@@ -84,7 +86,8 @@ def calibration_studies(budget: str, seeds: int, claims=None, out="results/calib
 def run_calibration(budget: str = "quick", seeds: int = 20, claims=None, out="results/calibration",
                     jobs: int = 1, scheduler: str | None = None, overrides=None, first_seed: int = 0,
                     command: list[str] | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> CalibrationResult:
+                    progress: Callable[[int, int], None] | None = None,
+                    family_rate: float = FAMILY_FALSE_FAIL_RATE) -> CalibrationResult:
     """Run (or resume) the calibration and write its files (see the module docstring).
 
     Everything is validated before anything is written; ``progress(done, total)`` as in
@@ -137,8 +140,9 @@ def run_calibration(budget: str = "quick", seeds: int = 20, claims=None, out="re
         finally:
             for store in stores.values():
                 store.close()
-        outcomes = _judge(finished(root.root, budget), jobs if scheduler is None else 1)
+        outcomes = _judge(finished(root.root, budget), jobs if scheduler is None else 1, family_rate)
         table = summarize(outcomes)
+        table.append(family_row(outcomes))
         root.write_file(root.root / "seeds.csv", csv_text(outcomes, list(SEED_COLUMNS)))
         root.write_file(root.root / "calibration.csv", csv_text(table, list(COLUMNS)))
         root.write_file(root.root / "calibration.md", markdown(table, budget) + "\n")
@@ -172,18 +176,18 @@ def finished(out: Path, budget: str) -> list[tuple[str, int, list[Task], Path]]:
     return sorted(found, key=lambda f: (order.index(f[0]), f[1]))
 
 
-def _judge(found: list, jobs: int) -> list[dict]:
+def _judge(found: list, jobs: int, family_rate: float = FAMILY_FALSE_FAIL_RATE) -> list[dict]:
     """The verdicts of the finished studies, on ``jobs`` processes (each verdict is seeded by
     its data, so the outcomes do not depend on ``jobs``)."""
     if jobs == 1 or len(found) <= 1:
-        return [_outcome(*f) for f in found]
+        return [_outcome(*f, family_rate) for f in found]
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
                              initargs=(os.getpid(),)) as pool:
-        return list(pool.map(_outcome, *zip(*found)))
+        return list(pool.map(_outcome, *zip(*found), [family_rate] * len(found)))
 
 
-def _outcome(claim: str, seed: int, tasks: list[Task], path: Path) -> dict:
+def _outcome(claim: str, seed: int, tasks: list[Task], path: Path, family_rate: float) -> dict:
     """The verdict of one (claim, seed) study, from its stored rows."""
     row = {"claim": claim, "seed": seed}
     with Store(path) as store:
@@ -191,7 +195,7 @@ def _outcome(claim: str, seed: int, tasks: list[Task], path: Path) -> dict:
         store.consolidate(claim, tasks)
         df = store.read_claim(claim)
     try:
-        v = get_claim(claim).verdict(df)
+        v = get_claim(claim).judge(df, family_rate)
     except Exception as err:  # a verdict that crashes on some seeds is a finding, not a stop
         return {**row, "passed": None, "control_rejected": None, "false_fail_rate": None,
                 "error": f"{type(err).__name__}: {err}".replace("\n", " "), "summary": ""}
@@ -238,6 +242,36 @@ def summarize(outcomes: list[dict]) -> list[dict]:
                       "ci_level": CI_LEVEL, "pvalue": p, "test_level": TEST_LEVEL,
                       "consistent": bool(n and p > TEST_LEVEL)})
     return table
+
+
+FAMILY = "all claims (exit code)"
+
+
+def family_row(outcomes: list[dict]) -> dict:
+    """The suite's exit code as one more :data:`COLUMNS` row: over the seeds at which every
+    claim of the folder has a verdict, a seed fails when some claim failed or some control
+    was not rejected (``verify`` exits non-zero).  Its stated rate is the product-rule
+    family rate of the claims' stated rates (claims are independent given the seed); a
+    control's misses are not part of that statement, so they count against it."""
+    claims = list(dict.fromkeys(o["claim"] for o in outcomes))
+    by_seed: dict[int, list[dict]] = {}
+    for o in outcomes:
+        by_seed.setdefault(o["seed"], []).append(o)
+    complete = [rows for rows in by_seed.values()
+                if {r["claim"] for r in rows if not r["error"]} == set(claims)]
+    n = len(complete)
+    fails = sum(any(not (r["passed"] and r["control_rejected"]) for r in rows if not r["error"]) for rows in complete)
+    stated = family_false_fail_rate(max((o["false_fail_rate"] for o in outcomes if o["claim"] == c and not o["error"]),
+                                        default=0.0) for c in claims)
+    lo, hi = clopper_pearson(fails, n) if n else (math.nan, math.nan)
+    p = binomial_pvalue(fails, n, stated) if n else math.nan
+    return {"claim": FAMILY, "seeds": n, "claim_failures": fails,
+            "controls_not_rejected": sum(any(not r["control_rejected"] for r in rows if not r["error"])
+                                         for rows in complete),
+            "verdict_errors": sum(len(rows) for rows in by_seed.values()) - sum(len(rows) for rows in complete),
+            "stated_false_fail_rate": stated, "measured_rate": fails / n if n else math.nan,
+            "ci_low": lo, "ci_high": hi, "ci_level": CI_LEVEL, "pvalue": p, "test_level": TEST_LEVEL,
+            "consistent": bool(n and p > TEST_LEVEL)}
 
 
 def markdown(table: list[dict], budget: str) -> str:

@@ -23,7 +23,7 @@ import traceback
 from pathlib import Path
 
 from . import __version__
-from .claims import BUDGETS, all_claims
+from .claims import BUDGETS, FAMILY_FALSE_FAIL_RATE, all_claims
 from .runner import WORKER_TIMEOUT
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
@@ -40,8 +40,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("list", help="list the claims with their sources", parents=[common])
 
+    def rate(sp, default=None):
+        sp.add_argument("--false-fail-rate", type=_rate, default=default, metavar="RATE",
+                        help="family-wise false-fail rate: the probability that a correct implementation fails "
+                        f"some claim when every claim runs (default {FAMILY_FALSE_FAIL_RATE:g}; for report: the "
+                        "study's); each claim runs at its equal share, 1 - (1 - RATE)^(1/claims)")
+
     def outputs(sp):
         sp.add_argument("--latex", action="store_true", help="also write LaTeX tables")
+        rate(sp)
         sp.add_argument("--format", type=_formats, default=("png",), metavar="FMT[,FMT]",
                         help=f"figure formats, comma-separated from {','.join(FIGURE_FORMATS)} (default png)")
 
@@ -79,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--out", default="results/calibration", help="output folder (default: results/calibration)")
     cal.add_argument("--jobs", type=_positive, default=None, help="local worker processes (default: the CPU count)")
     cal.add_argument("--scheduler", default=None, metavar="ADDR", help="address of a Dask scheduler")
+    rate(cal, FAMILY_FALSE_FAIL_RATE)
     return p
 
 
@@ -88,6 +96,16 @@ def _formats(text: str) -> tuple[str, ...]:
     if not names or bad:
         raise argparse.ArgumentTypeError(f"choose from {', '.join(FIGURE_FORMATS)}, got {text!r}")
     return names
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a probability strictly between 0 and 1, got {text!r}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -166,7 +184,8 @@ def _dispatch(args, command: list[str]) -> int:
             print(f"{c.id:24s} {c.title}\n{'':24s} sources: {'; '.join(c.sources)}")
         return EXIT_PASS
     if args.command == "report":
-        verdicts = report.write_report(args.dir, latex=args.latex, formats=args.format)
+        verdicts = report.write_report(args.dir, latex=args.latex, formats=args.format,
+                                       family_rate=args.false_fail_rate)
         return _print_verdicts(verdicts, args.dir)
     from .studies import load_study, make_study
 
@@ -189,7 +208,8 @@ def _dispatch(args, command: list[str]) -> int:
     bar = Progress()
     try:
         result = run_study(study, jobs=args.jobs, scheduler=args.scheduler, command=command, progress=bar,
-                           force=args.force, worker_timeout=args.worker_timeout, notify=_note)
+                           force=args.force, worker_timeout=args.worker_timeout, notify=_note,
+                           family_rate=args.false_fail_rate or FAMILY_FALSE_FAIL_RATE)
     finally:
         bar.close()
     print(f"{study.out}: {result.n_run} tasks run, {result.n_skipped} already done, "
@@ -214,7 +234,7 @@ def _calibrate(args, command: list[str]) -> int:
     try:
         result = run_calibration(args.budget, args.seeds, claims, args.out, jobs=args.jobs or os.cpu_count() or 1,
                                  scheduler=args.scheduler, first_seed=args.first_seed, command=command,
-                                 progress=bar)
+                                 progress=bar, family_rate=args.false_fail_rate)
     finally:
         bar.close()
     print(f"{args.out}: {result.n_run} tasks run, {result.n_skipped} already done, "
@@ -240,8 +260,11 @@ def _print_verdicts(verdicts, out=None) -> int:
     line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
     print("\n".join([line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
                      *map(line, cells[1:])]))
+    from .report import verified_line
+
+    print(f"\n{verified_line(verdicts)}")
     if out is not None:
-        print(f"\nfull results: {Path(out) / 'summary.md'} (one .md per claim)")
+        print(f"full results: {Path(out) / 'summary.md'} (one .md per claim)")
     return EXIT_PASS if all(v.verified for v in verdicts.values()) else EXIT_FAIL
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import norm
 
-from .claims import Convergence, Verdict, get_claim
+from .claims import FAMILY_FALSE_FAIL_RATE, Convergence, Verdict, family_false_fail_rate, get_claim
 from .store import Store
 
 #: Figure style: nothing cut off (constrained layout), mathtext labels, reproducible files.
@@ -232,10 +232,21 @@ def claim_figure(claim_id: str, df, v: Verdict, path: str | Path) -> None:
     plt.close("all")
 
 
+def verified_line(verdicts: dict[str, Verdict]) -> str:
+    """The run's bottom line: how many claims were verified, and the probability that a
+    correct implementation fails some claim of this run (independent claims: the product rule)."""
+    ok = sum(v.verified for v in verdicts.values())
+    rates = [v.false_fail_rate for v in verdicts.values()]
+    each = f"each claim at {rates[0]:.3g}" if len(set(rates)) == 1 else "claims at " + ", ".join(f"{r:.3g}" for r in rates)
+    return (f"{ok}/{len(verdicts)} verified (family-wise false-fail rate {family_false_fail_rate(rates):.3g}: "
+            f"{each}, independent given the seed; controls not counted)")
+
+
 def write_report(out: str | Path, verdicts: dict[str, Verdict] | None = None,
-                 latex: bool = False, formats=("png",)) -> dict[str, Verdict]:
+                 latex: bool = False, formats=("png",), family_rate: float | None = None) -> dict[str, Verdict]:
     """Write tables and figures (in each of ``formats``) for every claim of the study
-    folder ``out``; returns the verdicts (recomputed from the CSVs when not given)."""
+    folder ``out``; returns the verdicts (recomputed from the CSVs when not given, at
+    ``family_rate``, by default the one the study was run at)."""
     from . import latex as tex
 
     formats = tuple(formats)
@@ -245,7 +256,8 @@ def write_report(out: str | Path, verdicts: dict[str, Verdict] | None = None,
         meta = store.open_existing()
         claims = meta["study"]["claims"]
         if verdicts is None:
-            verdicts = {c: _judge(store, c) for c in claims}
+            rate = family_rate or meta.get("family_false_fail_rate", FAMILY_FALSE_FAIL_RATE)
+            verdicts = {c: _judge(store, c, rate) for c in claims}
         root = Path(out)
         for c, v in verdicts.items():
             store.write_file(root / f"{c}.md", claim_markdown(v))
@@ -262,21 +274,22 @@ def write_report(out: str | Path, verdicts: dict[str, Verdict] | None = None,
                  f"seed {meta['study'].get('seed')})")
         summary = [f"# {title}", "", markdown_table(verdict_frame(verdicts).drop(columns="summary")), ""]
         summary += [f"- [{c}]({c}.md): {v.summary}" for c, v in verdicts.items()]
+        summary += ["", f"**{verified_line(verdicts)}**"]
         store.write_file(root / "summary.md", "\n".join(summary) + "\n")
         if latex:
             store.write_file(root / "summary.tex", tex.summary_latex(verdicts, title))
     return verdicts
 
 
-def _judge(store: Store, claim: str) -> Verdict:
+def _judge(store: Store, claim: str, family_rate: float) -> Verdict:
     """The verdict of a claim from its stored CSV.  A CSV the manifest vouches for is
     intact, so an error judging it is a bug; one adopted from an older folder may be
     damaged, so an error names the file instead."""
     df = store.read_claim(claim)
     if not store.adopted(store.claim_path(claim)):
-        return get_claim(claim).verdict(df)
+        return get_claim(claim).judge(df, family_rate)
     try:
-        return get_claim(claim).verdict(df)
+        return get_claim(claim).judge(df, family_rate)
     except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError) as err:
         raise ValueError(f"{store.claim_path(claim)}: cannot judge {claim} from it "
                          f"({type(err).__name__}: {err}); is it damaged? re-run the study to rebuild it") from None

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from typing import Callable, Iterator
 
 from . import resources
-from .claims import PARAM_COLUMNS, Task, Verdict, get_claim
+from .claims import FAMILY_FALSE_FAIL_RATE, PARAM_COLUMNS, Task, Verdict, get_claim
 from .store import Store
 from .studies import Study
 
@@ -203,8 +203,10 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
               command: list[str] | None = None,
               progress: Callable[[int, int, str | None], None] | None = None, force: bool = False,
               worker_timeout: float = WORKER_TIMEOUT,
-              notify: Callable[[str], None] | None = None) -> RunResult:
-    """Run (or resume) ``study`` and judge its claims.
+              notify: Callable[[str], None] | None = None,
+              family_rate: float = FAMILY_FALSE_FAIL_RATE) -> RunResult:
+    """Run (or resume) ``study`` and judge its claims, each at its share of the family-wise
+    false-fail rate ``family_rate`` (:meth:`ntkcheck.claims.Claim.judge`).
 
     Everything is validated before the output folder is touched, including the study's
     estimated memory and work (:mod:`ntkcheck.resources`; ``force`` skips that check).
@@ -229,6 +231,7 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
         everything = [t for c in study.claims for t in tasks[c]]
         store.refuse_foreign(everything)      # before computing anything
         meta = _metadata(study, store.read_metadata())
+        meta["family_false_fail_rate"] = family_rate
         meta["runs"][-1].update(command=_portable_command(command if command is not None else sys.argv),
                                 started=started.isoformat(timespec="seconds"),
                                 executor=f"dask {scheduler}" if scheduler else f"local jobs={jobs}")
@@ -255,7 +258,7 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
         verdicts = {}
         for c in study.claims:
             store.consolidate(c, tasks[c])
-            verdicts[c] = get_claim(c).verdict(store.read_claim(c))
+            verdicts[c] = get_claim(c).judge(store.read_claim(c), family_rate)
         wall = time.perf_counter() - t0
         meta["runs"][-1].update(wall_time_s=round(wall, 3), tasks_run=len(pending),
                                 verdicts={c: v.verified for c, v in verdicts.items()})

@@ -23,8 +23,11 @@ def test_runs_writes_tables_and_resumes(tmp_path):
         assert (tmp_path / "c" / name).is_file(), name
     again = calibrate(tmp_path / "c", seeds=3)       # one more seed: only its tasks run
     assert again.n_skipped == first.n_tasks and again.n_run == again.n_tasks - first.n_tasks
-    row, = again.table
+    row, family = again.table
     assert row["claim"] == "kernel-mean" and row["seeds"] == 3 and row["verdict_errors"] == 0
+    # one claim: the exit code's row is that claim's claim-or-control failures at its rate
+    assert family["claim"] == calibration.FAMILY and family["seeds"] == 3
+    assert family["stated_false_fail_rate"] == pytest.approx(row["stated_false_fail_rate"])
     assert [o["seed"] for o in again.outcomes] == [0, 1, 2]
     header = (tmp_path / "c" / "calibration.csv").read_text().splitlines()[0]
     assert header == ",".join(calibration.COLUMNS)
@@ -47,6 +50,28 @@ def test_refuses_other_grid_before_writing(tmp_path):
     with pytest.raises(ValueError, match="different grid"):
         run_calibration("quick", 1, ["kernel-mean"], tmp_path / "c", jobs=1, overrides=other)
     assert (tmp_path / "c" / "metadata.json").read_text() == before
+
+
+def test_family_row_counts_seeds_failing_any_claim_or_control():
+    def o(claim, seed, passed=True, control=True):
+        return {"claim": claim, "seed": seed, "passed": passed, "control_rejected": control,
+                "false_fail_rate": 0.01, "error": "", "summary": ""}
+    outcomes = [o("a", 0), o("b", 0), o("a", 1, passed=False), o("b", 1), o("a", 2), o("b", 2, control=False),
+                o("a", 3), o("b", 3, passed=False, control=False), o("a", 4)]        # seed 4 lacks b
+    row = calibration.family_row(outcomes)
+    assert row["seeds"] == 4 and row["claim_failures"] == 3 and row["controls_not_rejected"] == 2
+    assert row["stated_false_fail_rate"] == pytest.approx(1 - 0.99**2)
+    assert row["pvalue"] == pytest.approx(sps.binom.sf(2, 4, 1 - 0.99**2))
+
+
+def test_claim_levels_multiply_to_the_family_rate():
+    from ntkcheck.claims import all_claims, claim_false_fail_rate, family_false_fail_rate
+    n = len(all_claims())
+    for family in (0.01, 0.05, 1e-4):
+        each = claim_false_fail_rate(family)
+        assert family_false_fail_rate([each] * n) == pytest.approx(family, rel=1e-12)
+    with pytest.raises(ValueError, match="family-wise"):
+        claim_false_fail_rate(1.0)
 
 
 def test_clopper_pearson_and_binomial_test():

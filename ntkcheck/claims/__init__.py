@@ -23,8 +23,10 @@ Fields of :class:`Claim`
                   ``sigma_*`` >= 0; lists non-empty.  Anything else goes in ``check``.
   ``run_task``    ``run_task(task: Task) -> list[dict]``: pure function of the task (its
                   ``params`` and its ``seed``), no I/O, no global state.
-  ``verdict``     ``verdict(df: pandas.DataFrame) -> Verdict`` from all rows of the claim
-                  (the consolidated ``<claim>.csv``; it must not recompute anything).
+  ``verdict``     ``verdict(df: pandas.DataFrame, false_fail_rate: float) -> Verdict`` from all
+                  rows of the claim (the consolidated ``<claim>.csv``; it must not recompute
+                  anything), at the claim's level ``false_fail_rate`` (default
+                  :func:`claim_false_fail_rate`); callers go through :meth:`Claim.judge`.
   ``split``       optional ``split(grid) -> list[(key, params)]``.  Default
                   :func:`split_cells`: one task per grid cell x chunk of ``grid["chunk"]``
                   networks (``params["n_networks"]`` is the chunk's size, ``params["chunk"]``
@@ -51,6 +53,16 @@ Row schema (tidy: one row per measured quantity)
   other keys (e.g. ``i``, ``j``) become extra columns (sorted after :data:`ROW_COLUMNS`).
   Values: str, int, float or bool.  Floats are stored exactly (``repr``).  Per-chunk
   means are combined across chunks with :func:`pool`.
+
+Error rates
+  The suite's one exit code fails a correct implementation with probability
+  ``FAMILY_FALSE_FAIL_RATE`` (chosen: 0.01).  Claims are independent given the study seed
+  (every task draws from its own seed), so the product rule is exact: each of the ``C``
+  registered claims runs at ``1 - (1 - FAMILY_FALSE_FAIL_RATE)^(1/C)`` (Sidak 1967), and any
+  subset of them at most at the family rate.  ``ntkcheck verify --false-fail-rate`` changes the
+  family rate; :meth:`Claim.judge` turns it into the claim's level.  A negative control is
+  sized to be rejected with a far smaller miss probability; its misses are measured by
+  ``ntkcheck calibrate`` with the claims' failures.
 
 Verdict
   :class:`Verdict`: ``passed`` (the claim's test), the ``statistics`` behind it, its stated
@@ -89,6 +101,31 @@ PARAM_COLUMNS = ("width", "depth", "activation", "parameterization", "sigma_w", 
 _MODULES = ("kernel_mean", "nngp_gaussian", "relu_fourth_moment", "ntk_init_convergence", "ntk_finite_width",
             "lazy_kernel", "linearization", "loss_decay", "critical_lr", "jacot_figure_1",
             "readout_posterior", "ntk_ensemble", "linear_convergence", "mean_field")
+
+
+#: The probability that a correct implementation fails some claim of ``ntkcheck verify`` (all
+#: claims) at the default settings; see "Error rates" above.
+FAMILY_FALSE_FAIL_RATE = 0.01
+
+
+def claim_false_fail_rate(family_rate: float = FAMILY_FALSE_FAIL_RATE, n_claims: int | None = None) -> float:
+    """The level of one claim so that ``n_claims`` independent claims (default: every
+    registered claim) fail together with probability ``family_rate``: the Sidak split
+    ``1 - (1 - family_rate)^(1/n_claims)`` (exact for independent claims)."""
+    if not 0 < family_rate < 1:
+        raise ValueError(f"the family-wise false-fail rate must lie in (0, 1), got {family_rate!r}")
+    n = len(_MODULES) if n_claims is None else int(n_claims)
+    return float(-math.expm1(math.log1p(-family_rate) / n))
+
+
+def family_false_fail_rate(rates) -> float:
+    """The probability that at least one of independent claims with these levels fails:
+    ``1 - prod(1 - rate)``."""
+    return float(-math.expm1(sum(math.log1p(-float(r)) for r in rates)))
+
+
+#: A claim's level at the default family rate (what ``verdict(df)`` uses without an argument).
+CLAIM_FALSE_FAIL_RATE = claim_false_fail_rate()
 
 
 class GridError(ValueError):
@@ -189,6 +226,10 @@ class Claim:
         if budget not in BUDGETS:
             raise ValueError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
         return {**self.grids[budget], **(overrides or {})}
+
+    def judge(self, df, family_rate: float = FAMILY_FALSE_FAIL_RATE) -> Verdict:
+        """The verdict on the claim's rows at its share of the family-wise rate."""
+        return self.verdict(df, false_fail_rate=claim_false_fail_rate(family_rate))
 
     def tasks(self, grid: dict, seed: int) -> list[Task]:
         """The claim's tasks for ``grid``, each seeded by :func:`task_seed`."""

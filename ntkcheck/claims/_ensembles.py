@@ -32,7 +32,7 @@ from ..gp import coupling_gap, ensemble_map, ensemble_moments
 from ..kernels import output_kernels
 from ..stats import covariance_test, gaussianity_test, holm, mean_test
 from ..train import gradient_descent
-from . import Convergence, GridError, Task, Verdict, pool, split_cells
+from . import CLAIM_FALSE_FAIL_RATE, Convergence, GridError, Task, Verdict, pool, split_cells
 from ._training import check_cells, spec_of, width_fit, width_series
 
 #: The last recorded step counts as t = inf when every mode has contracted below this.
@@ -194,7 +194,8 @@ def moment_tests(g: pd.DataFrame, times, control: bool, alpha: float):
     return holm(parts, false_fail_rate=alpha), parts
 
 
-def verdict(df: pd.DataFrame, claim_id: str, false_fail_rate: float, theory: str, control: str) -> Verdict:
+def verdict(df: pd.DataFrame, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE, *, claim_id: str, theory: str,
+            control: str) -> Verdict:
     df = df.assign(value=df["value"].astype(float))
     times = sorted(int(t) for t in df.loc[df["quantity"] == "f", "t"].unique())
     t_digits = df.loc[df["quantity"] == "f_mean", "t"].max()

@@ -13,7 +13,7 @@ change and of each layer's relative parameter change ``|theta^l_t - theta^l_0|/|
 
 Tests, per cell, exponents of the mean over networks vs width
 (:func:`ntkcheck.stats.power_law_fit`, small-sample Student-t interval on the bootstrap spread at level
-``1 - FALSE_FAIL_RATE / tests``, Bonferroni):
+``1 - false_fail_rate / tests``, Bonferroni):
 
 * kernel, every activation: the bound ``O(n^{-1/2})`` over all widths: fails when the whole
   interval lies above -1/2 (or contains 0).  For ReLU this lies outside Thm 2.1's smoothness
@@ -54,11 +54,10 @@ import pandas as pd
 from .. import stax
 from ..kernels import ntk_kernel
 from ..train import gradient_descent
-from . import Claim, GridError, Task, Verdict, architectures, split_cells, task_key
+from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, Task, Verdict, architectures, split_cells, task_key
 from ._training import (TARGET_DETECTABLE, cell_lr, check_cells, check_sharp, dataset, deviation_tests, network_rows,
                         sharp_rate, spec_of, test_row, width_fit, width_series)
 
-FALSE_FAIL_RATE = 0.01
 CELL = ["architecture", "activation", "depth", "parameterization"]
 CONTROL = "mean_field"
 ARCHITECTURES = ("mlp", "cnn-gap")
@@ -190,14 +189,14 @@ def _tests(cell_df: pd.DataFrame, act: str, depth: int, alpha: float, min_width:
     return out
 
 
-def verdict(df) -> Verdict:
+def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
     df = df[df["quantity"] != "diverged"].assign(value=lambda d: d["value"].astype(float))
     if "architecture" not in df:            # results from before the CNN cells
         df = df.assign(architecture="mlp")
     min_width = int(df["sharp_min_width"].iloc[0]) if "sharp_min_width" in df else 0
     cells = list(df.groupby(CELL, sort=True))
     n_tested = sum(2 + (sharp_rate(act) is not None) + 1 for (_, act, _, par), _ in cells if par != CONTROL)
-    alpha = FALSE_FAIL_RATE / max(1, n_tested)          # Bonferroni over the claim's tests
+    alpha = false_fail_rate / max(1, n_tested)          # Bonferroni over the claim's tests
     rows, series, fits = [], [], {}
     for (arch, act, depth, par), g in cells:
         for t in _tests(g, act, int(depth), alpha, min_width):
@@ -240,7 +239,7 @@ def verdict(df) -> Verdict:
                f"{100 * (1 - alpha):.4g}% intervals, widths {widths[0]}..{widths[-1]}; mean-field control "
                f"{'rejected' if rejected else 'NOT rejected'} (kernel exponents {stats['control_kernel_exponents']})")
     return Verdict(
-        claim="lazy-kernel", passed=passed, summary=summary, statistics=stats, false_fail_rate=FALSE_FAIL_RATE,
+        claim="lazy-kernel", passed=passed, summary=summary, statistics=stats, false_fail_rate=false_fail_rate,
         detectable=(f"an exponent off its sharp value (-1 kernel, smooth; -1/2 weights) by {detect:.2g} with "
                     f"probability 0.99, or a kernel exponent whose interval lies above -1/2 (Bonferroni over "
                     f"{n_tested} tests)"),

@@ -26,7 +26,7 @@ the feature change, which collapses onto alpha sqrt(n) across widths: in the laz
 (``alpha_sqrt_n >= alpha_lazy_min``) its exponent b in
 ``log change = a + b log(alpha sqrt n) + c/(alpha sqrt n)`` (the 1/(alpha sqrt n) term is
 the next order of the lazy expansion) is estimated per activation and width, with a
-Student t interval (delta-method errors over networks) at level ``1 - FALSE_FAIL_RATE/(2 k)``
+Student t interval (delta-method errors over networks) at level ``1 - false_fail_rate/(2 k)``
 (k fits); the
 claim b = -1 must lie inside the interval and the alternative ``(alpha sqrt n)^-1/2`` law
 (b = -1/2) outside.  The kernel change's exponent and the ratio of its ends are reported.
@@ -44,10 +44,9 @@ from scipy.stats import t as student
 from ..networks import forward, init_params
 from ..stats import power_law_fit
 from ..train import train_params
-from . import Claim, Convergence, GridError, Task, Verdict, split_cells
+from . import CLAIM_FALSE_FAIL_RATE, Claim, Convergence, GridError, Task, Verdict, split_cells
 from ._training import cell_lr, check_cells, dataset, network_rows, spec_of, width_fit, width_series
 
-FALSE_FAIL_RATE = 0.01
 FLOOR = 0.05
 CONTROL = "ntk"
 CHANGES = ("kernel_change", "feature_change")
@@ -135,11 +134,11 @@ def _mf_tests(g: pd.DataFrame, alpha: float) -> list[dict]:
     return out
 
 
-def verdict(df) -> Verdict:
+def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
     df = df.assign(value=df["value"].astype(float))
     widths_df, alpha_df = df[df["sweep"] == "width"], df[df["sweep"] == "alpha"]
     cells = list(widths_df.groupby(["activation", "parameterization"], sort=True))
-    alpha = FALSE_FAIL_RATE / 2 / max(1, 3 * sum(par != CONTROL for (_, par), _ in cells))
+    alpha = false_fail_rate / 2 / max(1, 3 * sum(par != CONTROL for (_, par), _ in cells))
     rows, series = [], []
     for (act, par), g in cells:
         for t in _mf_tests(g, alpha):
@@ -153,7 +152,7 @@ def verdict(df) -> Verdict:
     cross = _crossover(alpha_df)
     lazy_min = float(alpha_df["alpha_lazy_min"].iloc[0]) if "alpha_lazy_min" in alpha_df else _BASE["alpha_lazy_min"]
     lazy_groups = list(alpha_df.groupby(["activation", "width"], sort=True))
-    lazy_rate = FALSE_FAIL_RATE / 2 / max(1, len(lazy_groups))
+    lazy_rate = false_fail_rate / 2 / max(1, len(lazy_groups))
     lazy = {k: _lazy_exponent(g, "feature_change", lazy_min, lazy_rate) for k, g in lazy_groups}
     lazy_kernel = {k: _lazy_exponent(g, "kernel_change", lazy_min, lazy_rate) for k, g in lazy_groups}
     crossover_ok = bool(lazy) and all(f["passed"] for f in lazy.values())
@@ -194,7 +193,7 @@ def verdict(df) -> Verdict:
     detect = max(t.detectable for (_, par), g in cells if par != CONTROL for t in
                  (r["fit"] for r in _mf_tests(g, alpha)))
     return Verdict(
-        claim="mean-field", passed=passed, summary=summary, statistics=stats, false_fail_rate=FALSE_FAIL_RATE,
+        claim="mean-field", passed=passed, summary=summary, statistics=stats, false_fail_rate=false_fail_rate,
         detectable=(f"a change exponent down to -1/2 + ~{detect:.2g} (lazy), or a mean change below {FLOOR}; a "
                     f"spread that does not shrink (Bonferroni over {3 * sum(p != CONTROL for (_, p), _ in cells)} fits); "
                     f"alpha sweep: an exponent off -1 by {stats['alpha sweep: exponent detectable']:.2g} "

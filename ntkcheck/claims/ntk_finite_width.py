@@ -22,7 +22,7 @@ exactly when the estimate is too small, and, used as weights, bias a pooled esti
 downwards.  The spread of log R over the independent replicates, ``sd_r / sqrt(R)``, is
 reported beside it as a check of that standard error.
 
-Tests (false-fail rate ``FALSE_FAIL_RATE``, half to each):
+Tests (false-fail rate ``false_fail_rate``, the claim's level, half to each):
 
 * per cell ``z = (log R_hat - bias - log R_exact) / SE``, two-sided, one Holm family;
 * pooled scale: ``log R_hat - bias = kappa log R_exact`` fitted over the cells (weights
@@ -31,7 +31,7 @@ Tests (false-fail rate ``FALSE_FAIL_RATE``, half to each):
 
 Negative control: the depth-only alternative, "log R is a function of L alone" (cells of
 equal L and different n agree), on the cells sharing a depth: its chi^2 (F(L) free) must
-reject at ``FALSE_FAIL_RATE``.  Reported besides: the fit ``log R = c + r beta + s beta/n``
+reject at ``false_fail_rate``.  Reported besides: the fit ``log R = c + r beta + s beta/n``
 (rate r with its interval at its level, next to Hanin-Nica's 5).
 """
 from __future__ import annotations
@@ -45,10 +45,9 @@ from scipy.stats import chi2, norm
 from ..moments import block_array, block_rows, relu_ntk_log_ratio_law
 from ..sampler import sample_init
 from ..stats import TestResult, holm
-from . import Claim, GridError, Task, Verdict, task_key
+from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, Task, Verdict, task_key
 from .initcommon import Z95, cell_spec, save_figure
 
-FALSE_FAIL_RATE = 1e-3
 FALSE_PASS_RATE = 1e-3
 HANIN_NICA_RATE = 5.0
 CELL = ["width", "depth"]
@@ -135,7 +134,7 @@ def _cells(df) -> pd.DataFrame:
     return pd.DataFrame(cells)
 
 
-def _scale_test(t: pd.DataFrame) -> TestResult:
+def _scale_test(t: pd.DataFrame, false_fail_rate: float) -> TestResult:
     """``log R_hat - bias = kappa log R_exact`` through the origin; z-test of kappa = 1."""
     x, se = t["exact log_ratio"].to_numpy(float), t["se_log"].to_numpy(float)
     y = (t["log_ratio"] - t["log_bias"]).to_numpy(float)
@@ -143,7 +142,7 @@ def _scale_test(t: pd.DataFrame) -> TestResult:
     kappa = float(np.sum(w * x * y) / np.sum(w * x * x))
     se_k = float(1 / math.sqrt(np.sum(w * x * x)))
     stat = (kappa - 1) / se_k
-    rate = FALSE_FAIL_RATE / 2
+    rate = false_fail_rate / 2
     p = float(2 * norm.sf(abs(stat)))
     return TestResult(name="pooled scale kappa", statistic=stat, pvalue=p, passed=bool(p > rate), false_fail_rate=rate,
                       detectable=float((norm.isf(rate / 2) + norm.isf(FALSE_PASS_RATE)) * se_k),
@@ -151,13 +150,13 @@ def _scale_test(t: pd.DataFrame) -> TestResult:
                       details={"kappa": kappa, "detectable_units": "relative error of log R"})
 
 
-def verdict(df) -> Verdict:
+def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
     t = _cells(df)
-    rate = FALSE_FAIL_RATE / 2
+    rate = false_fail_rate / 2
     cell_tests = [TestResult(name=f"n={r.width} L={r.depth}", statistic=r.z, pvalue=r.p, passed=r.p > rate,
                              false_fail_rate=rate, detectable=None, n_samples=r.n_networks) for r in t.itertuples()]
     family = holm(cell_tests, rate, name="per cell")
-    scale = _scale_test(t)
+    scale = _scale_test(t, false_fail_rate)
     passed = bool(family.passed and scale.passed)
     t["holm_p"] = family.details["holm_pvalues"]
     beta, n, y, se = (t[c].to_numpy(float) for c in ("beta", "width", "log_ratio", "se_log"))
@@ -166,12 +165,12 @@ def verdict(df) -> Verdict:
     shared = np.isin(depth, t.depth[t.depth.duplicated()].to_numpy())
     levels = np.unique(depth[shared])
     _, _, _, p_depth = _wls((depth[shared][:, None] == levels[None, :]).astype(float), y[shared], se[shared])
-    rejected = bool(p_depth <= FALSE_FAIL_RATE)
-    # reported: log R = c + r beta + s beta/n, interval at level 1 - FALSE_FAIL_RATE (overdispersion-scaled)
+    rejected = bool(p_depth <= false_fail_rate)
+    # reported: log R = c + r beta + s beta/n, interval at level 1 - false_fail_rate (overdispersion-scaled)
     coef, cov, rss, p_lin = _wls(np.column_stack([np.ones_like(beta), beta, beta / n]), y, se)
     r_se = math.sqrt(cov[1, 1] * max(1.0, rss / (len(y) - 3)))
-    zr = norm.isf(FALSE_FAIL_RATE / 2)
-    level = f"{100 * (1 - FALSE_FAIL_RATE):g}%"
+    zr = norm.isf(false_fail_rate / 2)
+    level = f"{100 * (1 - false_fail_rate):g}%"
     # detectable per cell: a relative error of R that the Holm family rejects with prob >= 1 - FALSE_PASS_RATE
     crit = norm.isf(rate / (2 * len(t))) + norm.isf(FALSE_PASS_RATE)
     detect = np.expm1(crit * se)
@@ -188,12 +187,12 @@ def verdict(df) -> Verdict:
     summary = (f"{'pass' if passed else 'FAIL'}: log E[Theta^2]/E[Theta]^2 against the exact finite-(n, L) value: "
                f"max |z| = {stats['max_abs_z']:.2f} over {len(t)} cells (Holm p = {family.pvalue:.2g}); pooled "
                f"kappa = {stats['kappa']:.4f} +- {scale.stderr:.4f} (claim 1, p = {scale.pvalue:.2g}); false-fail "
-               f"rate {FALSE_FAIL_RATE:g}; depth-only control {'rejected' if rejected else 'NOT rejected'} "
+               f"rate {false_fail_rate:g}; depth-only control {'rejected' if rejected else 'NOT rejected'} "
                f"(chi^2 p = {p_depth:.2g}); fitted rate r = {coef[1]:.2f} ({level} CI [{stats['fitted_rate_lo']:.2f}, "
                f"{stats['fitted_rate_hi']:.2f}], Hanin-Nica: {HANIN_NICA_RATE:g} as n -> inf)")
     return Verdict(
         claim="ntk-finite-width", passed=passed, summary=summary, statistics=stats,
-        false_fail_rate=FALSE_FAIL_RATE,
+        false_fail_rate=false_fail_rate,
         detectable=(f"a relative error of the ratio above {stats['max_detectable_rel']:.2g} in any cell (median "
                     f"{stats['median_detectable_rel']:.2g}), or a common relative error of log R above "
                     f"{scale.detectable:.2g} (pooled), each with prob >= {1 - FALSE_PASS_RATE:g}"),

@@ -18,16 +18,17 @@ unreliable for these heavy tails).  Every cell gets ``M`` networks with
 approximation holds; cells needing more than the budget's ``n_networks`` are listed as
 not resolvable and not run.  ``log R_hat`` is corrected for its second-order bias, also from the exact law
 (:func:`ntkcheck.moments.norm_ratio_bias`).  All cells form one Holm family at
-``CELL_RATE``.  Dense networks repeat the cells with width <= ``dense_max_width``.
+``CELL_SHARE x false_fail_rate`` (the claim's level: its share of the suite's family-wise
+rate).  Dense networks repeat the cells with width <= ``dense_max_width``.
 
 Pooled test of the constant.  A per-cell family has little power against a small error
 common to every cell (a constant 5.1 instead of 5 moves each cell by ~0.1 L/n standard
 errors).  So per activation the constant c of ``log R = L log(1 + c/n)`` is fitted to all
 its cells (weighted nonlinear least squares, weights ``1/SE^2``, Gauss-Newton from the
 claimed value) and ``z = (c_hat - c) / SE(c_hat)`` is tested two-sided (5 for ReLU, 2 for
-linear) at ``POOLED_RATE`` per activation.  ``SE(c_hat) = (sum_i (L_i/(n_i+c))^2/SE_i^2)^-1/2``
+linear) at ``POOLED_SHARE x false_fail_rate`` per activation.  ``SE(c_hat) = (sum_i (L_i/(n_i+c))^2/SE_i^2)^-1/2``
 with the cells' exact-law standard errors (cells are independent).  The claim's
-false-fail rate is ``CELL_RATE + 2 POOLED_RATE = FALSE_FAIL_RATE`` (union bound).
+false-fail rate is ``(CELL_SHARE + 2 POOLED_SHARE) false_fail_rate = false_fail_rate`` (union bound).
 
 Negative controls (settings where the identity is false, tested against ``(1 + 5/n)^L``
 with the ReLU law's standard error): ReLU with ``sigma_b = control_sigma_b > 0`` and
@@ -45,12 +46,11 @@ from scipy.stats import norm
 from ..moments import NORM_LAWS, norm_ratio, norm_ratio_bias, norm_ratio_law, readout_variance
 from ..sampler import sample_init
 from ..stats import TestResult, holm
-from . import Claim, GridError, Task, Verdict, pool, task_key
+from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, Task, Verdict, pool, task_key
 from .initcommon import Z95, cell_spec, save_figure
 
-FALSE_FAIL_RATE = 1e-3
-CELL_RATE = 5e-4
-POOLED_RATE = 2.5e-4
+#: Shares of the claim's level: the per-cell family, and each activation's pooled constant.
+CELL_SHARE, POOLED_SHARE = 0.5, 0.25
 FALSE_PASS_RATE = 1e-3
 #: the claimed constant of ``(1 + c/n)^L`` per law
 CONSTANT = {"relu": 5.0, "identity": 2.0}
@@ -166,14 +166,14 @@ def _cell_tests(pooled) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _family(df, name: str, rate: float = FALSE_FAIL_RATE):
+def _family(df, name: str, rate: float):
     results = [TestResult(name=f"{r.activation} n={r.width} L={r.depth} {r.method}", statistic=r.z,
                           pvalue=r.p, passed=r.p > rate, false_fail_rate=rate,
                           detectable=None, n_samples=int(r.n_networks)) for r in df.itertuples()]
     return holm(results, rate, name=name)
 
 
-def pooled_constant(width, depth, log_ratio, se, claimed: float, rate: float = POOLED_RATE,
+def pooled_constant(width, depth, log_ratio, se, claimed: float, rate: float,
                     false_pass_rate: float = FALSE_PASS_RATE, name: str = "pooled constant") -> TestResult:
     """Fit c in ``log_ratio = L log(1 + c/n)`` (weights ``1/se^2``, Gauss-Newton from
     ``claimed``) and test ``c = claimed`` two-sided; ``detectable`` in units of c."""
@@ -196,31 +196,32 @@ def pooled_constant(width, depth, log_ratio, se, claimed: float, rate: float = P
                       details={"constant": c, "claimed": float(claimed), "detectable_units": "constant c"})
 
 
-def verdict(df) -> Verdict:
+def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
+    cell_rate, pooled_rate = CELL_SHARE * false_fail_rate, POOLED_SHARE * false_fail_rate
     skipped = df[df.quantity == "networks_needed"]
     unresolved = skipped[CELL].assign(n_networks=skipped["value"].astype(int), status="not resolvable")
     pooled = pool(df[df.quantity != "networks_needed"], CELL + ["quantity"])
     tests = _cell_tests(pooled)
     claim = tests[tests.role == "claim"]
     control = tests[tests.role == "control"]
-    main = _family(claim, "relu-fourth-moment", CELL_RATE)
+    main = _family(claim, "relu-fourth-moment", cell_rate)
     constants = {act: pooled_constant(g.width, g.depth, np.log(g.ratio) - g.log_bias, g.se_log, CONSTANT[act],
-                                      name=f"pooled constant {act}")
+                                      pooled_rate, name=f"pooled constant {act}")
                  for act, g in claim.groupby("activation", sort=True)}
     passed = bool(main.passed and all(t.passed for t in constants.values()))
-    families = {f"{a}, sigma_b={s:g}": _family(g, f"control {a} sigma_b={s:g}")
+    families = {f"{a}, sigma_b={s:g}": _family(g, f"control {a} sigma_b={s:g}", false_fail_rate)
                 for (a, s), g in control.groupby(["activation", "sigma_b"], sort=True)}
     rejected = bool(families) and all(not f.passed for f in families.values())
     k = len(claim)
-    crit = norm.isf(CELL_RATE / (2 * k)) + norm.isf(FALSE_PASS_RATE)
+    crit = norm.isf(cell_rate / (2 * k)) + norm.isf(FALSE_PASS_RATE)
     detect = crit * claim["se_log"]
     holm_p = main.details["holm_pvalues"]
     tests = tests.assign(holm_p=np.nan, rejected=False)
     tests.loc[claim.index, "holm_p"] = holm_p
-    tests.loc[claim.index, "rejected"] = holm_p <= CELL_RATE
+    tests.loc[claim.index, "rejected"] = holm_p <= cell_rate
     for fam, (_, g) in zip(families.values(), control.groupby(["activation", "sigma_b"], sort=True)):
         tests.loc[g.index, "holm_p"] = fam.details["holm_pvalues"]
-        tests.loc[g.index, "rejected"] = fam.details["holm_pvalues"] <= FALSE_FAIL_RATE
+        tests.loc[g.index, "rejected"] = fam.details["holm_pvalues"] <= false_fail_rate
     stats = {"n_cells": k, "max_abs_z": float(claim["z"].abs().max()), "holm_p": main.pvalue,
              "max_detectable_rel": float(np.expm1(detect.max())),
              "median_detectable_rel": float(np.expm1(detect.median())),
@@ -231,15 +232,15 @@ def verdict(df) -> Verdict:
              **{f"control_holm_p[{name}]": f.pvalue for name, f in families.items()},
              **{f"control_max_abs_z[{a}, sigma_b={s:g}]": float(g["z"].abs().max())
                 for (a, s), g in control.groupby(["activation", "sigma_b"], sort=True)}}
-    level = 1 - POOLED_RATE
-    zc = norm.isf(POOLED_RATE / 2)
+    level = 1 - pooled_rate
+    zc = norm.isf(pooled_rate / 2)
     fits = ", ".join(f"{a} c = {t.details['constant']:.4f} +- {t.stderr:.4f} ({100 * level:g}% CI "
                      f"[{t.details['constant'] - zc * t.stderr:.4f}, {t.details['constant'] + zc * t.stderr:.4f}], "
                      f"claimed {t.details['claimed']:g}, p = {t.pvalue:.2g})" for a, t in constants.items())
     summary = (f"{'pass' if passed else 'FAIL'}: pooled constants {fits}; per cell max |z| = "
                f"{stats['max_abs_z']:.2f} over {k} cells (Holm p = {main.pvalue:.2g}; {len(unresolved)} more cells "
-               f"need more networks than the budget); false-fail rate {FALSE_FAIL_RATE:g} (cells {CELL_RATE:g}, "
-               f"each constant {POOLED_RATE:g}); controls "
+               f"need more networks than the budget); false-fail rate {false_fail_rate:g} (cells {cell_rate:g}, "
+               f"each constant {pooled_rate:g}); controls "
                + ", ".join(f"{n} {'rejected' if not f.passed else 'NOT rejected'} (Holm p = {f.pvalue:.2g})"
                            for n, f in families.items()))
     tests = pd.concat([tests.assign(status="tested"), unresolved], ignore_index=True)
@@ -248,7 +249,7 @@ def verdict(df) -> Verdict:
                                                       "ratio_from_f": "E[f^4]/(3E[f^2]^2)"})
     return Verdict(
         claim="relu-fourth-moment", passed=passed, summary=summary, statistics=stats,
-        false_fail_rate=FALSE_FAIL_RATE,
+        false_fail_rate=false_fail_rate,
         detectable=("pooled: a constant off by "
                     + ", ".join(f"{t.detectable:.3g} ({100 * t.detectable / t.details['claimed']:.2g}%, {a})"
                                 for a, t in constants.items())
