@@ -309,12 +309,13 @@ def _accepts_get(fn) -> bool:
 
 
 def candidate_kernel(candidate, X, kind: str = "ntk") -> np.ndarray:
-    """Evaluate and validate a candidate kernel on X: a symmetric finite (N, N) array.
+    """Evaluate and validate a candidate kernel on X: a symmetric finite real (N, N) array.
 
     candidate : (N, N) array; a callable ``(X1, X2) -> (N1, N2)``; or a
     neural-tangents-style ``kernel_fn(x1, x2, get)`` (recognised by its ``get``
     parameter; called as ``kernel_fn(X, None, kind)``).  Asymmetry beyond
     round-off (1e-10 of the largest entry) is an error; round-off is averaged away.
+    A complex array is an error unless its imaginary part is exactly 0.
     """
     X = np.asarray(X, dtype=float)
     n_in = len(X)
@@ -323,11 +324,16 @@ def candidate_kernel(candidate, X, kind: str = "ntk") -> np.ndarray:
     else:
         cand = candidate
     try:
-        cand = np.asarray(cand, dtype=float)
+        raw = np.asarray(cand)
+        cand = np.asarray(raw.real, dtype=float)     # no ComplexWarning: the imaginary part is checked below
     except (TypeError, ValueError):
         raise ValueError("candidate must be an (N, N) numeric array or return one") from None
     if cand.shape != (n_in, n_in):
         raise ValueError(f"candidate kernel must have shape ({n_in}, {n_in}) for {n_in} inputs, got {cand.shape}")
+    if np.iscomplexobj(raw) and np.any(raw.imag != 0):
+        i, j = np.unravel_index(int(np.argmax(np.abs(raw.imag))), raw.shape)
+        raise ValueError(f"candidate kernel is complex: K[{i}, {j}] = {complex(raw[i, j])} has imaginary part "
+                         f"{float(raw.imag[i, j]):.6g} (the largest); a kernel is real")
     if not np.all(np.isfinite(cand)):
         raise ValueError("candidate kernel contains NaN or inf")
     gap = np.abs(cand - cand.T)
@@ -368,8 +374,8 @@ def check_kernel(candidate: np.ndarray | Callable, spec: MLP | stax.Layer, X, ki
 
     candidate : (N, N) array, a callable ``(X1, X2) -> (N1, N2)``, or a
         neural-tangents ``kernel_fn(x1, x2, get)`` (called with ``get=kind``).
-        It is evaluated and validated (shape, symmetry, finiteness) before any
-        network is sampled.
+        It is evaluated and validated (shape, real values, symmetry,
+        finiteness) before any network is sampled.
     spec : an :class:`~ntkcheck.MLP` or a :mod:`ntkcheck.stax` network.  For a
         stax network every hidden channel count is the width (the readout keeps
         its size; :func:`ntkcheck.stax.with_width`), the networks are sampled

@@ -162,8 +162,8 @@ def assert_kernel(candidate, spec: MLP | stax.Layer, X, kind: str = "ntk", false
     :mod:`ntkcheck.stax` network) on X.
 
     candidate : (N, N) array, callable ``(X1, X2)``, or a neural-tangents
-        ``kernel_fn(x1, x2, get)``; validated (shape, symmetry, finiteness)
-        before any sampling.
+        ``kernel_fn(x1, x2, get)``; validated (shape, real values, symmetry,
+        finiteness) before any sampling.
     cache : see :func:`cached_sample_kernel`.  options : as
         :func:`ntkcheck.check.check_kernel`.
 

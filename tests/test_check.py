@@ -130,6 +130,12 @@ def test_bad_input_is_refused_before_sampling(monkeypatch):
         check_kernel(lambda a, b: np.eye(5), spec, X)
     with pytest.raises(ValueError, match="NaN"):
         check_kernel(np.full((6, 6), np.nan), spec, X)
+    ntk = ntk_kernel(spec, X)
+    with pytest.raises(ValueError, match=r"complex: K\[4, 4\] = .* imaginary part 5 "):
+        check_kernel(ntk + 5j * ntk / ntk.max(), spec, X)          # its real part alone is right
+    with pytest.raises(ValueError, match=r"complex: K\[1, 2\] .* imaginary part 1e-30 "):
+        check_kernel(lambda a, b: ntk + 1e-30j * (np.arange(36).reshape(6, 6) == 8), spec, X)
+    assert np.array_equal(check.candidate_kernel(ntk + 0j, X), check.candidate_kernel(ntk, X))    # exactly real
     asym = np.eye(6)
     asym[0, 1] = 0.1
     with pytest.raises(ValueError, match=r"not symmetric: K\[0, 1\]"):

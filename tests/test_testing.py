@@ -70,6 +70,9 @@ def test_candidate_is_checked_before_sampling(tmp_path, monkeypatch):
         assert_kernel(np.triu(np.ones((5, 5))), SPEC, X, cache=tmp_path)
     with pytest.raises(ValueError, match="NaN"):
         assert_kernel(np.full((5, 5), np.inf), SPEC, X, cache=tmp_path)
+    with pytest.raises(ValueError, match="imaginary part"):
+        assert_kernel(ntk_kernel(SPEC, X) * (1 + 5j), SPEC, X, cache=tmp_path)
+    assert not list(tmp_path.iterdir())
 
 
 def test_neural_tangents_kernel_fn(tmp_path):
