@@ -38,7 +38,8 @@ import tempfile
 import numpy as np
 
 from . import __version__, stax
-from .check import KernelCheckDesign, KernelSample, _inputs, candidate_kernel, kernel_test, sample_kernel
+from .check import (ROUNDOFF, KernelCheckDesign, KernelSample, _inputs, candidate_kernel, kernel_test,
+                    sample_kernel)
 from .seeding import as_seed_sequence
 from .spec import MLP
 from .stats import TestResult
@@ -148,10 +149,17 @@ def failure_message(result: TestResult) -> str:
     k = d["worst_entry"][0]
     i, j = d["worst_pair"]
     design = d["design"]
+    if d["zero_variance"][k]:
+        rows, cols = d["index"]
+        missed = d["zero_variance"] & (np.abs(d["relative_error"]) > ROUNDOFF)
+        worst = (f"the same {d['mean'][k]:.6g} in every sampled network (zero sampled variance), so it is exact: "
+                 f"compared with a round-off allowance of {ROUNDOFF:.2g} of that scale.\nEntries with zero sampled "
+                 f"variance the candidate misses: {', '.join(f'K[{r}, {c}]' for r, c in zip(rows[missed], cols[missed]))}")
+    else:
+        worst = f"sampled mean {d['mean'][k]:.6g} +- {result.stderr[k]:.2g} (standard error), t = {d['t'][k]:.3g}"
     return (f"{result.name} failed: p = {result.pvalue:.3g} <= false-fail rate {result.false_fail_rate:g}.\n"
-            f"worst entry K[{i}, {j}]: candidate {d['candidate'][k]:.6g}, sampled mean {d['mean'][k]:.6g} "
-            f"+- {result.stderr[k]:.2g} (standard error), relative error {d['relative_error'][k]:+.3%} of "
-            f"sqrt(K[{i},{i}] K[{j},{j}]) (t = {d['t'][k]:.3g}).\n"
+            f"worst entry K[{i}, {j}]: candidate {d['candidate'][k]:.6g}, relative error "
+            f"{d['relative_error'][k]:+.3%} of sqrt(K[{i},{i}] K[{j},{j}]); {worst}.\n"
             f"{design.n_networks} pairs of networks of widths {design.widths}, extrapolated in 1/width; "
             f"detects a relative error of {result.detectable:.3g} with probability >= {1 - result.false_pass_rate:g}.")
 

@@ -28,6 +28,24 @@ def test_pass_returns_a_truthy_result_and_failure_names_the_worst_entry(tmp_path
     assert "relative error +" in text and "false-fail rate 0.001" in text
 
 
+def test_failure_names_the_entries_with_zero_sampled_variance(tmp_path):
+    spec, X1 = MLP(1, 1, "relu", math.sqrt(2), 0.0), np.array([[1.7], [-0.72], [-1.0], [-2.1]])
+    ntk = ntk_kernel(spec, X1)
+    scale = math.sqrt(ntk[0, 0] * ntk[3, 3])
+    for size in (1e-12, 0.01):
+        cand = ntk.copy()
+        cand[0, 3] = cand[3, 0] = size * scale
+        cand[0, 2] = cand[2, 0] = size * scale / 4
+        if size < 1e-8:
+            assert assert_kernel(cand, spec, X1, cache=tmp_path, discrepancy=0.1)
+            continue
+        with pytest.raises(AssertionError) as err:
+            assert_kernel(cand, spec, X1, cache=tmp_path, discrepancy=0.1)
+    text = str(err.value)
+    assert "worst entry K[0, 3]" in text and "zero sampled variance" in text and "t = inf" not in text
+    assert "the candidate misses: K[0, 2], K[0, 3]." in text
+
+
 def test_cache_is_reused_and_keyed(tmp_path):
     ntk = ntk_kernel(SPEC, X)
     first = assert_kernel(ntk, SPEC, X, cache=tmp_path, seed=3, **FAST)
