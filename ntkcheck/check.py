@@ -31,7 +31,10 @@ rate ``b``:
    ``E[f f^T | x^L] = alpha^2 (a^2 s_w^2 <x^L, x^L'> + c^2 s_b^2)`` for the readout
    ``f = alpha (a W x^L + c b)`` (:func:`ntkcheck.moments.readout_kernel`): the
    same mean as ``f f^T`` (law of total expectation) with far less spread
-   (Rao-Blackwell).
+   (Rao-Blackwell).  Each entry's null allows round-off, ``ROUNDOFF`` = 1.5e-8 of
+   its scale: that alone decides an entry with zero sampled variance (exact in
+   every network, standard error 0); elsewhere it is negligible beside the
+   standard error and can only lower the false-fail rate.
 
 The result's ``detectable`` is the achieved relative discrepancy (max over
 entries), computed from the sample actually used.  False-fail rate and power
@@ -88,6 +91,11 @@ UNDERSHOOT = 0.8
 #: Pairs per sampling task.  Fixed (not derived from ``jobs``), so the sample is the same for
 #: every ``jobs``; small enough that the threads finish each stage nearly together.
 BATCH = 10
+#: Round-off allowance of every tested entry, relative to its scale: sqrt of float64's epsilon, the
+#: accuracy of a float64 kernel computed through arccos-like steps.  It alone decides the entries
+#: with zero sampled variance (exact in every network, e.g. relu without bias on inputs of opposite
+#: sign), whose standard error is 0; elsewhere it is far below the standard error.
+ROUNDOFF = math.sqrt(np.finfo(float).eps)
 KINDS = ("ntk", "nngp")
 
 
@@ -309,12 +317,13 @@ def _accepts_get(fn) -> bool:
 
 
 def candidate_kernel(candidate, X, kind: str = "ntk") -> np.ndarray:
-    """Evaluate and validate a candidate kernel on X: a symmetric finite (N, N) array.
+    """Evaluate and validate a candidate kernel on X: a symmetric finite real (N, N) array.
 
     candidate : (N, N) array; a callable ``(X1, X2) -> (N1, N2)``; or a
     neural-tangents-style ``kernel_fn(x1, x2, get)`` (recognised by its ``get``
     parameter; called as ``kernel_fn(X, None, kind)``).  Asymmetry beyond
     round-off (1e-10 of the largest entry) is an error; round-off is averaged away.
+    A complex array is an error unless its imaginary part is exactly 0.
     """
     X = np.asarray(X, dtype=float)
     n_in = len(X)
@@ -323,11 +332,16 @@ def candidate_kernel(candidate, X, kind: str = "ntk") -> np.ndarray:
     else:
         cand = candidate
     try:
-        cand = np.asarray(cand, dtype=float)
+        raw = np.asarray(cand)
+        cand = np.asarray(raw.real, dtype=float)     # no ComplexWarning: the imaginary part is checked below
     except (TypeError, ValueError):
         raise ValueError("candidate must be an (N, N) numeric array or return one") from None
     if cand.shape != (n_in, n_in):
         raise ValueError(f"candidate kernel must have shape ({n_in}, {n_in}) for {n_in} inputs, got {cand.shape}")
+    if np.iscomplexobj(raw) and np.any(raw.imag != 0):
+        i, j = np.unravel_index(int(np.argmax(np.abs(raw.imag))), raw.shape)
+        raise ValueError(f"candidate kernel is complex: K[{i}, {j}] = {complex(raw[i, j])} has imaginary part "
+                         f"{float(raw.imag[i, j]):.6g} (the largest); a kernel is real")
     if not np.all(np.isfinite(cand)):
         raise ValueError("candidate kernel contains NaN or inf")
     gap = np.abs(cand - cand.T)
@@ -338,27 +352,44 @@ def candidate_kernel(candidate, X, kind: str = "ntk") -> np.ndarray:
     return (cand + cand.T) / 2
 
 
+def _entry_scales(scale: np.ndarray) -> np.ndarray:
+    """sqrt(K_ii K_jj) per entry, or the kernel's scale (its largest) where that is 0: an input
+    whose kernel is 0 in every network (a zero input without bias) has no scale of its own."""
+    if not scale.max(initial=0.0) > 0:
+        raise ValueError("the sampled kernel is 0 on every input (zero inputs without bias?): there is no "
+                         "scale to compare a candidate with")
+    return np.where(scale > 0, scale, scale.max())
+
+
 def kernel_test(candidate, sample: KernelSample, name: str | None = None) -> TestResult:
     """Test a candidate kernel (see :func:`candidate_kernel`) on a :class:`KernelSample`.
 
+    Each entry's null allows round-off, ``|E Z - K| <= ROUNDOFF sqrt(K_ii K_jj)``
+    (:data:`ROUNDOFF`): an entry with zero sampled variance (the same in every
+    network) must match the sample to that absolute tolerance.
+
     ``details``: as :func:`~ntkcheck.stats.mean_test` plus ``design``, ``widths``,
-    ``method`` (how the networks were sampled: "exact" or "dense"), ``index`` (rows, cols of the entries), ``worst_pair`` (i, j),
-    ``candidate`` (the entries tested), ``relative_error`` (candidate minus
-    sampled mean per entry, relative to sqrt(K_ii K_jj)) and ``width_bias`` (the first-order bias ``b_1 / n_s`` at
-    width n_s, estimated as ``(K_{n_s} - K_{n_l}) n_l / (n_l - n_s)``, relative).
+    ``method`` (how the networks were sampled: "exact" or "dense"), ``index`` (rows, cols of the entries),
+    ``worst_pair`` (i, j), ``candidate`` (the entries tested), ``zero_variance`` (per entry: the same in
+    every network), ``relative_error`` (candidate minus sampled mean per entry, relative to sqrt(K_ii K_jj),
+    or to the kernel's largest such scale where that is 0) and ``width_bias`` (the first-order bias
+    ``b_1 / n_s`` at width n_s, estimated as ``(K_{n_s} - K_{n_l}) n_l / (n_l - n_s)``, relative).
     """
     cand = candidate_kernel(candidate, sample.X, sample.kind)
     draws, target, scale, (rows, cols) = kernel_entries(sample.draws, cand)
+    scale = _entry_scales(scale)
     d = sample.design
-    res = mean_test(draws, target, false_fail_rate=d.false_fail_rate, false_pass_rate=d.false_pass_rate,
-                    scale=scale, name=name or f"check_kernel[{sample.kind}]")
-    worst = res.details["worst_entry"][0]
+    res = mean_test(draws, target, bias=ROUNDOFF * scale, false_fail_rate=d.false_fail_rate,
+                    false_pass_rate=d.false_pass_rate, scale=scale, name=name or f"check_kernel[{sample.kind}]")
+    relative_error = (target - res.details["mean"]) / scale
+    # ties at t = inf (entries with zero sampled variance) go to the largest relative error
+    worst = int(np.lexsort((np.abs(relative_error), res.details["t"]))[-1])
     n_s, n_l = d.widths
     small, large = sample.width_means[:, rows, cols]
     return dataclasses.replace(res, details={
         **res.details, "design": d, "widths": d.widths, "method": d.method, "index": (rows, cols),
-        "worst_pair": (int(rows[worst]), int(cols[worst])), "candidate": target,
-        "relative_error": (target - res.details["mean"]) / scale,
+        "worst_entry": (worst,), "worst_pair": (int(rows[worst]), int(cols[worst])), "candidate": target,
+        "zero_variance": np.ptp(draws, axis=0) == 0, "relative_error": relative_error,
         "width_bias": (small - large) * n_l / (n_l - n_s) / scale})
 
 
@@ -368,8 +399,8 @@ def check_kernel(candidate: np.ndarray | Callable, spec: MLP | stax.Layer, X, ki
 
     candidate : (N, N) array, a callable ``(X1, X2) -> (N1, N2)``, or a
         neural-tangents ``kernel_fn(x1, x2, get)`` (called with ``get=kind``).
-        It is evaluated and validated (shape, symmetry, finiteness) before any
-        network is sampled.
+        It is evaluated and validated (shape, real values, symmetry,
+        finiteness) before any network is sampled.
     spec : an :class:`~ntkcheck.MLP` or a :mod:`ntkcheck.stax` network.  For a
         stax network every hidden channel count is the width (the readout keeps
         its size; :func:`ntkcheck.stax.with_width`), the networks are sampled

@@ -14,6 +14,8 @@ the cache directory is ``cache=`` if given, else the environment variable
 ``NTKCHECK_CACHE``, else the user cache directory (``$XDG_CACHE_HOME/ntkcheck``,
 ``~/.cache/ntkcheck``; ``~/Library/Caches/ntkcheck`` on macOS,
 ``%LOCALAPPDATA%\\ntkcheck\\Cache`` on Windows); ``cache=False`` turns it off.
+Each entry carries a checksum: a damaged or truncated one is redrawn; a cache that
+cannot be written gives a :class:`CacheWarning` and the check runs without it.
 A stax network is keyed by its ``repr`` with the hidden channel counts set to 1
 (the design chooses the widths, so networks that differ only there share a
 sample).  Specs and networks with a custom activation object are never cached
@@ -29,25 +31,34 @@ For pytest, import the fixture into a ``conftest.py``::
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pathlib
 import sys
 import tempfile
+import warnings
 
 import numpy as np
 
 from . import __version__, stax
-from .check import KernelCheckDesign, KernelSample, _inputs, candidate_kernel, kernel_test, sample_kernel
+from .check import (ROUNDOFF, KernelCheckDesign, KernelSample, _inputs, candidate_kernel, kernel_test,
+                    sample_kernel)
 from .seeding import as_seed_sequence
 from .spec import MLP
 from .stats import TestResult
 
 ENV = "NTKCHECK_CACHE"
-#: Bumped when the cached arrays or the sampler's law of them change.
-CACHE_FORMAT = 3
+#: Bumped when the cache file's layout, the cached arrays or the sampler's law of them change.
+CACHE_FORMAT = 4
+#: A cache file is a header line (format, checksum) followed by an npz: not an npz itself.
+SUFFIX = ".sample"
 #: sample_kernel options that change the sample (``jobs`` does not).
 _DESIGN_OPTIONS = ("false_pass_rate", "discrepancy", "widths", "n_networks", "max_networks", "method")
+
+
+class CacheWarning(UserWarning):
+    """The sample cache cannot be written: the check runs without it."""
 
 
 def default_cache_dir() -> pathlib.Path:
@@ -95,28 +106,39 @@ def cache_key(spec: MLP | stax.Layer, X, kind: str, false_fail_rate: float, seed
     return digest.hexdigest()
 
 
-def _load(path: pathlib.Path, spec, X: np.ndarray, kind: str) -> KernelSample | None:
-    """The cached sample, or None if missing or damaged (then it is redrawn and overwritten)."""
+def _header(key: str, payload: bytes) -> bytes:
+    """First line of a cache file: the format and a SHA-256 of the key and the npz payload after it
+    (so a damaged, truncated or renamed file is told from a good one before it is parsed)."""
+    digest = hashlib.sha256(key.encode() + b"\n" + payload).hexdigest()
+    return f"ntkcheck check_kernel sample, format {CACHE_FORMAT}, sha256 {digest}\n".encode()
+
+
+def _load(path: pathlib.Path, key: str, spec, X: np.ndarray, kind: str) -> KernelSample | None:
+    """The cached sample, or None if missing, unreadable or failing its checksum (then it is redrawn)."""
     try:
-        with np.load(path, allow_pickle=False) as f:
-            draws, means, design = f["draws"], f["width_means"], json.loads(str(f["design"]))
-        design = KernelCheckDesign(**{**design, "widths": tuple(design["widths"])})
-        n = len(X)
-        if draws.shape != (design.n_networks, n, n) or means.shape != (2, n, n) or not np.all(np.isfinite(draws)):
-            return None
-    except (OSError, KeyError, ValueError, TypeError):
+        data = path.read_bytes()
+    except OSError:
         return None
+    header, newline, payload = data.partition(b"\n")
+    if header + newline != _header(key, payload):
+        return None
+    with np.load(io.BytesIO(payload), allow_pickle=False) as f:
+        draws, means, design = f["draws"], f["width_means"], json.loads(str(f["design"]))
+    design = KernelCheckDesign(**{**design, "widths": tuple(design["widths"])})
     return KernelSample(spec, X, kind, draws, design, means)
 
 
-def _save(path: pathlib.Path, sample: KernelSample) -> None:
+def _save(path: pathlib.Path, key: str, sample: KernelSample) -> None:
     """Write via a temporary file and a rename: a crash never leaves a half-written entry."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     design = {**sample.design.__dict__, "widths": list(sample.design.widths)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+    buffer = io.BytesIO()
+    np.savez(buffer, draws=sample.draws, width_means=sample.width_means, design=json.dumps(design))
+    payload = buffer.getvalue()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=SUFFIX)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, draws=sample.draws, width_means=sample.width_means, design=json.dumps(design))
+            fh.write(_header(key, payload) + payload)
         os.replace(tmp, path)
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)
@@ -129,16 +151,29 @@ def cached_sample_kernel(spec: MLP | stax.Layer, X, kind: str = "ntk", false_fai
 
     cache : directory, None (the default directory, see the module docstring) or
         False (no cache).  The result is identical with or without the cache.
+        A missing, damaged or truncated entry (each file carries a checksum) is
+        redrawn and rewritten; a cache that cannot be written (read-only, full,
+        a file where the folder should be) gives a :class:`CacheWarning` and
+        the sample is used uncached.
     """
+    if not (cache is None or cache is False or isinstance(cache, (str, os.PathLike)) and os.fspath(cache)):
+        raise ValueError(f"cache must be a folder, None (the default folder) or False (no cache), got {cache!r}")
     X = _inputs(spec, X)
     key = None if cache is False else cache_key(spec, X, kind, false_fail_rate, seed, options)
     if key is None:
         return sample_kernel(spec, X, kind, false_fail_rate, seed, **options)
-    path = (default_cache_dir() if cache is None else pathlib.Path(cache)) / f"check_kernel-{key}.npz"
-    sample = _load(path, spec, X, kind)
+    folder = default_cache_dir() if cache is None else pathlib.Path(cache)
+    path = folder / f"check_kernel-{key}{SUFFIX}"
+    sample = _load(path, key, spec, X, kind)
     if sample is None:
         sample = sample_kernel(spec, X, kind, false_fail_rate, seed, **options)
-        _save(path, sample)
+        try:
+            _save(path, key, sample)
+        except OSError as err:
+            why = "it is a file, not a folder" if os.path.isfile(folder) else err
+            warnings.warn(f"ntkcheck: the check_kernel cache {folder} cannot be written ({why}); the check ran "
+                          f"without it (set cache= or ${ENV} to a writable folder, or cache=False)", CacheWarning,
+                          stacklevel=3)
     return sample
 
 
@@ -148,10 +183,18 @@ def failure_message(result: TestResult) -> str:
     k = d["worst_entry"][0]
     i, j = d["worst_pair"]
     design = d["design"]
+    if d["zero_variance"][k]:
+        rows, cols = d["index"]
+        missed = d["zero_variance"] & (np.abs(d["relative_error"]) > ROUNDOFF)
+        names = ", ".join(f"K[{r}, {c}]" for r, c in zip(rows[missed], cols[missed]))
+        worst = (f"the same {d['mean'][k]:.6g} in every sampled network (zero sampled variance), so it is exact: "
+                 f"compared with a round-off allowance of {ROUNDOFF:.2g} of that scale.\nEntries with zero sampled "
+                 f"variance the candidate misses: {names}")
+    else:
+        worst = f"sampled mean {d['mean'][k]:.6g} +- {result.stderr[k]:.2g} (standard error), t = {d['t'][k]:.3g}"
     return (f"{result.name} failed: p = {result.pvalue:.3g} <= false-fail rate {result.false_fail_rate:g}.\n"
-            f"worst entry K[{i}, {j}]: candidate {d['candidate'][k]:.6g}, sampled mean {d['mean'][k]:.6g} "
-            f"+- {result.stderr[k]:.2g} (standard error), relative error {d['relative_error'][k]:+.3%} of "
-            f"sqrt(K[{i},{i}] K[{j},{j}]) (t = {d['t'][k]:.3g}).\n"
+            f"worst entry K[{i}, {j}]: candidate {d['candidate'][k]:.6g}, relative error "
+            f"{d['relative_error'][k]:+.3%} of sqrt(K[{i},{i}] K[{j},{j}]); {worst}.\n"
             f"{design.n_networks} pairs of networks of widths {design.widths}, extrapolated in 1/width; "
             f"detects a relative error of {result.detectable:.3g} with probability >= {1 - result.false_pass_rate:g}.")
 
@@ -162,8 +205,8 @@ def assert_kernel(candidate, spec: MLP | stax.Layer, X, kind: str = "ntk", false
     :mod:`ntkcheck.stax` network) on X.
 
     candidate : (N, N) array, callable ``(X1, X2)``, or a neural-tangents
-        ``kernel_fn(x1, x2, get)``; validated (shape, symmetry, finiteness)
-        before any sampling.
+        ``kernel_fn(x1, x2, get)``; validated (shape, real values, symmetry,
+        finiteness) before any sampling.
     cache : see :func:`cached_sample_kernel`.  options : as
         :func:`ntkcheck.check.check_kernel`.
 

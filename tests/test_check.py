@@ -130,9 +130,49 @@ def test_bad_input_is_refused_before_sampling(monkeypatch):
         check_kernel(lambda a, b: np.eye(5), spec, X)
     with pytest.raises(ValueError, match="NaN"):
         check_kernel(np.full((6, 6), np.nan), spec, X)
+    ntk = ntk_kernel(spec, X)
+    with pytest.raises(ValueError, match=r"complex: K\[4, 4\] = .* imaginary part 5 "):
+        check_kernel(ntk + 5j * ntk / ntk.max(), spec, X)          # its real part alone is right
+    with pytest.raises(ValueError, match=r"complex: K\[1, 2\] .* imaginary part 1e-30 "):
+        check_kernel(lambda a, b: ntk + 1e-30j * (np.arange(36).reshape(6, 6) == 8), spec, X)
+    assert np.array_equal(check.candidate_kernel(ntk + 0j, X), check.candidate_kernel(ntk, X))    # exactly real
     asym = np.eye(6)
     asym[0, 1] = 0.1
     with pytest.raises(ValueError, match=r"not symmetric: K\[0, 1\]"):
         check_kernel(asym, spec, X)
     with pytest.raises(ValueError, match="widths"):
         check_kernel(np.eye(6), spec, X, widths=(64, 32))
+
+
+def test_entries_with_zero_sampled_variance_are_exact_up_to_round_off():
+    """relu without bias on 1-D inputs of opposite sign: K[0, j] (j > 0) is 0 in every network, so its
+    standard error is 0; round-off in a correct candidate passes, a 1% error fails."""
+    spec = MLP(1, 1, "relu", math.sqrt(2), 0.0)
+    X1 = np.array([[1.7], [-0.72], [-1.0], [-2.1]])
+    for kind, kernel in (("ntk", ntk_kernel), ("nngp", nngp_kernel)):
+        sample = sample_kernel(spec, X1, kind, seed=0)
+        truth = kernel(spec, X1)
+        res = kernel_test(truth, sample)
+        rows, cols = res.details["index"]
+        zero = res.details["zero_variance"]
+        assert res and {(int(r), int(c)) for r, c in zip(rows[zero], cols[zero])} == {(0, 1), (0, 2), (0, 3)}
+        for size, passes in ((1e-12, True), (0.01, False)):
+            cand = truth.copy()
+            cand[0, 3] = cand[3, 0] = size * math.sqrt(truth[0, 0] * truth[3, 3])
+            res = kernel_test(cand, sample)
+            assert res.passed == passes, (kind, size, str(res))
+        assert res.details["worst_pair"] == (0, 3) and res.statistic == math.inf
+
+
+def test_an_input_whose_kernel_is_zero_takes_the_kernels_scale():
+    spec = MLP(1, 1, "tanh", 1.5, 0.0)
+    X0 = np.array([[0.0, 0.0], [1.0, 0.5], [-0.3, 2.0]])
+    with np.errstate(all="raise"):
+        sample = sample_kernel(spec, X0, seed=0, widths=(8, 64), n_networks=20)
+        res = kernel_test(ntk_kernel(spec, X0), sample)
+    assert res and math.isfinite(res.detectable) and np.all(np.isfinite(res.details["relative_error"]))
+    cand = ntk_kernel(spec, X0)
+    cand[0, 0] = 1e-3
+    assert not kernel_test(cand, sample)
+    with pytest.raises(ValueError, match="0 on every input"):
+        kernel_test(np.zeros((2, 2)), sample_kernel(spec, np.zeros((2, 2)), seed=0, widths=(8, 64), n_networks=20))

@@ -118,10 +118,10 @@ def test_assert_kernel_caches_stax_samples(tmp_path):
     truth = ntk_kernel(CNN_GAP, X)
     first = assert_kernel(truth, CNN_GAP, X, cache=tmp_path, seed=4, discrepancy=0.2)
     assert first.details["method"] == "dense"
-    assert len(list(tmp_path.glob("check_kernel-*.npz"))) == 1
+    assert len(list(tmp_path.glob("check_kernel-*.sample"))) == 1
     with pytest.raises(AssertionError, match="relative error"):
         assert_kernel(1.1 * truth, CNN_GAP, X, cache=tmp_path, seed=4, discrepancy=0.2)
-    assert len(list(tmp_path.glob("check_kernel-*.npz"))) == 1           # the failure reused the sample
+    assert len(list(tmp_path.glob("check_kernel-*.sample"))) == 1           # the failure reused the sample
     key = cache_key(CNN_GAP, X, "ntk", 1e-3, 4, {"discrepancy": 0.2})
     assert key == cache_key(S.with_width(CNN_GAP, 100), X, "ntk", 1e-3, 4, {"discrepancy": 0.2})
     others = {cache_key(S.serial(*CNN_GAP.layers[:-1], S.Dense(1, W_std=1.3, b_std=0.1)), X, "ntk", 1e-3, 4,

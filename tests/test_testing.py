@@ -1,5 +1,7 @@
 """ntkcheck.testing: assert_kernel's messages, validation before sampling, the sample cache, the fixture."""
+import errno
 import math
+import os
 import time
 
 import numpy as np
@@ -28,10 +30,28 @@ def test_pass_returns_a_truthy_result_and_failure_names_the_worst_entry(tmp_path
     assert "relative error +" in text and "false-fail rate 0.001" in text
 
 
+def test_failure_names_the_entries_with_zero_sampled_variance(tmp_path):
+    spec, X1 = MLP(1, 1, "relu", math.sqrt(2), 0.0), np.array([[1.7], [-0.72], [-1.0], [-2.1]])
+    ntk = ntk_kernel(spec, X1)
+    scale = math.sqrt(ntk[0, 0] * ntk[3, 3])
+    for size in (1e-12, 0.01):
+        cand = ntk.copy()
+        cand[0, 3] = cand[3, 0] = size * scale
+        cand[0, 2] = cand[2, 0] = size * scale / 4
+        if size < 1e-8:
+            assert assert_kernel(cand, spec, X1, cache=tmp_path, discrepancy=0.1)
+            continue
+        with pytest.raises(AssertionError) as err:
+            assert_kernel(cand, spec, X1, cache=tmp_path, discrepancy=0.1)
+    text = str(err.value)
+    assert "worst entry K[0, 3]" in text and "zero sampled variance" in text and "t = inf" not in text
+    assert "the candidate misses: K[0, 2], K[0, 3]." in text
+
+
 def test_cache_is_reused_and_keyed(tmp_path):
     ntk = ntk_kernel(SPEC, X)
     first = assert_kernel(ntk, SPEC, X, cache=tmp_path, seed=3, **FAST)
-    files = list(tmp_path.glob("check_kernel-*.npz"))
+    files = list(tmp_path.glob("check_kernel-*.sample"))
     assert len(files) == 1
     t0 = time.perf_counter()
     again = assert_kernel(ntk, SPEC, X, cache=tmp_path, seed=3, **FAST)
@@ -40,7 +60,7 @@ def test_cache_is_reused_and_keyed(tmp_path):
     uncached = assert_kernel(ntk, SPEC, X, cache=False, seed=3, **FAST)
     assert uncached.pvalue == first.pvalue
     key = cache_key(SPEC, X, "ntk", 1e-3, 3, FAST)
-    assert files[0].name == f"check_kernel-{key}.npz"
+    assert files[0].name == f"check_kernel-{key}.sample"
     others = [cache_key(SPEC, X, "ntk", 1e-3, 4, FAST), cache_key(SPEC, X + 1e-9, "ntk", 1e-3, 3, FAST),
               cache_key(SPEC, X, "nngp", 1e-3, 3, FAST), cache_key(SPEC, X, "ntk", 1e-2, 3, FAST),
               cache_key(SPEC, X, "ntk", 1e-3, 3, {**FAST, "discrepancy": 0.3}),
@@ -49,14 +69,85 @@ def test_cache_is_reused_and_keyed(tmp_path):
     assert cache_key(SPEC, X, "ntk", 1e-3, 3, {**FAST, "jobs": 2}) == key       # jobs does not change the sample
 
 
-def test_damaged_cache_entry_is_redrawn(tmp_path):
+def counting_sampler(monkeypatch) -> list:
+    """Count the draws cached_sample_kernel makes (a cache hit makes none)."""
+    calls, sample = [], testing.sample_kernel
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return sample(*args, **kwargs)
+
+    monkeypatch.setattr(testing, "sample_kernel", counted)
+    return calls
+
+
+def test_damaged_cache_entry_is_redrawn(tmp_path, monkeypatch):
+    calls = counting_sampler(monkeypatch)
     first = cached_sample_kernel(SPEC, X, cache=tmp_path, **FAST)
-    (path,) = tmp_path.glob("check_kernel-*.npz")
-    path.write_bytes(b"not an npz")
-    again = cached_sample_kernel(SPEC, X, cache=tmp_path, **FAST)
-    assert np.array_equal(again.draws, first.draws)
-    assert np.array_equal(cached_sample_kernel(SPEC, X, cache=tmp_path, **FAST).draws, first.draws)
+    (path,) = tmp_path.glob("check_kernel-*.sample")
+    good = path.read_bytes()
+    other = tmp_path / "other"
+    cached_sample_kernel(SPEC, X, cache=other, seed=1, **FAST)
+    (foreign,) = other.glob("*.sample")
+    flipped = bytearray(good)
+    flipped[-len(good) // 3] ^= 1
+    damaged = {"empty": b"", "truncated": good[:len(good) // 2], "cut short by 10 bytes": good[:-10],
+               "not an npz": b"not an npz", "one bit flipped": bytes(flipped),
+               "another key's entry": foreign.read_bytes(), "no header": good[good.index(b"\n") + 1:]}
+    for name, content in damaged.items():
+        path.write_bytes(content)
+        calls.clear()
+        again = cached_sample_kernel(SPEC, X, cache=tmp_path, **FAST)
+        assert calls == [1] and np.array_equal(again.draws, first.draws), name
+        assert path.read_bytes() == good, name                                  # rewritten whole
+        assert np.array_equal(cached_sample_kernel(SPEC, X, cache=tmp_path, **FAST).draws, first.draws)
+        assert calls == [1], name                                               # then read, not redrawn
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+class FullDisk:
+    """os.fdopen's file on a full disk: every write fails with ENOSPC."""
+
+    def __init__(self, fd, mode):
+        self.fd = fd
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def read_only(*args, **kwargs):
+    raise PermissionError(errno.EACCES, "Permission denied")
+
+
+def test_unwritable_cache_falls_back_to_no_cache_with_a_warning(tmp_path, monkeypatch):
+    reference = cached_sample_kernel(SPEC, X, cache=False, **FAST)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not ntkcheck's")
+    cases = {"a file, not a folder": ("it is a file, not a folder", {"cache": blocker}),
+             "the same via NTKCHECK_CACHE": ("it is a file, not a folder", {"env": blocker}),
+             "below a file": ("Not a directory", {"cache": blocker / "sub"}),
+             "read-only": ("Permission denied", {"cache": tmp_path / "ro", "patch": ("tempfile.mkstemp", read_only)}),
+             "full": ("No space left", {"cache": tmp_path / "full", "patch": ("os.fdopen", FullDisk)})}
+    for name, (why, how) in cases.items():
+        with monkeypatch.context() as m:
+            if "env" in how:
+                m.setenv("NTKCHECK_CACHE", str(how["env"]))
+            if "patch" in how:
+                m.setattr(f"ntkcheck.testing.{how['patch'][0]}", how["patch"][1])
+            with pytest.warns(testing.CacheWarning, match=f"cannot be written \\(.*{why}.*without it"):
+                sample = cached_sample_kernel(SPEC, X, cache=how.get("cache"), **FAST)
+        assert np.array_equal(sample.draws, reference.draws), name
+    assert blocker.read_text() == "not ntkcheck's"                             # never touched
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a-file", "full", "ro"]      # no temporary files left
+    for bad in (True, "", 0):
+        with pytest.raises(ValueError, match="cache must be a folder"):
+            cached_sample_kernel(SPEC, X, cache=bad, **FAST)
 
 
 def test_candidate_is_checked_before_sampling(tmp_path, monkeypatch):
@@ -70,6 +161,9 @@ def test_candidate_is_checked_before_sampling(tmp_path, monkeypatch):
         assert_kernel(np.triu(np.ones((5, 5))), SPEC, X, cache=tmp_path)
     with pytest.raises(ValueError, match="NaN"):
         assert_kernel(np.full((5, 5), np.inf), SPEC, X, cache=tmp_path)
+    with pytest.raises(ValueError, match="imaginary part"):
+        assert_kernel(ntk_kernel(SPEC, X) * (1 + 5j), SPEC, X, cache=tmp_path)
+    assert not list(tmp_path.iterdir())
 
 
 def test_neural_tangents_kernel_fn(tmp_path):
@@ -96,4 +190,4 @@ def test_default_cache_dir(monkeypatch, tmp_path):
 def test_fixture(kernel_checker, monkeypatch, tmp_path):
     monkeypatch.setenv("NTKCHECK_CACHE", str(tmp_path))
     assert kernel_checker(ntk_kernel(SPEC, X), SPEC, X, **FAST)
-    assert len(list(tmp_path.glob("check_kernel-*.npz"))) == 1
+    assert len(list(tmp_path.glob("check_kernel-*.sample"))) == 1
