@@ -364,27 +364,36 @@ def _abs_linear_dual(alpha: float, beta: float) -> Dual:
 def _erf_dual(k11, k12, k22):
     """Williams 1997, eq. 11, and its derivative kernel (phi' = 2/sqrt(pi) e^{-x^2}).
 
-    With a = 1 + 2 k11, b = 1 + 2 k22 the kernels are (2/pi) arcsin(2 k12/sqrt(ab))
-    and (4/pi)/q, q^2 = ab - 4 k12^2, taken as 1 + 2 (k11 + k22) + 4 k11 k22 (1 - c^2),
-    which has no cancellation (the direct form loses all digits at k ~ 1e8).  Where
-    an argument of arcsin comes within 1e-6 of +-1 (its error would exceed 1e-13)
-    the NNGP is (2/pi) atan2(2 k12, q) instead, accurate at any scale.
+    With a = 1 + 2 k11, b = 1 + 2 k22 the kernels are (2/pi) arcsin(x), x = 2 k12/sqrt(ab),
+    and (4/pi)/q, q^2 = ab - 4 k12^2 = ab (1 - x^2).  In the scaled variables
+    e_i = 1/(1 + 2 k_ii), r_i = k_ii/(1 + 2 k_ii) (e_i + 2 r_i = 1, both in [0, 1]):
+    x = 2 c sqrt(r1 r2) and 1 - x^2 = e1 e2 + 2 r1 e2 + 2 r2 e1 + 4 r1 r2 (1 - c^2),
+    a sum of non-negative terms (no cancellation; the direct form loses all digits at
+    k ~ 1e8), and no product of variances is formed (ab overflows past k ~ 1e154 although
+    both kernels are finite at any scale).  So the NNGP is (2/pi) atan2(x, sqrt(1 - x^2))
+    and the derivative kernel (4/pi) sqrt(e1 e2 / (1 - x^2)), each within a few ulps
+    relative for every finite variance.
     """
-    c, q, s1, s2 = _corr_and_scales(k11, k12, k22)
-    q *= 4 * np.asarray(k11)
-    q *= k22
-    q += (1 + 2 * np.asarray(k11)) + 2 * np.asarray(k22)
-    np.sqrt(q, out=q)
-    x = np.multiply(c, 2 * s1 / np.sqrt(1 + 2 * np.asarray(k11)))
-    x *= s2 / np.sqrt(1 + 2 * np.asarray(k22))
-    if x.size and np.abs(x).max() > 1 - 5e-7:
-        c *= 2 * s1
-        c *= s2
-        nngp = np.arctan2(c, q, out=c)
-    else:
-        nngp = np.arcsin(x, out=x)
+    c, omc2, _, _ = _corr_and_scales(k11, k12, k22)
+    (e1, r1), (e2, r2) = _erf_scaled(k11), _erf_scaled(k22)
+    one_m_x2 = 2 * (r1 * e2 + r2 * e1) + e1 * e2
+    one_m_x2 += 4 * r1 * r2 * omc2
+    sq = np.sqrt(one_m_x2)
+    c *= 2 * np.sqrt(r1)
+    c *= np.sqrt(r2)
+    nngp = np.arctan2(c, sq, out=c)
     nngp *= 2 / np.pi
-    return nngp, np.divide(4 / np.pi, q, out=q)
+    ntk = np.sqrt(e1) * np.sqrt(e2)
+    ntk /= sq
+    ntk *= 4 / np.pi
+    return nngp, ntk
+
+
+def _erf_scaled(k):
+    """(1/(1 + 2k), k/(1 + 2k)) without forming 1 + 2k (which overflows for k > 9e307)."""
+    k = np.maximum(np.asarray(k, dtype=float), 0)
+    h = k + 0.5
+    return 0.5 / h, 0.5 * (k / h)
 
 
 def _sin_cos_parts(k11, k12, k22):
@@ -419,25 +428,43 @@ def _gelu_dual(k11, k12, k22):
     (Sheppard) and M = E[w w^T 1{w > 0}] the orthant second moments.
     For phi' = Phi(x) + x N(x): E[Phi Phi] = P and the Gaussian integrals of
     the N(.) factors give c / (2 pi (1+k) sqrt(D)) and c / (2 pi D^{3/2}),
-    D = det S.  Every difference is taken in a cancellation-free form:
-    D = 1 + a + b + D0 with D0 = ab - c^2 = ab (1 - c0^2) (c0 the correlation of
-    Sigma), a s22 - c^2 = a + D0, arcsin(rho) = atan2(c, sqrt(D)), so the
-    kernels stay accurate at variances up to ~1e100.
+    D = det S.
+
+    Evaluated in variables bounded at every scale, so nothing overflows, underflows
+    or cancels before the result does: with e_i = 1/(1 + k_ii), t_i = k_ii/(1 + k_ii),
+    c0 the correlation of Sigma, D/((1 + k11)(1 + k22)) = D' = e1 + e2 t1 + t1 t2 (1 - c0^2)
+    (a sum of non-negative terms, >= e1, e2, g1, g2 with g_i = e_i + t_i (1 - c0^2)),
+    rho = c0 sqrt(t1 t2), arcsin(rho) = atan2(rho, sqrt(D')), q = sqrt(t1 t2 D')/(2 pi) and
+    G_i = g_i/D', E_i = e_i/D' in [0, 1]:
+    NNGP = sqrt(k11 k22) [c0 (P + c0 q)(t1 E2 G2 + t2 E1 G1) + (G1 G2 + c0^2 E1 E2)(c0 t1 t2 P + q)
+    + c0 P e1 E2] and NTK = P + c0 q (E1 + E2 + E1 E2).  The error is a few ulps of
+    sqrt(k11 k22) for any finite variances (relative to the value itself except where
+    it cancels, near c0 = -1 at large variance).
     """
     a, b = np.asarray(k11, dtype=float), np.asarray(k22, dtype=float)
-    c0, d0, s1, s2 = _corr_and_scales(a, k12, b)
-    c = c0 * s1 * s2
-    d0 *= a * b
-    s11, s22 = a + 1, b + 1
-    det = 1 + a + b + d0
-    sq = np.sqrt(det)
-    p = 0.25 + np.arctan2(c, sq) / (2 * np.pi)
-    m_diag = p + c * sq / (2 * np.pi * s11 * s22)
-    m12 = c * p + sq / (2 * np.pi)
-    a1, b2 = a + d0, b + d0                               # alpha_1 = S^{-1} (a, c), times det
-    nngp = (a1 * c * s11 * m_diag + (a1 * b2 + c * c) * m12 + c * b2 * s22 * m_diag) / (det * det) + c * p / det
-    ntk = p + c / (2 * np.pi * sq) * (1 / s11 + 1 / s22 + 1 / det)
+    c0, omc2, s1, s2 = _corr_and_scales(a, k12, b)
+    (e1, t1), (e2, t2) = _gelu_scaled(a), _gelu_scaled(b)
+    rt = np.sqrt(t1) * np.sqrt(t2)
+    tt = t1 * t2
+    d = e1 + e2 * t1 + tt * omc2
+    sqd = np.sqrt(d)
+    p = 0.25 + np.arctan2(c0 * rt, sqd) / (2 * np.pi)
+    q = rt * sqd / (2 * np.pi)
+    g1, g2 = (e1 + t1 * omc2) / d, (e2 + t2 * omc2) / d
+    f1, f2 = e1 / d, e2 / d
+    bracket = c0 * (p + c0 * q) * (t1 * f2 * g2 + t2 * f1 * g1)
+    bracket += (g1 * g2 + c0 * c0 * f1 * f2) * (c0 * tt * p + q)
+    bracket += c0 * p * e1 * f2
+    nngp = s1 * s2 * bracket
+    ntk = p + c0 * q * (f1 + f2 + f1 * f2)
     return nngp, ntk
+
+
+def _gelu_scaled(k):
+    """(1/(1 + k), k/(1 + k)), both in [0, 1]."""
+    k = np.maximum(np.asarray(k, dtype=float), 0)
+    h = k + 1
+    return 1 / h, k / h
 
 
 # --- registry -------------------------------------------------------------
