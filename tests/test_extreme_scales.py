@@ -70,3 +70,23 @@ def test_erf_gelu_duals_accurate_at_any_variance(name, log_a, log_b, c):
     for g, w, s in zip(got, want, scales):
         assert np.isfinite(g)
         assert abs(g - w) <= 1e-12 * abs(w) + 16 * EPS * s, (g, w)
+
+
+@pytest.mark.parametrize("n", [2, 400])    # one pass, and the tiled threaded path
+def test_nngp_computed_where_only_the_ntk_overflows(n):
+    """relu, depth 100, sigma_w 47.2 on unit-norm inputs: the NNGP (~1e308) is finite, the NTK
+    (100 times larger) is not; only ntk_kernel refuses, naming the NTK and the layer.  Relu
+    without bias is homogeneous, so the NNGP is that at sigma_w 1 times 47.2^202."""
+    X = np.random.default_rng(0).standard_normal((n, 3))
+    X /= np.linalg.norm(X, axis=1, keepdims=True) / np.sqrt(3)
+    spec = MLP(100, 8, "relu", sigma_w=47.2, sigma_b=0.0)
+    with np.errstate(all="raise"):
+        K = nngp_kernel(spec, X)
+    assert np.all(np.isfinite(K))
+    unit = nngp_kernel(MLP(100, 8, "relu", sigma_w=1.0, sigma_b=0.0), X)
+    np.testing.assert_allclose(K / 47.2**101 / 47.2**101, unit, rtol=1e-12)
+    for call in (ntk_kernel, output_kernels):
+        with pytest.raises(OverflowError, match=r"^the NTK kernel exceeds float64 range at dense layer 101 of 101"):
+            call(spec, X)
+    with pytest.raises(OverflowError, match=r"^the NNGP kernel exceeds float64 range at dense layer 101 of 101"):
+        nngp_kernel(MLP(100, 8, "relu", sigma_w=48.0, sigma_b=0.0), X)
