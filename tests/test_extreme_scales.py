@@ -90,3 +90,61 @@ def test_nngp_computed_where_only_the_ntk_overflows(n):
             call(spec, X)
     with pytest.raises(OverflowError, match=r"^the NNGP kernel exceeds float64 range at dense layer 101 of 101"):
         nngp_kernel(MLP(100, 8, "relu", sigma_w=48.0, sigma_b=0.0), X)
+
+
+def _saturating_diag_reference(name, k):
+    """E[phi(u)^2] and E[phi'(u)^2], u ~ N(0, k >= 16), by adaptive 1-D quadrature in x = u of
+    localized integrands: E[tanh^2] = 1 - E[sech^2], E[sigmoid^2] = (1 + E[tanh^2(u/2)])/4."""
+    from scipy.integrate import quad
+    h = 1.0 if name == "tanh" else 0.5
+    s = np.sqrt(k)
+    dens = lambda x: np.exp(-(x / s) ** 2 / 2) / (s * np.sqrt(2 * np.pi))  # noqa: E731
+    sech2 = lambda x: 1 / np.cosh(h * x) ** 2  # noqa: E731
+    ball = 40 / h
+    e2 = quad(lambda x: sech2(x) * dens(x), -ball, ball, points=[0], epsabs=0, epsrel=1e-13, limit=400)[0]
+    e4 = quad(lambda x: sech2(x) ** 2 * dens(x), -ball, ball, points=[0], epsabs=0, epsrel=1e-13, limit=400)[0]
+    return (1 - e2, e4) if name == "tanh" else ((2 - e2) / 4, e4 / 16)
+
+
+@EXTREME
+@given(st.sampled_from(["tanh", "sigmoid"]), st.floats(1.3, 300))
+def test_saturating_quadrature_accurate_at_any_variance(name, log_k):
+    """The diagonal duals at variances 20 .. 1e300 within 1e-12 relative of 1-D adaptive
+    quadrature (the derivative term ~1/sqrt(k) is kept, not lost to the rule's range)."""
+    k = 10.0**log_k
+    got = get_activation(name).dual(k, k, k)
+    np.testing.assert_allclose(got, _saturating_diag_reference(name, k), rtol=1e-12, atol=0)
+
+
+def test_tanh_ntk_scales_linearly_with_the_input_beyond_the_rules_range():
+    """The issue's case: NTK[0, 0]/c for tanh, depth 1, on c X tends to a constant (the
+    derivative term (4/3) sqrt(K1/(2 pi)) dominates); it was 16% off at 1e20 and lost at 1e30."""
+    X = np.random.default_rng(0).standard_normal((2, 3))
+    spec = MLP(1, 64, "tanh")
+    ratios = [ntk_kernel(spec, c * X)[0, 0] / c for c in (1e10, 1e20, 1e30, 1e100)]
+    np.testing.assert_allclose(ratios, ratios[0], rtol=1e-9)
+    k1 = X[0] @ X[0] / 3
+    np.testing.assert_allclose(ratios[-1], (4 / 3) * np.sqrt(k1 / (2 * np.pi)), rtol=1e-12)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(st.sampled_from(["relu", "leaky_relu(0.2)", "abs", "identity", "erf", "sin", "cos", "gelu", "tanh"]),
+       st.integers(1, 2), st.floats(-100, 100), st.floats(-100, 100), st.integers(0, 2**32 - 1))
+def test_kernels_finite_or_overflow_naming_layer_and_kernel(act, depth, log_sw, log_x, seed):
+    """Inputs and sigma_w from 1e-100 to 1e100: every entry finite, or OverflowError naming the
+    layer and the kernel; NNGP(s X) = s^2 NNGP(X) for relu without bias (homogeneity)."""
+    X = np.random.default_rng(seed).standard_normal((3, 2)) * 10.0**log_x
+    spec = MLP(depth, 8, act, sigma_w=10.0**log_sw, sigma_b=0.0)
+    for kernel in (nngp_kernel, ntk_kernel):
+        try:
+            with np.errstate(all="raise", under="ignore"):
+                K = kernel(spec, X)
+        except OverflowError as err:
+            assert "dense layer" in str(err) and ("NNGP" in str(err) or "NTK" in str(err))
+            continue
+        assert np.all(np.isfinite(K))
+        if act == "relu" and kernel is nngp_kernel:
+            unit = nngp_kernel(MLP(depth, 8, act, sigma_w=1.0, sigma_b=0.0), X / 10.0**log_x)
+            scale = 10.0 ** (log_sw * (depth + 1)) * 10.0**log_x
+            np.testing.assert_allclose(K / scale / scale, unit, rtol=1e-10,
+                                       atol=1e-10 * np.abs(np.diag(unit)).max())
