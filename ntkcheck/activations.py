@@ -24,6 +24,23 @@ _QUAD_CHUNK = 4_000_000
 
 
 @dataclass(frozen=True)
+class Saturation:
+    """phi(x) = alpha + beta erf(kappa x) + r(x) with r odd, r and phi' analytic in
+    |Im x| < (pi/2) ``scale`` and below 1e-17 of their size beyond |x| > 21 ``scale``
+    (as tanh(x / scale)): at large variance the quadrature integrates only r and phi'
+    (localized), in x itself, and the erf part in closed form."""
+
+    alpha: float
+    beta: float
+    kappa: float
+    scale: float = 1.0
+
+    @property
+    def radius(self) -> float:
+        return 21.0 * self.scale
+
+
+@dataclass(frozen=True)
 class Activation:
     """phi, phi' and the dual kernel ``(k11, k12, k22) -> (E[phi phi], E[phi' phi'])``.
 
@@ -40,6 +57,7 @@ class Activation:
     deriv: Callable[[np.ndarray], np.ndarray]
     closed: Dual | None = None
     resolution: float = 1.0
+    saturation: Saturation | None = None
 
     @property
     def closed_form(self) -> bool:
@@ -57,8 +75,10 @@ class Activation:
     def quadrature(self, k11, k12, k22, resolution: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Both expectations by trapezoidal quadrature (:func:`gaussian_expectation`)."""
         res = resolution or self.resolution
-        return (gaussian_expectation(self.fn, k11, k12, k22, res),
-                gaussian_expectation(self.deriv, k11, k12, k22, res))
+        sat = self.saturation
+        return (gaussian_expectation(self.fn, k11, k12, k22, res, sat),
+                gaussian_expectation(self.deriv, k11, k12, k22, res,
+                                     sat and Saturation(0.0, 0.0, sat.kappa, sat.scale)))
 
     def quadrature_error(self, k11, k12, k22) -> tuple[np.ndarray, np.ndarray]:
         """Absolute error estimate of :meth:`quadrature`: its difference to the
@@ -189,15 +209,18 @@ def quad_step(kmax, resolution: float = 1.0):
     return min(0.5, 0.3 / math.sqrt(max(float(kmax), 0.36))) / resolution
 
 
-def gaussian_expectation(g, k11, k12, k22, resolution: float = 1.0) -> np.ndarray:
+def gaussian_expectation(g, k11, k12, k22, resolution: float = 1.0,
+                         saturation: Saturation | None = None) -> np.ndarray:
     """E[g(u) g(v)] for (u, v) ~ N(0, [[k11, k12], [k12, k22]]) by a 2-D product rule.
 
     Writes u = sqrt(k11) z1, v = sqrt(k22) (c z1 + sqrt(1 - c^2) z2) with
     z1, z2 independent standard normals, which stays exact at c = +-1.
     Entries are grouped by variance so each gets a rule fine enough for it:
-    the trapezoidal rule (:func:`quad_step`) up to variance 16, beyond it the
-    graded Gauss-Legendre rule of :func:`_graded_rule`, whose size grows only
-    with the logarithm of the scale (capped at 2^60), so memory (at most
+    the trapezoidal rule (:func:`quad_step`) up to variance 16; beyond it, for g
+    with a ``saturation`` (tanh, sigmoid and their derivatives), the split of
+    :func:`_saturating_expectation`, accurate to ~1e-14 relative and of fixed cost at
+    any scale; else the graded Gauss-Legendre rule of :func:`_graded_rule`, whose size
+    grows only with the logarithm of the scale (capped at 2^60), so memory (at most
     ``_QUAD_CHUNK`` points at once) and time are bounded for any input scale.
     """
     k11, k12, k22 = np.broadcast_arrays(*(np.asarray(k, dtype=float) for k in (k11, k12, k22)))
@@ -222,8 +245,98 @@ def gaussian_expectation(g, k11, k12, k22, resolution: float = 1.0) -> np.ndarra
             out[sl] = np.einsum("si,i,sij,j->s", gu, w, gv, w, optimize=True)
     if graded.any():
         idx = np.flatnonzero(graded)
-        _graded_expectation(g, s1[idx], c[idx], s2[idx], out, idx, max(2, round(10 * resolution)))
+        order = max(2, round(10 * resolution))
+        if saturation is None:
+            _graded_expectation(g, s1[idx], c[idx], s2[idx], out, idx, order)
+        else:
+            out[idx] = _saturating_expectation(g, saturation, s1[idx], c[idx], s2[idx], resolution, order)
     return out.reshape(shape)
+
+
+def _saturating_expectation(g, sat: Saturation, s1, c, s2, resolution, order):
+    """E[g(u) g(v)] at large variance for g = alpha + beta erf(kappa x) + r(x) (r odd, localized):
+
+        alpha^2 + beta^2 E[erf erf] + beta (E[erf(kappa u) r(v)] + E[r(u) erf(kappa v)]) + E[r(u) r(v)]
+
+    (the terms with one odd factor alone vanish).  E[erf erf] is Williams' closed form
+    (:func:`_erf_dual` at kappa^2 Sigma); the cross terms are 1-D (:func:`_erf_cross`); the last
+    is 2-D (:func:`_localized_expectation`).  No variable is stretched with the scale, so the
+    cost is fixed and the localized terms (all of E[phi' phi'], ~1/sqrt(k) of it) are never
+    lost.  Error: ~1e-14 relative to the size of each term (trapezoid/Gauss-Legendre rules
+    whose error estimates are stated there) plus the 1e-17 truncation at ``radius``."""
+    def r(x):
+        out = g(x)
+        if sat.beta:
+            out = out - sat.alpha - sat.beta * _erf(sat.kappa * x)
+        return out
+    out = _localized_expectation(r, sat, s1, c, s2, resolution)
+    if sat.beta:
+        k = sat.kappa**2
+        out += sat.beta**2 * _erf_dual(k * s1 * s1, k * (c * s1) * s2, k * s2 * s2)[0]
+        out += sat.beta * (_erf_cross(r, sat, s1, c, s2, order) + _erf_cross(r, sat, s2, c, s1, order))
+        out += sat.alpha**2
+    return out
+
+
+def _erf_cross(r, sat: Saturation, sa, c, sb, order):
+    """E[erf(kappa u) r(v)], u = sa z_a, v = sb z_b with correlation c: E[erf(kappa u) | v = y] =
+    erf(kappa c (sa/sb) y / sqrt(1 + 2 kappa^2 sa^2 (1 - c^2))) (E erf(a + bZ) = erf(a/sqrt(1 + 2b^2)))
+    is a step at y = 0 of width 1/beta, so the 1-D integral takes the graded rule of
+    :func:`_graded_rule` (error ~1e-15 relative, plus at most 2^-60 times the integrand's bound
+    from the capped grading): in z = y/sb over [-9, 9] when sb <= 4, else in y over the radius."""
+    slope = sat.kappa * c * sa / np.hypot(1.0, math.sqrt(2) * sat.kappa * sa * np.sqrt(np.maximum(1 - c * c, 0)))
+    natural = sb > 4
+    slope = np.where(natural, slope / np.where(natural, sb, 1.0), slope)    # per unit of the variable
+    out = np.zeros(sa.size)
+    keys = _scale_exp(np.abs(slope)) * 2 + natural
+    for key in np.unique(keys):
+        idx = np.flatnonzero(keys == key)
+        nat = bool(key % 2)
+        t, w = _graded_rule(int(key // 2), sat.radius if nat else 9.0, order)
+        if nat:
+            x = t[None, :]
+            dens = np.exp(-(t[None, :] / sb[idx, None]) ** 2 / 2) / (sb[idx, None] * math.sqrt(2 * math.pi))
+        else:
+            x = sb[idx, None] * t
+            dens = np.exp(-t * t / 2)[None, :] / math.sqrt(2 * math.pi)
+        vals = r(x) * _erf(slope[idx, None] * t) * dens
+        out[idx] = vals @ w
+    return out
+
+
+def _localized_expectation(a, sat: Saturation, s1, c, s2, resolution):
+    """E[a(u) a(v)] for a localized within |x| <= radius, max(s1, s2) > 4: outer integral in
+    x = u over [-radius, radius] (the larger variance outside, so the inner integral varies
+    in x on a scale >= 1), inner over the conditional N(mu, sigma^2), mu = c (s2/s1) x,
+    sigma = s2 sqrt(1 - c^2): in z = (v - mu)/sigma over [-9, 9] when sigma <= 1, else in
+    v over [-radius, radius].  Every integrand is analytic in a strip of half-width >= pi/2
+    (in units of ``scale``: the poles of tanh), so the trapezoidal rule converges like
+    exp(-2 pi (pi/2)/step) (Trefethen & Weideman 2014, Thm 5.1); the constant grows with
+    the poles' order (sech^4 here), so the step is 0.2: E[sech^4 u] errs by 8e-11 at 0.3,
+    1e-16 at 0.2."""
+    s1, s2 = np.maximum(s1, s2), np.minimum(s1, s2)
+    h = 0.2 * sat.scale / resolution
+    m = math.ceil(sat.radius / h)
+    x = h * np.arange(-m, m + 1)
+    z, wz = _trapezoid_nodes(0.2 / resolution)
+    ax = a(x)
+    sigma = s2 * np.sqrt(np.maximum(1 - c * c, 0))
+    out = np.empty(s1.size)
+    for wide in (False, True):
+        idx = np.flatnonzero((sigma > 1) == wide)
+        step = max(1, _QUAD_CHUNK // (x.size * (x.size if wide else z.size)))
+        for i in range(0, idx.size, step):
+            sl = idx[i:i + step]
+            mu = (c[sl] * (s2[sl] / s1[sl]))[:, None, None] * x[None, :, None]      # (S, q, 1)
+            sg = sigma[sl, None, None]
+            if wide:
+                kern = np.exp(-((x[None, None, :] - mu) / sg) ** 2 / 2)
+                inner = kern @ ax * (h / math.sqrt(2 * math.pi)) / sg[..., 0]
+            else:
+                inner = a(mu + sg * z) @ wz                                       # (S, q)
+            dens = h * np.exp(-(x[None, :] / s1[sl, None]) ** 2 / 2) / (s1[sl, None] * math.sqrt(2 * math.pi))
+            out[sl] = np.einsum("q,sq,sq->s", ax, dens, inner)
+    return out
 
 
 #: Variance above which the graded rule replaces the trapezoid (whose node count grows like sqrt(k)).
@@ -364,27 +477,36 @@ def _abs_linear_dual(alpha: float, beta: float) -> Dual:
 def _erf_dual(k11, k12, k22):
     """Williams 1997, eq. 11, and its derivative kernel (phi' = 2/sqrt(pi) e^{-x^2}).
 
-    With a = 1 + 2 k11, b = 1 + 2 k22 the kernels are (2/pi) arcsin(2 k12/sqrt(ab))
-    and (4/pi)/q, q^2 = ab - 4 k12^2, taken as 1 + 2 (k11 + k22) + 4 k11 k22 (1 - c^2),
-    which has no cancellation (the direct form loses all digits at k ~ 1e8).  Where
-    an argument of arcsin comes within 1e-6 of +-1 (its error would exceed 1e-13)
-    the NNGP is (2/pi) atan2(2 k12, q) instead, accurate at any scale.
+    With a = 1 + 2 k11, b = 1 + 2 k22 the kernels are (2/pi) arcsin(x), x = 2 k12/sqrt(ab),
+    and (4/pi)/q, q^2 = ab - 4 k12^2 = ab (1 - x^2).  In the scaled variables
+    e_i = 1/(1 + 2 k_ii), r_i = k_ii/(1 + 2 k_ii) (e_i + 2 r_i = 1, both in [0, 1]):
+    x = 2 c sqrt(r1 r2) and 1 - x^2 = e1 e2 + 2 r1 e2 + 2 r2 e1 + 4 r1 r2 (1 - c^2),
+    a sum of non-negative terms (no cancellation; the direct form loses all digits at
+    k ~ 1e8), and no product of variances is formed (ab overflows past k ~ 1e154 although
+    both kernels are finite at any scale).  So the NNGP is (2/pi) atan2(x, sqrt(1 - x^2))
+    and the derivative kernel (4/pi) sqrt(e1 e2 / (1 - x^2)), each within a few ulps
+    relative for every finite variance.
     """
-    c, q, s1, s2 = _corr_and_scales(k11, k12, k22)
-    q *= 4 * np.asarray(k11)
-    q *= k22
-    q += (1 + 2 * np.asarray(k11)) + 2 * np.asarray(k22)
-    np.sqrt(q, out=q)
-    x = np.multiply(c, 2 * s1 / np.sqrt(1 + 2 * np.asarray(k11)))
-    x *= s2 / np.sqrt(1 + 2 * np.asarray(k22))
-    if x.size and np.abs(x).max() > 1 - 5e-7:
-        c *= 2 * s1
-        c *= s2
-        nngp = np.arctan2(c, q, out=c)
-    else:
-        nngp = np.arcsin(x, out=x)
+    c, omc2, _, _ = _corr_and_scales(k11, k12, k22)
+    (e1, r1), (e2, r2) = _erf_scaled(k11), _erf_scaled(k22)
+    one_m_x2 = 2 * (r1 * e2 + r2 * e1) + e1 * e2
+    one_m_x2 += 4 * r1 * r2 * omc2
+    sq = np.sqrt(one_m_x2)
+    c *= 2 * np.sqrt(r1)
+    c *= np.sqrt(r2)
+    nngp = np.arctan2(c, sq, out=c)
     nngp *= 2 / np.pi
-    return nngp, np.divide(4 / np.pi, q, out=q)
+    ntk = np.sqrt(e1) * np.sqrt(e2)
+    ntk /= sq
+    ntk *= 4 / np.pi
+    return nngp, ntk
+
+
+def _erf_scaled(k):
+    """(1/(1 + 2k), k/(1 + 2k)) without forming 1 + 2k (which overflows for k > 9e307)."""
+    k = np.maximum(np.asarray(k, dtype=float), 0)
+    h = k + 0.5
+    return 0.5 / h, 0.5 * (k / h)
 
 
 def _sin_cos_parts(k11, k12, k22):
@@ -419,25 +541,43 @@ def _gelu_dual(k11, k12, k22):
     (Sheppard) and M = E[w w^T 1{w > 0}] the orthant second moments.
     For phi' = Phi(x) + x N(x): E[Phi Phi] = P and the Gaussian integrals of
     the N(.) factors give c / (2 pi (1+k) sqrt(D)) and c / (2 pi D^{3/2}),
-    D = det S.  Every difference is taken in a cancellation-free form:
-    D = 1 + a + b + D0 with D0 = ab - c^2 = ab (1 - c0^2) (c0 the correlation of
-    Sigma), a s22 - c^2 = a + D0, arcsin(rho) = atan2(c, sqrt(D)), so the
-    kernels stay accurate at variances up to ~1e100.
+    D = det S.
+
+    Evaluated in variables bounded at every scale, so nothing overflows, underflows
+    or cancels before the result does: with e_i = 1/(1 + k_ii), t_i = k_ii/(1 + k_ii),
+    c0 the correlation of Sigma, D/((1 + k11)(1 + k22)) = D' = e1 + e2 t1 + t1 t2 (1 - c0^2)
+    (a sum of non-negative terms, >= e1, e2, g1, g2 with g_i = e_i + t_i (1 - c0^2)),
+    rho = c0 sqrt(t1 t2), arcsin(rho) = atan2(rho, sqrt(D')), q = sqrt(t1 t2 D')/(2 pi) and
+    G_i = g_i/D', E_i = e_i/D' in [0, 1]:
+    NNGP = sqrt(k11 k22) [c0 (P + c0 q)(t1 E2 G2 + t2 E1 G1) + (G1 G2 + c0^2 E1 E2)(c0 t1 t2 P + q)
+    + c0 P e1 E2] and NTK = P + c0 q (E1 + E2 + E1 E2).  The error is a few ulps of
+    sqrt(k11 k22) for any finite variances (relative to the value itself except where
+    it cancels, near c0 = -1 at large variance).
     """
     a, b = np.asarray(k11, dtype=float), np.asarray(k22, dtype=float)
-    c0, d0, s1, s2 = _corr_and_scales(a, k12, b)
-    c = c0 * s1 * s2
-    d0 *= a * b
-    s11, s22 = a + 1, b + 1
-    det = 1 + a + b + d0
-    sq = np.sqrt(det)
-    p = 0.25 + np.arctan2(c, sq) / (2 * np.pi)
-    m_diag = p + c * sq / (2 * np.pi * s11 * s22)
-    m12 = c * p + sq / (2 * np.pi)
-    a1, b2 = a + d0, b + d0                               # alpha_1 = S^{-1} (a, c), times det
-    nngp = (a1 * c * s11 * m_diag + (a1 * b2 + c * c) * m12 + c * b2 * s22 * m_diag) / (det * det) + c * p / det
-    ntk = p + c / (2 * np.pi * sq) * (1 / s11 + 1 / s22 + 1 / det)
+    c0, omc2, s1, s2 = _corr_and_scales(a, k12, b)
+    (e1, t1), (e2, t2) = _gelu_scaled(a), _gelu_scaled(b)
+    rt = np.sqrt(t1) * np.sqrt(t2)
+    tt = t1 * t2
+    d = e1 + e2 * t1 + tt * omc2
+    sqd = np.sqrt(d)
+    p = 0.25 + np.arctan2(c0 * rt, sqd) / (2 * np.pi)
+    q = rt * sqd / (2 * np.pi)
+    g1, g2 = (e1 + t1 * omc2) / d, (e2 + t2 * omc2) / d
+    f1, f2 = e1 / d, e2 / d
+    bracket = c0 * (p + c0 * q) * (t1 * f2 * g2 + t2 * f1 * g1)
+    bracket += (g1 * g2 + c0 * c0 * f1 * f2) * (c0 * tt * p + q)
+    bracket += c0 * p * e1 * f2
+    nngp = s1 * s2 * bracket
+    ntk = p + c0 * q * (f1 + f2 + f1 * f2)
     return nngp, ntk
+
+
+def _gelu_scaled(k):
+    """(1/(1 + k), k/(1 + k)), both in [0, 1]."""
+    k = np.maximum(np.asarray(k, dtype=float), 0)
+    h = k + 1
+    return 1 / h, k / h
 
 
 # --- registry -------------------------------------------------------------
@@ -483,10 +623,11 @@ def _builtin(name: str) -> Activation:
     if name == "gelu":
         return Activation("gelu", lambda x: x * ndtr(x),
                           lambda x: ndtr(x) + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi), _gelu_dual)
-    if name == "tanh":
-        return Activation("tanh", np.tanh, _sech2)
-    if name == "sigmoid":
-        return Activation("sigmoid", _sigmoid, lambda x: _sigmoid(x) * (1 - _sigmoid(x)))
+    if name == "tanh":   # erf(sqrt(pi)/2 x) has tanh's slope at 0; tanh - sign ~ 2 e^{-2|x|}
+        return Activation("tanh", np.tanh, _sech2, saturation=Saturation(0.0, 1.0, math.sqrt(math.pi) / 2))
+    if name == "sigmoid":   # (1 + tanh(x/2))/2
+        return Activation("sigmoid", _sigmoid, lambda x: _sigmoid(x) * (1 - _sigmoid(x)),
+                          saturation=Saturation(0.5, 0.5, math.sqrt(math.pi) / 4, 2.0))
     if name == "softplus":
         return Activation("softplus", lambda x: np.logaddexp(0, x), _sigmoid)
     raise KeyError(name)

@@ -86,12 +86,14 @@ def _flat_steps(layers, d_in: int):
     return steps
 
 
-def _diagonal(steps, d: np.ndarray) -> list[np.ndarray]:
+def _diagonal(steps, d: np.ndarray, ntk: bool = True) -> list[np.ndarray]:
     """The variances after every step, from the recursion on the entries (x, x) alone.
 
     Both kernels are positive semi-definite, so |K(x, x')| <= sqrt(K(x, x) K(x', x')):
     a diagonal beyond float range is where the true kernel first overflows, and is
-    refused with OverflowError naming the layer (before any N1 x N2 work)."""
+    refused with OverflowError naming the layer and the kernel (before any N1 x N2
+    work).  The NTK's diagonal is checked only if ``ntk`` (the NNGP does not depend on
+    it, so an NNGP is computed wherever it is finite)."""
     state = KernelState(d, np.zeros_like(d), d, d)
     n_affine = sum(layer.affine for layer, _ in steps)
     out, k = [], 0
@@ -102,7 +104,7 @@ def _diagonal(steps, d: np.ndarray) -> list[np.ndarray]:
             if not layer.affine:
                 continue
             k += 1
-            for name, values in (("NNGP", state.nngp), ("NTK", state.ntk)):
+            for name, values in (("NNGP", state.nngp), ("NTK", state.ntk))[:1 + ntk]:
                 if not np.all(np.isfinite(values)):
                     raise OverflowError(
                         f"the {name} kernel exceeds float64 range at dense layer {k} of {n_affine}; "
@@ -117,8 +119,9 @@ def _recursion(state: KernelState, steps, same: bool, diags):
         yield layer, state
 
 
-def _prepare(spec, X1, X2):
-    """(network, inputs, flat steps or None, flat state or None, same, diagonals per step, output diagonal)."""
+def _prepare(spec, X1, X2, ntk: bool = True):
+    """(network, inputs, flat steps or None, flat state or None, same, diagonals per step, output diagonal);
+    ``ntk`` False: the NTK is not needed (its overflow is not refused)."""
     net = network(spec)
     X1, X2 = spec.check_inputs(X1, X2)
     from .stax import flat_chain      # ntkcheck.stax builds on this module, hence the late import
@@ -129,7 +132,7 @@ def _prepare(spec, X1, X2):
     same = X2 is None
     state = input_state(X1, X2)
     n1 = len(X1)
-    both = _diagonal(steps, state.diag1 if same else np.concatenate([state.diag1, state.diag2]))
+    both = _diagonal(steps, state.diag1 if same else np.concatenate([state.diag1, state.diag2]), ntk)
     diags = [(p, p) if same else (p[:n1], p[n1:]) for p in both]
     return net, X1, X2, steps, state, same, diags, diags[-1]
 
@@ -172,15 +175,24 @@ def output_kernels(spec, X1, X2=None) -> KernelState:
     tiling, so the result does not depend on the thread count.  Other networks: every
     layer's step on the full spatial covariance (:func:`ntkcheck.stax.spatial_kernels`).
     """
-    net, X1, X2, steps, state, same, diags, out_diag = _prepare(spec, X1, X2)
+    return _output_kernels(spec, X1, X2, True)
+
+
+def _output_kernels(spec, X1, X2, need_ntk: bool) -> KernelState:
+    """:func:`output_kernels`; ``need_ntk`` False: a flat network's NTK may exceed float64
+    range (it is then not finite, and only the NNGP may be used)."""
+    net, X1, X2, steps, state, same, diags, out_diag = _prepare(spec, X1, X2, need_ntk)
     if steps is None:
         from .stax import spatial_kernels
         return spatial_kernels(net, X1, X2, _threads())
     n1, n2 = state.nngp.shape
     closed = all(layer.affine or layer.act.closed_form for layer, _ in steps)
+    # an NTK beyond float range was refused unless unneeded: then its overflow is no news
+    quiet = {} if need_ntk else {"over": "ignore", "invalid": "ignore"}
     if not closed or n1 * n2 <= 2 * TILE * TILE:
-        for _, out in _recursion(state, steps, same, diags):
-            pass
+        with np.errstate(**quiet):
+            for _, out in _recursion(state, steps, same, diags):
+                pass
         return out
     nngp, ntk = np.empty((n1, n2)), np.empty((n1, n2))
 
@@ -188,8 +200,9 @@ def output_kernels(spec, X1, X2=None) -> KernelState:
         i0, i1, j0, j1 = bounds
         sub = KernelState(state.nngp[i0:i1, j0:j1], state.ntk[i0:i1, j0:j1], state.diag1[i0:i1], state.diag2[j0:j1])
         sub_diags = [(p1[i0:i1], p2[j0:j1]) for p1, p2 in diags]
-        for _, out in _recursion(sub, steps, False, sub_diags):
-            pass
+        with np.errstate(**quiet):      # per thread: the error state is not inherited
+            for _, out in _recursion(sub, steps, False, sub_diags):
+                pass
         for full, part in ((nngp, out.nngp), (ntk, out.ntk)):
             if same and i0 == j0:           # a diagonal tile: its upper triangle, mirrored (exact symmetry)
                 lower = np.tril_indices(i1 - i0, -1)
@@ -206,8 +219,9 @@ def output_kernels(spec, X1, X2=None) -> KernelState:
 
 
 def nngp_kernel(spec, X1, X2=None) -> np.ndarray:
-    """The NNGP kernel K^{L+1}(X1, X2) of the network's output (Lee et al. 2018, eq. 4)."""
-    return output_kernels(spec, X1, X2).nngp
+    """The NNGP kernel K^{L+1}(X1, X2) of the network's output (Lee et al. 2018, eq. 4);
+    computed wherever it is finite, even where the NTK exceeds float64 range."""
+    return _output_kernels(spec, X1, X2, False).nngp
 
 
 def ntk_kernel(spec, X1, X2=None) -> np.ndarray:

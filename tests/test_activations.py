@@ -211,9 +211,11 @@ def test_quadrature_memory_and_time_bounded_at_any_scale():
         np.testing.assert_allclose(nngp, (2 / np.pi) * np.arcsin(c), atol=10 / np.sqrt(k))
 
 
-def test_graded_rule_agrees_with_trapezoid_where_both_apply(monkeypatch):
+@pytest.mark.parametrize("name", ["tanh", "sigmoid", "softplus"])
+def test_large_variance_rule_agrees_with_trapezoid_where_both_apply(monkeypatch, name):
+    """The saturation split (tanh, sigmoid) or the graded rule (softplus) against the trapezoid."""
     import ntkcheck.activations as A
-    act = get_activation("tanh")
+    act = get_activation(name)
     k11, k22 = np.array([20.0, 30.0, 25.0]), np.array([25.0, 18.0, 25.0])
     k12 = np.array([0.5, -0.95, 1.0]) * np.sqrt(k11 * k22)
     graded = act.quadrature(k11, k12, k22)
