@@ -183,11 +183,9 @@ def _affine(layer, patch: SpatialState, fan_in, shape):
     """:func:`affine_kernel` on the patch covariances (the input kernel averaged over the
     filter; fan-in = channels x filter size) and on the variances."""
     a, c, s_w, s_b = _kernel_scales(layer, fan_in)
-    with np.errstate(over="ignore", invalid="ignore"):     # refused by name after the step (_checked)
-        nngp, ntk, fwd, bias = affine_kernel(patch.nngp, patch.ntk, a, c, s_w, s_b, fan_in)
-        cov1 = fwd * patch.cov1 + bias
-        cov2 = None if patch.cov2 is None else fwd * patch.cov2 + bias
-    return SpatialState(nngp, ntk, cov1, cov2, shape, is_gaussian=True, fresh=True,
+    nngp, ntk, fwd, bias = affine_kernel(patch.nngp, patch.ntk, a, c, s_w, s_b, fan_in)
+    cov2 = None if patch.cov2 is None else fwd * patch.cov2 + bias
+    return SpatialState(nngp, ntk, fwd * patch.cov1 + bias, cov2, shape, is_gaussian=True, fresh=True,
                         affine_seen=patch.affine_seen + 1, n_affine=patch.n_affine)
 
 
@@ -594,11 +592,10 @@ class FanInSum(Layer):
                        "correlated and the kernel of their sum is not the sum of their kernels")
         first = state[0]
         total = lambda name: sum(getattr(s, name) for s in state)  # noqa: E731
-        with np.errstate(over="ignore", invalid="ignore"):     # refused by name after the step (_checked)
-            return replace(first, nngp=total("nngp"), ntk=total("ntk"), cov1=total("cov1"),
-                           cov2=None if first.cov2 is None else total("cov2"),
-                           is_gaussian=all(s.is_gaussian for s in state), fresh=all(s.fresh for s in state),
-                           affine_seen=max(s.affine_seen for s in state))
+        return replace(first, nngp=total("nngp"), ntk=total("ntk"), cov1=total("cov1"),
+                       cov2=None if first.cov2 is None else total("cov2"),
+                       is_gaussian=all(s.is_gaussian for s in state), fresh=all(s.fresh for s in state),
+                       affine_seen=max(s.affine_seen for s in state))
 
     def out_shape(self, shape):
         if not isinstance(shape, tuple) or not shape or not isinstance(shape[0], tuple):
@@ -807,7 +804,8 @@ def spatial_kernels(net: Layer, X1: np.ndarray, X2: np.ndarray | None, threads: 
     """The output's NNGP and NTK by every layer's :meth:`Layer.kernel` step on the full spatial
     covariance, for validated inputs (N, d), (N, W, C) or (N, H, W, C).  The network must end
     without positions (GlobalAvgPool, Flatten or dense inputs)."""
-    state = replace(input_state(X1, X2), n_affine=sum(layer.affine for layer in layers(net)))
+    with np.errstate(over="ignore"):        # an input Gram beyond float64 is refused at the first layer
+        state = replace(input_state(X1, X2), n_affine=sum(layer.affine for layer in layers(net)))
     if state.nngp.size <= SPLIT_ENTRIES or len(X1) < 2:
         return _spatial_output(net, state)
     cov2 = state.cov1 if state.cov2 is None else state.cov2
@@ -822,7 +820,8 @@ def spatial_kernels(net: Layer, X1: np.ndarray, X2: np.ndarray | None, threads: 
 
 
 def _spatial_output(net: Layer, state: SpatialState) -> KernelState:
-    state = _checked(net, state)
+    with np.errstate(over="ignore", invalid="ignore"):    # refused by name after each layer (_checked)
+        state = _checked(net, state)
     if isinstance(state, tuple):
         raise ValueError(f"the network ends with {len(state)} branches: join them with FanInSum()")
     if state.spatial:
