@@ -104,12 +104,26 @@ def _diagonal(steps, d: np.ndarray, ntk: bool = True) -> list[np.ndarray]:
             if not layer.affine:
                 continue
             k += 1
-            for name, values in (("NNGP", state.nngp), ("NTK", state.ntk))[:1 + ntk]:
-                if not np.all(np.isfinite(values)):
-                    raise OverflowError(
-                        f"the {name} kernel exceeds float64 range at dense layer {k} of {n_affine}; "
-                        "reduce sigma_w, the depth or the input scale")
+            refuse_overflow((("NNGP kernel", state.nngp), ("NTK kernel", state.ntk))[:1 + ntk], layer, k, n_affine)
     return out
+
+
+def refuse_overflow(values, layer, k: int, n: int) -> None:
+    """An OverflowError naming the first of ``values``, pairs (name, array) of kernels or sampled
+    quantities, with an entry that is not finite, and where: the ``layer`` that is affine layer
+    ``k`` of the network's ``n`` Dense and Conv layers (counted depth first), or a parameter-free
+    ``layer`` after affine layer ``k``.  On finite inputs float64 gives NaN only by way of an inf
+    (inf - inf, 0 * inf), so an entry that is not finite means the range was exceeded."""
+    for name, v in values:
+        if not np.all(np.isfinite(v)):
+            if layer.affine:
+                at = f"{type(layer).__name__.lower()} layer {k} of {n}"
+            elif k:
+                at = f"{layer!r} after affine layer {k} of {n}"
+            else:
+                at = f"{layer!r} before affine layer 1 of {n}"
+            raise OverflowError(f"the {name} exceeds float64 range at {at}; "
+                                "reduce sigma_w (W_std), the depth or the input scale")
 
 
 def _recursion(state: KernelState, steps, same: bool, diags):

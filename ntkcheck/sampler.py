@@ -59,7 +59,7 @@ import numpy as np
 from scipy.linalg import lapack
 
 from . import blas, stax
-from .kernels import network
+from .kernels import network, refuse_overflow
 from .networks import MAX_BYTES, _gram, empirical_ntk_from, flat, flat_network, forward, init_params
 from .resources import check_sample, die_with_parent
 from .seeding import network_rngs
@@ -246,7 +246,8 @@ def _picklable(obj) -> bool:
 def _block(spec, X, seed, start, stop, chunk, chunk_fn: Callable):
     """Networks ``start .. stop-1`` in chunks of ``chunk``, BLAS single-threaded."""
     workspace = {}                         # buffers reused from chunk to chunk
-    with blas.single_threaded():
+    # an overflow is refused by name (_refuse_overflow), not warned about on the way
+    with blas.single_threaded(), np.errstate(over="ignore", invalid="ignore"):
         parts = [chunk_fn(spec, X, seed, s, min(stop, s + chunk), workspace) for s in range(start, stop, chunk)]
     return tuple(np.concatenate(p) for p in zip(*parts))
 
@@ -269,6 +270,10 @@ def _dense_chunk(spec, X, seed, start, stop, workspace: dict, dtype=np.float64):
     ntk = empirical_ntk_from(spec, params, X, pre, posts=posts)
     pre_grams = np.stack([_gram(h) / h.shape[-1] for h in pre], axis=1)
     post_grams = np.stack([_gram(x) / x.shape[-1] for x in posts], axis=1)
+    affine = _affine_layers(spec)
+    for l, layer in enumerate(affine[:-1]):         # the first layer that overflows, in forward order
+        _refuse_overflow(affine, l, ("pre-activation Gram", pre_grams[:, l]), ("post-activation Gram", post_grams[:, l]))
+    _refuse_overflow(affine, len(affine) - 1, ("output", f), ("empirical NTK", ntk))
     return f, ntk, pre_grams, post_grams
 
 
@@ -277,8 +282,21 @@ def _stax_dense_chunk(net: stax.Layer, X, seed, start, stop, workspace: dict, dt
     no layer Grams (empty (M, 0, N, N) arrays)."""
     params = stax.init_params(net, X.shape[1:], seed, start, stop, dtype)
     f, ntk = stax.outputs_and_ntk(net, params, X)
+    affine = _affine_layers(net)
+    _refuse_overflow(affine, len(affine) - 1, ("output", f), ("empirical NTK", ntk))
     empty = np.empty((stop - start, 0, len(X), len(X)))
     return f, ntk, empty, empty
+
+
+def _affine_layers(spec) -> list[stax.Layer]:
+    """The network's Dense and Conv layers, depth first (what overflow errors count)."""
+    return [layer for layer in stax.layers(network(spec)) if layer.affine]
+
+
+def _refuse_overflow(affine: list, l: int, *values) -> None:
+    """An OverflowError naming the first of ``values`` (pairs (quantity, array)) that is not
+    finite, at affine layer ``l`` (0-based) of ``affine``."""
+    refuse_overflow(values, affine[l], l + 1, len(affine))
 
 
 # --- exact -----------------------------------------------------------------
@@ -326,10 +344,12 @@ def _exact_chunk(spec, X, seed, start, stop, workspace: dict, backward: str = "c
     depth, n_back = len(widths), d_out * n_inputs
     scales = net.scales
     draws = _draw(_draw_shapes(spec, d_in, n_inputs), seed, start, stop, workspace)
+    affine = _affine_layers(spec)     # every Gram is refused by name before a factorization meets an inf
 
     # forward: F is the left factor of the current layer input, F F^T = <x, x'>
-    F = (X if d_in <= n_inputs else _sqrt_factor(X @ X.T))[None]
     x_grams = [(X @ X.T)[None]]            # unnormalised <x^{l}, x^{l}'>, l = 0..L
+    _refuse_overflow(affine, 0, ("input Gram", x_grams[0]))
+    F = (X if d_in <= n_inputs else _sqrt_factor(x_grams[0][0]))[None]
     pre_grams = np.empty((m, depth, n_inputs, n_inputs))
     derivs, bases, weights = [], [], []
     for l, (n, (a, c, s_w, s_b)) in enumerate(zip(widths, scales)):
@@ -339,6 +359,7 @@ def _exact_chunk(spec, X, seed, start, stop, workspace: dict, backward: str = "c
         if c * s_b != 0.0:
             h += (c * s_b) * b[:, None, :]
         pre_grams[:, l] = _gram(h) / n
+        _refuse_overflow(affine, l, ("pre-activation Gram", pre_grams[:, l]))
         derivs.append(np.asarray(net.acts[l].deriv(h), dtype=float))
         x = np.ascontiguousarray(net.acts[l].fn(h), dtype=float)
         del h
@@ -349,6 +370,7 @@ def _exact_chunk(spec, X, seed, start, stop, workspace: dict, backward: str = "c
             x_grams.append(np.matmul(F, R))
         else:
             x_grams.append(_gram(x))
+        _refuse_overflow(affine, l, ("post-activation Gram", x_grams[-1]))
 
     # readout, drawn directly
     a, c, s_w, s_b = scales[-1]
@@ -359,14 +381,17 @@ def _exact_chunk(spec, X, seed, start, stop, workspace: dict, backward: str = "c
     if c * s_b != 0.0:
         f += (alpha * c * s_b) * b[:, None, :]
     del x
+    _refuse_overflow(affine, depth, ("output", f))
 
     # backward: delta rows are (output k, input i) pairs, delta^L = alpha a W_k phi'(h^L)
     ntk = (d_out * alpha * alpha) * (a * a * x_grams[-1] + c * c)
+    _refuse_overflow(affine, depth, ("empirical NTK", ntk))
     delta = ((alpha * a * s_w) * W[:, :, None, :] * derivs.pop()[:, None]).reshape(m, n_back, widths[-1])
     for l in range(depth, 0, -1):              # delta = delta^l, 1-based hidden layer l
         a, c, s_w, _ = scales[l - 1]
         G = _gram(delta)
         ntk = ntk + _output_trace(G, d_out, n_inputs) * (a * a * x_grams[l - 1] + c * c)
+        _refuse_overflow(affine, l - 1, ("empirical NTK", G), ("empirical NTK", ntk))
         if l == 1:
             break
         C = next(draws)
@@ -470,10 +495,13 @@ def _exact_stax_chunk(net: stax.Layer, X, seed, start, stop, workspace: dict, ba
     direct = {affine[0], affine[-1]}
     x = np.asarray(X, dtype=float)[None]
     caches = []
+    seen = np.cumsum([layer.affine for layer in layers]).tolist()    # for overflow errors: the affine
+    n_affine = len(affine)                                          # layers up to each layer
     for i, layer in enumerate(layers):
         if not layer.affine:
             x, cache = layer.forward((), x)
             caches.append(cache)
+            refuse_overflow((("activation", x),), layer, seen[i], n_affine)
             continue
         P, pc = layer.patch_rows(x)
         fan, out, lead = P.shape[-1], layer.features, P.shape[1:-1]
@@ -481,6 +509,7 @@ def _exact_stax_chunk(net: stax.Layer, X, seed, start, stop, workspace: dict, ba
             params = stax._affine_init(layer, rngs, fan, out, np.float64)
             x = stax._affine_forward(layer, params, P)
             caches.append((P, pc, params))
+            refuse_overflow((("output" if i == affine[-1] else "pre-activation", x),), layer, seen[i], n_affine)
             continue
         a, c, s_w, s_b = stax._kernel_scales(layer, fan)
         rows = np.array(P.reshape(m, -1, fan), order="C")        # overwritten by the QR
@@ -494,6 +523,7 @@ def _exact_stax_chunk(net: stax.Layer, X, seed, start, stop, workspace: dict, ba
             h += (c * s_b) * b[:, None, :]
         x = h.reshape((m,) + lead + (out,))
         caches.append((P, pc, (Qt, A)))
+        refuse_overflow((("pre-activation", x),), layer, seen[i], n_affine)
     f = x
     d_out = f.shape[-1]
     g = np.broadcast_to(np.eye(d_out)[None, :, None, :], (m, d_out, n_inputs, d_out))
@@ -514,9 +544,12 @@ def _exact_stax_chunk(net: stax.Layer, X, seed, start, stop, workspace: dict, ba
             C = np.empty((m, delta.shape[1], Qt.shape[2]))
             for k, rng in enumerate(rngs):
                 rng.standard_normal(out=C[k])
-            gP = _conditional_backward(delta, Qt, A, a * s_w, C, backward=backward)
+            G = _gram(delta)
+            refuse_overflow((("empirical NTK", G), ("empirical NTK", share)), layer, seen[i], n_affine)
+            gP = _conditional_backward(delta, Qt, A, a * s_w, C, G, backward=backward)
             gP = gP.reshape(g.shape[:-1] + (Qt.shape[2],))
         ntk += share
+        refuse_overflow((("empirical NTK", ntk),), layer, seen[i], n_affine)
         if i > affine[0]:
             g = layer.patch_adjoint(gP, pc)
     return f, ntk / d_out, np.empty((m, 0, n_inputs, n_inputs)), np.empty((m, 0, n_inputs, n_inputs))

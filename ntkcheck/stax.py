@@ -37,7 +37,7 @@ import numpy as np
 
 from .activations import Activation as _Act
 from .activations import get_activation
-from .kernels import KernelState, check_inputs
+from .kernels import KernelState, check_inputs, refuse_overflow
 from .seeding import network_rngs
 
 PADDINGS = ("VALID", "SAME", "CIRCULAR")
@@ -57,6 +57,8 @@ class SpatialState:
     nonlinearity or Flatten); a nonlinearity needs it to apply its dual kernel.
     ``fresh``: the value is an affine layer's output, zero-mean and uncorrelated with any
     other branch (what a sum of branches needs for its kernel to be the sum of kernels).
+    ``affine_seen`` of the network's ``n_affine`` Dense and Conv layers (depth first) are behind
+    the value: where an overflow error says it arose.
     """
 
     nngp: np.ndarray
@@ -66,6 +68,8 @@ class SpatialState:
     shape: tuple[int, ...]
     is_gaussian: bool
     fresh: bool
+    affine_seen: int = 0
+    n_affine: int = 0
 
     @property
     def spatial(self) -> tuple[int, ...]:
@@ -180,8 +184,9 @@ def _affine(layer, patch: SpatialState, fan_in, shape):
     filter; fan-in = channels x filter size) and on the variances."""
     a, c, s_w, s_b = _kernel_scales(layer, fan_in)
     nngp, ntk, fwd, bias = affine_kernel(patch.nngp, patch.ntk, a, c, s_w, s_b, fan_in)
-    return SpatialState(nngp, ntk, fwd * patch.cov1 + bias, None if patch.cov2 is None else fwd * patch.cov2 + bias,
-                        shape, is_gaussian=True, fresh=True)
+    cov2 = None if patch.cov2 is None else fwd * patch.cov2 + bias
+    return SpatialState(nngp, ntk, fwd * patch.cov1 + bias, cov2, shape, is_gaussian=True, fresh=True,
+                        affine_seen=patch.affine_seen + 1, n_affine=patch.n_affine)
 
 
 @dataclass(frozen=True)
@@ -589,7 +594,8 @@ class FanInSum(Layer):
         total = lambda name: sum(getattr(s, name) for s in state)  # noqa: E731
         return replace(first, nngp=total("nngp"), ntk=total("ntk"), cov1=total("cov1"),
                        cov2=None if first.cov2 is None else total("cov2"),
-                       is_gaussian=all(s.is_gaussian for s in state), fresh=all(s.fresh for s in state))
+                       is_gaussian=all(s.is_gaussian for s in state), fresh=all(s.fresh for s in state),
+                       affine_seen=max(s.affine_seen for s in state))
 
     def out_shape(self, shape):
         if not isinstance(shape, tuple) or not shape or not isinstance(shape[0], tuple):
@@ -619,7 +625,12 @@ class Parallel(Layer):
         if not isinstance(state, tuple) or len(state) != len(self.layers):
             got = len(state) if isinstance(state, tuple) else 1
             self._fail(f"has {len(self.layers)} layers but got {got} branches")
-        return tuple(layer.kernel(s) for layer, s in zip(self.layers, state))
+        out, seen = [], _seen(state[0])
+        for layer, s in zip(self.layers, state):     # affine layers counted depth first, branch by branch
+            s = _checked(layer, replace(s, affine_seen=seen) if isinstance(s, SpatialState) else s)
+            out.append(s)
+            seen = _seen(s)
+        return tuple(out)
 
     def init(self, rngs, shape, dtype=np.float64):
         if not _is_branches(shape) or len(shape) != len(self.layers):
@@ -645,7 +656,7 @@ class Serial(Layer):
 
     def kernel(self, state):
         for layer in self.layers:
-            state = layer.kernel(state)
+            state = _checked(layer, state)
         return state
 
     def chain(self):
@@ -793,7 +804,8 @@ def spatial_kernels(net: Layer, X1: np.ndarray, X2: np.ndarray | None, threads: 
     """The output's NNGP and NTK by every layer's :meth:`Layer.kernel` step on the full spatial
     covariance, for validated inputs (N, d), (N, W, C) or (N, H, W, C).  The network must end
     without positions (GlobalAvgPool, Flatten or dense inputs)."""
-    state = input_state(X1, X2)
+    with np.errstate(over="ignore"):        # an input Gram beyond float64 is refused at the first layer
+        state = replace(input_state(X1, X2), n_affine=sum(layer.affine for layer in layers(net)))
     if state.nngp.size <= SPLIT_ENTRIES or len(X1) < 2:
         return _spatial_output(net, state)
     cov2 = state.cov1 if state.cov2 is None else state.cov2
@@ -808,7 +820,8 @@ def spatial_kernels(net: Layer, X1: np.ndarray, X2: np.ndarray | None, threads: 
 
 
 def _spatial_output(net: Layer, state: SpatialState) -> KernelState:
-    state = net.kernel(state)
+    with np.errstate(over="ignore", invalid="ignore"):    # refused by name after each layer (_checked)
+        state = _checked(net, state)
     if isinstance(state, tuple):
         raise ValueError(f"the network ends with {len(state)} branches: join them with FanInSum()")
     if state.spatial:
@@ -816,6 +829,22 @@ def _spatial_output(net: Layer, state: SpatialState) -> KernelState:
                          "end it with GlobalAvgPool() or Flatten()")
     cov2 = state.cov1 if state.cov2 is None else state.cov2
     return KernelState(state.nngp, state.ntk, state.cov1, cov2)
+
+
+def _seen(state) -> int:
+    """The affine layers behind a state or behind the last of branches."""
+    return max(map(_seen, state)) if isinstance(state, tuple) else state.affine_seen
+
+
+def _checked(layer: Layer, state):
+    """``layer.kernel(state)``, refused with an OverflowError naming the layer and the kernel
+    where an entry exceeds float64 range (a NaN only ever comes from such an entry)."""
+    out = layer.kernel(state)
+    if not isinstance(layer, (Serial, Parallel)):      # their layers are checked one by one
+        for s in out if isinstance(out, tuple) else (out,):
+            nngp = [("NNGP kernel", x) for x in (s.cov1, s.cov2, s.nngp) if x is not None]
+            refuse_overflow(nngp + [("NTK kernel", s.ntk)], layer, s.affine_seen, s.n_affine)
+    return out
 
 
 def flat_chain(net: Layer) -> tuple[Layer, ...] | None:

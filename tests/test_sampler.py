@@ -11,15 +11,19 @@ backward product (tanh; at erf depth 2 its smallest p-value, ~5e-5, sits at the
 Holm threshold 7e-5, and for bias-free ReLU it gets the second moments right,
 E[a a^T 1(a.r > 0)] = I/2, so 20,000 draws do not expose it).
 """
+import re
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import ks_2samp
 
 from ntkcheck import MLP, custom, kernel_states, ntk_kernel, output_kernels, sample_init
 from ntkcheck import stax as S
-from ntkcheck.sampler import InitSample, _exact_chunk, _exact_stax_chunk, _sample, exact_bytes_per_network
+from ntkcheck.sampler import METHODS, InitSample, _exact_chunk, _exact_stax_chunk, _sample, exact_bytes_per_network
 
 ALPHA = 1e-3
 X3 = np.array([[1.0, 0.2, -0.5, 0.7, 0.0],
@@ -229,3 +233,54 @@ def test_conv_exact_chunking_and_refusals():
                       S.FanInSum(), S.Relu(), S.Dense(1))
     with pytest.raises(ValueError, match=r"method='exact' is not available for a network with FanOut.*skip"):
         sample_init(resnet, X3, 2, method="exact")
+
+
+# --- extreme scales ----------------------------------------------------------
+
+OVERFLOW = (r"the (input Gram|pre-activation Gram|post-activation Gram|output|pre-activation|activation|empirical NTK) "
+            r"exceeds float64 range at (dense layer|conv layer|.* affine layer) \d+ of \d+")
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(st.sampled_from(METHODS), st.integers(1, 3), st.integers(1, 6), st.integers(-40, 170), st.integers(0, 2**32 - 1))
+def test_extreme_sigma_w_is_exact_or_refused_by_name(method, depth, width, log_s, seed):
+    """A bias-free relu MLP in the NTK parameterization with sigma_w = s is the same network as at
+    s = 1 with the same draws, times s per layer: f scales by s^(L+1), the empirical NTK by
+    s^(2(L+1)), the layer-l Grams by s^(2l).  Up to s = 1e170 the sample is that, or (only near or
+    beyond float64) an OverflowError naming the layer and the quantity: never NaN, inf or LinAlgError."""
+    X = np.random.default_rng(seed).standard_normal((3, 4))
+    spec = MLP(depth, width, "relu", sigma_b=0.0)
+    ref = sample_init(spec, X, 2, seed=seed, method=method)
+    powers = [(ref.f, depth + 1), (ref.ntk, 2 * depth + 2)] + \
+             [(g[:, l], 2 * l + 2) for g in (ref.pre_grams, ref.post_grams) for l in range(depth)]
+    top = max(p * log_s + np.log10(np.abs(v).max() + 1e-300) for v, p in powers)
+    try:
+        out = sample_init(replace(spec, sigma_w=10.0**log_s), X, 2, seed=seed, method=method)
+    except OverflowError as err:
+        assert re.search(OVERFLOW, str(err)), err
+        assert top > 280, (top, err)          # refused only near or beyond the range
+        return
+    got = [out.f, out.ntk] + [g[:, l] for g in (out.pre_grams, out.post_grams) for l in range(depth)]
+    for v, (v1, p) in zip(got, powers):
+        assert np.all(np.isfinite(v))
+        scaled = v
+        for _ in range(p):
+            scaled = scaled / 10.0**log_s
+        np.testing.assert_allclose(scaled, v1, rtol=1e-8, atol=1e-10 * np.abs(v1).max())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_extreme_scales_refused_naming_layer_and_quantity(method):
+    """sigma_w = 1e160 gave NaN (dense) or LinAlgError (exact); 1e308 too; conv networks at
+    W_std = 1e40 gave NaN with both methods."""
+    for sigma_w in (1e160, 1e308):
+        with pytest.raises(OverflowError, match="the pre-activation Gram exceeds float64 range at dense layer 1 of 3"):
+            sample_init(MLP(2, 16, sigma_w=sigma_w), X3, 2, method=method)
+    X = np.random.default_rng(0).standard_normal((2, 4, 4, 3))
+    cnn = S.serial(*[S.Conv(8, (3, 3), W_std=1e40, padding="SAME"), S.Relu()] * 10, S.GlobalAvgPool(), S.Dense(1))
+    where = "the pre-activation exceeds float64 range at conv layer 8 of 11" if method == "exact" else \
+        "the output exceeds float64 range at dense layer 11 of 11"
+    with pytest.raises(OverflowError, match=where):
+        sample_init(cnn, X, 2, method=method)
+    with pytest.raises(OverflowError, match=OVERFLOW):
+        sample_init(MLP(1, 4), 1e200 * X3, 2, method=method)

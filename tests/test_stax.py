@@ -1,5 +1,8 @@
 """ntkcheck.stax kernels: agreement with the MLP recursion, conv/pooling by brute force, branching,
 neural-tangents reference values, and errors naming the layer."""
+import re
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -289,3 +292,66 @@ def test_spatial_kernels_split_in_row_blocks_are_bitwise_the_same(monkeypatch, a
         split = output_kernels(net, X1, x2)
         for name in ("nngp", "ntk", "diag1", "diag2"):
             assert np.array_equal(getattr(whole, name), getattr(split, name)), name
+
+
+# --- extreme scales ----------------------------------------------------------
+
+#: Where a kernel's true value is below this it must come out finite (a margin for the layers
+#: before the output, whose kernels may exceed the output's by the weights' scales).
+FINITE = 1e290
+OVERFLOW = r"the (NNGP|NTK) kernel exceeds float64 range at ((dense|conv) layer|.* affine layer) \d+ of \d+"
+HOMOGENEOUS = ("relu", "leaky_relu(0.2)", "abs", "identity")
+
+
+def _without_bias(layer):
+    if isinstance(layer, (S.Serial, S.Parallel)):
+        return replace(layer, layers=tuple(map(_without_bias, layer.layers)))
+    return replace(layer, b_std=None) if layer.affine else layer
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(stax_networks(activations=HOMOGENEOUS), st.integers(1, 3), st.integers(-100, 170), st.integers(0, 2**32 - 1))
+def test_extreme_input_scales_are_exact_or_refused_by_name(net_shape, n, log_c, seed):
+    """Without biases and with positively homogeneous nonlinearities every layer is homogeneous
+    of degree one in the input, so K(c X) = c^2 K(X) for both kernels: at input scales up to 1e170
+    the kernels are that, or (only where it is beyond float64) an OverflowError naming the layer
+    and the kernel -- never NaN or inf."""
+    net, shape = net_shape
+    net = _without_bias(net)
+    X = np.random.default_rng(seed).standard_normal((n,) + shape)
+    ref, c = output_kernels(net, X), 10.0**log_c
+    top = max(np.abs(ref.nngp).max(), np.abs(ref.ntk).max())
+    try:
+        out = output_kernels(net, c * X)
+    except OverflowError as err:
+        assert re.search(OVERFLOW, str(err)), err
+        assert 2 * log_c + np.log10(top) > np.log10(FINITE) - 20    # refused only near or beyond the range
+        return
+    for K, K1 in ((out.nngp, ref.nngp), (out.ntk, ref.ntk)):
+        assert np.all(np.isfinite(K))
+        np.testing.assert_allclose(K / c / c, K1, rtol=1e-9, atol=1e-12 * top)
+    assert 2 * log_c + np.log10(top) < np.log10(np.finfo(float).max) + 1
+
+
+@pytest.mark.parametrize("flatten", [False, True])
+def test_extreme_weight_scale_is_refused_naming_the_layer(flatten):
+    """100 x (Dense(8, W_std=1e3), Relu) was all NaN after Flatten (the spatial recursion);
+    both recursions now name the same layer."""
+    X = np.random.default_rng(0).standard_normal((3, 5))
+    layers = [S.Dense(8, W_std=1e3), S.Relu()] * 100
+    net = S.serial(*([S.Flatten()] if flatten else []), *layers, S.Dense(1))
+    with pytest.raises(OverflowError, match=r"the NTK kernel exceeds float64 range at dense layer 54 of 101"):
+        ntk_kernel(net, X)
+
+
+def test_extreme_conv_weight_scale_is_refused_naming_the_layer():
+    """10 x (Conv(8, (3, 3), W_std=1e40, "SAME"), Relu): 1e80 per layer, beyond float64 at the fourth."""
+    X = np.random.default_rng(0).standard_normal((2, 4, 4, 3))
+    net = S.serial(*[S.Conv(8, (3, 3), W_std=1e40, padding="SAME"), S.Relu()] * 10, S.GlobalAvgPool(), S.Dense(1))
+    with pytest.raises(OverflowError, match=r"the NNGP kernel exceeds float64 range at conv layer 4 of 11"):
+        output_kernels(net, X)
+    res = S.serial(S.Conv(4, (2,), padding="SAME", W_std=1e100), S.FanOut(2),
+                   S.parallel(S.serial(S.Relu(), S.Conv(4, (2,), padding="SAME", W_std=1e100)), S.Identity()),
+                   S.FanInSum(), S.Relu(), S.GlobalAvgPool(), S.Dense(1))
+    with pytest.raises(OverflowError, match=r"at conv layer 2 of 3"):     # counted depth first, branches too
+        output_kernels(res, X[:, 0])
