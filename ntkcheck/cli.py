@@ -7,7 +7,8 @@
     ntkcheck calibrate --seeds K ...   re-run the verdicts under K seeds, measure false-fail rates
 
 Exit codes: 0 every claim verified, 1 a claim failed (or its negative control was not
-rejected), 2 bad input or usage (one line on stderr, nothing written), 3 an internal error
+rejected), 2 bad input or usage, or a setting whose kernels exceed float64 (one line on
+stderr, nothing written), 3 an internal error
 (a bug: one line on stderr naming the file that holds the traceback; ``--debug`` prints
 the traceback instead).
 """
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args, sys.argv if argv is None else ["ntkcheck", *argv])
-    except ValueError as err:
+    except (ValueError, OverflowError) as err:   # bad input, or a setting beyond float64 (named)
         print(f"ntkcheck: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except MemoryError as err:   # the machine's limit, not a failed claim
