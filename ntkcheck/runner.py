@@ -56,6 +56,8 @@ def run_task(task: Task) -> list[dict]:
         rows = get_claim(task.claim).run_task(task)
     except MemoryError as err:
         raise MemoryError(f"claim {task.claim}, task {task.key} ran out of memory") from err
+    except OverflowError as err:   # a setting beyond float64: the input's fault, named by layer
+        raise OverflowError(f"claim {task.claim}, task {task.key}: {err}") from None
     except Exception as err:  # keep the task's identity; workers may not pickle the cause
         raise RuntimeError(f"claim {task.claim}, task {task.key} failed: {err!r}") from err
     if not all("quantity" in r and "value" in r for r in rows):
