@@ -42,9 +42,12 @@ class RunResult:
 
 def plan(study: Study) -> dict[str, list[Task]]:
     """The tasks of every claim of the study (validates the cells; does no work).
-    ValueError if a grid makes more tasks than can be planned."""
+    ValueError if a grid makes more tasks than can be planned, or a task larger than this
+    machine."""
     resources.check_task_count(study.grids)
-    return {c: get_claim(c).tasks(study.grids[c], study.seed) for c in study.claims}
+    tasks = {c: get_claim(c).tasks(study.grids[c], study.seed) for c in study.claims}
+    resources.check_task_fits(resources.estimate(tasks))
+    return tasks
 
 
 def run_task(task: Task) -> list[dict]:
