@@ -206,7 +206,8 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
               command: list[str] | None = None,
               progress: Callable[[int, int, str | None], None] | None = None, force: bool = False,
               worker_timeout: float = WORKER_TIMEOUT,
-              notify: Callable[[str], None] | None = None) -> RunResult:
+              notify: Callable[[str], None] | None = None,
+              report: Callable[[Store, dict[str, Verdict]], None] | None = None) -> RunResult:
     """Run (or resume) ``study`` and judge its claims.
 
     Everything is validated before the output folder is touched, including the study's
@@ -215,7 +216,8 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
     (e.g. :class:`ntkcheck.progress.Progress`); ``claim`` is the claim of the first
     unfinished task (the one being computed), None when all are done.  ``notify(line)``
     receives notes: damaged task files being recomputed, jobs capped at the number of
-    tasks, waiting for Dask workers.
+    tasks, waiting for Dask workers.  ``report(store, verdicts)`` writes the report before
+    the folder's lock is released (e.g. :func:`ntkcheck.report.write_files`).
     """
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     asked = jobs or study.jobs
@@ -263,6 +265,8 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
         meta["runs"][-1].update(wall_time_s=round(wall, 3), tasks_run=len(pending),
                                 verdicts={c: v.verified for c, v in verdicts.items()})
         store.write_metadata(meta)
+        if report:
+            report(store, verdicts)
     return RunResult(verdicts, len(everything), len(pending), len(everything) - len(pending), wall)
 
 

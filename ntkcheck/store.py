@@ -14,8 +14,11 @@ that a run killed at that instant left without its checksum is still known to be
 run killed at any moment (even ``kill -9``) loses at most the tasks in flight, and a task
 file damaged later (rows deleted, truncated, emptied) is found and recomputed.  The store
 writes only into a new or empty folder or a study folder, and never replaces a file its
-manifest does not list (git's rule for untracked files).  Floats are written with ``repr``
-(shortest exact round trip), so files are byte-identical whatever the number of workers.
+manifest does not list (git's rule for untracked files) unless the file shows itself ours
+(a complete table of its task: a cut or emptied manifest has lost entries, see
+:meth:`Store._read_manifest`).  Its lock is never followed through a link.  Floats are
+written with ``repr`` (shortest exact round trip), so files are byte-identical whatever
+the number of workers.
 """
 from __future__ import annotations
 
