@@ -275,3 +275,13 @@ def test_the_folder_stays_locked_until_the_report_is_written(tmp_path, capsys, m
     assert main(["run", study(tmp_path, 'claims = ["kernel-mean"]\n' + TINY), "--jobs", "1",
                  "--out", str(out)]) in (0, 1)
     assert tried == [out] and (out / "summary.md").is_file()
+
+
+@pytest.mark.parametrize("content", ["", lambda t: t[: len(t) // 2]])
+def test_run_resumes_over_a_cut_or_emptied_manifest(done_study, tmp_path, capsys, content):
+    out, _ = broken(done_study, tmp_path, ".ntkcheck/manifest.jsonl", content)
+    assert main(["run", study(tmp_path, 'seed = 5\nclaims = ["kernel-mean"]\n' + TINY), "--jobs", "1",
+                 "--out", str(out)]) in (0, 1)
+    err = capsys.readouterr().err
+    assert "not written by ntkcheck" not in err and " tasks run, " in err, err
+    assert (out / "kernel-mean.csv").read_bytes() == (done_study / "kernel-mean.csv").read_bytes()
