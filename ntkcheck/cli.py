@@ -185,7 +185,7 @@ def _dispatch(args, command: list[str]) -> int:
             print(f"{c.id:24s} {c.title}\n{'':24s} sources: {'; '.join(c.sources)}")
         return EXIT_PASS
     if args.command == "report":
-        verdicts = report.write_report(args.dir, latex=args.latex, formats=args.format,
+        verdicts = report.write_report(args.dir, latex=args.latex, formats=args.format, notify=_note,
                                        family_rate=args.false_fail_rate)
         return _print_verdicts(verdicts, args.dir)
     from .studies import load_study, make_study
@@ -210,13 +210,13 @@ def _dispatch(args, command: list[str]) -> int:
     try:
         result = run_study(study, jobs=args.jobs, scheduler=args.scheduler, command=command, progress=bar,
                            force=args.force, worker_timeout=args.worker_timeout, notify=_note,
-                           family_rate=args.false_fail_rate or FAMILY_FALSE_FAIL_RATE)
+                           family_rate=args.false_fail_rate or FAMILY_FALSE_FAIL_RATE,
+                           report=lambda store, verdicts: report.write_files(store, verdicts, args.latex, args.format))
     finally:
         bar.close()
     print(f"{study.out}: {result.n_run} tasks run, {result.n_skipped} already done, "
           f"{result.wall_time:.1f} s", file=sys.stderr)
-    verdicts = report.write_report(study.out, result.verdicts, latex=args.latex, formats=args.format)
-    return _print_verdicts(verdicts, study.out)
+    return _print_verdicts(result.verdicts, study.out)
 
 
 def _note(line: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from scipy.stats import norm
@@ -242,43 +243,62 @@ def verified_line(verdicts: dict[str, Verdict]) -> str:
             f"{each}, independent given the seed; controls not counted)")
 
 
-def write_report(out: str | Path, verdicts: dict[str, Verdict] | None = None,
-                 latex: bool = False, formats=("png",), family_rate: float | None = None) -> dict[str, Verdict]:
+def write_report(out: str | Path, verdicts: dict[str, Verdict] | None = None, latex: bool = False,
+                 formats=("png",), notify: Callable[[str], None] | None = None,
+                 family_rate: float | None = None) -> dict[str, Verdict]:
     """Write tables and figures (in each of ``formats``) for every claim of the study
     folder ``out``; returns the verdicts (recomputed from the CSVs when not given, at
-    ``family_rate``, by default the one the study was run at)."""
-    from . import latex as tex
-
-    formats = tuple(formats)
-    if not formats or any(f not in FORMATS for f in formats):
-        raise ValueError(f"figure formats must be among {', '.join(FORMATS)}, got {', '.join(formats)}")
+    ``family_rate``, by default the one the study was run at).  A folder this process
+    cannot write is only judged (``notify`` is told)."""
+    _check_formats(formats)
     with Store(out) as store:
         meta = store.open_existing()
         claims = meta["study"]["claims"]
         if verdicts is None:
             rate = family_rate or meta.get("family_false_fail_rate", FAMILY_FALSE_FAIL_RATE)
             verdicts = {c: _judge(store, c, rate) for c in claims}
-        root = Path(out)
-        for c, v in verdicts.items():
-            store.write_file(root / f"{c}.md", claim_markdown(v))
-            if latex:
-                store.write_file(root / f"{c}.tex", tex.claim_latex(v))
-            figure = get_claim(c).figure
-            df = store.read_claim(c) if figure is not None else None
-            for fmt in formats:
-                if v.convergence:
-                    store.write_drawn(root / f"{c}.{fmt}", lambda tmp: plot_convergence(v, tmp))
-                if figure is not None:
-                    store.write_drawn(root / f"{c}-figure.{fmt}", lambda tmp: claim_figure(c, df, v, tmp))
-        title = (f"Study {meta.get('name', root.name)} (budget {meta['study'].get('budget')}, "
-                 f"seed {meta['study'].get('seed')})")
-        summary = [f"# {title}", "", markdown_table(verdict_frame(verdicts).drop(columns="summary")), ""]
-        summary += [f"- [{c}]({c}.md): {v.summary}" for c, v in verdicts.items()]
-        summary += ["", f"**{verified_line(verdicts)}**"]
-        store.write_file(root / "summary.md", "\n".join(summary) + "\n")
-        if latex:
-            store.write_file(root / "summary.tex", tex.summary_latex(verdicts, title))
+        if store.read_only:
+            if notify:
+                notify(f"{out} is read-only: verdicts judged from its CSVs; tables and figures not rebuilt")
+            return verdicts
+        write_files(store, verdicts, latex, formats)
     return verdicts
+
+
+def write_files(store: Store, verdicts: dict[str, Verdict], latex: bool = False, formats=("png",)) -> None:
+    """Write the tables and figures of ``verdicts`` into the study folder ``store`` (open,
+    so that no other process writes between the results and their report)."""
+    from . import latex as tex
+
+    formats = _check_formats(formats)
+    meta = store.read_metadata()
+    root = store.root
+    for c, v in verdicts.items():
+        store.write_file(root / f"{c}.md", claim_markdown(v))
+        if latex:
+            store.write_file(root / f"{c}.tex", tex.claim_latex(v))
+        figure = get_claim(c).figure
+        df = store.read_claim(c) if figure is not None else None
+        for fmt in formats:
+            if v.convergence:
+                store.write_drawn(root / f"{c}.{fmt}", lambda tmp: plot_convergence(v, tmp))
+            if figure is not None:
+                store.write_drawn(root / f"{c}-figure.{fmt}", lambda tmp: claim_figure(c, df, v, tmp))
+    title = (f"Study {meta.get('name', root.name)} (budget {meta['study'].get('budget')}, "
+             f"seed {meta['study'].get('seed')})")
+    summary = [f"# {title}", "", markdown_table(verdict_frame(verdicts).drop(columns="summary")), ""]
+    summary += [f"- [{c}]({c}.md): {v.summary}" for c, v in verdicts.items()]
+    summary += ["", f"**{verified_line(verdicts)}**"]
+    store.write_file(root / "summary.md", "\n".join(summary) + "\n")
+    if latex:
+        store.write_file(root / "summary.tex", tex.summary_latex(verdicts, title))
+
+
+def _check_formats(formats) -> tuple[str, ...]:
+    formats = tuple(formats)
+    if not formats or any(f not in FORMATS for f in formats):
+        raise ValueError(f"figure formats must be among {', '.join(FORMATS)}, got {', '.join(formats)}")
+    return formats
 
 
 def _judge(store: Store, claim: str, family_rate: float) -> Verdict:

@@ -56,20 +56,43 @@ def check_task_count(grids: dict) -> None:
                              "lower n_networks or raise chunk")
 
 
+def _shape(params: dict) -> tuple[int, int, int]:
+    """(width, depth, inputs) of the largest network of ``params`` (a task's or a grid's)."""
+    width = params.get("width", 1)
+    width = max(width) if isinstance(width, (list, tuple)) else width
+    depth = params.get("depth", 1)
+    depth = max(depth) if isinstance(depth, (list, tuple)) else depth
+    n_in = params.get("n_inputs") or (params.get("n_train", 0) + params.get("n_test", 0)) or 1
+    width, depth, n_in = (int(v) if isinstance(v, (int, float)) else 1 for v in (width, depth, n_in))
+    return width, depth, n_in
+
+
 def task_cost(params: dict) -> tuple[int, int]:
     """(bytes, neuron evaluations) of one task, lower bounds from its width, depth,
     number of networks and of inputs.  A task with a negative ``chunk`` index only records
     a cell skipped at this budget (see relu-fourth-moment) and costs nothing."""
     if isinstance(params.get("chunk"), int) and params["chunk"] < 0:
         return 0, 0
-    width = params.get("width", 1)
-    width = max(width) if isinstance(width, (list, tuple)) else width
-    depth = params.get("depth", 1)
-    depth = max(depth) if isinstance(depth, (list, tuple)) else depth
     m = params.get("n_networks", 1)
-    n_in = params.get("n_inputs") or (params.get("n_train", 0) + params.get("n_test", 0)) or 1
-    width, depth, m, n_in = (int(v) if isinstance(v, (int, float)) else 1 for v in (width, depth, m, n_in))
-    return 8 * (n_in * width * depth + m), m * n_in * width * depth
+    m = int(m) if isinstance(m, (int, float)) else 1
+    units = math.prod(_shape(params))
+    return 8 * (units + m), m * units
+
+
+def check_network(grid: dict) -> None:
+    """ValueError if one network of the grid's widest and deepest cell cannot hold its
+    hidden units on its inputs in this machine's memory: no task of it could run, forced
+    or not.  Cheap, so a grid is refused before anything builds such a network."""
+    width, depth, n_in = _shape(grid)
+    check_sample(8 * width * depth * n_in, f"one network of width {width} and depth {depth} on {n_in} inputs",
+                 "; lower width or depth")
+
+
+def check_task_fits(est: Estimate) -> None:
+    """ValueError if the largest task alone cannot fit in this machine's memory (no
+    ``--force`` can run it)."""
+    check_sample(est.task_bytes, "the largest task", "; even --force cannot run it: lower chunk (networks "
+                 "per task), width or depth")
 
 
 def estimate(tasks: dict) -> Estimate:
@@ -91,11 +114,12 @@ def check_study(est: Estimate, jobs: int) -> None:
                          f"limit {MAX_WORK:.0e}); shrink the grid, or --force to run it anyway")
 
 
-def check_sample(n_bytes: int, what: str) -> None:
-    """ValueError if a computation needing ``n_bytes`` cannot fit in this machine's memory."""
+def check_sample(n_bytes: int, what: str, hint: str = "") -> None:
+    """ValueError if a computation needing ``n_bytes`` cannot fit in this machine's memory
+    (``hint`` ends the message)."""
     have = machine_bytes()
     if n_bytes > have:
-        raise ValueError(f"{what} needs at least {gib(n_bytes)} of memory but this machine has {gib(have)}")
+        raise ValueError(f"{what} needs at least {gib(n_bytes)} of memory but this machine has {gib(have)}{hint}")
 
 
 def die_with_parent(parent: int, interval: float = 0.5) -> None:

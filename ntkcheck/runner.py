@@ -42,9 +42,12 @@ class RunResult:
 
 def plan(study: Study) -> dict[str, list[Task]]:
     """The tasks of every claim of the study (validates the cells; does no work).
-    ValueError if a grid makes more tasks than can be planned."""
+    ValueError if a grid makes more tasks than can be planned, or a task larger than this
+    machine."""
     resources.check_task_count(study.grids)
-    return {c: get_claim(c).tasks(study.grids[c], study.seed) for c in study.claims}
+    tasks = {c: get_claim(c).tasks(study.grids[c], study.seed) for c in study.claims}
+    resources.check_task_fits(resources.estimate(tasks))
+    return tasks
 
 
 def run_task(task: Task) -> list[dict]:
@@ -206,7 +209,8 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
               progress: Callable[[int, int, str | None], None] | None = None, force: bool = False,
               worker_timeout: float = WORKER_TIMEOUT,
               notify: Callable[[str], None] | None = None,
-              family_rate: float = FAMILY_FALSE_FAIL_RATE) -> RunResult:
+              family_rate: float = FAMILY_FALSE_FAIL_RATE,
+              report: Callable[[Store, dict[str, Verdict]], None] | None = None) -> RunResult:
     """Run (or resume) ``study`` and judge its claims, each at its share of the family-wise
     false-fail rate ``family_rate`` (:meth:`ntkcheck.claims.Claim.judge`).
 
@@ -216,7 +220,8 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
     (e.g. :class:`ntkcheck.progress.Progress`); ``claim`` is the claim of the first
     unfinished task (the one being computed), None when all are done.  ``notify(line)``
     receives notes: damaged task files being recomputed, jobs capped at the number of
-    tasks, waiting for Dask workers.
+    tasks, waiting for Dask workers.  ``report(store, verdicts)`` writes the report before
+    the folder's lock is released (e.g. :func:`ntkcheck.report.write_files`).
     """
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     asked = jobs or study.jobs
@@ -265,6 +270,8 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
         meta["runs"][-1].update(wall_time_s=round(wall, 3), tasks_run=len(pending),
                                 verdicts={c: v.verified for c, v in verdicts.items()})
         store.write_metadata(meta)
+        if report:
+            report(store, verdicts)
     return RunResult(verdicts, len(everything), len(pending), len(everything) - len(pending), wall)
 
 

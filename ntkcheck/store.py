@@ -14,18 +14,23 @@ that a run killed at that instant left without its checksum is still known to be
 run killed at any moment (even ``kill -9``) loses at most the tasks in flight, and a task
 file damaged later (rows deleted, truncated, emptied) is found and recomputed.  The store
 writes only into a new or empty folder or a study folder, and never replaces a file its
-manifest does not list (git's rule for untracked files).  Floats are written with ``repr``
-(shortest exact round trip), so files are byte-identical whatever the number of workers.
+manifest does not list (git's rule for untracked files) unless the file shows itself ours
+(a complete table of its task: a cut or emptied manifest has lost entries, see
+:meth:`Store._read_manifest`).  Its lock is never followed through a link.  Floats are
+written with ``repr`` (shortest exact round trip), so files are byte-identical whatever
+the number of workers.
 """
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
 import math
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -38,6 +43,8 @@ _META_DIR = ".ntkcheck"
 MANIFEST = f"{_META_DIR}/manifest.jsonl"
 LOCK = f"{_META_DIR}/lock"
 _FORMAT = {"ntkcheck_study": 1}
+#: Figure suffixes the report writes (for adopting the files of a folder without a valid manifest).
+_FIGURES = (".png", ".pdf", ".svg")
 
 
 def format_value(v) -> str:
@@ -79,11 +86,15 @@ def write_atomic(path: Path, text: str | bytes) -> None:
     """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``."""
     tmp = temp_path(path)
     data = text.encode("utf-8") if isinstance(text, str) else text
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:    # disk full, interrupted: leave no partial temp file behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _digest(data: bytes) -> dict:
@@ -117,6 +128,7 @@ class Store:
         self.root = Path(root)
         self._files: dict[str, dict] | None = None   # manifest: relative path -> entry
         self._lock = None
+        self.read_only = False
 
     def __enter__(self):
         return self
@@ -180,14 +192,21 @@ class Store:
         self._load_manifest(meta)
 
     def open_existing(self) -> dict:
-        """Lock an existing study folder for writing its report; returns its metadata."""
+        """Lock an existing study folder for writing its report; returns its metadata.  A
+        folder this process cannot write is opened :attr:`read_only` (its results can still
+        be read and judged)."""
         if not self.root.is_dir():
             raise ValueError(f"{self.root} is not a folder")
         meta = self.read_metadata()
         if meta is None:
             raise ValueError(f"{self.root} is not a study folder (no metadata.json)")
-        self._acquire()
-        self._load_manifest(meta)
+        if all(os.access(p, os.W_OK | os.X_OK) for p in (self.root, self.root / _META_DIR) if p.is_dir()):
+            self._acquire()
+            self._load_manifest(meta)
+        else:
+            self._acquire(shared=True)
+            self._files = self._read_manifest(meta)
+            self.read_only = True
         return meta
 
     def close(self) -> None:
@@ -195,22 +214,40 @@ class Store:
             self._lock.close()       # releases the flock
             self._lock = None
 
-    def _acquire(self) -> None:
-        """An exclusive, non-blocking flock on the lock file: released by the kernel when
-        its holder exits, even by ``kill -9``, so a lock is never stale."""
+    def _acquire(self, shared: bool = False) -> None:
+        """An exclusive, non-blocking flock on the lock file (``shared``: a reader's lock,
+        creating and writing nothing): released by the kernel when its holder exits, even
+        by ``kill -9``, so a lock is never stale.  A lock that is a link is never followed."""
         path = self.root / LOCK
+        if path.parent.is_symlink() or path.is_symlink():
+            link = path.parent if path.parent.is_symlink() else path
+            raise ValueError(f"{link} is a symbolic link, not ntkcheck's; not following it (remove it and re-run)")
+        flags = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)   # nor wait on a pipe
         try:
-            path.parent.mkdir(exist_ok=True)
-            fh = open(path, "a+", encoding="utf-8")
+            if shared:
+                fd = os.open(path, os.O_RDONLY | flags)
+            else:
+                path.parent.mkdir(exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | flags, 0o644)
         except OSError as err:
+            if shared and err.errno == errno.ENOENT:   # a folder nobody can write has no lock to take
+                return
+            if err.errno == errno.ELOOP:   # replaced by a link since the check above
+                raise ValueError(f"{path} is a symbolic link, not ntkcheck's; not following it") from None
             raise ValueError(f"cannot write into {self.root}: {err.strerror}") from None
+        fh = os.fdopen(fd, "r" if shared else "r+", encoding="utf-8")
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:   # a hard link would share its bytes
+            fh.close()
+            raise ValueError(f"{path} is not ntkcheck's lock file (not a regular file, or linked "
+                             "elsewhere); remove it and re-run")
         try:
             import fcntl
         except ImportError:          # no flock (Windows): no protection against concurrent runs
             self._lock = fh
             return
         try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             fh.seek(0)
             holder = fh.read().strip() or "unknown"
@@ -220,37 +257,60 @@ class Store:
         except OSError as err:       # a filesystem without locks: refuse rather than risk interleaving
             fh.close()
             raise ValueError(f"cannot lock output folder {self.root}: {err.strerror}") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
+        if not shared:
+            try:
+                fh.seek(0)
+                fh.truncate()
+                fh.write(f"{os.getpid()}\n")
+                fh.flush()
+            except OSError as err:   # disk full: nothing else could be written either
+                fh.close()
+                raise ValueError(f"cannot write into {self.root}: {err.strerror}") from None
         self._lock = fh
 
     # -- manifest --------------------------------------------------------------------
     def _load_manifest(self, meta: dict | None) -> None:
-        """Read the manifest (a line cut by a kill is ignored), or adopt the files of a
-        folder written before manifests existed; rewrite it compacted; remove our temp files."""
-        path = self.root / MANIFEST
-        files: dict[str, dict] = {}
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(entry, dict) and isinstance(entry.get("path"), str):
-                    files[entry["path"]] = entry
-        elif meta is not None:
-            files = self._adopt(meta)
+        """Read the manifest (:meth:`_read_manifest`), rewrite it compacted and remove our
+        temp files."""
+        files = self._read_manifest(meta)
         self._files = files
         lines = [json.dumps(_FORMAT)] + [json.dumps(files[k], sort_keys=True) for k in sorted(files)]
         try:
-            write_atomic(path, "\n".join(lines) + "\n")
+            write_atomic(self.root / MANIFEST, "\n".join(lines) + "\n")
         except OSError as err:
             raise ValueError(f"cannot write into {self.root}: {err.strerror}") from None
         for folder in (self.root, self.root / _META_DIR):
             self._remove_temps(folder.glob("*"))
         self._remove_temps((self.root / "tasks").rglob("*"))
+
+    def _read_manifest(self, meta: dict | None) -> dict[str, dict]:
+        """The manifest's entries.  Without a manifest (a folder written before manifests
+        existed, or the manifest deleted) the files ntkcheck writes are adopted.  A manifest
+        may have lost entries (emptied, or cut): its entries are kept, and the files it does
+        not list are adopted if their content shows them ours (a complete table of their
+        task; the metadata, already validated) or, when it is visibly damaged (no header, a
+        line that is not an entry), as for a missing one, except a task file that is not a
+        complete table of its task.  A last line cut by a kill mid-append cannot be told
+        from a cut manifest, so it counts as damage too."""
+        path = self.root / MANIFEST
+        if not path.is_file():
+            return self._adopt(meta) if meta is not None else {}
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        files: dict[str, dict] = {}
+        damaged = not lines or lines[0] != json.dumps(_FORMAT)
+        for line in lines[1:]:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                entry = None
+            if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+                files[entry["path"]] = entry
+            else:
+                damaged = True
+        if meta is not None:     # a manifest cut at a line's end looks intact: adopt what proves ours
+            adopted = self._adopt(meta, listed=files, reports=damaged)
+            files.update((k, e) for k, e in adopted.items() if not e.get("invalid"))
+        return files
 
     @staticmethod
     def _remove_temps(paths) -> None:
@@ -258,16 +318,18 @@ class Store:
             if _TMP_NAME.match(tmp.name) and tmp.is_file():
                 tmp.unlink()
 
-    def _adopt(self, meta: dict) -> dict[str, dict]:
-        """Entries for the files an ntkcheck without manifests wrote (metadata, task files, reports)."""
+    def _adopt(self, meta: dict, listed=(), reports: bool = True) -> dict[str, dict]:
+        """Entries for the files ntkcheck writes (metadata, task files and, if ``reports``,
+        reports) that are not ``listed``."""
         claims = meta.get("study", {}).get("claims", [])
-        names = ["metadata.json", "summary.md"] + [f"{c}{ext}" for c in claims
-                                                    for ext in (".csv", ".md", ".tex", ".png", "-figure.png")]
+        exts = (".csv", ".md", ".tex", *_FIGURES, *(f"-figure{f}" for f in _FIGURES))
+        names = ["metadata.json"] + (["summary.md", "summary.tex"] + [f"{c}{e}" for c in claims for e in exts]
+                                     if reports else [])
         paths = [self.root / n for n in names] + sorted((self.root / "tasks").glob("*/*.csv"))
         files = {}
         for p in paths:
-            if p.is_file():
-                rel = p.relative_to(self.root).as_posix()
+            rel = p.relative_to(self.root).as_posix()
+            if rel not in listed and p.is_file():
                 data = p.read_bytes()
                 files[rel] = {"path": rel, "adopted": True, **_digest(data)}
                 if rel.startswith("tasks/"):
@@ -300,11 +362,16 @@ class Store:
         if (path.exists() or path.is_symlink()) and not self.owns(path):
             raise ValueError(f"{path} was not written by ntkcheck; not replacing it (move it away and re-run)")
 
+    def _check_open(self) -> None:
+        if self._files is None:
+            raise RuntimeError("Store.open or open_existing must come first")
+        if self.read_only:
+            raise RuntimeError(f"{self.root} was opened read-only")
+
     def write_file(self, path: Path, data: str | bytes) -> None:
         """Write (atomically) and record a file of the study folder; ValueError if a file
         ntkcheck did not write is in the way."""
-        if self._files is None:
-            raise RuntimeError("Store.open or open_existing must come first")
+        self._check_open()
         self._refuse_if_foreign(path)
         data = data.encode("utf-8") if isinstance(data, str) else data
         rel = self._rel(path)
@@ -318,11 +385,18 @@ class Store:
             raise ValueError(f"cannot write {path}: {err.strerror or err}") from None
 
     def write_drawn(self, path: Path, draw: Callable[[Path], None]) -> None:
-        """``draw(tmp)`` writes a file (e.g. a figure); it is then recorded as ``path``."""
+        """``draw(tmp)`` writes a file (e.g. a figure); it is then recorded as ``path``.
+        ValueError if it cannot be written (disk full, ...); ``path`` is left as it was."""
+        self._check_open()
+        self._refuse_if_foreign(path)
         tmp = temp_path(path)
-        draw(tmp)
-        data = tmp.read_bytes()
-        tmp.unlink()
+        try:
+            draw(tmp)
+            data = tmp.read_bytes()
+        except OSError as err:
+            raise ValueError(f"cannot write {path}: {err.strerror or err}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
         self.write_file(path, data)
 
     def damage(self, path: Path) -> str | None:

@@ -26,6 +26,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import resources
 from .claims import BUDGETS, Claim, GridError, all_claims
 
 _TOP_KEYS = {"name": str, "budget": str, "seed": int, "claims": list, "out": str,
@@ -62,8 +63,10 @@ class Study:
 def load_study(path: str | Path) -> Study:
     """Read and validate a study file."""
     path = Path(path)
+    if path.exists() and not path.is_file():      # /dev/null, a folder, a pipe
+        raise StudyError(f"{path}: not a study file (not a regular file); give a .toml file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")   # some editors start UTF-8 with a byte-order mark
     except OSError as err:
         raise StudyError(f"{path}: cannot read study file: {err.strerror}") from None
     except UnicodeDecodeError as err:
@@ -72,6 +75,9 @@ def load_study(path: str | Path) -> Study:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise StudyError(f"{path}: malformed TOML: {err}") from None
+    if not data:         # would silently run every claim
+        raise StudyError(f"{path}: the study file is empty; give at least its claims, "
+                         'e.g. claims = ["kernel-mean"]')
     where = _Locator(path, text)
     for key, value in data.items():
         if key not in _TOP_KEYS:
@@ -155,7 +161,8 @@ def _make(budget, claims, seed, out, name, scheduler, jobs, overrides, source) -
 def validate_grid(claim: Claim, budget: str, overrides: dict) -> dict:
     """The budget's grid of ``claim`` with ``overrides``, each value checked against the
     default's type and the generic rules (finite numbers; width, depth, n_networks,
-    chunk, n_* >= 1; sigma_* >= 0; non-empty lists without repeats), then ``claim.check``."""
+    chunk, n_* >= 1; sigma_* >= 0 and sigma_w > 0; non-empty lists without repeats; one
+    network of the largest cell fits in memory), then ``claim.check``."""
     defaults = claim.grids[budget]
     grid = dict(defaults)
     for key, value in overrides.items():
@@ -166,6 +173,11 @@ def validate_grid(claim: Claim, budget: str, overrides: dict) -> dict:
     for key, value in grid.items():
         for v in value if isinstance(value, list) else [value]:
             _check_range(claim.id, key, v)
+    try:
+        resources.check_network(grid)    # before claim.check, which builds the networks
+    except ValueError as err:
+        key = next((k for k in ("depth", "width", "n_inputs", "n_train", "n_test") if k in overrides), "width")
+        raise _KeyError(("grid", claim.id, key), str(err)) from None
     if claim.check is not None:
         try:
             claim.check(grid)
@@ -193,7 +205,7 @@ def _convert(keys, v, kind):
         return float(v)
     if not _is_type(v, kind):
         raise _KeyError(keys, f"must be {kind.__name__} values, got {v!r}")
-    return v
+    return v + 0.0 if kind is float else v     # -0.0 is 0.0: one study, one fingerprint
 
 
 def _check_range(claim_id: str, key: str, v) -> None:
@@ -205,6 +217,8 @@ def _check_range(claim_id: str, key: str, v) -> None:
             raise _KeyError(keys, f"must be >= 1, got {v!r}")
         if key.startswith("sigma") and v < 0:
             raise _KeyError(keys, f"must be >= 0, got {v!r}")
+        if "sigma_w" in key and v == 0:
+            raise _KeyError(keys, f"must be > 0, got {v!r} (zero weights: every network ignores its input)")
 
 
 def _is_type(v, kind) -> bool:

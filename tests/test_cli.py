@@ -193,11 +193,26 @@ def test_report_into_read_only_folder(done_study, tmp_path, capsys):
     for p in [out, *out.rglob("*")]:
         p.chmod(p.stat().st_mode & ~0o222)
     try:
-        assert main(["report", str(out)]) == 2
+        assert main(["report", str(out)]) in (0, 1)
     finally:
         for p in [out, *out.rglob("*")]:
             p.chmod(p.stat().st_mode | 0o200)
-    assert "cannot write" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "| kernel-mean " in captured.out and "is read-only: verdicts judged from its CSVs" in captured.err
+    assert (out / "summary.md").read_text() == "x"
+
+
+def test_report_of_a_folder_it_cannot_write_prints_the_verdicts(done_study, tmp_path, capsys, monkeypatch):
+    out, _ = broken(done_study, tmp_path, "summary.md", "x")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: not str(p).startswith(str(out)) and real_access(p, mode))
+    code = main(["report", str(out)])
+    monkeypatch.undo()
+    captured = capsys.readouterr()
+    assert code == main(["report", str(done_study)]) and "| kernel-mean " in captured.out, captured.err
+    assert captured.err == f"ntkcheck: {out} is read-only: verdicts judged from its CSVs; tables and figures not rebuilt\n"
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_memory_error_is_exit_2_not_a_failed_claim(tmp_path, capsys, monkeypatch):
@@ -208,3 +223,65 @@ def test_memory_error_is_exit_2_not_a_failed_claim(tmp_path, capsys, monkeypatch
     monkeypatch.setattr(ntkcheck.runner, "run_study", run_study)
     assert main(["run", study(tmp_path, 'claims = ["kernel-mean"]\n' + TINY), "--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err.startswith("ntkcheck: error: out of memory (claim kernel-mean, task x")
+
+
+def test_run_dev_null_is_refused(tmp_path, capsys):
+    assert main(["run", "/dev/null", "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == "ntkcheck: error: /dev/null: not a study file (not a regular file); give a .toml file\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_force_does_not_run_a_task_larger_than_the_machine(tmp_path, capsys):
+    text = 'claims = ["kernel-mean"]\n' + TINY.replace("40", str(2**41)).replace("20", str(2**40))
+    assert main(["run", study(tmp_path, text), "--force", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ntkcheck: error: the largest task needs at least 8.19e+03 GiB of memory") and \
+        "even --force cannot run it" in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.toml"]
+
+
+def test_disk_full_drawing_a_figure_is_exit_2_and_keeps_the_old_one(done_study, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import ntkcheck.report
+
+    out, _ = broken(done_study, tmp_path, "summary.md", "x")
+    figure = (out / "kernel-mean.png").read_bytes()
+
+    def save_figure(fig, path):
+        Path(path).write_bytes(b"half a figure")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(ntkcheck.report, "save_figure", save_figure)
+    assert main(["report", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"ntkcheck: error: cannot write {out / 'kernel-mean.png'}: No space left on device\n"
+    assert (out / "kernel-mean.png").read_bytes() == figure
+    assert not [p for p in out.iterdir() if "ntkcheck-tmp" in p.name]
+
+
+def test_the_folder_stays_locked_until_the_report_is_written(tmp_path, capsys, monkeypatch):
+    import ntkcheck.report
+    from ntkcheck.store import Store
+
+    write_files, tried = ntkcheck.report.write_files, []
+
+    def report_after_a_rival(store, *args):
+        with pytest.raises(ValueError, match="in use by another ntkcheck process"):
+            Store(store.root).open_existing()      # another process in the gap before the report
+        tried.append(store.root)
+        write_files(store, *args)
+    monkeypatch.setattr(ntkcheck.report, "write_files", report_after_a_rival)
+    out = tmp_path / "out"
+    assert main(["run", study(tmp_path, 'claims = ["kernel-mean"]\n' + TINY), "--jobs", "1",
+                 "--out", str(out)]) in (0, 1)
+    assert tried == [out] and (out / "summary.md").is_file()
+
+
+@pytest.mark.parametrize("content", ["", lambda t: t[: len(t) // 2]])
+def test_run_resumes_over_a_cut_or_emptied_manifest(done_study, tmp_path, capsys, content):
+    out, _ = broken(done_study, tmp_path, ".ntkcheck/manifest.jsonl", content)
+    assert main(["run", study(tmp_path, 'seed = 5\nclaims = ["kernel-mean"]\n' + TINY), "--jobs", "1",
+                 "--out", str(out)]) in (0, 1)
+    err = capsys.readouterr().err
+    assert "not written by ntkcheck" not in err and " tasks run, " in err, err
+    assert (out / "kernel-mean.csv").read_bytes() == (done_study / "kernel-mean.csv").read_bytes()

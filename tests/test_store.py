@@ -1,6 +1,7 @@
 """The store writes only where it may and never loses what is not its own: foreign
 folders refused, unlisted files never replaced, only its own temp files removed, one
 writer at a time, damaged files found by their manifest entries."""
+import errno
 import json
 import os
 import subprocess
@@ -146,3 +147,115 @@ def test_folder_from_before_manifests_is_adopted(tmp_path):
         store.write_file(tmp_path / "kernel-mean.md", "new report")
         with pytest.raises(ValueError, match="notes.txt was not written by ntkcheck"):
             store.write_file(tmp_path / "notes.txt", "x")
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink", "symlinked folder"])
+def test_a_linked_lock_is_never_followed(tmp_path, link):
+    target = tmp_path / "precious.txt"
+    target.write_text("mine")
+    out = tmp_path / "out"
+    opened(out).close()
+    lock = out / LOCK
+    lock.unlink()
+    if link == "symlink":
+        lock.symlink_to(target)
+    elif link == "hardlink":
+        os.link(target, lock)
+    else:
+        (tmp_path / "elsewhere").mkdir()
+        (out / MANIFEST).rename(tmp_path / "elsewhere" / "manifest.jsonl")
+        lock.parent.rmdir()
+        lock.parent.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match="lock|.ntkcheck"):
+        opened(out)
+    assert target.read_text() == "mine"
+    assert not (tmp_path / "elsewhere" / "lock").exists()
+
+
+def disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_disk_full_writing_the_lock_pid_is_one_clear_error(tmp_path, monkeypatch):
+    opened(tmp_path).close()
+    before = snapshot(tmp_path)
+    real_open = os.fdopen
+
+    def fdopen(fd, *args, **kwargs):
+        fh = real_open(fd, *args, **kwargs)
+        fh.write = disk_full
+        return fh
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    with pytest.raises(ValueError, match="cannot write into .*No space left on device"):
+        opened(tmp_path)
+    monkeypatch.undo()
+    after = snapshot(tmp_path)
+    assert {k: v for k, v in after.items() if k != LOCK} == {k: v for k, v in before.items() if k != LOCK}
+    opened(tmp_path).close()
+
+
+def test_disk_full_drawing_a_figure_keeps_the_old_one(tmp_path):
+    figure = tmp_path / "kernel-mean.png"
+    with opened(tmp_path) as store:
+        store.write_file(figure, b"old figure")
+
+        def draw(tmp):
+            tmp.write_bytes(b"half a fig")
+            disk_full()
+        with pytest.raises(ValueError, match=r"cannot write .*kernel-mean.png: No space left on device"):
+            store.write_drawn(figure, draw)
+        assert figure.read_bytes() == b"old figure" and store.damage(figure) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".ntkcheck", "kernel-mean.png"]
+
+
+def finished(root):
+    """A study folder with a task file, metadata and a report file, all in the manifest."""
+    (root / "metadata.json").write_text(json.dumps({"name": "x", "study": STUDY}))
+    with opened(root) as store:
+        store.write_task(TASK, ROWS)
+        store.write_file(root / "kernel-mean.md", "report")
+        store.write_file(root / "metadata.json", json.dumps({"name": "x", "study": STUDY}))
+    return root / MANIFEST
+
+
+@pytest.mark.parametrize("damage, visible", [(lambda t: "", True), (lambda t: t[: len(t) // 2], True),
+                                             (lambda t: t[:10], True), (lambda t: "garbage\n" + t, True),
+                                             (lambda t: t.splitlines()[0] + "\n", False)])
+def test_a_damaged_manifest_recovers_like_a_deleted_one(tmp_path, damage, visible):
+    manifest = finished(tmp_path)
+    foreign = Task("kernel-mean", "width=16,chunk=0", {}, None)
+    path = tmp_path / "tasks" / "kernel-mean" / f"{foreign.key}.csv"
+    path.write_text("mine")                   # not a table of its task: never adopted
+    manifest.write_text(damage(manifest.read_text()))
+    with opened(tmp_path) as store:           # done, or (cut after its pending entry) recomputed
+        assert store.is_done(TASK) or "not recorded as complete" in store.task_damage(TASK)
+        store.write_task(TASK, ROWS)
+        store.write_metadata({"name": "x", "study": STUDY})
+        if visible:
+            store.write_file(tmp_path / "kernel-mean.md", "new report")
+        else:                                 # cut at a line's end: a report proves nothing
+            with pytest.raises(ValueError, match="kernel-mean.md was not written by ntkcheck"):
+                store.write_file(tmp_path / "kernel-mean.md", "new report")
+        with pytest.raises(ValueError, match="was not written by ntkcheck"):
+            store.write_task(foreign, ROWS)
+    assert path.read_text() == "mine"
+    with opened(tmp_path) as store:           # the recovered manifest is intact again
+        assert store.is_done(TASK) and store.task_damage(foreign) == "was not written by ntkcheck"
+
+
+def test_a_read_only_folder_is_opened_for_reading_only(tmp_path, monkeypatch):
+    finished(tmp_path)
+    (tmp_path / "tasks" / ".x.1.ntkcheck-tmp").write_text("left by a killed run")
+    before = snapshot(tmp_path)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p).startswith(str(tmp_path))
+                        else real_access(p, mode))
+    with Store(tmp_path) as store:
+        assert store.open_existing()["study"] == STUDY
+        assert store.read_only and store.is_done(TASK)
+        with pytest.raises(RuntimeError, match="opened read-only"):
+            store.write_file(tmp_path / "kernel-mean.md", "x")
+        monkeypatch.undo()
+        with pytest.raises(ValueError, match="in use by another ntkcheck process"):
+            opened(tmp_path)                  # a reader keeps writers out
+    assert snapshot(tmp_path) == before

@@ -1,4 +1,5 @@
 """Study files: defaults, overrides, and one clear error (file, key, line) per bad input."""
+import re
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,51 @@ def test_make_study_errors_name_the_option():
         make_study(claims=["x"])
     with pytest.raises(StudyError, match="^budget: must be one of"):
         make_study(budget="medium")
+
+
+def test_a_network_too_large_for_the_machine_is_refused_before_it_is_built(tmp_path, monkeypatch):
+    import time
+
+    from ntkcheck import resources
+
+    monkeypatch.setattr(resources, "machine_bytes", lambda: 16 * 1024**3)
+    path = write(tmp_path, 'claims = ["kernel-mean"]\n[grid.kernel-mean]\ndepth = [1000000]\n')
+    start = time.perf_counter()
+    with pytest.raises(StudyError, match=r"s\.toml:3: grid\.kernel-mean\.depth: one network of width 16384 and "
+                                         r"depth 1000000 on 3 inputs needs at least 366 GiB"):
+        load_study(path)
+    assert time.perf_counter() - start < 1          # building that network took minutes
+
+
+@pytest.mark.parametrize("claim, key, value", [("kernel-mean", "sigma_w", "0"), ("kernel-mean", "sigma_w", "0.0"),
+                                                ("kernel-mean", "sigma_w", "-0.0"),
+                                                ("nngp-gaussian", "control_sigma_w_factor", "0")])
+def test_zero_sigma_w_is_refused_naming_the_key(tmp_path, claim, key, value):
+    with pytest.raises(StudyError, match=rf":2: grid\.{claim}\.{key}: must be > 0, got 0\.0"):
+        load_study(write(tmp_path, f'[grid.{claim}]\n{key} = {value}\n'))
+
+
+def test_negative_zero_is_zero(tmp_path):
+    s = load_study(write(tmp_path, '[grid.kernel-mean]\nsigma_b = -0.0\n'))
+    assert str(s.grids["kernel-mean"]["sigma_b"]) == "0.0"
+
+
+def test_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_bytes(b'\xef\xbb\xbfseed = 3\nclaims = ["kernel-mean"]\n')
+    s = load_study(path)
+    assert s.seed == 3 and s.claims == ("kernel-mean",)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.mkdir(), "not a study file (not a regular file)"),
+    (lambda p: p.write_text(""), "the study file is empty"),
+    (lambda p: p.write_text("# only a comment\n\n"), "the study file is empty"),
+])
+def test_a_study_file_that_is_not_one_is_refused(tmp_path, make, message):
+    path = tmp_path / "s.toml"
+    make(path)
+    with pytest.raises(StudyError, match=f"^{re.escape(str(path))}: {re.escape(message)}"):
+        load_study(path)
+    with pytest.raises(StudyError, match="^/dev/null: not a study file"):
+        load_study("/dev/null")
