@@ -304,3 +304,19 @@ def test_mean_field_spread_law_is_the_exact_log_chi_square_law():
     for x in (-0.6, -0.3, 0.0, 0.2, 0.5):
         p = float(np.mean(t <= x))
         assert abs(cdf(x) - p) < 4 * np.sqrt(p * (1 - p) / t.size) + 1e-5, x
+
+
+def test_mean_field_sweeps_have_their_own_network_counts():
+    """The width sweep runs ``n_networks`` per cell, the alpha sweep ``alpha_n_networks``."""
+    from ntkcheck.claims import GridError
+
+    claim = get_claim("mean-field")
+    grid = {**claim.grid("quick"), "n_networks": 6, "chunk": 4, "alpha_n_networks": 3}
+    counts = {}
+    for t in claim.tasks(grid, 0):
+        key = (t.key.split(",")[0], t.params["width"], t.params["alpha_sqrt_n"], t.params["parameterization"])
+        counts[key] = counts.get(key, 0) + t.params["n_networks"]
+    assert {n for (sweep, *_), n in counts.items() if sweep == "sweep=width"} == {6}
+    assert {n for (sweep, *_), n in counts.items() if sweep == "sweep=alpha"} == {3}
+    with pytest.raises(GridError, match="alpha_n_networks"):
+        claim.check({**grid, "alpha_n_networks": 1})

@@ -21,9 +21,10 @@ over three tests per mean-field cell:
   2x over the 32x width range of the standard grid is not O(1).  Such a test passes by
   rejecting a null, so its false-fail rate is 1 - power at the true exponent: the networks per
   width are sized so that ``|b| + t se`` stays far below the margin (quick, 50 seeds: |b| <= 0.05
-  with sd 0.014, every 98 % interval inside +-0.085, estimated misses <= 1e-9); the verdict
-  reports the estimated miss probability at the measured exponent.  The mean changes must also stay above ``FLOOR`` = 0.05
-  at every width (measured 0.4-0.9; lazy networks move ~0.01 at these widths).
+  with sd 0.014, every 98 % interval inside +-0.085, estimated misses <= 1e-9, far below the
+  test's share); the verdict reports the estimated miss probability at the measured exponent.
+  The mean changes must also stay above ``FLOOR`` = 0.05 at every width (measured 0.4-0.9;
+  lazy networks move ~0.01 at these widths).
 * A shrinking spread, the law of large numbers with its CLT rate: with ``g`` a network's trained
   output averaged over the test inputs, the sample standard deviation ``s_w`` of ``g`` over the
   M_w networks of width n_w has slope -1/2 in log n.  For Gaussian fluctuations (a CLT over
