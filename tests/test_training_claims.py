@@ -238,3 +238,85 @@ def test_lazy_kernel_cnn_cells_keep_the_mlp_tasks():
     from ntkcheck.claims import GridError
     with pytest.raises(GridError, match="architecture"):
         claim.check({**grid, "architecture": ["mlp", "vit"]})
+
+
+#: mean-field at the quick widths and networks with a shorter alpha sweep (seconds).
+MEAN_FIELD_SMALL = {"alpha_sqrt_n": [0.5, 8.0, 16.0, 32.0, 64.0], "alpha_width": [256]}
+
+
+@pytest.fixture(scope="module")
+def mean_field_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mean-field")
+    run_study(make_study("quick", claims=["mean-field"], seed=0, out=out, overrides={"mean-field": MEAN_FIELD_SMALL}),
+              jobs=1)
+    return pd.read_csv(out / "mean-field.csv")
+
+
+def _mean_field(df):
+    return get_claim("mean-field").verdict(df)
+
+
+def test_mean_field_true_data_pass(mean_field_data):
+    v = _mean_field(mean_field_data)
+    assert v.passed and v.negative_control_rejected, v.summary
+    assert v.statistics["equivalence margin"] == 0.2 and "+-0.2" in v.detectable
+
+
+@pytest.mark.parametrize("by", [-0.3, -0.25, 0.3])
+def test_mean_field_changes_that_scale_with_width_fail(mean_field_data, by):
+    """Kernel and feature changes x (n/64)^by (exponent ~ by, beyond the equivalence margin
+    0.2; -0.3 and -0.25 are still above -1/2 and above the floor): FAIL."""
+    df = _shift_exponent(mean_field_data, ["kernel_change", "feature_change"], by, parameterization="mean_field")
+    v = _mean_field(df)
+    changes = v.table[v.table["quantity"].isin(["kernel_change", "feature_change"])
+                      & (v.table["parameterization"] == "mean_field")]
+    assert not v.passed and not changes["passed"].any(), v.summary
+
+
+@pytest.mark.parametrize("by", [-0.75, 0.75])
+def test_mean_field_spread_off_the_clt_rate_fails(mean_field_data, by):
+    """Trained outputs' deviations from their width's mean x n^by (spread exponent -1/2 + by,
+    beyond the stated detectable ~0.6): FAIL on the spread test alone."""
+    df = mean_field_data.copy()
+    rows = (df["quantity"] == "f_test") & (df["parameterization"] == "mean_field")
+    f = df[rows].astype({"value": float})
+    centre = f.groupby(["width", "i"])["value"].transform("mean")
+    df.loc[rows, "value"] = centre + (f["value"] - centre) * f["width"].astype(float) ** by
+    v = _mean_field(df)
+    spread = v.table[(v.table["quantity"] == "spread") & (v.table["parameterization"] == "mean_field")]
+    assert v.statistics["spread: exponent detectable"] < 0.75
+    assert not v.passed and not spread["passed"].any(), v.summary
+    assert v.table.loc[v.table["quantity"] != "spread", "passed"].sum() == 2, v.table
+
+
+def test_mean_field_spread_law_is_the_exact_log_chi_square_law():
+    """The slope distribution of log sample deviations (Gil-Pelaez) against Monte Carlo,
+    unequal degrees of freedom included."""
+    from scipy.special import digamma
+
+    from ntkcheck.claims.mean_field import _slope_law
+
+    lw = np.log([64.0, 256.0, 1024.0])
+    c, k = (lw - lw.mean()) / ((lw - lw.mean()) @ (lw - lw.mean())), np.array([7.0, 15.0, 3.0])
+    y = np.log(np.random.default_rng(0).chisquare(k, size=(400_000, 3)) / k) / 2
+    t = (y - (digamma(k / 2) + np.log(2 / k)) / 2) @ c
+    cdf = _slope_law(c, k)
+    for x in (-0.6, -0.3, 0.0, 0.2, 0.5):
+        p = float(np.mean(t <= x))
+        assert abs(cdf(x) - p) < 4 * np.sqrt(p * (1 - p) / t.size) + 1e-5, x
+
+
+def test_mean_field_sweeps_have_their_own_network_counts():
+    """The width sweep runs ``n_networks`` per cell, the alpha sweep ``alpha_n_networks``."""
+    from ntkcheck.claims import GridError
+
+    claim = get_claim("mean-field")
+    grid = {**claim.grid("quick"), "n_networks": 6, "chunk": 4, "alpha_n_networks": 3}
+    counts = {}
+    for t in claim.tasks(grid, 0):
+        key = (t.key.split(",")[0], t.params["width"], t.params["alpha_sqrt_n"], t.params["parameterization"])
+        counts[key] = counts.get(key, 0) + t.params["n_networks"]
+    assert {n for (sweep, *_), n in counts.items() if sweep == "sweep=width"} == {6}
+    assert {n for (sweep, *_), n in counts.items() if sweep == "sweep=alpha"} == {3}
+    with pytest.raises(GridError, match="alpha_n_networks"):
+        claim.check({**grid, "alpha_n_networks": 1})
