@@ -157,7 +157,9 @@ def mean_test(samples, target, bias=0.0, false_fail_rate: float = 1e-3, false_pa
       the K entries (conservative for correlated entries; ``details["method"]``); for
       M < 10 the stated rate holds only for near-Gaussian draws.
 
-    ``pvalue`` of the bootstrap is ``(1 + #{T* >= T}) / (n_boot + 1)``.  ``detectable``
+    ``pvalue`` of the bootstrap is sequential (:func:`_sequential_bootstrap`): ``hits / l`` if the
+    ``SEQUENTIAL_HITS``-th resample reaching T is the l-th, else ``(1 + #{T* >= T}) / (n_boot + 1)``;
+    stopped early, the critical value below is Student t's (Sidak).  ``detectable``
     is ``(c + t_{1 - b}) se + bias`` with ``c`` the critical value of the statistic at
     the false-fail rate and b the false-pass rate: an entry off by at least that is
     detected with probability >= 1 - b (normal approximation).
@@ -192,9 +194,11 @@ def mean_test(samples, target, bias=0.0, false_fail_rate: float = 1e-3, false_pa
     k = max(1, int(np.prod(shape)))
     t_max = float(t.max())
     if BOOTSTRAP_SAMPLES[0] <= m <= BOOTSTRAP_SAMPLES[1]:
-        boot = _max_t_bootstrap(x.reshape(m, -1), seed, int(n_boot))
-        pvalue = float((1 + np.sum(boot >= t_max)) / (n_boot + 1))
-        critical, method = float(np.quantile(boot, 1 - alpha, method="higher")), "bootstrap-t"
+        boot, pvalue = _sequential_bootstrap(x.reshape(m, -1), t_max, seed, int(n_boot))
+        if len(boot) == n_boot:
+            critical, method = float(np.quantile(boot, 1 - alpha, method="higher")), "bootstrap-t"
+        else:   # stopped early: far from rejecting; the tail quantile was not drawn
+            critical, method = float(sps.t.isf(sidak_level(alpha, k) / 2, m - 1)), "bootstrap-t (sequential)"
     else:
         pvalue = _sidak_pvalue(float(2 * sps.t.sf(t_max, m - 1)), k)
         critical, method = float(sps.t.isf(sidak_level(alpha, k) / 2, m - 1)), "student-t"
@@ -219,8 +223,13 @@ def _ratio(num: np.ndarray, se: np.ndarray) -> np.ndarray:
         return np.where(se > 0, num / np.where(se > 0, se, 1.0), np.where(num > 0, np.inf, 0.0))
 
 
-def _max_t_bootstrap(x: np.ndarray, seed, n_boot: int) -> np.ndarray:
-    """``max_k |mean*_k - mean_k| / se*_k`` for ``n_boot`` resamples of the rows of x (M, K).
+#: Exceedances after which :func:`_sequential_bootstrap` stops (Besag & Clifford 1991).
+SEQUENTIAL_HITS = 20
+
+
+def _max_t_blocks(x: np.ndarray, seed, n_boot: int):
+    """Yield ``max_k |mean*_k - mean_k| / se*_k`` for ``n_boot`` resamples of the rows of x
+    (M, K), in blocks of fixed sizes (so a prefix does not depend on where one stops).
 
     Resamples are multinomial counts, so means and second moments are matrix products;
     the columns are centred first (no cancellation in the variance)."""
@@ -228,16 +237,32 @@ def _max_t_bootstrap(x: np.ndarray, seed, n_boot: int) -> np.ndarray:
     c = x - x.mean(axis=0)
     c2 = c * c
     rng = np.random.default_rng(as_seed_sequence(seed))
-    out = np.empty(n_boot)
-    block = max(1, int(2e6 // m))           # ~16 MB of counts at a time
+    block = max(1, min(1000, int(2e6 // m)))     # <= ~16 MB of counts at a time
     for s in range(0, n_boot, block):
         b = min(block, n_boot - s)
         idx = rng.integers(0, m, size=(b, m)) + m * np.arange(b)[:, None]
         w = np.bincount(idx.ravel(), minlength=b * m).reshape(b, m) / m
         d = w @ c                           # mean* - mean
         var = np.maximum(w @ c2 - d * d, 0.0) * (m / (m - 1))
-        out[s:s + b] = _ratio(np.abs(d), np.sqrt(var / m)).max(axis=1)
-    return out
+        yield _ratio(np.abs(d), np.sqrt(var / m)).max(axis=1)
+
+
+def _sequential_bootstrap(x: np.ndarray, t_max: float, seed, n_boot: int) -> tuple[np.ndarray, float]:
+    """The resampled statistics drawn and the bootstrap p-value of ``t_max``, sequentially
+    (Besag & Clifford 1991, Biometrika 78, 301-304): resample until ``SEQUENTIAL_HITS``
+    statistics reach ``t_max`` (after l resamples, p = hits / l) or ``n_boot`` are drawn
+    (p = (1 + hits) / (n_boot + 1)).  Both are valid p-values; a statistic far from
+    rejecting stops after ~hits / p resamples, so small levels (large ``n_boot``) cost only
+    where the decision needs them."""
+    drawn, hits = [], 0
+    for block in _max_t_blocks(x, seed, n_boot):
+        drawn.append(block)
+        hits += int(np.sum(block >= t_max))
+        if hits >= SEQUENTIAL_HITS:
+            boot = np.concatenate(drawn)
+            l = int(np.flatnonzero(boot >= t_max)[SEQUENTIAL_HITS - 1]) + 1
+            return boot[:l], SEQUENTIAL_HITS / l
+    return np.concatenate(drawn), (1 + hits) / (n_boot + 1)
 
 
 def n_samples_for_mean(false_fail_rate: float, false_pass_rate: float, discrepancy: float, sigma: float,

@@ -319,3 +319,24 @@ def test_intercept_test_recovers_exact_line_and_rejects_bad_input():
                                  (WIDTHS, [np.nan] * 5, np.ones(5), "finite")]:
         with pytest.raises(ValueError, match=match):
             stats.intercept_test(widths, d, se)
+
+
+def test_sequential_bootstrap_stops_early_only_far_from_rejecting():
+    """Besag-Clifford: a statistic with many exceedances stops after SEQUENTIAL_HITS of them
+    (p = hits / l, never below the level it is sized for); an extreme one draws every resample."""
+    from ntkcheck.stats import SEQUENTIAL_HITS, _sequential_bootstrap
+    x = np.random.default_rng(3).standard_normal((50, 4))
+    boot, p = _sequential_bootstrap(x, 1.0, seed=0, n_boot=99_999)
+    assert len(boot) < 99_999 and np.sum(boot >= 1.0) == SEQUENTIAL_HITS and p == SEQUENTIAL_HITS / len(boot)
+    boot, p = _sequential_bootstrap(x, 1e6, seed=0, n_boot=4_999)
+    assert len(boot) == 4_999 and p == 1 / 5_000
+    again, _ = _sequential_bootstrap(x, 1.0, seed=0, n_boot=99_999)   # a prefix of the same stream
+    assert np.array_equal(again, _sequential_bootstrap(x, 1e6, seed=0, n_boot=len(again))[0])
+
+
+def test_mean_test_p_values_are_uniform_under_the_null_with_sequential_stopping():
+    rng = np.random.default_rng(5)
+    from ntkcheck.stats import mean_test
+    p = np.array([mean_test(rng.standard_normal((40, 3)), 0.0, false_fail_rate=1e-3, seed=s).pvalue
+                  for s in range(300)])
+    assert 0.02 <= np.mean(p <= 0.05) <= 0.09 and 0.4 <= np.median(p) <= 0.6
