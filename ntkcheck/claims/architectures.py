@@ -261,7 +261,7 @@ def reference_check(df, kernels: tuple[str, ...] = ("nngp", "ntk")) -> Reference
         if ref is None:
             unchecked.append(name)
             continue
-        errors = {q: _errors(g, q, np.asarray(ref[q]), cell) for q in kernels}
+        errors = {q: _error(g, q, np.asarray(ref[q]), cell) for q in kernels}
         checked.append(name)
         worst = max([worst] + [e for e in errors.values() if not math.isnan(e)])
         bad = [f"{q.upper()} by {e:.2g}" for q, e in errors.items() if not e <= REFERENCE_TOLERANCE]
@@ -270,7 +270,7 @@ def reference_check(df, kernels: tuple[str, ...] = ("nngp", "ntk")) -> Reference
     return ReferenceCheck(tuple(checked), tuple(unchecked), tuple(off), worst)
 
 
-def _errors(g, quantity: str, ref: np.ndarray, cell: dict) -> float:
+def _error(g, quantity: str, ref: np.ndarray, cell: dict) -> float:
     """Largest |K - K_ref| / sqrt(K_ref_ii K_ref_jj) of one kernel of a cell (NaN stays NaN: off)."""
     scale = np.sqrt(np.outer(np.diag(ref), np.diag(ref)))
     rows = g[g["quantity"] == quantity] if "target" in g else g.iloc[:0]
