@@ -5,14 +5,14 @@ built from dense, convolutional, pooling and residual layers converges to a Gaus
 process with an analytic NNGP and NTK (the Tensor Programs master theorem, Yang 2019,
 "Tensor Programs I", arXiv:1902.04760, and Yang 2020, "Tensor Programs II",
 arXiv:2006.14548; for CNNs Novak et al. 2019, "Bayesian deep convolutional networks with
-many channels are Gaussian processes", and the CNTK of Arora et al. 2019, "On exact
-computation with an infinitely wide neural net", sec. 4).  The claims at initialization
-test that universality with cells of these architectures:
+many channels are Gaussian processes", and the CNTK of Arora, Du, Hu, Li, Salakhutdinov
+& Wang 2019, "On exact computation with an infinitely wide neural net", sec. 4).  The claims
+at initialization run cells of these architectures:
 
 ``"mlp"``
     :class:`ntkcheck.MLP` on inputs (N, d_in).
 ``"cnn-gap"``
-    ``depth`` x [Conv(width, (filter,), SAME), phi], GlobalAvgPool, Dense(1) on 1-D inputs
+    ``depth`` x [Conv(width, (2,), SAME), phi], GlobalAvgPool, Dense(1) on 1-D inputs
     (N, positions, channels).
 ``"cnn-flatten"``
     the same with Flatten instead of the pooling (the readout sees every position).
@@ -24,13 +24,29 @@ In every architecture ``depth`` is the number of hidden affine layers
 (:func:`ntkcheck.stax.depth`) and each affine layer has ``W_std = sigma_w``, ``b_std =
 sigma_b``.  A grid names them with the list ``"architecture"``; the non-MLP cells take their
 own, smaller sweep from the ``arch_*`` keys (:func:`expand`).
+
+What a non-MLP cell tests.  Its samples (real weights) and its targets (the recursion of
+:mod:`ntkcheck.stax`) come from the same layer code, so the sampled statistics only show
+that the sampler and the recursion agree: a bug shared by both (say in a padding rule)
+passes.  What ties the targets to independent theory is :func:`reference_check`: the
+analytic NNGP and NTK of every cell the claims' grids use are frozen in
+``data_files/reference_kernels.json``, computed by neural-tangents' ``stax`` outside
+ntkcheck (``scripts/freeze_reference_kernels.py``), and the verdicts FAIL when the kernels
+the claim used are off it.  A cell no grid uses (a study's override) has no reference and
+is reported as unchecked.
 """
 from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from importlib.resources import files
 
 import numpy as np
 
 from .. import stax
 from .. import blas
+from ..kernels import output_kernels
 from ..moments import readout_kernel
 from ..sampler import CHUNK_BYTES, sample_init
 from ..spec import MLP
@@ -42,6 +58,14 @@ ARCHITECTURES = ("mlp", "cnn-gap", "cnn-flatten", "resnet")
 METHOD = {"mlp": "exact", "cnn-gap": "dense", "cnn-flatten": "dense", "resnet": "dense"}
 #: Prefix of the grid keys of the non-MLP cells: ``arch_<key>`` replaces ``<key>`` in them.
 PREFIX = "arch_"
+#: Largest error |K - K_ref| / sqrt(K_ref_ii K_ref_jj) of a cell's kernels against the frozen
+#: reference: both are float64 closed-form recursions (relu, erf), which agree to ~1e-15.
+REFERENCE_TOLERANCE = 1e-9
+#: The parameters that fix a cell's analytic kernels (its inputs: ``n_inputs``, ``d_in``).
+REFERENCE_KEY = ("architecture", "activation", "depth", "sigma_w", "sigma_b", "parameterization",
+                 "n_inputs", "d_in")
+#: Rows from before the ``n_inputs`` and ``d_in`` columns: every claim grid had these inputs.
+INPUTS_BEFORE = {"n_inputs": 3, "d_in": 4, "parameterization": "ntk"}
 
 
 def build(architecture: str, activation: str, depth: int, width: int, sigma_w: float, sigma_b: float | None,
@@ -105,8 +129,10 @@ def split(grid: dict, split_one) -> list[tuple[str, dict]]:
 
 
 def with_architecture(rows: list[dict], p: dict) -> list[dict]:
-    """The rows of a task with its ``architecture`` column."""
-    return [{**r, "architecture": p.get("architecture", "mlp")} for r in rows]
+    """The rows of a task with its ``architecture``, ``n_inputs`` and ``d_in`` columns (what
+    :func:`reference_check` looks a cell up by)."""
+    return [{**r, "architecture": p.get("architecture", "mlp"), "n_inputs": p["n_inputs"], "d_in": p["d_in"]}
+            for r in rows]
 
 
 def fill(df):
@@ -179,3 +205,94 @@ def stat_name(cell: tuple) -> str:
     by the architecture unless it is the MLP (so the MLP's statistics keep their names)."""
     arch, act, depth, sigma_b = cell
     return ("" if arch == "mlp" else f"{arch},") + f"{act},L={depth},sigma_b={sigma_b:g}"
+
+
+@dataclass(frozen=True)
+class ReferenceCheck:
+    """The non-MLP cells of a claim's rows against the frozen reference kernels: the cells
+    compared, those without a reference, and each cell off it by more than
+    :data:`REFERENCE_TOLERANCE` (named, with its error)."""
+
+    checked: tuple[str, ...]
+    unchecked: tuple[str, ...]
+    off: tuple[str, ...]
+    max_error: float
+
+    @property
+    def passed(self) -> bool:
+        return not self.off
+
+    @property
+    def statistics(self) -> dict:
+        return {"reference_cells": len(self.checked), "reference_unchecked_cells": len(self.unchecked),
+                "reference_max_error": self.max_error}
+
+    @property
+    def text(self) -> str:
+        """One clause for a verdict's summary."""
+        if self.off:
+            out = f"analytic kernels OFF the frozen neural-tangents reference in {'; '.join(self.off)}"
+        elif self.checked:
+            out = (f"{len(self.checked)} architecture cells match the frozen neural-tangents kernels "
+                   f"(max error {self.max_error:.1g} <= {REFERENCE_TOLERANCE:g})")
+        else:
+            out = "no non-MLP cell to check against the frozen reference"
+        if self.unchecked:
+            out += f"; no reference for {', '.join(self.unchecked)} (not checked)"
+        return out
+
+
+def reference_check(df, kernels: tuple[str, ...] = ("nngp", "ntk")) -> ReferenceCheck:
+    """The analytic ``kernels`` a claim used for each non-MLP cell of its rows ``df`` (after
+    :func:`fill`) against the frozen reference (module docstring): the rows' ``target``
+    column where they carry it (per ``quantity``, ``i``, ``j``), else the kernels computed once
+    from the cell's parameters.  Rows without ``n_inputs``/``d_in``/``parameterization``
+    take :data:`INPUTS_BEFORE`."""
+    cells = df[df["architecture"] != "mlp"]
+    cells = cells.assign(**{k: cells[k].astype(object).fillna(v) if k in cells else v
+                            for k, v in INPUTS_BEFORE.items()})
+    refs = references()
+    checked, unchecked, off, worst = [], [], [], 0.0
+    for key, g in cells.groupby(list(REFERENCE_KEY), sort=True):
+        cell = dict(zip(REFERENCE_KEY, key))
+        name = (f"{cell['architecture']} {cell['activation']} L={int(cell['depth'])} sigma_w={cell['sigma_w']:g} "
+                f"sigma_b={cell['sigma_b']:g} ({int(cell['n_inputs'])} inputs, d_in={int(cell['d_in'])})")
+        ref = refs.get(reference_key(cell))
+        if ref is None:
+            unchecked.append(name)
+            continue
+        errors = {q: _error(g, q, np.asarray(ref[q]), cell) for q in kernels}
+        checked.append(name)
+        worst = max([worst] + [e for e in errors.values() if not math.isnan(e)])
+        bad = [f"{q.upper()} by {e:.2g}" for q, e in errors.items() if not e <= REFERENCE_TOLERANCE]
+        if bad:
+            off.append(f"{name}: {', '.join(bad)}")
+    return ReferenceCheck(tuple(checked), tuple(unchecked), tuple(off), worst)
+
+
+def _error(g, quantity: str, ref: np.ndarray, cell: dict) -> float:
+    """Largest |K - K_ref| / sqrt(K_ref_ii K_ref_jj) of one kernel of a cell (NaN stays NaN: off)."""
+    scale = np.sqrt(np.outer(np.diag(ref), np.diag(ref)))
+    rows = g[g["quantity"] == quantity] if "target" in g else g.iloc[:0]
+    rows = rows[rows["target"].notna()] if len(rows) else rows
+    if len(rows):
+        i, j = rows["i"].to_numpy(int), rows["j"].to_numpy(int)
+        err = np.abs(rows["target"].to_numpy(float) - ref[i, j]) / scale[i, j]
+    else:
+        p = {**cell, "depth": int(cell["depth"]), "n_inputs": int(cell["n_inputs"]), "d_in": int(cell["d_in"]),
+             "width": int(g["width"].iloc[0])}
+        err = np.abs(getattr(output_kernels(network(p), cell_inputs(p)), quantity) - ref) / scale
+    return float(err.max()) if not np.isnan(err).any() else math.nan
+
+
+def reference_key(cell: dict) -> tuple:
+    """The :data:`REFERENCE_KEY` values of a cell, typed (CSV columns may come back as floats)."""
+    return (cell["architecture"], cell["activation"], int(cell["depth"]), float(cell["sigma_w"]),
+            float(cell["sigma_b"]), cell["parameterization"], int(cell["n_inputs"]), int(cell["d_in"]))
+
+
+def references() -> dict[tuple, dict]:
+    """The frozen cells of ``data_files/reference_kernels.json`` by :func:`reference_key` (each
+    with its ``inputs``, ``nngp`` and ``ntk``; the file's header names how they were made)."""
+    cells = json.loads(files("ntkcheck").joinpath("data_files", "reference_kernels.json").read_text())["cells"]
+    return {reference_key(c): c for c in cells}

@@ -38,11 +38,14 @@ Inputs: ``n_inputs`` fixed points in ``R^{d_in}`` drawn once from ``N(0, I)`` wi
 (part of the claim's definition, the same for every task); 1-D signals of 4 positions x
 ``d_in`` channels for the CNNs.
 
-Architectures (universality: the Tensor Programs master theorem, Yang 2019, arXiv:1902.04760
-and Yang 2020, arXiv:2006.14548, Thm 7.2; CNN-GP, Novak et al. 2019, sec. 2; CNTK, Arora et al.
-2019, sec. 4): besides the MLP, cells of a CNN with global average pooling, a CNN with Flatten
-and a residual network (:mod:`ntkcheck.claims.architectures`), each against its own analytic
-kernels (:func:`ntkcheck.output_kernels`), with the same fits.  Their networks have real
+Architectures (the Tensor Programs master theorem, Yang 2019, arXiv:1902.04760 and Yang 2020,
+arXiv:2006.14548, Thm 7.2; CNN-GP, Novak et al. 2019, sec. 2; CNTK, Arora et al. 2019, "On exact
+computation with an infinitely wide neural net", sec. 4): besides the MLP, cells of a CNN with
+global average pooling, a CNN with Flatten and a residual network
+(:mod:`ntkcheck.claims.architectures`), each against its own analytic kernels
+(:func:`ntkcheck.output_kernels`), with the same fits: a check that sampler and recursion agree.
+The targets themselves must match the frozen neural-tangents kernels of the cell
+(:func:`ntkcheck.claims.architectures.reference_check`), else the claim FAILs.  Their networks have real
 weights (``architectures.METHOD``) and the NNGP sample is the readout kernel of the readout's
 input features; they take their own sweep from the grid's ``arch_*`` keys.  The negative
 control is reported per architecture (``control_rejected[<architecture>]``) besides the
@@ -182,7 +185,8 @@ def _entries(df) -> list[dict]:
 
 
 def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
-    entries = _entries(architectures.fill(df))
+    df = architectures.fill(df)
+    entries = _entries(df)
     m = len(entries)
     alpha = false_fail_rate / m        # Bonferroni level: each test's detectable holds under Holm
     tests, controls = [], []
@@ -198,7 +202,8 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
     by_q = {q: [k for k, e in enumerate(entries) if e["quantity"] == q] for q in QUANTITIES}
     control_families = {q: holm([controls[k] for k in ks], false_fail_rate, name=f"control {q}")
                         for q, ks in by_q.items() if ks}
-    passed = family.passed
+    reference = architectures.reference_check(df)     # the targets against independent kernels
+    passed = family.passed and reference.passed
     control = bool(control_families) and all(not f.passed for f in control_families.values())
     archs = sorted({e["architecture"] for e in entries}, key=_arch_order)
     # per architecture, the control must be rejected by some entry (Holm over its entries)
@@ -216,7 +221,8 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
              **{f"control_holm_p_{q}": f.pvalue for q, f in control_families.items()},
              **{f"control_rejected[{a}]": r for a, r in arch_control.items()},
              **{f"max_abs_z[{a}]": float(np.abs([t.statistic for e, t in zip(entries, tests)
-                                                  if e["architecture"] == a]).max()) for a in archs}}
+                                                  if e["architecture"] == a]).max()) for a in archs},
+             **reference.statistics}
     detect_text = ", ".join(f"{v:.2g} ({q.upper()})" for q, v in detect.items())
     summary = (f"{'pass' if passed else 'FAIL'}: max |z| = {stats['max_abs_z']:.2f} over {m} kernel entries "
                f"(Holm p = {family.pvalue:.3g}, false-fail rate {false_fail_rate}); detects a relative error "
@@ -225,7 +231,7 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
                               f"(max |z| = {stats[f'control_max_abs_z_{q}']:.1f})"
                               for q, f in control_families.items())
                + f"; architectures {', '.join(archs)} (control rejected in "
-               + (", ".join(a for a in archs if arch_control[a]) or "none") + ")")
+               + (", ".join(a for a in archs if arch_control[a]) or "none") + f"); {reference.text}")
     holm_p = family.details["holm_pvalues"]
     table = pd.DataFrame([{**{k: e[k] for k in CELL + ["quantity", "i", "j"]},
                            "intercept a": t.details["a"], "se(a)": t.details["se_a"], "z": t.statistic,

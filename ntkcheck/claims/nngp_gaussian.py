@@ -34,6 +34,11 @@ inputs (:func:`ntkcheck.claims.kernel_mean.inputs`), M networks from the exact s
 Negative controls: at widths ``<= control_max_width`` (with ``control_networks`` networks)
 the Gaussianity test must reject in every cell; at the large widths the covariance test against the NNGP of the network with
 ``sigma_w x control_sigma_w_factor`` must reject in every cell.
+
+Architecture cells (:mod:`ntkcheck.claims.architectures`): the same tests, against the NNGP of
+the same layer code that builds their networks; that NNGP must also match the frozen
+neural-tangents kernel of the cell (:func:`ntkcheck.claims.architectures.reference_check`), else
+the claim FAILs.
 """
 from __future__ import annotations
 
@@ -247,7 +252,8 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
     cov_ctrl = large[large.quantity == "covariance_control"]
     control_small = bool(len(gauss_small)) and bool((gauss_small.value <= test_rate).all())
     control_cov = bool(len(cov_ctrl)) and bool((cov_ctrl.value <= test_rate).all())
-    passed = bool(all(f.passed for f in fits.values()) and family.passed)
+    reference = architectures.reference_check(df, ("nngp",))    # the NNGP against independent kernels
+    passed = bool(all(f.passed for f in fits.values()) and family.passed and reference.passed)
     archs = sorted({k[0] for k in fits}, key=architectures.ARCHITECTURES.index)
     arch_control = {a: bool(((gauss_small.architecture == a) & (gauss_small.value <= test_rate)).any()
                             and ((cov_ctrl.architecture == a) & (cov_ctrl.value <= test_rate)).any())
@@ -268,7 +274,8 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
              "control_covariance_max_p": float(cov_ctrl.value.max()),
              **{f"min_large_width[{a}]": int(large[large.architecture == a].width.min()) for a in archs},
              **{f"max_rb_covariance_detectable[{a}]": float(rb_detect[(rb.architecture == a).to_numpy()].max())
-                for a in archs if (rb.architecture == a).any()}}
+                for a in archs if (rb.architecture == a).any()},
+             **reference.statistics}
     summary = (f"{'pass' if passed else 'FAIL'}: kurtosis exponents "
                + ", ".join(f"{f.exponent:.3f} [{f.ci_low:.3f}, {f.ci_high:.3f}]" for f in fits.values())
                + f" ({100 * (1 - alpha_fit):.4g}% bootstrap intervals; claim -1); {len(members)} Gaussianity/covariance tests at width >= "
@@ -277,7 +284,7 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
                f"(max p = {stats['control_gaussianity_max_p']:.2g}), wrong-sigma_w kernel "
                f"{'rejected' if control_cov else 'NOT rejected'} (max p = {stats['control_covariance_max_p']:.2g}); "
                f"architectures {', '.join(archs)} (both controls rejected in "
-               + (", ".join(a for a in archs if arch_control[a]) or "none") + ")")
+               + (", ".join(a for a in archs if arch_control[a]) or "none") + f"); {reference.text}")
     return Verdict(
         claim="nngp-gaussian", passed=passed, summary=summary, statistics=stats,
         false_fail_rate=false_fail_rate,

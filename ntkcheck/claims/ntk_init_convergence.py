@@ -25,11 +25,14 @@ Negative control: the same rate fit against ``CONTROL_FACTOR x Theta`` (a kernel
 fail in every cell (``ARCH_CONTROL_FACTOR`` for the architectures sampled with real weights,
 whose widths stop where the RMS error is still ~20 %).
 
-Architectures (universality of the NTK limit: Yang 2020, "Tensor Programs II",
-arXiv:2006.14548, Thm 2.10, and the CNTK of Arora et al. 2019, sec. 4; CNN-GP, Novak et al.
-2019): cells of a CNN with global average pooling, a CNN with Flatten and a residual network
-(:mod:`ntkcheck.claims.architectures`) run the same rate fit, mean tests and control against
-their own analytic NTK (:func:`ntkcheck.output_kernels`).  They are sampled with real weights
+Architectures (the NTK limit of any architecture: Yang 2020, "Tensor Programs II",
+arXiv:2006.14548, Thm 2.10, and the CNTK of Arora et al. 2019, "On exact computation with an
+infinitely wide neural net", sec. 4; CNN-GP, Novak et al. 2019): cells of a CNN with global
+average pooling, a CNN with Flatten and a residual network (:mod:`ntkcheck.claims.architectures`)
+run the same rate fit, mean tests and control against their own analytic NTK
+(:func:`ntkcheck.output_kernels`), a check that sampler and recursion agree; that NTK must also
+match the frozen neural-tangents kernel of the cell
+(:func:`ntkcheck.claims.architectures.reference_check`), else the claim FAILs.  They are sampled with real weights
 (``architectures.METHOD``), so they have no exact-vs-dense cross-check; their smaller sweep
 comes from the ``arch_*`` keys.
 """
@@ -182,7 +185,8 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
     pooled = pool(df[df.quantity == "e2"], CELL + ["width", "method"])
     bias = _bias_tests(exact[exact.quantity == "deviation"], test_rate)
     family = holm(bias + _dense_tests(pooled, test_rate), test_rate, name="mean and cross-check")
-    passed = bool(all(f.passed for f in fits.values()) and family.passed)
+    reference = architectures.reference_check(df, ("ntk",))     # Theta against independent kernels
+    passed = bool(all(f.passed for f in fits.values()) and family.passed and reference.passed)
     rejected = all(not c.passed for c in controls.values())
     archs = sorted({k[0] for k in fits}, key=architectures.ARCHITECTURES.index)
     arch_control = {a: all(not c.passed for k, c in controls.items() if k[0] == a) for a in archs}
@@ -190,7 +194,7 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
              **{f"control_exponent[{architectures.stat_name(k)}]": f.exponent for k, f in controls.items()},
              "fit_level": 1 - alpha_fit, "mean_crosscheck_holm_p": family.pvalue,
              "max_abs_bias_z": max(abs(t.statistic) for t in bias), "n_mean_tests": len(bias),
-             "n_dense_tests": len(family.details["components"]) - len(bias)}
+             "n_dense_tests": len(family.details["components"]) - len(bias), **reference.statistics}
     summary = (f"{'pass' if passed else 'FAIL'}: exponents "
                + ", ".join(f"{f.exponent:.3f} [{f.ci_low:.3f}, {f.ci_high:.3f}]" for f in fits.values())
                + f" (claim -0.5); mean a + b/n and exact-vs-dense Holm p = {family.pvalue:.3g}; "
@@ -198,7 +202,7 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
                + ", ".join(f"{c.exponent:.3f} [{c.ci_low:.3f}, {c.ci_high:.3f}]" for c in controls.values())
                + (" rejected" if rejected else " NOT rejected")
                + f"; architectures {', '.join(archs)} (control rejected in "
-               + (", ".join(a for a in archs if arch_control[a]) or "none") + ")")
+               + (", ".join(a for a in archs if arch_control[a]) or "none") + f"); {reference.text}")
     return Verdict(
         claim="ntk-init-convergence", passed=passed, summary=summary, statistics=stats,
         false_fail_rate=false_fail_rate,

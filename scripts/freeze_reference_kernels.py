@@ -1,0 +1,95 @@
+"""Freeze the reference NNGP and NTK of the claims' architecture cells, computed by neural-tangents.
+
+kernel-mean, nngp-gaussian and ntk-init-convergence test their CNN and residual cells against
+ntkcheck's own analytic kernels, which share the layer code with the sampled networks; a bug in
+that code would move both alike.  Their verdicts therefore also compare those kernels with the
+kernels written here, computed outside ntkcheck by neural-tangents' ``stax`` from the networks'
+definitions (``ntkcheck/claims/architectures.py``, module docstring) and the inputs' documented
+recipe.  This script does not import ntkcheck.  Run it in a separate environment:
+
+    python -m venv ntref
+    ntref/bin/pip install neural-tangents==0.6.5 jax==0.4.26 jaxlib==0.4.26 "numpy<2" "scipy<1.13" tf2jax==0.3.6
+    ntref/bin/python scripts/freeze_reference_kernels.py
+
+It writes ``ntkcheck/data_files/reference_kernels.json``.  The cells are the union over every
+budget (quick, standard, full) of the three claims' architecture cells; re-run it when their
+grids change (``tests/test_references.py`` names a cell without a reference).  Only relu and erf
+occur, both closed forms in neural-tangents (no numerical activation).
+"""
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from jax import config
+
+config.update("jax_enable_x64", True)
+# the residual block sums the skip branch and a Dense branch: independent, as the warning asks
+warnings.filterwarnings("ignore", message="`FanIn` layers assume independent inputs")
+import jax  # noqa: E402
+import neural_tangents  # noqa: E402
+from neural_tangents import stax  # noqa: E402
+
+OUT = Path(__file__).resolve().parents[1] / "ntkcheck" / "data_files" / "reference_kernels.json"
+INSTALL = ('pip install neural-tangents==0.6.5 jax==0.4.26 jaxlib==0.4.26 "numpy<2" "scipy<1.13" '
+           "tf2jax==0.3.6")
+#: positions of the CNNs' 1-D inputs
+POSITIONS = 4
+#: any width: in the NTK parameterization the infinite-width kernels do not depend on it
+WIDTH = 64
+ACTIVATIONS = {"relu": stax.Relu, "erf": stax.Erf}
+# The grids' arch_activation (relu; relu and erf at the full budget), arch_depth [2], sigma_w 1.5,
+# sigma_b (kernel-mean 0.1; nngp-gaussian 0.2, full also 0.0; ntk-init-convergence 0.1, full
+# also 0.0), the NTK parameterization, n_inputs 3 and d_in 4.
+CELLS = [{"architecture": arch, "activation": act, "depth": 2, "sigma_w": 1.5, "sigma_b": sigma_b,
+          "parameterization": "ntk", "n_inputs": 3, "d_in": 4}
+         for arch in ("cnn-gap", "cnn-flatten", "resnet") for act in ACTIVATIONS for sigma_b in (0.0, 0.1, 0.2)]
+
+
+def network(architecture, activation, depth, sigma_w, sigma_b):
+    """The architecture as ntkcheck's claims define it, in neural-tangents' stax."""
+    affine = {"W_std": sigma_w, "b_std": sigma_b, "parameterization": "ntk"}
+    phi = ACTIVATIONS[activation]
+    if architecture == "resnet":
+        block = [stax.FanOut(2), stax.parallel(stax.Identity(), stax.serial(phi(), stax.Dense(WIDTH, **affine))),
+                 stax.FanInSum()]
+        return stax.serial(stax.Dense(WIDTH, **affine), *block * (depth - 1), phi(), stax.Dense(1, **affine))
+    convs = [layer for _ in range(depth) for layer in (stax.Conv(WIDTH, (2,), padding="SAME", **affine), phi())]
+    pool = stax.GlobalAvgPool() if architecture == "cnn-gap" else stax.Flatten()
+    return stax.serial(*convs, pool, stax.Dense(1, **affine))
+
+
+def inputs(architecture, n_inputs, d_in):
+    """The documented recipe: N(0, I) entries from seed 0, (N, positions, d_in) for the CNNs."""
+    rng = np.random.default_rng(0)
+    shape = (n_inputs, POSITIONS, d_in) if architecture.startswith("cnn") else (n_inputs, d_in)
+    return rng.standard_normal(shape)
+
+
+def main():
+    cells = []
+    for cell in CELLS:
+        X = inputs(cell["architecture"], cell["n_inputs"], cell["d_in"])
+        _, _, kernel_fn = network(cell["architecture"], cell["activation"], cell["depth"], cell["sigma_w"],
+                                  cell["sigma_b"])
+        k = kernel_fn(X, None, ("nngp", "ntk"))
+        cells.append({**cell, "inputs": X.tolist(), "nngp": np.asarray(k.nngp, dtype=np.float64).tolist(),
+                      "ntk": np.asarray(k.ntk, dtype=np.float64).tolist()})
+    header = {"computed_by": f"neural-tangents {neural_tangents.__version__}, jax {jax.__version__}, "
+                             f"numpy {np.__version__}, float64 (jax_enable_x64)",
+              "environment": INSTALL, "command": "python scripts/freeze_reference_kernels.py",
+              "inputs": f"np.random.default_rng(0).standard_normal((n_inputs, {POSITIONS}, d_in)) for the CNNs, "
+                        "((n_inputs, d_in)) for the residual network",
+              "networks": "ntkcheck/claims/architectures.py, module docstring; W_std = sigma_w, b_std = sigma_b "
+                          "in every Dense and Conv layer, NTK parameterization"}
+    tmp = OUT.with_name(OUT.name + ".tmp")
+    # one line per cell: a re-freeze diffs cell by cell
+    tmp.write_text('{"header": ' + json.dumps(header, indent=1) + ',\n "cells": [\n'
+                   + ",\n".join(json.dumps(c) for c in cells) + "\n]}\n")
+    os.replace(tmp, OUT)
+    print(f"wrote {len(cells)} cells to {OUT}")
+
+
+if __name__ == "__main__":
+    main()
