@@ -208,3 +208,30 @@ def test_memory_error_is_exit_2_not_a_failed_claim(tmp_path, capsys, monkeypatch
     monkeypatch.setattr(ntkcheck.runner, "run_study", run_study)
     assert main(["run", study(tmp_path, 'claims = ["kernel-mean"]\n' + TINY), "--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err.startswith("ntkcheck: error: out of memory (claim kernel-mean, task x")
+
+
+@pytest.mark.parametrize("study_meta, message", [
+    ({"calibration": True, "budget": "quick", "claims": []}, "is a calibration folder, not a study: its table is"),
+    ({"budget": "quick", "seed": 0, "claims": []}, "lists no claims, so there is nothing to report"),
+])
+def test_report_of_a_folder_without_claims_is_one_line(tmp_path, capsys, study_meta, message):
+    import json
+
+    folder = tmp_path / "c"
+    folder.mkdir()
+    (folder / "metadata.json").write_text(json.dumps({"study": study_meta, "runs": []}))
+    assert main(["report", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert [p.name for p in folder.iterdir()] == ["metadata.json"]
+
+
+@pytest.mark.parametrize("address", ["", "bogus", "localhost:8786"])
+def test_bad_scheduler_address_is_worded_alike_by_run_and_verify(tmp_path, capsys, address):
+    errors = []
+    for args in (["run", study(tmp_path, 'seed = 1\n' + TINY)], ["verify", "--claims", "kernel-mean"]):
+        assert main([*args, "--out", str(tmp_path / "out"), "--scheduler", address]) == 2
+        errors.append(capsys.readouterr().err.strip())
+    assert errors[0] == errors[1] == (f"ntkcheck: error: {address!r} is not a Dask scheduler address: "
+                                      "give one like tcp://HOST:8786")
+    assert not (tmp_path / "out").exists()
