@@ -31,14 +31,17 @@ import multiprocessing
 import os
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from . import resources
 from .claims import FAMILY_FALSE_FAIL_RATE, Task, all_claims, family_false_fail_rate, get_claim
-from .runner import _git_commit, _init_worker, _nothing, _portable_command, _versions, dask_client, execute
+from .runner import (WORKER_TIMEOUT, _git_commit, _init_worker, _nothing, _portable_command, _versions,
+                     dask_client, execute, plan)
 from .store import Store, csv_text
 from .studies import Study, make_study
 
@@ -48,6 +51,8 @@ TEST_LEVEL = 0.05
 COLUMNS = ("claim", "seeds", "claim_failures", "controls_not_rejected", "verdict_errors",
            "stated_false_fail_rate", "measured_rate", "ci_low", "ci_high", "ci_level", "pvalue",
            "test_level", "consistent")
+#: At most this many (claim, seed) folders are open (locked: one file descriptor each) at once.
+OPEN_FOLDERS = 32
 SEED_COLUMNS = ("claim", "seed", "passed", "control_rejected", "false_fail_rate", "error", "summary")
 
 
@@ -74,8 +79,7 @@ def calibration_studies(budget: str, seeds: int, claims=None, out="results/calib
                         overrides=None, first_seed: int = 0) -> list[Study]:
     """One validated study per (seed, claim), seeds ``first_seed .. first_seed + seeds - 1``,
     seed-major (an interrupted run leaves whole seeds finished)."""
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
+    calibration_estimate(budget, seeds, claims, overrides)
     claims = list(make_study(budget, claims=claims, out=out, overrides=overrides).claims)
     out = Path(out)
     return [make_study(budget, claims=[c], seed=s, out=out / "runs" / c / f"seed-{s}", name=f"seed-{s}",
@@ -83,42 +87,67 @@ def calibration_studies(budget: str, seeds: int, claims=None, out="results/calib
             for s in range(first_seed, first_seed + seeds) for c in claims]
 
 
+def calibration_estimate(budget: str, seeds: int, claims=None, overrides=None) -> resources.Estimate:
+    """The cost of ``seeds`` seeds from one seed's tasks (a task's cost does not depend on
+    its seed), before any study is built; ValueError beyond :data:`resources.MAX_TASKS` tasks."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
+    one = resources.estimate(plan(make_study(budget, claims=claims, overrides=overrides)))
+    est = resources.Estimate(one.n_tasks * seeds, one.task_bytes, one.work * seeds)
+    if est.n_tasks > resources.MAX_TASKS:
+        raise ValueError(f"{seeds} seeds make {est.n_tasks} tasks ({one.n_tasks} per seed; more than "
+                         f"{resources.MAX_TASKS}); calibrate fewer seeds at a time (--first-seed continues "
+                         "where the last run stopped, into the same --out)")
+    return est
+
+
 def run_calibration(budget: str = "quick", seeds: int = 20, claims=None, out="results/calibration",
-                    jobs: int = 1, scheduler: str | None = None, overrides=None, first_seed: int = 0,
+                    jobs: int | None = None, scheduler: str | None = None, overrides=None, first_seed: int = 0,
                     command: list[str] | None = None,
                     progress: Callable[[int, int], None] | None = None,
-                    family_rate: float = FAMILY_FALSE_FAIL_RATE) -> CalibrationResult:
+                    family_rate: float = FAMILY_FALSE_FAIL_RATE,
+                    worker_timeout: float = WORKER_TIMEOUT,
+                    notify: Callable[[str], None] | None = None) -> CalibrationResult:
     """Run (or resume) the calibration and write its files (see the module docstring).
 
-    Everything is validated before anything is written; ``progress(done, total)`` as in
-    :func:`ntkcheck.runner.run_study`.
+    Everything is validated before anything is written, the estimated memory and work
+    first (:mod:`ntkcheck.resources`); ``jobs`` (default: the CPUs) is capped as in
+    :func:`ntkcheck.runner.run_study`; ``progress(done, total)`` and ``notify(line)`` as there.
     """
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
+    est = calibration_estimate(budget, seeds, claims, overrides)
+    asked = jobs
+    jobs, why = resources.cap_jobs(jobs or resources.cpu_count(), est.n_tasks, est.task_bytes)
+    if asked and why and scheduler is None and notify:
+        notify(f"note: --jobs {asked} capped at {jobs}, {why}")
+    resources.check_study(est, 1 if scheduler is not None else jobs)
     studies = calibration_studies(budget, seeds, claims, out, overrides, first_seed)
     root = Store(out)
     root.check_writable()
     planned = [(st, get_claim(st.claims[0]).tasks(st.grids[st.claims[0]], st.seed)) for st in studies]
-    stores = {st.out: Store(st.out) for st in studies}
+    folders = _Folders(studies)
     for st in studies:  # refuse a folder of other results before writing anything
-        meta = stores[st.out].read_metadata() if stores[st.out].root.is_dir() else None
+        meta = folders.stores[st.out].read_metadata() if st.out.is_dir() else None
         if meta is not None and meta.get("study") != st.fingerprint():
             raise ValueError(f"{st.out} holds results of a different grid or budget; choose another --out")
-    with root:
+    with (dask_client(scheduler, worker_timeout=worker_timeout, notify=notify) if scheduler is not None
+          else _nothing()) as client, root:
         # the folder's own "study": a calibration of this budget (claims and seeds may grow)
         root.open({"calibration": True, "budget": budget, "claims": []})
         try:
             for st in studies:
-                store = stores[st.out]
-                store.open(st.fingerprint())
+                store = folders.open(st.out)
                 if store.read_metadata() is None:
                     store.write_metadata({"name": st.name, "study": st.fingerprint()})
-            owner: dict[int, Store] = {}
+                folders.close(st.out)     # its manifest stays loaded: is_done below needs no lock
+            owner: dict[int, Path] = {}
             everything: list[Task] = []
             for st, tasks in planned:
                 for t in tasks:
-                    owner[id(t)] = stores[st.out]
+                    owner[id(t)] = st.out
                     everything.append(t)
-            pending = [t for t in everything if not owner[id(t)].is_done(t)]
+            pending = [t for t in everything if not folders.stores[owner[id(t)]].is_done(t)]
+            left = Counter(owner[id(t)] for t in pending)
             meta = root.read_metadata() or {"study": {"calibration": True, "budget": budget, "claims": []},
                                             "runs": []}
             meta.update(budget=budget, versions=_versions(), git_commit=_git_commit())
@@ -131,15 +160,17 @@ def run_calibration(budget: str = "quick", seeds: int = 20, claims=None, out="re
             done = len(everything) - len(pending)
             if progress:
                 progress(done, len(everything))
-            with (dask_client(scheduler) if scheduler else _nothing()) as client:
-                for task, rows in execute(pending, jobs, client):
-                    owner[id(task)].write_task(task, rows)
-                    done += 1
-                    if progress:
-                        progress(done, len(everything), task.claim)
+            for task, rows in execute(pending, jobs, client, worker_timeout, notify):
+                folder = owner[id(task)]
+                folders.open(folder).write_task(task, rows)
+                left[folder] -= 1
+                if not left[folder]:
+                    folders.close(folder)
+                done += 1
+                if progress:
+                    progress(done, len(everything), task.claim)
         finally:
-            for store in stores.values():
-                store.close()
+            folders.close_all()
         outcomes = _judge(finished(root.root, budget), jobs if scheduler is None else 1, family_rate)
         table = summarize(outcomes)
         table.append(family_row(outcomes))
@@ -150,6 +181,39 @@ def run_calibration(budget: str = "quick", seeds: int = 20, claims=None, out="re
         meta["runs"][-1].update(wall_time_s=round(wall, 3), tasks_run=len(pending))
         root.write_metadata(meta)
     return CalibrationResult(table, outcomes, len(everything), len(pending), len(everything) - len(pending), wall)
+
+
+class _Folders:
+    """The (claim, seed) study folders of a calibration, at most ``limit`` of them open at
+    once: an open folder holds its lock, one file descriptor, and thousands of folders
+    would exhaust the process's limit (1,024 by default).  The calibration folder's own
+    lock keeps other calibrations out of all of them meanwhile."""
+
+    def __init__(self, studies: list[Study], limit: int = OPEN_FOLDERS):
+        self.fingerprints = {st.out: st.fingerprint() for st in studies}
+        self.stores = {out: Store(out) for out in self.fingerprints}
+        self.limit = limit
+        self.held: dict[Path, None] = {}      # open folders, least recently used first
+
+    def open(self, out: Path) -> Store:
+        """The store of ``out``, opened (and so locked) unless it is already."""
+        if out in self.held:
+            self.held[out] = self.held.pop(out)
+        else:
+            while len(self.held) >= self.limit:
+                self.close(next(iter(self.held)))
+            self.stores[out].open(self.fingerprints[out])
+            self.held[out] = None
+        return self.stores[out]
+
+    def close(self, out: Path) -> None:
+        if out in self.held:
+            del self.held[out]
+            self.stores[out].close()
+
+    def close_all(self) -> None:
+        for out in list(self.held):
+            self.close(out)
 
 
 def finished(out: Path, budget: str) -> list[tuple[str, int, list[Task], Path]]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import math
 import shutil
 import sys
@@ -53,14 +54,18 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--format", type=_formats, default=("png",), metavar="FMT[,FMT]",
                         help=f"figure formats, comma-separated from {','.join(FIGURE_FORMATS)} (default png)")
 
+    def dask(sp):
+        sp.add_argument("--scheduler", default=None, metavar="ADDR",
+                        help="address of a Dask scheduler, e.g. tcp://HOST:8786")
+        sp.add_argument("--worker-timeout", type=_seconds, default=WORKER_TIMEOUT, metavar="SECONDS",
+                        help=f"with --scheduler: wait this long for a worker, at the start or when all "
+                             f"have left (default {WORKER_TIMEOUT:g})")
+
     def executors(sp):
         sp.add_argument("--jobs", type=_positive, default=None,
                         help="local worker processes (default: the study's, else the CPU count)")
-        sp.add_argument("--scheduler", default=None, metavar="ADDR",
-                        help="address of a Dask scheduler, e.g. tcp://HOST:8786")
+        dask(sp)
         outputs(sp)
-        sp.add_argument("--worker-timeout", type=_seconds, default=WORKER_TIMEOUT, metavar="SECONDS",
-                        help=f"with --scheduler: wait this long for a first worker (default {WORKER_TIMEOUT:g})")
         sp.add_argument("--force", action="store_true",
                         help="run even if the study's estimated memory or work exceeds this machine's")
 
@@ -86,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--claims", default=None, help="comma-separated claim ids (default: all)")
     cal.add_argument("--out", default="results/calibration", help="output folder (default: results/calibration)")
     cal.add_argument("--jobs", type=_positive, default=None, help="local worker processes (default: the CPU count)")
-    cal.add_argument("--scheduler", default=None, metavar="ADDR", help="address of a Dask scheduler")
+    dask(cal)
     rate(cal, FAMILY_FALSE_FAIL_RATE)
     return p
 
@@ -194,8 +199,7 @@ def _dispatch(args, command: list[str]) -> int:
         return _calibrate(args, command)
     if args.command == "verify":
         claims = [c.strip() for c in args.claims.split(",") if c.strip()] if args.claims is not None else None
-        study = make_study(budget=args.budget, claims=claims, seed=args.seed, out=args.out,
-                           scheduler=args.scheduler)
+        study = make_study(budget=args.budget, claims=claims, seed=args.seed, out=args.out)
     else:
         study = load_study(args.study)
         if args.out is not None:
@@ -206,6 +210,8 @@ def _dispatch(args, command: list[str]) -> int:
 
     from .progress import Progress
 
+    if (args.scheduler or study.scheduler) is not None:
+        _quiet_dask(args)
     bar = Progress()
     try:
         result = run_study(study, jobs=args.jobs, scheduler=args.scheduler, command=command, progress=bar,
@@ -219,23 +225,37 @@ def _dispatch(args, command: list[str]) -> int:
     return _print_verdicts(result.verdicts, study.out)
 
 
+def _quiet_dask(args) -> None:
+    """Dask logs a lost scheduler or worker as tracebacks, several screens of them; ntkcheck
+    says what happened in one line (``--debug`` keeps Dask's log)."""
+    if args.debug:
+        return
+    try:
+        import distributed  # noqa: F401  (importing it configures the logger set here)
+    except ImportError:
+        return
+    for name in [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "distributed"]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)     # Dask's configuration sets some children too
+
+
 def _note(line: str) -> None:
     print(f"ntkcheck: {line}", file=sys.stderr, flush=True)
 
 
 def _calibrate(args, command: list[str]) -> int:
-    import os
-
     from .calibration import markdown, run_calibration
     from .progress import Progress
 
     claims = [c.strip() for c in args.claims.split(",") if c.strip()] if args.claims is not None else None
 
+    if args.scheduler is not None:
+        _quiet_dask(args)
     bar = Progress()
     try:
-        result = run_calibration(args.budget, args.seeds, claims, args.out, jobs=args.jobs or os.cpu_count() or 1,
+        result = run_calibration(args.budget, args.seeds, claims, args.out, jobs=args.jobs,
                                  scheduler=args.scheduler, first_seed=args.first_seed, command=command,
-                                 progress=bar, family_rate=args.false_fail_rate)
+                                 progress=bar, family_rate=args.false_fail_rate,
+                                 worker_timeout=args.worker_timeout, notify=_note)
     finally:
         bar.close()
     print(f"{args.out}: {result.n_run} tasks run, {result.n_skipped} already done, "

@@ -252,6 +252,7 @@ def write_report(out: str | Path, verdicts: dict[str, Verdict] | None = None, la
     cannot write is only judged (``notify`` is told)."""
     _check_formats(formats)
     with Store(out) as store:
+        _refuse_without_claims(store)
         meta = store.open_existing()
         claims = meta["study"]["claims"]
         if verdicts is None:
@@ -299,6 +300,21 @@ def _check_formats(formats) -> tuple[str, ...]:
     if not formats or any(f not in FORMATS for f in formats):
         raise ValueError(f"figure formats must be among {', '.join(FORMATS)}, got {', '.join(formats)}")
     return formats
+
+
+def _refuse_without_claims(store: Store) -> None:
+    """ValueError (before the folder is locked) if its metadata lists no claim to report:
+    a calibration folder has its own table, which ``calibrate`` rebuilds."""
+    meta = store.read_metadata()
+    if meta is None or meta["study"]["claims"]:
+        return
+    if meta["study"].get("calibration"):
+        runs = store.root / "runs"
+        raise ValueError(f"{store.root} is a calibration folder, not a study: its table is "
+                         f"{store.root / 'calibration.md'}"
+                         + (f" (to report one seed's study, give its folder {runs}/<claim>/seed-<s>)"
+                            if runs.is_dir() else ""))
+    raise ValueError(f"{store.metadata_path}: lists no claims, so there is nothing to report")
 
 
 def _judge(store: Store, claim: str, family_rate: float) -> Verdict:

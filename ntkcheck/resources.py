@@ -14,6 +14,9 @@ MAX_TASKS = 1_000_000
 #: Neuron evaluations (networks x inputs x units x layers) beyond which a study needs
 #: days of CPU whatever the claim: refused unless forced.
 MAX_WORK = 10**14
+#: Resident memory of one idle local worker (Python with numpy, scipy and ntkcheck
+#: imported: 137 MiB measured on Linux), counted with its task when capping ``--jobs``.
+WORKER_BYTES = 140 * 1024**2
 
 
 def machine_bytes() -> int:
@@ -22,6 +25,14 @@ def machine_bytes() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return 2**62
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def gib(n: float) -> str:
@@ -112,6 +123,18 @@ def check_study(est: Estimate, jobs: int) -> None:
     if est.work > MAX_WORK:
         raise ValueError(f"the study needs at least {est.work:.2e} neuron evaluations (days of CPU; "
                          f"limit {MAX_WORK:.0e}); shrink the grid, or --force to run it anyway")
+
+
+def cap_jobs(jobs: int, n_tasks: int, task_bytes: int) -> tuple[int, str | None]:
+    """The local worker processes worth starting for ``jobs`` asked: no more than the
+    tasks, the CPUs, and what fits in memory (each worker :data:`WORKER_BYTES` plus its
+    largest task); with the reason when that is fewer than asked."""
+    fit = machine_bytes() // (WORKER_BYTES + task_bytes)
+    limits = [(max(n_tasks, 1), "the number of tasks to run"), (cpu_count(), "the number of CPUs"),
+              (max(fit, 1), f"what fits in {gib(machine_bytes())} of memory at "
+                            f"{gib(WORKER_BYTES + task_bytes)} per worker")]
+    cap, why = min(limits, key=lambda lw: lw[0])
+    return (jobs, None) if jobs <= cap else (cap, why)
 
 
 def check_sample(n_bytes: int, what: str, hint: str = "") -> None:

@@ -17,7 +17,8 @@ import socket
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -116,6 +117,8 @@ def dask_client(address: str, timeout: float = 10.0, worker_timeout: float = WOR
 def _check_scheme(address: str, timeout: float) -> None:
     """Reject at once the addresses that cannot work, with the reason; probe TCP ports
     (a refused or unresolvable address fails fast instead of retrying until timeout)."""
+    if not re.match(r"^[a-z]+://\S+$", address):
+        raise ValueError(f"{address!r} is not a Dask scheduler address: give one like tcp://HOST:8786")
     scheme = address.split("://", 1)[0]
     if scheme == "inproc":
         from distributed.comm.inproc import global_manager
@@ -178,16 +181,16 @@ def _connect(Client, address: str, timeout: float):
     raise ValueError(f"cannot connect to Dask scheduler at {address}: {why}") from None
 
 
-def execute(tasks: list[Task], jobs: int = 1, client=None) -> Iterator[tuple[Task, list[dict]]]:
-    """Yield ``(task, rows)`` as tasks finish, in completion order."""
-    if client is not None:
-        from distributed import as_completed as dask_completed
+def execute(tasks: list[Task], jobs: int = 1, client=None, worker_timeout: float = WORKER_TIMEOUT,
+            notify: Callable[[str], None] | None = None) -> Iterator[tuple[Task, list[dict]]]:
+    """Yield ``(task, rows)`` as tasks finish, in completion order.
 
-        futures = {client.submit(run_task, t, key=f"ntkcheck-{t.claim}-{t.key}-{t.seed.entropy}",
-                                 pure=False): t for t in tasks}
-        with client.as_current():   # as_completed looks up the current client
-            for future in dask_completed(futures):
-                yield futures[future], future.result()
+    A lost executor (a local worker killed, e.g. by the out-of-memory killer; the Dask
+    scheduler gone; no Dask worker for ``worker_timeout`` seconds) raises a one-line
+    ValueError: the tasks yielded so far are the caller's to keep.
+    """
+    if client is not None:
+        yield from _dask_results(tasks, client, worker_timeout, notify)
     elif jobs == 1 or len(tasks) <= 1:
         for t in tasks:
             yield t, run_task(t)
@@ -198,10 +201,81 @@ def execute(tasks: list[Task], jobs: int = 1, client=None) -> Iterator[tuple[Tas
             futures = {pool.submit(run_task, t): t for t in tasks}
             try:
                 for future in as_completed(futures):
-                    yield futures[future], future.result()
+                    try:
+                        rows = future.result()
+                    except BrokenProcessPool:
+                        raise ValueError(f"a worker process died ({_KEPT}, or with fewer --jobs if memory "
+                                         "is short; killed by the system, e.g. out of memory?)") from None
+                    yield futures[future], rows
             finally:
                 for f in futures:
                     f.cancel()
+
+
+#: How a lost executor's error ends: what happened to the work.
+_KEPT = "the tasks finished so far are kept: re-run the same command to resume"
+#: Seconds between checks that a Dask run still has a scheduler and a worker.
+_DASK_POLL = 1.0
+
+
+def _dask_results(tasks: list[Task], client, worker_timeout: float,
+                  notify: Callable[[str], None] | None) -> Iterator[tuple[Task, list[dict]]]:
+    """:func:`execute` on a Dask cluster; a lost scheduler or a killed worker is a one-line
+    ValueError."""
+    from distributed.scheduler import KilledWorker
+
+    futures = {client.submit(run_task, t, key=f"ntkcheck-{t.claim}-{t.key}-{t.seed.entropy}",
+                             pure=False): t for t in tasks}
+    address = client.scheduler.address
+    try:
+        yield from _dask_loop(futures, client, address, worker_timeout, notify)
+    except (CancelledError, OSError) as err:      # the scheduler is gone (or dropped our tasks)
+        raise ValueError(f"lost the Dask scheduler at {address} mid-run ({type(err).__name__}); {_KEPT}") from None
+    except KilledWorker as err:
+        raise ValueError(f"a task killed every Dask worker that ran it (out of memory?): "
+                         f"{(str(err).splitlines() or [''])[0]}; {_KEPT}") from None
+    finally:    # nothing left running for a client about to close (Dask would log tracebacks)
+        if client.status == "running":
+            client.cancel([f for f in futures if not f.done()])
+
+
+def _dask_loop(futures: dict, client, address: str, worker_timeout: float,
+               notify: Callable[[str], None] | None) -> Iterator[tuple[Task, list[dict]]]:
+    """Results as they come, with a check every :data:`_DASK_POLL` seconds that the
+    cluster still has a worker: Dask itself waits forever for one to run the tasks of
+    workers that died."""
+    from distributed import wait
+
+    waiting, idle_since = set(futures), None
+    while waiting:
+        try:
+            with client.as_current():      # wait looks up the current client
+                done, waiting = wait(waiting, timeout=_DASK_POLL, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            done = set()
+        fetched = False
+        for future in done:
+            try:
+                rows = future.result(timeout=_DASK_POLL)
+            except TimeoutError:       # its result was on a worker that died: recomputed, if a worker is left
+                waiting.add(future)
+                continue
+            fetched = True
+            yield futures[future], rows
+        if fetched:
+            continue
+        if client.status != "running":         # reconnecting: the scheduler is gone
+            raise ConnectionError(f"client {client.status}")
+        if client.scheduler_info().get("workers"):
+            idle_since = None
+        elif idle_since is None:
+            idle_since = time.monotonic()
+            if notify:
+                notify(f"every Dask worker at {address} left; waiting up to {worker_timeout:g} s for one "
+                       "to join (--worker-timeout to change)")
+        elif time.monotonic() - idle_since > worker_timeout:
+            raise ValueError(f"no Dask worker at {address} for {worker_timeout:g} s (all left mid-run); "
+                             f"{_KEPT} once workers are back")
 
 
 def run_study(study: Study, jobs: int | None = None, scheduler: str | None = None,
@@ -219,21 +293,24 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
     ``progress(done, total, claim)`` is called before the first task and after each one
     (e.g. :class:`ntkcheck.progress.Progress`); ``claim`` is the claim of the first
     unfinished task (the one being computed), None when all are done.  ``notify(line)``
-    receives notes: damaged task files being recomputed, jobs capped at the number of
-    tasks, waiting for Dask workers.  ``report(store, verdicts)`` writes the report before
-    the folder's lock is released (e.g. :func:`ntkcheck.report.write_files`).
+    receives notes: damaged task files being recomputed, jobs capped (at the number of
+    tasks, of CPUs, or at what fits in memory), waiting for Dask workers.  ``report(store,
+    verdicts)`` writes the report before the folder's lock is released (e.g.
+    :func:`ntkcheck.report.write_files`).
     """
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     asked = jobs or study.jobs
-    jobs = asked or os.cpu_count() or 1
-    scheduler = scheduler or study.scheduler
+    jobs = asked or resources.cpu_count()
+    scheduler = scheduler if scheduler is not None else study.scheduler
     tasks = plan(study)
+    est = resources.estimate(tasks)
     if not force:
-        resources.check_study(resources.estimate(tasks), 1 if scheduler else jobs)
+        resources.check_study(est, 1 if scheduler is not None else
+                              resources.cap_jobs(jobs, est.n_tasks, est.task_bytes)[0])
     store = Store(study.out)
     store.check_writable()
-    with (dask_client(scheduler, worker_timeout=worker_timeout, notify=notify) if scheduler else _nothing()) \
-            as client, store:
+    with (dask_client(scheduler, worker_timeout=worker_timeout, notify=notify) if scheduler is not None
+          else _nothing()) as client, store:
         store.open(study.fingerprint())
         everything = [t for c in study.claims for t in tasks[c]]
         store.refuse_foreign(everything)      # before computing anything
@@ -250,14 +327,14 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
             shown = "; ".join(f"{p} {why}" for p, why in damaged[:3])
             notify(f"recomputing {len(damaged)} damaged or incomplete task file(s): {shown}"
                    + (f"; and {len(damaged) - 3} more" if len(damaged) > 3 else ""))
-        if client is None and asked and pending and jobs > len(pending) and notify:
-            notify(f"note: --jobs {jobs} capped at {len(pending)}, the number of tasks to run")
-        jobs = min(jobs, max(len(pending), 1))
+        jobs, why = resources.cap_jobs(jobs, len(pending), est.task_bytes)
+        if client is None and asked and pending and why and notify:
+            notify(f"note: --jobs {asked} capped at {jobs}, {why}")
         done = len(everything) - len(pending)
         current = _Current(pending)
         if progress:
             progress(done, len(everything), current.claim)
-        for task, rows in execute(pending, jobs, client):
+        for task, rows in execute(pending, jobs, client, worker_timeout, notify):
             store.write_task(task, rows)
             done += 1
             if progress:

@@ -44,7 +44,6 @@ takes the dense-chain paths, any other stax network the layer-by-layer ones.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import multiprocessing
 import os

@@ -1,6 +1,8 @@
 """ntkcheck calibrate: verdicts re-run over seeds, resumable and deterministic; exact
 binomial interval and test; CLI exit codes."""
 import math
+import os
+from pathlib import Path
 
 import pytest
 from scipy import stats as sps
@@ -110,3 +112,55 @@ def _tiny(make):
     def make_tiny(budget, claims=None, overrides=None, **kw):
         return make(budget, claims=claims, overrides=TINY if claims == ["kernel-mean"] else overrides, **kw)
     return make_tiny
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(),
+                    reason="counts descriptors in /proc")
+def test_many_seed_folders_within_a_small_descriptor_limit(tmp_path, monkeypatch):
+    # each open (claim, seed) folder holds a lock descriptor: thousands must not be open at once
+    resource = pytest.importorskip("resource")
+    monkeypatch.setattr(calibration, "OPEN_FOLDERS", 2)
+    monkeypatch.setattr(calibration, "_judge", lambda found, jobs: [])     # the verdicts are not the point
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 8, hard))
+    try:
+        result = calibrate(tmp_path / "c", seeds=12)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert result.n_run == result.n_tasks == 12 * 4
+    assert [f[1] for f in calibration.finished(tmp_path / "c", "quick")] == list(range(12))
+    assert calibrate(tmp_path / "c", seeds=12).n_skipped == 12 * 4      # and resumes
+
+
+def test_too_many_seeds_are_refused_at_once(tmp_path, capsys):
+    out = tmp_path / "c"
+    assert main(["calibrate", "--seeds", "100000000", "--claims", "kernel-mean", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "100000000 seeds make" in err and "more than 1000000" in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("address, message", [("tcp://127.0.0.1:1", "cannot reach Dask scheduler"),
+                                              ("", "'' is not a Dask scheduler address")])
+def test_bad_scheduler_is_refused_before_writing(tmp_path, capsys, address, message):
+    out = tmp_path / "c"
+    assert main(["calibrate", "--seeds", "1", "--claims", "kernel-mean", "--out", str(out),
+                 "--scheduler", address]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not out.exists()
+
+
+def test_at_most_open_folders_are_locked_at_once(tmp_path):
+    from ntkcheck.store import Store
+
+    studies = calibration.calibration_studies("quick", 3, ["kernel-mean"], tmp_path / "c", TINY)
+    folders = calibration._Folders(studies, limit=2)
+    for st in studies:
+        folders.open(st.out)
+    assert list(folders.held) == [studies[1].out, studies[2].out]
+    with Store(studies[0].out) as other:         # the least recently used one was released
+        other.open(studies[0].fingerprint())
+    folders.open(studies[0].out).write_metadata({"name": "seed-0", "study": studies[0].fingerprint()})
+    folders.close_all()
+    assert not folders.held

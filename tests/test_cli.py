@@ -285,3 +285,30 @@ def test_run_resumes_over_a_cut_or_emptied_manifest(done_study, tmp_path, capsys
     err = capsys.readouterr().err
     assert "not written by ntkcheck" not in err and " tasks run, " in err, err
     assert (out / "kernel-mean.csv").read_bytes() == (done_study / "kernel-mean.csv").read_bytes()
+
+
+@pytest.mark.parametrize("study_meta, message", [
+    ({"calibration": True, "budget": "quick", "claims": []}, "is a calibration folder, not a study: its table is"),
+    ({"budget": "quick", "seed": 0, "claims": []}, "lists no claims, so there is nothing to report"),
+])
+def test_report_of_a_folder_without_claims_is_one_line(tmp_path, capsys, study_meta, message):
+    import json
+
+    folder = tmp_path / "c"
+    folder.mkdir()
+    (folder / "metadata.json").write_text(json.dumps({"study": study_meta, "runs": []}))
+    assert main(["report", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert [p.name for p in folder.iterdir()] == ["metadata.json"]
+
+
+@pytest.mark.parametrize("address", ["", "bogus", "localhost:8786"])
+def test_bad_scheduler_address_is_worded_alike_by_run_and_verify(tmp_path, capsys, address):
+    errors = []
+    for args in (["run", study(tmp_path, 'seed = 1\n' + TINY)], ["verify", "--claims", "kernel-mean"]):
+        assert main([*args, "--out", str(tmp_path / "out"), "--scheduler", address]) == 2
+        errors.append(capsys.readouterr().err.strip())
+    assert errors[0] == errors[1] == (f"ntkcheck: error: {address!r} is not a Dask scheduler address: "
+                                      "give one like tcp://HOST:8786")
+    assert not (tmp_path / "out").exists()

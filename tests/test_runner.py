@@ -1,6 +1,7 @@
 """Runner and store: seeds independent of order, exact chunk pooling, byte-identical
 CSVs with 1 job, 2 jobs and a Dask LocalCluster, resume after SIGKILL."""
 import dataclasses
+import multiprocessing
 import os
 import re
 import signal
@@ -267,3 +268,61 @@ def test_workers_die_with_their_parent(tmp_path):
     alive = [k for k in kids if Path(f"/proc/{k}").exists()
              and Path(f"/proc/{k}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
     assert not alive, f"processes {alive} outlived their parent"
+
+
+def test_jobs_capped_at_cpus_and_memory_with_a_note(tmp_path, monkeypatch):
+    from ntkcheck import resources
+
+    monkeypatch.setattr(resources, "cpu_count", lambda: 4)
+    monkeypatch.setattr(resources, "machine_bytes", lambda: 3 * resources.WORKER_BYTES + 10)
+    assert resources.cap_jobs(2, 100, 0) == (2, None)
+    assert resources.cap_jobs(1000, 100, 0)[0] == 3 and "fits in" in resources.cap_jobs(1000, 100, 0)[1]
+    assert resources.cap_jobs(1000, 2, 0) == (2, "the number of tasks to run")
+    monkeypatch.setattr(resources, "machine_bytes", lambda: 2**40)
+    assert resources.cap_jobs(1000, 100, 0) == (4, "the number of CPUs")
+    monkeypatch.setattr(resources, "cpu_count", lambda: 1)
+    notes = []
+    assert run_study(tiny_study(tmp_path / "out"), jobs=1000, notify=notes.append).n_run == 8
+    assert notes == ["note: --jobs 1000 capped at 1, the number of CPUs"]
+
+
+def test_killed_local_worker_is_one_line_and_keeps_finished_tasks(monkeypatch):
+    from ntkcheck.runner import execute
+
+    fork = multiprocessing.get_context("fork")            # workers that start at once (no imports)
+    monkeypatch.setattr(multiprocessing, "get_context", lambda method: fork)
+    tasks = plan(tiny_study("unused", width=[32, 64], n_networks=640, chunk=20))["kernel-mean"]
+    results = execute(tasks, jobs=2)
+    next(results)
+    os.kill(multiprocessing.active_children()[0].pid, signal.SIGKILL)    # as the out-of-memory killer would
+    with pytest.raises(ValueError, match="a worker process died .* tasks finished so far are kept"):
+        list(results)
+
+
+def _dask_cluster(distributed, workers=1):
+    return distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=False, protocol="tcp://",
+                                    host="127.0.0.1", dashboard_address=None)
+
+
+@pytest.mark.parametrize("lose", ["worker", "scheduler"])
+def test_lost_dask_worker_or_scheduler_is_one_line_and_resumable(tmp_path, monkeypatch, lose):
+    distributed = pytest.importorskip("distributed")
+    from ntkcheck import runner
+
+    monkeypatch.setattr(runner, "_DASK_POLL", 0.2)
+    study = tiny_study(tmp_path / "out", n_networks=200)    # 40 tasks
+    notes = []
+    with _dask_cluster(distributed) as cluster:
+        def progress(done, total, claim=None):
+            if done == 3 and lose == "worker":      # it dies: no goodbye, its results are lost
+                cluster.sync(next(iter(cluster.workers.values())).close)
+            elif done == 3:
+                cluster.close()
+        message = (rf"no Dask worker at {cluster.scheduler_address} for 0.5 s \(all left mid-run\)"
+                   if lose == "worker" else f"lost the Dask scheduler at {cluster.scheduler_address} mid-run")
+        with pytest.raises(ValueError, match=message + ".* tasks finished so far are kept"):
+            run_study(study, scheduler=cluster.scheduler_address, worker_timeout=0.5, progress=progress,
+                      notify=notes.append)
+    assert lose == "scheduler" or any("every Dask worker" in n and "left" in n for n in notes), notes
+    again = run_study(study, jobs=1)
+    assert again.n_skipped >= 3 and again.n_run + again.n_skipped == 40
