@@ -120,7 +120,7 @@ def test_many_seed_folders_within_a_small_descriptor_limit(tmp_path, monkeypatch
     # each open (claim, seed) folder holds a lock descriptor: thousands must not be open at once
     resource = pytest.importorskip("resource")
     monkeypatch.setattr(calibration, "OPEN_FOLDERS", 2)
-    monkeypatch.setattr(calibration, "_judge", lambda found, jobs: [])     # the verdicts are not the point
+    monkeypatch.setattr(calibration, "_judge", lambda found, jobs, rate: [])     # the verdicts are not the point
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 8, hard))
     try:
