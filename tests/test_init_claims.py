@@ -389,6 +389,16 @@ def test_ntk_finite_width_fails_when_the_rate_is_lowered_by_one(nfw_rows):
     assert not get_claim("ntk-finite-width").verdict(bad).passed
 
 
+def test_ntk_finite_width_refuses_non_finite_rows(nfw_rows):
+    """A NaN block mean (or a block without its theta^2 row) is an error, not a silent pass."""
+    bad = nfw_rows.copy()
+    bad.loc[bad.index[bad.quantity == "theta^2"][3], "value"] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        get_claim("ntk-finite-width").verdict(bad)
+    with pytest.raises(ValueError, match="non-finite"):
+        get_claim("ntk-finite-width").verdict(nfw_rows.drop(index=nfw_rows.index[nfw_rows.quantity == "theta^2"][3]))
+
+
 def test_ntk_finite_width_grid_checks():
     claim = get_claim("ntk-finite-width")
     with pytest.raises(GridError):

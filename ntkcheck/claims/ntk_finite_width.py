@@ -211,6 +211,8 @@ def _cells(df) -> tuple[pd.DataFrame, dict]:
         R = float(rho[1])
         u, t = g["value"]["theta^2"].to_numpy(float) / mu1**2, g["value"]["theta"].to_numpy(float) / mu1
         size = g["n_networks"]["theta"].to_numpy(float)
+        if not (np.isfinite(u).all() and np.isfinite(t).all() and np.isfinite(size).all()):
+            raise ValueError(f"ntk-finite-width: missing or non-finite block means in the cell n={n}, L={L}")
         var = _cv_variance(rho, R) / R**2 / size
         y = (u - 2 * R * t) / R + 1
         task = g.index.get_level_values("task")
