@@ -12,6 +12,7 @@ import pytest
 
 from ntkcheck import MLP, sample_init
 from ntkcheck.claims import GridError, get_claim
+from ntkcheck.claims import ntk_finite_width as nfw
 from ntkcheck.claims import relu_fourth_moment as r4
 from ntkcheck.moments import (block_array, block_rows, log_ratio, multiplier_moment, norm_ratio, norm_ratio_bias,
                               norm_ratio_law, readout_variance, relu_ntk_moments, relu_ntk_ratio)
@@ -364,7 +365,7 @@ def test_relu_ntk_ratio_limits():
 @pytest.fixture(scope="module")
 def nfw_rows():
     return run_claim("ntk-finite-width", width=[8, 16], beta=[0.125, 0.25, 0.5], n_networks=3000, chunk=500,
-                     block=100)
+                     block=50)
 
 
 def test_ntk_finite_width_tiny_run(nfw_rows):
@@ -388,6 +389,16 @@ def test_ntk_finite_width_fails_when_the_rate_is_lowered_by_one(nfw_rows):
     assert not get_claim("ntk-finite-width").verdict(bad).passed
 
 
+def test_ntk_finite_width_refuses_non_finite_rows(nfw_rows):
+    """A NaN block mean (or a block without its theta^2 row) is an error, not a silent pass."""
+    bad = nfw_rows.copy()
+    bad.loc[bad.index[bad.quantity == "theta^2"][3], "value"] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        get_claim("ntk-finite-width").verdict(bad)
+    with pytest.raises(ValueError, match="non-finite"):
+        get_claim("ntk-finite-width").verdict(nfw_rows.drop(index=nfw_rows.index[nfw_rows.quantity == "theta^2"][3]))
+
+
 def test_ntk_finite_width_grid_checks():
     claim = get_claim("ntk-finite-width")
     with pytest.raises(GridError):
@@ -398,3 +409,87 @@ def test_ntk_finite_width_grid_checks():
         claim.check(claim.grid("quick", {"beta": [0.03125, 0.5]}))        # L = 0.5 at n = 16
     with pytest.raises(GridError):
         claim.check(claim.grid("quick", {"chunk": 5000}))                  # 2 replicates
+    with pytest.raises(GridError):
+        claim.check(claim.grid("quick", {"block": 500}))                   # 20 blocks per cell
+
+
+def exact_law_theta(width: int, depth: int, m: int, rng) -> np.ndarray:
+    """Theta(x,x)/c_0 of m networks drawn from the exact layer-factor law (the derivation in
+    relu_ntk_moments, simulated directly): K ~ Bin(n, 1/2), m = (2/n) chi^2_K, a = (2/n) 1{K >= 1},
+    b = (2/n) chi^2_{K-1} per layer on the state (PS_0, PS_2, Pt_0, Pt_2, P), Theta = PS_0 + PS_2 u^2."""
+    ps0, ps2, pt0, pt2, p = np.ones(m), np.zeros(m), np.ones(m), np.zeros(m), np.ones(m)
+    for _ in range(depth):
+        k = rng.binomial(width, 0.5, m)
+        fm = 4 / width * rng.standard_gamma(k / 2)
+        fb = 4 / width * rng.standard_gamma(np.maximum(k - 1, 0) / 2)
+        fa = 2 / width * (k >= 1)
+        ps0, ps2, pt0, pt2, p = fm * ps0 + fb * pt0, fm * ps2 + fa * p + fb * pt2, fb * pt0, fa * p + fb * pt2, fm * p
+    return ps0 + ps2 * rng.standard_normal(m) ** 2
+
+
+def exact_law_rows(cells, m: int, chunk: int, block: int, seed: int) -> pd.DataFrame:
+    """ntk-finite-width rows (sigma_w^2 = 2, so c_0 = 2) of exact-law draws; each cell seeded
+    by (seed, n, L) alone."""
+    rows = []
+    for n, L in cells:
+        theta = 2 * exact_law_theta(n, L, m, np.random.default_rng([seed, n, L]))
+        for c, start in enumerate(range(0, m, chunk)):
+            part = theta[start:start + chunk]
+            rows += [{**r, "width": n, "depth": L, "sigma_w": math.sqrt(2), "task": f"n={n},L={L},c={c}"}
+                     for r in block_rows({"theta": part, "theta^2": part**2}, block)]
+    return pd.DataFrame(rows)
+
+
+def test_exact_law_sampler_matches_the_exact_moments():
+    theta = exact_law_theta(3, 2, 20000, np.random.default_rng(4))
+    assert mean_test(np.stack([theta, theta**2], axis=1), relu_ntk_moments([3, 3])).passed
+
+
+@pytest.mark.parametrize("n,L", [(8, 1), (16, 8)])
+def test_ntk_finite_width_cell_test_holds_its_level_on_exact_law_draws(n, L):
+    """The per-cell exact test on exact-law networks (M = 2000, 50 blocks): rejections at a nominal
+    0.2 stay below 0.2 (Catoni's bound is conservative; (16, 8) has skew(Theta^2) ~ 30), and a shift of
+    E[Theta^2] by the stated detectable is never missed."""
+    rho = np.array(relu_ntk_moments([n] * L, order=4)) / (L + 1) ** np.arange(1, 5)
+    R, level, reps = rho[1], 0.2, 150
+    var = np.full(50, nfw._cv_variance(rho, R) / R**2 / 40)
+    shift = nfw._detectable(var, np.ones(50), level)
+    rng = np.random.default_rng(7)
+    rejected, missed = 0, 0
+    for _ in range(reps):
+        theta = exact_law_theta(n, L, 2000, rng) / (L + 1)
+        u, t = (theta**2).reshape(50, 40).mean(axis=1), theta.reshape(50, 40).mean(axis=1)
+        rejected += nfw._exact_test((u - 2 * R * t) / R + 1, var, level)[1] <= level
+        missed += nfw._exact_test((u * (1 + shift) - 2 * R * t) / R + 1, var, level)[1] > level
+    assert rejected / reps <= level + 3 * math.sqrt(level * (1 - level) / reps)
+    assert missed == 0
+
+
+def test_ntk_finite_width_passes_an_exact_law_overshoot():
+    """Exact-law networks whose heavy cell (16, 8) overshoots (the normal z on log R_hat is 12.6:
+    one network carries much of mean Theta^2) pass: the level does not rest on normality."""
+    rows = exact_law_rows([(8, 2), (8, 4), (16, 2), (16, 4), (16, 8)], 5000, 1000, 50, seed=121)
+    v = get_claim("ntk-finite-width").verdict(rows)
+    assert v.table.z.max() > 10
+    assert v.verified, v.summary
+
+
+@pytest.mark.parametrize("budget", ["quick", "standard"])
+def test_ntk_finite_width_control_is_rejected_with_certainty(budget):
+    """At the budgets' grids, exact-law data miss the depth-only control with probability <= 1e-4
+    (the verdict's Chernoff bound; rows at the exact means, so the bound is all that is computed)."""
+    claim = get_claim("ntk-finite-width")
+    grid = claim.grid(budget, {})
+    rows = []
+    for n in grid["width"]:
+        for b in grid["beta"]:
+            L = nfw.depth_of(n, b)
+            mean = (L + 1) * 2.0
+            second = relu_ntk_moments([n] * L)[1] * 4
+            rows += [{"width": n, "depth": L, "sigma_w": math.sqrt(2), "task": f"{n},{L},{blk // 10}", "block": blk,
+                      "n_networks": grid["block"], "quantity": q, "value": val}
+                     for blk in range(grid["n_networks"] // grid["block"])
+                     for q, val in (("theta", mean), ("theta^2", second))]
+    v = claim.verdict(pd.DataFrame(rows))
+    assert v.verified, v.summary
+    assert v.statistics["control_miss_bound"] <= 1e-4
