@@ -238,3 +238,60 @@ def test_lazy_kernel_cnn_cells_keep_the_mlp_tasks():
     from ntkcheck.claims import GridError
     with pytest.raises(GridError, match="architecture"):
         claim.check({**grid, "architecture": ["mlp", "vit"]})
+
+
+def _critical_control(df):
+    return df["parameterization"] == "mean_field"
+
+
+def test_critical_lr_runs_a_mean_field_control(quick_data):
+    """The control runs are the claim's cells in mean-field scaling below eta_crit: every one of
+    them moves its kernel O(1), so the claim's laziness test rejects them."""
+    df = quick_data["critical-lr"]
+    v = get_claim("critical-lr").verdict(df)
+    assert v.negative_control_rejected and v.statistics["power_check_N_over_lambda_rejected"], v.summary
+    runs = int(v.table["mean-field control: runs below the edge / not lazy"].iloc[0].split(" / ")[1])
+    assert runs == _critical_control(df).sum() / df["quantity"].nunique() > 0
+    assert v.table["mean-field control: min kernel change"].min() > 0.3
+
+
+def test_critical_lr_lazy_control_is_not_rejected(quick_data):
+    """Control runs that stayed lazy (kernel change 0.01, monotone loss) leave it unrejected."""
+    df = quick_data["critical-lr"].copy()
+    ctrl = _critical_control(df)
+    df.loc[ctrl & (df["quantity"] == "kernel_change"), "value"] = 0.01
+    df.loc[ctrl & (df["quantity"] == "monotone"), "value"] = 1.0
+    v = get_claim("critical-lr").verdict(df)
+    assert v.passed and not v.negative_control_rejected, v.summary
+
+
+def test_critical_lr_fails_on_mean_field_runs(quick_data):
+    """The mean-field runs at c ~ 0.6 (monotone loss, kernel moved O(1)) standing in for the
+    claim's runs at that rate FAIL the claim's laziness test."""
+    df = quick_data["critical-lr"]
+    ctrl = df[_critical_control(df) & (df["lr_factor"] == 0.6)].assign(parameterization="ntk")
+    claim = df[~_critical_control(df) & (df["lr_factor"] != 0.6)]
+    v = get_claim("critical-lr").verdict(pd.concat([claim, ctrl]))
+    assert not v.passed and "lazy runs lazy" in v.table["failed checks"].iloc[0], v.summary
+
+
+def test_critical_lr_without_control_rows_is_not_rejected(quick_data):
+    df = quick_data["critical-lr"]
+    v = get_claim("critical-lr").verdict(df[~_critical_control(df)])
+    assert v.passed and not v.negative_control_rejected, v.summary
+
+
+def test_critical_lr_control_keeps_the_claim_tasks():
+    """The control adds tasks without changing the claim's keys (hence seeds); it needs rates
+    below 1 and sigma_b = 0."""
+    from ntkcheck.claims import GridError, split_cells
+
+    claim = get_claim("critical-lr")
+    grid = claim.grid("quick")
+    keys = [t.key for t in claim.tasks(grid, 0)]
+    base = [k for k, _ in split_cells({k: v for k, v in grid.items() if k != "control_lr_factor"})]
+    assert keys[:len(base)] == base and len(keys) == len(base) + len(grid["control_lr_factor"])
+    with pytest.raises(GridError, match="control_lr_factor"):
+        claim.check({**grid, "control_lr_factor": [0.6, 1.2]})
+    with pytest.raises(GridError, match="sigma_b"):
+        claim.check({**grid, "sigma_b": 0.1})
