@@ -44,9 +44,10 @@ def test_jacot_kernel_level_off_fails(jacot_data):
     assert not v.passed and "does NOT match" in v.summary, v.summary
 
 
-@pytest.mark.parametrize("by", [1.0, -1.0])
+@pytest.mark.parametrize("by", [1.5, -1.5])
 def test_jacot_spread_exponent_off_fails(jacot_data, by):
-    """Deviations from the analytic kernel scaled by width^by (beyond the stated detectable ~0.9):
+    """Deviations from the analytic kernel scaled by width^by (beyond the stated detectable ~1.3
+    at the claim's level):
     spread exponent ~ -1/2 + by, the t=0 mean tests' |t| unchanged: FAIL."""
     from ntkcheck.claims import jacot_figure_1 as jacot
 
@@ -57,6 +58,7 @@ def test_jacot_spread_exponent_off_fails(jacot_data, by):
     target = np.interp(g["gamma"], gamma, theta)
     df.loc[rows, "value"] = target + (g["value"] - target) * (g["width"].astype(float) / 100) ** by
     v = _jacot(df)
+    assert float(v.detectable.split("spread exponent off -1/2 by ")[1].split()[0]) < abs(by), v.detectable
     assert "matches" in v.summary and "-1/2: NOT consistent" in v.summary and not v.passed, v.summary
 
 
@@ -295,3 +297,42 @@ def test_critical_lr_control_keeps_the_claim_tasks():
         claim.check({**grid, "control_lr_factor": [0.6, 1.2]})
     with pytest.raises(GridError, match="sigma_b"):
         claim.check({**grid, "sigma_b": 0.1})
+
+
+def _jacot_changes(df, control: bool):
+    rows = (df["quantity"] == "relative_change") & ((df["parameterization"] == "mean_field") == control)
+    return df[rows]
+
+
+def _relabel(rows, widths):
+    """``rows`` at the given widths (old widths in order -> new), as plain claim rows."""
+    old = sorted(rows["width"].unique())
+    return rows.assign(width=rows["width"].map(dict(zip(old, widths))))
+
+
+def test_jacot_mean_field_control_is_rejected_and_lazy_control_is_not(jacot_data):
+    """The mean-field networks' kernels move O(1) at both control widths: test (3) rejects them;
+    control rows that decay like the claim's (its own changes, relabelled) are not rejected."""
+    v = _jacot(jacot_data)
+    assert v.negative_control_rejected, v.summary
+    assert min(float(x) for x in v.statistics["control_mean_field_median_change"].split(", ")) > 1
+    ctrl = _jacot_changes(jacot_data, control=True)
+    lazy = _relabel(_jacot_changes(jacot_data, control=False), sorted(ctrl["width"].unique()))
+    lazy = lazy.assign(parameterization="mean_field", task="lazy," + lazy["task"])
+    planted = pd.concat([jacot_data.drop(ctrl.index), lazy])
+    v = _jacot(planted)
+    assert v.passed and not v.negative_control_rejected, v.summary
+
+
+def test_jacot_fails_on_mean_field_kernel_changes(jacot_data):
+    """The mean-field networks' kernel changes standing in for the claim's FAIL test (3)."""
+    claim = _jacot_changes(jacot_data, control=False)
+    moved = _relabel(_jacot_changes(jacot_data, control=True), sorted(claim["width"].unique()))
+    v = _jacot(pd.concat([jacot_data.drop(claim.index), moved.assign(parameterization="ntk")]))
+    assert not v.passed and "claimed <= -1/2" in v.summary, v.summary
+    assert v.statistics["change_exponent_ci_high"] >= 0 or v.statistics["change_exponent_ci_low"] > -0.5
+
+
+def test_jacot_without_control_rows_is_not_rejected(jacot_data):
+    v = _jacot(jacot_data[jacot_data["parameterization"] != "mean_field"])
+    assert v.passed and not v.negative_control_rejected, v.summary
