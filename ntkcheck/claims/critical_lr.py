@@ -259,7 +259,8 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
                      "failed checks": "; ".join(k for k, ok in t["checks"].items() if not ok) or "none",
                      "mean-field control: runs below the edge / not lazy": f"{below} / {not_lazy}",
                      "mean-field control: min kernel change": change,
-                     "power check (c x 2) lower edge CI": f"[{power['low']['ci_low']:.3g}, {power['low']['ci_high']:.3g}]"})
+                     "power check (c x 2) lower edge CI":
+                         f"[{power['low']['ci_low']:.3g}, {power['low']['ci_high']:.3g}]"})
     table = pd.DataFrame(rows)
     passed = all(t["passed"] for t, _, _ in results)
     real = all(n > 0 for _, _, n in results)

@@ -276,9 +276,10 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
                f"{s['mean'].iloc[0]:.3g} -> {s['mean'].iloc[-1]:.3g} (exponent {fit.exponent:.2f}, {level} interval "
                f"[{fit.ci_low:.2f}, {fit.ci_high:.2f}], claimed <= -1/2); control (mean-field networks, median "
                f"change {stats['control_mean_field_median_change'] or 'none'} at n = "
-               f"{stats['control_mean_field_widths'] or '-'}, exponent interval [{stats['control_mean_field_exponent_ci_low']:.2f}, "
-               f"{stats['control_mean_field_exponent_ci_high']:.2f}]) {'rejected' if real else 'NOT rejected'}; "
-               f"power check depth 4 {'rejected' if power else 'NOT rejected'} (p = {stats['power_check_pvalue_widest']:.2g})")
+               f"{stats['control_mean_field_widths'] or '-'}, exponent interval "
+               f"[{stats['control_mean_field_exponent_ci_low']:.2f}, {stats['control_mean_field_exponent_ci_high']:.2f}]) "
+               f"{'rejected' if real else 'NOT rejected'}; power check depth 4 "
+               f"{'rejected' if power else 'NOT rejected'} (p = {stats['power_check_pvalue_widest']:.2g})")
     conv = width_series(change, change.iloc[:0], fit, r"relative change of $\hat\Theta(x_0, \cdot)$ after 200 GD steps",
                         -0.5, r"$\|\hat\Theta_T - \hat\Theta_0\| / \|\hat\Theta_0\|$ on the circle", bound=True)
     return Verdict(
