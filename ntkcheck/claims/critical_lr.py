@@ -67,8 +67,8 @@ import numpy as np
 import pandas as pd
 
 from ..train import gradient_descent, scaled_lr
-from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, Task, Verdict, split_cells, task_key
-from ._training import check_cells, critical_lr, dataset, network_rows, spec_of
+from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, Task, Verdict
+from ._training import check_cells, critical_lr, dataset, network_rows, spec_of, split_with_control
 from .initcommon import save_figure
 
 CELL = ["activation", "depth", "width"]
@@ -103,11 +103,7 @@ def _grids(grid: dict) -> tuple[dict, dict]:
 
 
 def split(grid: dict) -> list[tuple[str, dict]]:
-    """:func:`ntkcheck.claims.split_cells` of the claim's grid (its task keys, hence seeds, are
-    those of a grid without the control) and of the control's, its keys prefixed."""
-    base, control = _grids(grid)
-    prefix = task_key({"parameterization": CONTROL}) + ","
-    return split_cells(base) + [(prefix + key, params) for key, params in split_cells(control)]
+    return split_with_control(*_grids(grid))
 
 
 def check(grid: dict) -> None:

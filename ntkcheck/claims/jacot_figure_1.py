@@ -62,9 +62,9 @@ from ..networks import empirical_ntk_from, forward, init_params
 from ..spec import MLP
 from ..stats import TestResult, mean_test, power_law_fit, sidak_level
 from ..train import scaled_lr, train_params
-from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, Task, Verdict, split_cells, task_key
+from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, Task, Verdict
 from ._training import (FALSE_PASS_RATE, N_BOOT, bound_passed, check_cells, spec_of,
-                        width_fit, width_series)
+                        split_with_control, width_fit, width_series)
 
 CONTROL_DEPTH = 4
 #: The real control's parameterization (the kernel moves O(1) during training).
@@ -94,11 +94,7 @@ def _grids(grid: dict) -> tuple[dict, dict]:
 
 
 def split(grid: dict) -> list[tuple[str, dict]]:
-    """:func:`ntkcheck.claims.split_cells` of the claim's grid (its keys, hence seeds, are those
-    of a grid without the control) and of the control's, its keys prefixed."""
-    base, control = _grids(grid)
-    prefix = task_key({"parameterization": CONTROL}) + ","
-    return split_cells(base) + [(prefix + key, params) for key, params in split_cells(control)]
+    return split_with_control(*_grids(grid))
 
 
 def check(grid: dict) -> None:
