@@ -109,6 +109,6 @@ def residual_modes(ntk_train, residuals) -> tuple[np.ndarray, np.ndarray]:
     its eigenvectors, ``V^T r_t`` (..., T, N): the linear model predicts
     ``(V^T r_t)_i = (V^T r_0)_i e^{-eta lam_i t/N}`` (flow) — the seed memo's
     ``exp(-eta Theta t)`` law, mode by mode (Lee et al. 2019, eq. 9;
-    Arora et al. 2019, sec. 4)."""
+    Arora et al. 2019, "Fine-grained analysis ...", sec. 4)."""
     lam, V = np.linalg.eigh(np.asarray(ntk_train, dtype=float))
     return lam, np.einsum("...ij,...ti->...tj", V, np.asarray(residuals, dtype=float))

@@ -44,9 +44,10 @@ def test_jacot_kernel_level_off_fails(jacot_data):
     assert not v.passed and "does NOT match" in v.summary, v.summary
 
 
-@pytest.mark.parametrize("by", [1.0, -1.0])
+@pytest.mark.parametrize("by", [1.5, -1.5])
 def test_jacot_spread_exponent_off_fails(jacot_data, by):
-    """Deviations from the analytic kernel scaled by width^by (beyond the stated detectable ~0.9):
+    """Deviations from the analytic kernel scaled by width^by (beyond the stated detectable ~1.3
+    at the claim's level):
     spread exponent ~ -1/2 + by, the t=0 mean tests' |t| unchanged: FAIL."""
     from ntkcheck.claims import jacot_figure_1 as jacot
 
@@ -57,6 +58,7 @@ def test_jacot_spread_exponent_off_fails(jacot_data, by):
     target = np.interp(g["gamma"], gamma, theta)
     df.loc[rows, "value"] = target + (g["value"] - target) * (g["width"].astype(float) / 100) ** by
     v = _jacot(df)
+    assert float(v.detectable.split("spread exponent off -1/2 by ")[1].split()[0]) < abs(by), v.detectable
     assert "matches" in v.summary and "-1/2: NOT consistent" in v.summary and not v.passed, v.summary
 
 
@@ -320,3 +322,99 @@ def test_mean_field_sweeps_have_their_own_network_counts():
     assert {n for (sweep, *_), n in counts.items() if sweep == "sweep=alpha"} == {3}
     with pytest.raises(GridError, match="alpha_n_networks"):
         claim.check({**grid, "alpha_n_networks": 1})
+
+
+def _critical_control(df):
+    return df["parameterization"] == "mean_field"
+
+
+def test_critical_lr_runs_a_mean_field_control(quick_data):
+    """The control runs are the claim's cells in mean-field scaling below eta_crit: every one of
+    them moves its kernel O(1), so the claim's laziness test rejects them."""
+    df = quick_data["critical-lr"]
+    v = get_claim("critical-lr").verdict(df)
+    assert v.negative_control_rejected and v.statistics["power_check_N_over_lambda_rejected"], v.summary
+    runs = int(v.table["mean-field control: runs below the edge / not lazy"].iloc[0].split(" / ")[1])
+    assert runs == _critical_control(df).sum() / df["quantity"].nunique() > 0
+    assert v.table["mean-field control: min kernel change"].min() > 0.3
+
+
+def test_critical_lr_lazy_control_is_not_rejected(quick_data):
+    """Control runs that stayed lazy (kernel change 0.01, monotone loss) leave it unrejected."""
+    df = quick_data["critical-lr"].copy()
+    ctrl = _critical_control(df)
+    df.loc[ctrl & (df["quantity"] == "kernel_change"), "value"] = 0.01
+    df.loc[ctrl & (df["quantity"] == "monotone"), "value"] = 1.0
+    v = get_claim("critical-lr").verdict(df)
+    assert v.passed and not v.negative_control_rejected, v.summary
+
+
+def test_critical_lr_fails_on_mean_field_runs(quick_data):
+    """The mean-field runs at c ~ 0.6 (monotone loss, kernel moved O(1)) standing in for the
+    claim's runs at that rate FAIL the claim's laziness test."""
+    df = quick_data["critical-lr"]
+    ctrl = df[_critical_control(df) & (df["lr_factor"] == 0.6)].assign(parameterization="ntk")
+    claim = df[~_critical_control(df) & (df["lr_factor"] != 0.6)]
+    v = get_claim("critical-lr").verdict(pd.concat([claim, ctrl]))
+    assert not v.passed and "lazy runs lazy" in v.table["failed checks"].iloc[0], v.summary
+
+
+def test_critical_lr_without_control_rows_is_not_rejected(quick_data):
+    df = quick_data["critical-lr"]
+    v = get_claim("critical-lr").verdict(df[~_critical_control(df)])
+    assert v.passed and not v.negative_control_rejected, v.summary
+
+
+def test_critical_lr_control_keeps_the_claim_tasks():
+    """The control adds tasks without changing the claim's keys (hence seeds); it needs rates
+    below 1 and sigma_b = 0."""
+    from ntkcheck.claims import GridError, split_cells
+
+    claim = get_claim("critical-lr")
+    grid = claim.grid("quick")
+    keys = [t.key for t in claim.tasks(grid, 0)]
+    base = [k for k, _ in split_cells({k: v for k, v in grid.items() if k != "control_lr_factor"})]
+    assert keys[:len(base)] == base and len(keys) == len(base) + len(grid["control_lr_factor"])
+    with pytest.raises(GridError, match="control_lr_factor"):
+        claim.check({**grid, "control_lr_factor": [0.6, 1.2]})
+    with pytest.raises(GridError, match="sigma_b"):
+        claim.check({**grid, "sigma_b": 0.1})
+
+
+def _jacot_changes(df, control: bool):
+    rows = (df["quantity"] == "relative_change") & ((df["parameterization"] == "mean_field") == control)
+    return df[rows]
+
+
+def _relabel(rows, widths):
+    """``rows`` at the given widths (old widths in order -> new), as plain claim rows."""
+    old = sorted(rows["width"].unique())
+    return rows.assign(width=rows["width"].map(dict(zip(old, widths))))
+
+
+def test_jacot_mean_field_control_is_rejected_and_lazy_control_is_not(jacot_data):
+    """The mean-field networks' kernels move O(1) at both control widths: test (3) rejects them;
+    control rows that decay like the claim's (its own changes, relabelled) are not rejected."""
+    v = _jacot(jacot_data)
+    assert v.negative_control_rejected, v.summary
+    assert min(float(x) for x in v.statistics["control_mean_field_median_change"].split(", ")) > 1
+    ctrl = _jacot_changes(jacot_data, control=True)
+    lazy = _relabel(_jacot_changes(jacot_data, control=False), sorted(ctrl["width"].unique()))
+    lazy = lazy.assign(parameterization="mean_field", task="lazy," + lazy["task"])
+    planted = pd.concat([jacot_data.drop(ctrl.index), lazy])
+    v = _jacot(planted)
+    assert v.passed and not v.negative_control_rejected, v.summary
+
+
+def test_jacot_fails_on_mean_field_kernel_changes(jacot_data):
+    """The mean-field networks' kernel changes standing in for the claim's FAIL test (3)."""
+    claim = _jacot_changes(jacot_data, control=False)
+    moved = _relabel(_jacot_changes(jacot_data, control=True), sorted(claim["width"].unique()))
+    v = _jacot(pd.concat([jacot_data.drop(claim.index), moved.assign(parameterization="ntk")]))
+    assert not v.passed and "claimed <= -1/2" in v.summary, v.summary
+    assert v.statistics["change_exponent_ci_high"] >= 0 or v.statistics["change_exponent_ci_low"] > -0.5
+
+
+def test_jacot_without_control_rows_is_not_rejected(jacot_data):
+    v = _jacot(jacot_data[jacot_data["parameterization"] != "mean_field"])
+    assert v.passed and not v.negative_control_rejected, v.summary

@@ -12,7 +12,7 @@ from ..kernels import ntk_kernel
 from ..spec import MLP
 from ..stats import power_law_fit
 from ..train import scaled_lr
-from . import Convergence, GridError, grid_cells
+from . import Convergence, GridError, grid_cells, split_cells, task_key
 
 #: Bootstrap resamples of the power-law fits.
 N_BOOT = 2000
@@ -76,6 +76,14 @@ def check_cells(grid: dict, min_widths: int = 2, control: str | None = None) -> 
             key = next((k for k in ("activation", "parameterization", "sigma_b", "depth", "width")
                         if k in str(err)), "activation")
             raise GridError(key, str(err)) from None
+
+
+def split_with_control(base: dict, control: dict) -> list[tuple[str, dict]]:
+    """:func:`ntkcheck.claims.split_cells` of a claim's grid ``base`` (its task keys, hence
+    seeds, are those of a grid without the control) and of its ``control`` grid, whose keys
+    are prefixed by the control's parameterization."""
+    prefix = task_key({"parameterization": control["parameterization"]}) + ","
+    return split_cells(base) + [(prefix + key, params) for key, params in split_cells(control)]
 
 
 def network_rows(quantities: dict[str, np.ndarray], **extra) -> list[dict]:

@@ -49,21 +49,32 @@ Stated false-fail rate ``false_fail_rate`` (the claim's level) (the edge interva
 at the grid's rates, a failure there is a finding).  Detectable: an eta_crit off by more
 than the spacing of the rate factors around 1 (0.8 / 0.9 / 1.1 / 1.25: ~10-15 %).
 
-Negative control: the threshold without the loss's factor 1/2, ``N/lambda_max`` (a common
-convention slip): in its units the lower edge sits at ~2, so test 1 must fail.
+Negative control (the claim's own networks where it is false): the same cells in mean-field
+scaling (readout 1/n, rate x n: ``scaled_lr``) at ``control_lr_factor`` < 1.  The lazy phase
+below eta_crit is a large-width statement of NTK scaling (Lee et al. 2019, sec. 2.4: the
+kernel stays at Theta_hat_0 for eta < eta_crit; Lewkowycz et al. 2020, sec. 2: in the uv model
+lambda moves by O(eta f^2 / n) per step); under mean-field scaling that factor is O(1) and the
+kernel moves O(1) whatever the rate (Mei, Montanari & Nguyen 2018; Chizat, Oyallon & Bach
+2019), so test 3 applied to the control runs below the claim's lower-edge interval must fail
+(measured, quick cell: kernel change 0.6-1.0 at c ~ 0.6-0.85, against the lazy bound 0.1).
+Power check (the claim's samples re-scored): the threshold without the loss's factor 1/2,
+``N/lambda_max`` (a common convention slip): in its units the lower edge sits at ~2, so test 1
+must fail.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from ..train import gradient_descent
+from ..train import gradient_descent, scaled_lr
 from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, Task, Verdict
-from ._training import check_cells, critical_lr, dataset, network_rows, spec_of
+from ._training import check_cells, critical_lr, dataset, network_rows, spec_of, split_with_control
 from .initcommon import save_figure
 
 CELL = ["activation", "depth", "width"]
-CONTROL_FACTOR = 2.0          # the control's c is 2 c: eta in units of N/lambda_max
+CONTROL_FACTOR = 2.0          # the power check's c is 2 c: eta in units of N/lambda_max
+#: The real control's parameterization: the kernel moves O(1) below eta_crit, no lazy phase.
+CONTROL = "mean_field"
 LAZY_KERNEL_CHANGE = 0.1
 N_BOOT = 2000
 #: Lewkowycz et al. 2020's upper edges in units of eta_crit: uv model (derived), deep ReLU (observed).
@@ -71,7 +82,8 @@ LITERATURE_C_MAX = {"uv model (derived)": 2.0, "deep ReLU (observed)": 6.0}
 
 _FACTORS = [0.6, 0.8, 0.9, 1.1, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 3.0, 4.0, 6.0]
 _BASE = {"activation": ["relu"], "depth": [1], "parameterization": "ntk", "sigma_w": 1.5, "sigma_b": 0.0,
-         "data": "gaussian", "n_train": 16, "d_in": 8, "steps": 300, "lr_factor": _FACTORS}
+         "data": "gaussian", "n_train": 16, "d_in": 8, "steps": 300, "lr_factor": _FACTORS,
+         "control_lr_factor": [0.6, 0.8]}
 GRIDS = {
     "quick": {**_BASE, "width": [1024], "n_networks": 4, "chunk": 4},
     "standard": {**_BASE, "activation": ["relu", "erf"], "width": [256, 2048], "n_networks": 8, "chunk": 8},
@@ -84,21 +96,38 @@ def percent(level: float) -> str:
     return f"{100 * level:.4g}%"
 
 
+def _grids(grid: dict) -> tuple[dict, dict]:
+    """The claim's grid and its mean-field control's (rates ``control_lr_factor``)."""
+    base = {k: v for k, v in grid.items() if k != "control_lr_factor"}
+    return base, {**base, "parameterization": CONTROL, "lr_factor": list(grid["control_lr_factor"])}
+
+
+def split(grid: dict) -> list[tuple[str, dict]]:
+    return split_with_control(*_grids(grid))
+
+
 def check(grid: dict) -> None:
-    check_cells(grid, min_widths=1)
+    base, control = _grids(grid)
+    check_cells(base, min_widths=1)
     if grid["parameterization"] != "ntk":
         raise GridError("parameterization", "the critical rate 2N/lambda_max is a statement about NTK scaling")
     factors = grid["lr_factor"] if isinstance(grid["lr_factor"], (list, tuple)) else [grid["lr_factor"]]
     if not (sum(f < 1 for f in factors) >= 2 and sum(f > 1 for f in factors) >= 2):
         raise GridError("lr_factor", "needs at least two factors below 1 and two above (the edges are "
                         "located between rates)")
+    if not all(0 < f < 1 for f in control["lr_factor"]):
+        raise GridError("control_lr_factor", "must lie in (0, 1): the control runs where the claim predicts laziness")
+    if grid["sigma_b"] != 0:
+        raise GridError("sigma_b", "must be 0: the mean-field control's n-fold rate would blow up the readout "
+                        "bias term of the kernel")
+    check_cells(control, min_widths=1)
 
 
 def run_task(task: Task) -> list[dict]:
     p = task.params
     X, y, _, _ = dataset(p["data"], p["n_train"], 0, p["d_in"])
     n = len(X)
-    eta = p["lr_factor"] * critical_lr(p, X)
+    eta = scaled_lr(spec_of(p), p["lr_factor"] * critical_lr(p, X))   # x n under mean-field scaling
     tr = gradient_descent(spec_of(p), X, y, eta, p["steps"], n_networks=p["n_networks"], seed=task.seed,
                           record=[0, p["steps"]], record_ntk=True, track_weights=False)
     finite = np.isfinite(tr.ntk).all(axis=(2, 3))
@@ -119,9 +148,11 @@ def run_task(task: Task) -> list[dict]:
                         lr_factor=p["lr_factor"])
 
 
-def _wide(df) -> pd.DataFrame:
-    """One row per run (cell, factor, task, network) with the quantities as columns."""
+def _wide(df, parameterization: str = "ntk") -> pd.DataFrame:
+    """One row per run (cell, factor, task, network) of one parameterization with the
+    quantities as columns."""
     keys = CELL + ["lr_factor", "task", "network"]
+    df = df[df["parameterization"] == parameterization]
     return df.pivot_table(index=keys, columns="quantity", values="value", aggfunc="first").reset_index()
 
 
@@ -189,15 +220,27 @@ def _cell_test(g: pd.DataFrame, level: float, scale: float = 1.0) -> dict:
             "window_spiked": float(window["spiked"].mean()) if len(window) else np.nan}
 
 
+def _not_lazy(ctrl: pd.DataFrame, edge: float) -> tuple[int, int, float]:
+    """Control runs below ``edge`` (the claim's lower-edge interval), how many of them are not
+    lazy (test 3 fails), and their smallest kernel change."""
+    if not len(ctrl):
+        return 0, 0, np.nan
+    below = ctrl[ctrl["c"] < edge]
+    lazy = (below["monotone"] == 1) & (below["kernel_change"] <= LAZY_KERNEL_CHANGE)
+    return len(below), int((~lazy).sum()), float(below["kernel_change"].min()) if len(below) else np.nan
+
+
 def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
     df = df.assign(value=lambda d: d["value"].astype(float))
-    runs = _wide(df)
+    runs, control = _wide(df), _wide(df, CONTROL)
     cells = list(runs.groupby(CELL, sort=True))
     level = 1 - false_fail_rate / max(1, len(cells))
     rows, results = [], []
     for key, g in cells:
-        t, ctrl = _cell_test(g, level), _cell_test(g, level, scale=CONTROL_FACTOR)
-        results.append((t, ctrl))
+        t, power = _cell_test(g, level), _cell_test(g, level, scale=CONTROL_FACTOR)
+        ctrl = control.merge(g[CELL].drop_duplicates()) if len(control) else control
+        below, not_lazy, change = _not_lazy(ctrl, t["low"]["ci_low"])
+        results.append((t, power, not_lazy))
         lo, hi = t["low"], t["high"]
         rows.append({**dict(zip(CELL, key)), "runs": len(g),
                      "lower edge (c)": f"{lo['lo']:.3g}..{lo['hi']:.3g}",
@@ -210,28 +253,39 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
                      "max catapult c_T": t["max_window_c_final"],
                      "catapult runs with loss > initial": t["window_spiked"],
                      "failed checks": "; ".join(k for k, ok in t["checks"].items() if not ok) or "none",
-                     "control lower edge CI": f"[{ctrl['low']['ci_low']:.3g}, {ctrl['low']['ci_high']:.3g}]"})
+                     "mean-field control: runs below the edge / not lazy": f"{below} / {not_lazy}",
+                     "mean-field control: min kernel change": change,
+                     "power check (c x 2) lower edge CI":
+                         f"[{power['low']['ci_low']:.3g}, {power['low']['ci_high']:.3g}]"})
     table = pd.DataFrame(rows)
-    passed = all(t["passed"] for t, _ in results)
-    rejected = all(not c["checks"]["lower edge contains 1"] for _, c in results)
-    highs = [t["high"] for t, _ in results]
+    passed = all(t["passed"] for t, _, _ in results)
+    real = all(n > 0 for _, _, n in results)
+    power = all(not p["checks"]["lower edge contains 1"] for _, p, _ in results)
+    highs = [t["high"] for t, _, _ in results]
     uv = LITERATURE_C_MAX["uv model (derived)"]
     stats = {"cells": len(cells), "runs": int(len(runs)), "level": level,
-             "lower_edges": ", ".join(f"[{t['low']['ci_low']:.3g}, {t['low']['ci_high']:.3g}]" for t, _ in results),
+             "lower_edges": ", ".join(f"[{t['low']['ci_low']:.3g}, {t['low']['ci_high']:.3g}]" for t, _, _ in results),
              "upper_edges": ", ".join(f"[{h['ci_low']:.3g}, {h['ci_high']:.3g}]" for h in highs),
              "upper_edge_contains_uv_2": ", ".join(str(h["ci_low"] <= uv <= h["ci_high"]) for h in highs),
-             "failed_checks": sum(not ok for t, _ in results for ok in t["checks"].values())}
+             "failed_checks": sum(not ok for t, _, _ in results for ok in t["checks"].values()),
+             "control_mean_field_runs": int(len(control)),
+             "control_mean_field_not_lazy_below_edge": ", ".join(str(n) for _, _, n in results),
+             "power_check_N_over_lambda_rejected": power}
     summary = (f"{'pass' if passed else 'FAIL'}: lower edge (monotone loss ends) at c in {stats['lower_edges']} "
                f"(claimed 1), upper edge (training stops converging) at {stats['upper_edges']} x eta_crit "
                f"({percent(level)} intervals; Lewkowycz et al.: 2 for the uv model, ~6 observed for deep "
-               f"ReLU); {stats['failed_checks']} failed phase checks; control N/lambda_max "
-               f"{'rejected' if rejected else 'NOT rejected'}")
+               f"ReLU); {stats['failed_checks']} failed phase checks; control (mean-field scaling, "
+               f"c < 1: {stats['control_mean_field_not_lazy_below_edge']} runs below the lower edge not lazy) "
+               f"{'rejected' if real else 'NOT rejected'}; power check N/lambda_max "
+               f"{'rejected' if power else 'NOT rejected'}")
     return Verdict(
         claim="critical-lr", passed=passed, summary=summary, statistics=stats, false_fail_rate=false_fail_rate,
         detectable=("an eta_crit off 2N/lambda_max by more than the rate grid's spacing around 1 "
                     "(factors 0.8, 0.9 / 1.1, 1.25: ~10-15 %), e.g. the factor-2 slip N/lambda_max"),
-        negative_control="threshold N/lambda_max: the lower edge's interval must exclude 1 in its units",
-        negative_control_rejected=rejected, table=table)
+        negative_control=("the same networks in mean-field scaling (rate x n) below eta_crit, where the kernel "
+                          "moves O(1): test 3 (runs below the lower edge are lazy) must fail; power check: "
+                          "threshold N/lambda_max, the lower edge's interval must exclude 1 in its units"),
+        negative_control_rejected=real and power, table=table)
 
 
 def figure(df, verdict: Verdict, path) -> None:
@@ -283,5 +337,5 @@ CLAIM = Claim(
                "fixed iff eta < 2N/lambda_max(Theta_hat_0); above, up to a larger edge, the loss spikes, "
                "lambda_max falls below 2N/eta and training converges; beyond that edge it does not converge."),
     sources=("Lee et al. 2019, sec. 2.4", "Lewkowycz et al. 2020, sec. 2-3"),
-    grids=GRIDS, run_task=run_task, verdict=verdict, check=check, figure=figure,
+    grids=GRIDS, run_task=run_task, verdict=verdict, split=split, check=check, figure=figure,
 )

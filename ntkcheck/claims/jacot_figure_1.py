@@ -30,9 +30,21 @@ its interval lies above -1/2 or contains 0.  Both fits are
 interval.  The curves are in the claim's CSV (quantity ``ntk_t0`` / ``ntk_trained``, column
 ``gamma``) and drawn in ``jacot-figure-1-figure.png``.
 
-Negative control: the data against the analytic kernel of the paper's depth misread as 4
-hidden layers, 6-33 % below the true one (25 % in the angle average).  The claim is false
-there, and test (1) at the widest width must reject it.  Test (1a) alone rejected it in 6 of
+Negative control (its own networks where the theory is false): the same architecture
+(ReLU, depth, sigma_w) with the mean-field readout ``sigma_w/n`` and the rate x n
+(:func:`ntkcheck.train.scaled_lr`; sigma_b = 0, which that rate needs), trained
+``control_steps`` steps at the narrower ``control_width``.  Jacot Thm 2's constancy of the
+kernel is a statement of NTK scaling; under mean-field scaling the kernel moves O(1) at every
+width (Mei, Montanari & Nguyen 2018; Chizat, Oyallon & Bach 2019), so test (3) on the
+control's relative changes must fail: its exponent interval contains 0 or lies above -1/2.
+Measured (quick: widths 30 / 300, 10 networks, 50 steps): median relative change 4-8 at
+both widths, exponent interval ~[-0.8, 0.8]; the NTK networks there: 0.5 -> 0.06, exponent
+~-1.1, interval excluding 0 (the test has the power to pass there: the rejection is not
+for want of networks).
+
+Power check (the claim's samples re-scored): the data against the analytic kernel of the
+paper's depth misread as 4 hidden layers, 6-33 % below the true one (25 % in the angle
+average): test (1) at the widest width must reject it.  Test (1a) alone rejected it in 6 of
 10 quick seeds (control |t| ~8-20 against its noisy critical value); test (1b) sees it at
 |t| ~8-18 against a critical 5.4 (20 of 20 independent samples of 10 networks at n = 1000).
 Test (1b)'s Student t, measured on 300 samples of 10 networks at n = 100 (skewed, heavy
@@ -49,28 +61,50 @@ from ..kernels import ntk_kernel
 from ..networks import empirical_ntk_from, forward, init_params
 from ..spec import MLP
 from ..stats import TestResult, mean_test, power_law_fit, sidak_level
-from ..train import train_params
+from ..train import scaled_lr, train_params
 from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, Task, Verdict
 from ._training import (FALSE_PASS_RATE, N_BOOT, bound_passed, check_cells, spec_of,
-                        width_fit, width_series)
+                        split_with_control, width_fit, width_series)
 
 CONTROL_DEPTH = 4
+#: The real control's parameterization (the kernel moves O(1) during training).
+CONTROL = "mean_field"
+CONTROL_KEYS = ("control_width", "control_steps")
 #: Cosine coefficients k = 0..N_HARMONICS-1 of Theta_hat(x_0, .) tested by test (1b).
 N_HARMONICS = 4
 
 _BASE = {"activation": "relu", "depth": 3, "parameterization": "ntk", "sigma_w": 1.0, "sigma_b": 0.1,
          "n_train": 4, "steps": 200, "lr": 1.0, "n_gamma": 101}
 GRIDS = {
-    "quick": {**_BASE, "width": [100, 1000], "n_networks": 10, "chunk": 5},
-    "standard": {**_BASE, "width": [500, 10000], "n_networks": 10, "chunk": 1},
-    "full": {**_BASE, "width": [500, 10000], "n_networks": 10, "chunk": 1, "n_gamma": 361},
+    "quick": {**_BASE, "width": [100, 1000], "n_networks": 10, "chunk": 5, "control_width": [30, 300],
+              "control_steps": 50},
+    "standard": {**_BASE, "width": [500, 10000], "n_networks": 10, "chunk": 1, "control_width": [100, 1000],
+                 "control_steps": 50},
+    "full": {**_BASE, "width": [500, 10000], "n_networks": 10, "chunk": 1, "n_gamma": 361,
+             "control_width": [100, 1000], "control_steps": 50},
 }
 
 
+def _grids(grid: dict) -> tuple[dict, dict]:
+    """The claim's grid and its mean-field control's (``control_width``, ``control_steps``,
+    sigma_b = 0; the same networks per width)."""
+    base = {k: v for k, v in grid.items() if k not in CONTROL_KEYS}
+    return base, {**base, "parameterization": CONTROL, "sigma_b": 0.0, "width": list(grid["control_width"]),
+                  "steps": grid["control_steps"]}
+
+
+def split(grid: dict) -> list[tuple[str, dict]]:
+    return split_with_control(*_grids(grid))
+
+
 def check(grid: dict) -> None:
-    check_cells(grid, min_widths=2)
+    base, control = _grids(grid)
+    check_cells(base, min_widths=2)
     if grid["n_gamma"] < 3:
         raise GridError("n_gamma", "needs >= 3 angles")
+    if len(set(control["width"])) < 2:
+        raise GridError("control_width", "needs at least 2 widths (the control's exponent is fitted across widths)")
+    check_cells(control, min_widths=2)
 
 
 def problem(p: dict):
@@ -92,13 +126,15 @@ def run_task(task: Task) -> list[dict]:
     X, y, gamma, C = problem(p)
     params = init_params(spec, 2, task.seed, 0, p["n_networks"])
     before = _ntk_row(spec, params, C)
-    tr = train_params(spec, params, X, y, p["lr"], p["steps"], record=[0, p["steps"]], track_weights=False)
+    tr = train_params(spec, params, X, y, scaled_lr(spec, p["lr"]), p["steps"], record=[0, p["steps"]],
+                      track_weights=False)
     after = _ntk_row(spec, params, C)
     rows = []
     for i in range(p["n_networks"]):
-        for q, curve in (("ntk_t0", before[i]), ("ntk_trained", after[i])):
-            rows += [{"quantity": q, "network": i, "gamma": float(g), "value": float(v), "stderr": 0.0}
-                     for g, v in zip(gamma, curve)]
+        if p["parameterization"] != CONTROL:   # the control needs only its kernel change
+            for q, curve in (("ntk_t0", before[i]), ("ntk_trained", after[i])):
+                rows += [{"quantity": q, "network": i, "gamma": float(g), "value": float(v), "stderr": 0.0}
+                         for g, v in zip(gamma, curve)]
         change = np.linalg.norm(after[i] - before[i]) / np.linalg.norm(before[i])
         rows += [{"quantity": "relative_change", "network": i, "gamma": np.nan, "value": float(change),
                   "stderr": 0.0},
@@ -123,9 +159,10 @@ def _curves(df, q) -> dict[int, np.ndarray]:
 
 
 def _params(df) -> dict:
-    n_gamma = int(df.loc[df["quantity"] == "ntk_t0", "gamma"].nunique())
-    return {**_BASE, "n_gamma": n_gamma, "depth": int(df["depth"].iloc[0]),
-            "sigma_w": float(df["sigma_w"].iloc[0]), "sigma_b": float(df["sigma_b"].iloc[0])}
+    """The claim's settings, read from its curves' rows (not the control's)."""
+    t0 = df[df["quantity"] == "ntk_t0"]
+    return {**_BASE, "n_gamma": int(t0["gamma"].nunique()), "depth": int(t0["depth"].iloc[0]),
+            "sigma_w": float(t0["sigma_w"].iloc[0]), "sigma_b": float(t0["sigma_b"].iloc[0])}
 
 
 def harmonics(gamma: np.ndarray) -> np.ndarray:
@@ -177,8 +214,15 @@ def _kernel_tests(curves: dict, target: np.ndarray, gamma: np.ndarray, rate: flo
             for w, c in curves.items()}
 
 
-def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
+def _split_rows(df):
+    """The claim's rows and the control's relative kernel changes."""
     df = df.assign(value=lambda d: d["value"].astype(float))
+    ctrl = df["parameterization"] == CONTROL
+    return df[~ctrl], df[ctrl & (df["quantity"] == "relative_change")]
+
+
+def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
+    df, ctrl_change = _split_rows(df)
     p = _params(df)
     gamma, theta = analytic(p)
     _, wrong = analytic(p, CONTROL_DEPTH)
@@ -186,7 +230,7 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
     widths = sorted(curves)
     rate = false_fail_rate / (2 * len(widths) + 2)
     tests = _kernel_tests(curves, theta, gamma, rate, "t=0 mean")
-    controls = _kernel_tests(curves, wrong, gamma, rate, "control")
+    powers = _kernel_tests(curves, wrong, gamma, rate, "power check")
     change = df[df["quantity"] == "relative_change"]
     fit = width_fit(change, -0.5, 0, rate, "relative kernel change")
     lazy_ok = bound_passed(fit, -0.5)
@@ -195,20 +239,29 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
     kernel_ok = all(a.passed and b.passed for a, b in tests.values())
     spread_ok = bool(spread_fit.ci_low <= -0.5 <= spread_fit.ci_high)
     passed = kernel_ok and spread_ok and lazy_ok
-    rejected = not all(t.passed for t in controls[widths[-1]])
+    power = not all(t.passed for t in powers[widths[-1]])
+    ctrl_fit = (width_fit(ctrl_change, -0.5, 0, rate, "control: mean-field relative kernel change")
+                if ctrl_change["width"].nunique() >= 2 else None)
+    real = ctrl_fit is not None and not bound_passed(ctrl_fit, -0.5)
+    ctrl_median = ctrl_change.groupby("width")["value"].median().sort_index()
     s = change.groupby("width")["value"].agg(["mean", "std", "count"]).sort_index()
     spread = {w: float(_spread(c[None])[0] / np.mean(np.abs(theta))) for w, c in curves.items()}
     table = pd.DataFrame([{"width": w, "networks": len(curves[w]), "t=0 per-angle max |t|": tests[w][0].statistic,
                            "t=0 per-angle p": tests[w][0].pvalue, "t=0 harmonics max |t|": tests[w][1].statistic,
                            "t=0 harmonics p": tests[w][1].pvalue, "spread at t=0 / |Theta|": spread[w],
                            "relative change after training": s.loc[w, "mean"],
-                           "control (depth 4) per-angle max |t|": controls[w][0].statistic,
-                           "control (depth 4) harmonics max |t|": controls[w][1].statistic} for w in widths])
+                           "power check (depth 4) per-angle max |t|": powers[w][0].statistic,
+                           "power check (depth 4) harmonics max |t|": powers[w][1].statistic} for w in widths])
     stats = {"change_exponent": fit.exponent, "change_exponent_ci_low": fit.ci_low,
              "change_exponent_ci_high": fit.ci_high, "spread_exponent": spread_fit.exponent,
              "spread_exponent_ci_low": spread_fit.ci_low, "spread_exponent_ci_high": spread_fit.ci_high,
              "min_t0_pvalue": min(t.pvalue for pair in tests.values() for t in pair),
-             "control_pvalue_widest": min(t.pvalue for t in controls[widths[-1]])}
+             "control_mean_field_median_change": ", ".join(f"{v:.3g}" for v in ctrl_median),
+             "control_mean_field_widths": ", ".join(str(int(w)) for w in ctrl_median.index),
+             "control_mean_field_exponent": ctrl_fit.exponent if ctrl_fit is not None else np.nan,
+             "control_mean_field_exponent_ci_low": ctrl_fit.ci_low if ctrl_fit is not None else np.nan,
+             "control_mean_field_exponent_ci_high": ctrl_fit.ci_high if ctrl_fit is not None else np.nan,
+             "power_check_pvalue_widest": min(t.pvalue for t in powers[widths[-1]])}
     level = f"{100 * (1 - rate):.4g}%"
     summary = (f"{'pass' if passed else 'FAIL'}: t=0 mean kernel {'matches' if kernel_ok else 'does NOT match'} the "
                f"analytic Theta per angle and in its first {N_HARMONICS} cosine coefficients (min p = "
@@ -217,8 +270,12 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
                f"[{spread_fit.ci_low:.2f}, {spread_fit.ci_high:.2f}], claimed -1/2: "
                f"{'consistent' if spread_ok else 'NOT consistent'}); kernel change after training "
                f"{s['mean'].iloc[0]:.3g} -> {s['mean'].iloc[-1]:.3g} (exponent {fit.exponent:.2f}, {level} interval "
-               f"[{fit.ci_low:.2f}, {fit.ci_high:.2f}], claimed <= -1/2); depth-4 control "
-               f"{'rejected' if rejected else 'NOT rejected'} (p = {stats['control_pvalue_widest']:.2g})")
+               f"[{fit.ci_low:.2f}, {fit.ci_high:.2f}], claimed <= -1/2); control (mean-field networks, median "
+               f"change {stats['control_mean_field_median_change'] or 'none'} at n = "
+               f"{stats['control_mean_field_widths'] or '-'}, exponent interval "
+               f"[{stats['control_mean_field_exponent_ci_low']:.2f}, {stats['control_mean_field_exponent_ci_high']:.2f}]) "
+               f"{'rejected' if real else 'NOT rejected'}; power check depth 4 "
+               f"{'rejected' if power else 'NOT rejected'} (p = {stats['power_check_pvalue_widest']:.2g})")
     conv = width_series(change, change.iloc[:0], fit, r"relative change of $\hat\Theta(x_0, \cdot)$ after 200 GD steps",
                         -0.5, r"$\|\hat\Theta_T - \hat\Theta_0\| / \|\hat\Theta_0\|$ on the circle", bound=True)
     return Verdict(
@@ -228,9 +285,11 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
                     f"by {tests[widths[-1]][1].detectable:.2g} (a relative level error of that size); a spread exponent "
                     f"off -1/2 by {spread_fit.detectable:.2g} (either way); a kernel-change "
                     f"exponent above -1/2 by ~{fit.detectable:.2g} (each with probability {1 - FALSE_PASS_RATE:g})"),
-        negative_control=(f"the analytic NTK of {CONTROL_DEPTH} hidden layers (the paper's L = 4 misread; 6-33 % "
-                          f"below the true Theta): test (1) at the widest width must reject it"),
-        negative_control_rejected=rejected, convergence=(conv,), table=table)
+        negative_control=("the same networks with the mean-field readout (rate x n, sigma_b = 0), whose kernel moves "
+                          "O(1): test (3) on their relative changes must fail; power check: the analytic NTK of "
+                          f"{CONTROL_DEPTH} hidden layers (the paper's L = 4 misread; 6-33 % below the true Theta), "
+                          "test (1) at the widest width must reject it"),
+        negative_control_rejected=real and power, convergence=(conv,), table=table)
 
 
 def figure(df, verdict: Verdict, path) -> None:
@@ -241,7 +300,7 @@ def figure(df, verdict: Verdict, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    df = df.assign(value=lambda d: d["value"].astype(float))
+    df, _ = _split_rows(df)
     gamma, theta = analytic(_params(df))
     t0, trained = _curves(df, "ntk_t0"), _curves(df, "ntk_trained")
     fig, axes = plt.subplots(1, len(t0), figsize=(5.5 * len(t0), 4), sharey=True)
@@ -266,5 +325,5 @@ CLAIM = Claim(
     statement=("Theta_hat(x_0, x) on the unit circle concentrates on the analytic Theta as width grows and "
                "moves less during training at larger width (3 ReLU hidden layers, beta = 0.1)."),
     sources=("Jacot, Gabriel & Hongler 2018, Fig. 1 and Thm 2",),
-    grids=GRIDS, run_task=run_task, verdict=verdict, check=check, figure=figure,
+    grids=GRIDS, run_task=run_task, verdict=verdict, split=split, check=check, figure=figure,
 )

@@ -285,6 +285,7 @@ CLAIM = Claim(
     statement=("Over random initializations, E[f(x)f(x')] and E[Theta_hat(x,x')] equal the "
                "analytic NNGP K and NTK Theta plus a finite-width bias of order 1/width."),
     sources=("Neal 1994", "Lee et al. 2018, eq. 4", "Jacot et al. 2018, Thm 1, Prop. 1",
-             "Yang 2019-2020, Tensor Programs I-II", "Novak et al. 2019", "Arora et al. 2019"),
+             "Yang 2019-2020, Tensor Programs I-II", "Novak et al. 2019",
+             'Arora et al. 2019, "On exact computation with an infinitely wide neural net" (CNTK), sec. 4'),
     grids=GRIDS, run_task=run_task, verdict=verdict, split=split, check=check,
 )

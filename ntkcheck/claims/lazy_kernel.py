@@ -33,7 +33,7 @@ Architectures (column ``architecture``): ``"mlp"`` and ``"cnn-gap"``, a 1-D CNN 
 [Conv(width, (2,), SAME), phi], GlobalAvgPool, Dense(1) on the same data read as (N, 2
 positions, 4 channels).  The lazy regime is not MLP-specific: Lee et al. 2019, Thm 2.1 and
 Dyer & Gur-Ari 2019 state it for any architecture whose NTK converges (for CNNs, Arora et
-al. 2019, sec. 4), and the CNN's kernel change is measured with the same exponents and tests
+al. 2019, "On exact computation ...", sec. 4), and the CNN's kernel change is measured with the same exponents and tests
 (its rate: :func:`ntkcheck.kernels.ntk_kernel` of the stax network).  The CNN cells run on
 their own widths and networks (``arch_width``, ``arch_n_networks``, ``arch_control_n_networks``):
 a step costs an MLP's per position, so the CNN sweep ends at a smaller width (quick 1024,

@@ -27,16 +27,23 @@ expressing it in the engine would need three engine options used by no other cla
 whole forward/backward pass is two batched matmuls.
 
 Tests (Bonferroni over three statistical tests at ``false_fail_rate`` (the claim's level)):
-``E[H(0)] = H^inf``: :func:`ntkcheck.stats.mean_test` on the upper-triangle entries at every
-width, Holm-combined; the exponents of ``|H(0) - H^inf|_F`` and ``max_r |w_r(K) - w_r(0)|``:
+``E[H(0)] = H^inf``: :func:`count_test` per width (exact: ``m H_ij(0)/x_i.x_j`` counts the units
+active on both inputs, Binomial(m, p_ij) per network), Holm-combined over the widths; its
+p-value has no resampling floor, so it rejects at any number of widths (the bootstrap it
+replaces was sized to the claim's level, not level / widths: never rejects at >= 21 widths);
+the exponents of ``|H(0) - H^inf|_F`` and ``max_r |w_r(K) - w_r(0)|``:
 :func:`ntkcheck.stats.power_law_fit` with claimed -1/2; the bound: every seed at the widest
 width meets it at every step (a floating-point slack of 1e-12 relative), the fraction per
 width and the smallest width where all seeds held are reported next to the theorem's
 ``N^6/(lambda_0^4 delta^3)`` (constant 1, delta = 0.1).
 
-Negative controls: H^inf scaled by 1.05 (the mean test must reject and the error must
-plateau: exponent ~ 0); the bound at rate ``control_lr_factor / lambda_max(H^inf)`` above the
-stability limit 2/lambda_max: no seed may meet it.
+Negative controls (the same draws, in settings where the theorem does not hold):
+the mean-field readout ``1/m`` with the rate x m (``control_steps`` steps): outside Du et al.'s
+scaling the kernel H(t) moves O(1) and every unit travels O(1) (Mei, Montanari & Nguyen
+2018), so the weight-change exponent (~0 measured) must exclude -1/2; and the rate
+``control_lr_factor / lambda_max(H^inf)`` above the stability limit 2/lambda_max: no seed may
+meet the bound.  Power checks (the claim's own samples re-scored): H^inf scaled by 1.05 (the
+mean test must reject and the error must plateau: exponent ~ 0).
 """
 from __future__ import annotations
 
@@ -44,18 +51,20 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from ..data import sphere_inputs
 from ..seeding import network_rngs
-from ..stats import holm, mean_test
+from ..stats import TestResult, holm
 from . import CLAIM_FALSE_FAIL_RATE, Claim, Convergence, GridError, Task, Verdict
-from ._training import width_fit, width_series
+from ._training import FALSE_PASS_RATE, width_fit, width_series
 
 CONTROL_SCALE = 1.05
 DELTA = 0.1
 SLACK = 1e-12
 
-_BASE = {"n_train": 10, "d_in": 8, "lr_fraction": 1.0, "control_lr_factor": 2.5, "steps": 400}
+_BASE = {"n_train": 10, "d_in": 8, "lr_fraction": 1.0, "control_lr_factor": 2.5, "steps": 400,
+         "control_steps": 100}
 GRIDS = {
     "quick": {**_BASE, "width": [16, 64, 256, 1024, 4096], "n_networks": 16, "chunk": 16},
     "standard": {**_BASE, "width": [16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192], "n_networks": 48,
@@ -78,10 +87,13 @@ def h_infinity(X: np.ndarray) -> np.ndarray:
     return G * (np.pi - np.arccos(G)) / (2 * np.pi)
 
 
-def train(X, y, width: int, n_networks: int, seed, lr: float, steps: int):
+def train(X, y, width: int, n_networks: int, seed, lr: float, steps: int, mean_field: bool = False):
     """GD on the first layer of M networks at once.  Returns H(0) (M, N, N), the squared
-    residual norms (M, steps + 1) and ``max_r |w_r(K) - w_r(0)|`` (M,)."""
+    residual norms (M, steps + 1) and ``max_r |w_r(K) - w_r(0)|`` (M,).  ``mean_field``: the
+    readout ``1/m`` instead of ``1/sqrt(m)`` (the same draws; pass the rate x m so that u moves
+    O(1) in O(1) steps, Mei, Montanari & Nguyen 2018)."""
     m, d = width, X.shape[1]
+    c = 1 / m if mean_field else 1 / math.sqrt(m)
     W = np.empty((n_networks, m, d))
     a = np.empty((n_networks, m))
     for i, rng in enumerate(network_rngs(seed, 0, n_networks)):
@@ -93,13 +105,13 @@ def train(X, y, width: int, n_networks: int, seed, lr: float, steps: int):
     for k in range(steps + 1):
         Z = W @ X.T                                                     # (M, m, N)
         on = Z >= 0
-        r = np.einsum("mr,mri->mi", a, np.maximum(Z, 0.0)) / math.sqrt(m) - y
+        r = c * np.einsum("mr,mri->mi", a, np.maximum(Z, 0.0)) - y
         res[:, k] = np.einsum("mi,mi->m", r, r)
         if k == 0:
-            H0 = np.einsum("mri,mrj->mij", on.astype(float), on.astype(float)) * (X @ X.T) / m
+            H0 = np.einsum("mri,mrj->mij", on.astype(float), on.astype(float)) * (X @ X.T) * c**2
         if k < steps:
-            # dPhi/dw_r = (1/sqrt(m)) a_r sum_i r_i 1{w_r.x_i >= 0} x_i
-            W -= (lr / math.sqrt(m)) * (a[..., None] * ((on * r[:, None, :]) @ X))
+            # dPhi/dw_r = c a_r sum_i r_i 1{w_r.x_i >= 0} x_i
+            W -= (lr * c) * (a[..., None] * ((on * r[:, None, :]) @ X))
     return H0, res, np.linalg.norm(W - W0, axis=2).max(axis=1)
 
 
@@ -123,6 +135,8 @@ def check(grid: dict) -> None:
         raise GridError("n_networks", "needs >= 2 networks")
     if not 0 < grid["lr_fraction"] <= 1:
         raise GridError("lr_fraction", "must be in (0, 1]: the claim needs a stable rate")
+    if grid["control_steps"] < 1:
+        raise GridError("control_steps", "must be >= 1 (the mean-field control trains that many steps)")
     if grid["control_lr_factor"] <= 2:
         raise GridError("control_lr_factor", "must exceed 2 (the stability limit) for the control")
     X, _ = data(grid["n_train"], grid["d_in"])
@@ -137,14 +151,19 @@ def run_task(task: Task) -> list[dict]:
     lr, lr_ctrl = p["lr_fraction"] / lam_max, p["control_lr_factor"] / lam_max
     H0, res, dw = train(X, y, p["width"], p["n_networks"], task.seed, lr, p["steps"])
     _, res_ctrl, _ = train(X, y, p["width"], p["n_networks"], task.seed, lr_ctrl, p["steps"])
+    _, _, dw_mf = train(X, y, p["width"], p["n_networks"], task.seed, lr * p["width"], p["control_steps"],
+                        mean_field=True)
     err = lambda target: np.linalg.norm(H0 - target, axis=(1, 2))  # noqa: E731
     per = {"H_error": err(H), "H_error_control": err(CONTROL_SCALE * H), "max_weight_change": dw,
+           "max_weight_change_mean_field": dw_mf,
            "bound_held": bound_held(res, lr, lam0), "bound_held_control": bound_held(res_ctrl, lr_ctrl, lam0)}
     rows = [{"quantity": q, "network": i, "value": float(v), "stderr": 0.0}
             for q, vals in per.items() for i, v in enumerate(vals)]
     iu = np.triu_indices(len(X))
+    G = X @ X.T
     rows += [{"quantity": "H0", "network": i, "i": int(a), "j": int(b), "value": float(H0[i, a, b]),
-              "target": float(H[a, b]), "stderr": 0.0} for i in range(len(H0)) for a, b in zip(*iu)]
+              "target": float(H[a, b]), "gram": float(G[a, b]), "stderr": 0.0}
+             for i in range(len(H0)) for a, b in zip(*iu)]
     if p["chunk"] == 0:
         rows += [{"quantity": q, "network": -1, "value": float(v), "stderr": 0.0}
                  for q, v in (("lambda_0", lam0), ("lr", lr), ("lr_control", lr_ctrl))]
@@ -156,25 +175,57 @@ def sufficient_width(n: int, lam0: float, delta: float = DELTA) -> float:
     return n**6 / (lam0**4 * delta**3)
 
 
+def count_test(counts: np.ndarray, trials: int, prob: np.ndarray, rate: float, gram: np.ndarray,
+               name: str) -> TestResult:
+    """Exact test of ``E[H(0)] = scale H^inf`` at one width from the indicator counts.
+
+    ``m H_ij(0) / x_i.x_j = sum_r 1{w_r.x_i >= 0, w_r.x_j >= 0}``, so over M networks of width m
+    the count of entry (i, j) is Binomial(M m, p_ij) with ``p_ij = (pi - arccos x_i.x_j)/(2 pi)``
+    exactly (the w_r are i.i.d.).  Per entry the two-sided p-value ``min(1, 2 min(P(S <= s),
+    P(S >= s)))``, Bonferroni over the entries (they share the units): an exact level with no
+    resampling floor, however small the per-test rate.  ``detectable``: an entry of E[H(0)] off
+    by that much (absolute) is detected with probability 1 - FALSE_PASS_RATE (normal approximation).
+    """
+    k = counts.size
+    p_entry = np.minimum(1.0, 2 * np.minimum(sps.binom.cdf(counts, trials, prob),
+                                             sps.binom.sf(counts - 1, trials, prob)))
+    pvalue = float(min(1.0, k * p_entry.min()))
+    sd = np.abs(gram) * np.sqrt(prob * (1 - prob) / trials)
+    detectable = float(((sps.norm.isf(rate / (2 * k)) + sps.norm.isf(FALSE_PASS_RATE)) * sd).max())
+    return TestResult(name=name, statistic=float(p_entry.min()), pvalue=pvalue, passed=bool(pvalue > rate),
+                      false_fail_rate=rate, detectable=detectable, n_samples=trials, false_pass_rate=FALSE_PASS_RATE,
+                      details={"method": "exact binomial, Bonferroni over entries", "detectable_units": "absolute"})
+
+
 def _mean_tests(h: pd.DataFrame, scale: float, alpha: float):
+    """:func:`count_test` per width against ``scale`` x H^inf, Holm over the widths at ``alpha``."""
     tests = []
     for w, g in h.groupby("width", sort=True):
-        x = g.pivot_table(index=["task", "network"], columns=["i", "j"], values="value")
-        target = g.groupby(["i", "j"])["target"].first().reindex(x.columns).to_numpy()
-        tests.append(mean_test(x.to_numpy(), scale * target, false_fail_rate=alpha, name=f"E[H(0)] m={w}"))
+        e = g.groupby(["i", "j"]).agg(total=("value", "sum"), networks=("value", "size"), target=("target", "first"),
+                                      gram=("gram", "first"))
+        gram = e["gram"].to_numpy()
+        counts = np.rint(e["total"].to_numpy() * w / gram)
+        prob = scale * e["target"].to_numpy() / gram
+        if np.any(prob > 1):
+            raise ValueError(f"the power check's scale {scale} makes an indicator probability exceed 1")
+        tests.append(count_test(counts, int(w) * int(e["networks"].iloc[0]), prob, alpha, gram, f"E[H(0)] m={w}"))
     return holm(tests, false_fail_rate=alpha), tests
 
 
 def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
+    missing = {"gram"} - set(df.columns) or {"max_weight_change_mean_field"} - set(df["quantity"])
+    if missing:
+        raise ValueError(f"linear-convergence rows lack {', '.join(sorted(missing))} (written by an older "
+                         "version): run the claim again")
     df = df.assign(value=df["value"].astype(float))
     alpha = false_fail_rate / 3
     q = lambda name: df[df["quantity"] == name]  # noqa: E731
     lam0 = float(q("lambda_0")["value"].iloc[0])
     n = int(q("H0")["i"].max()) + 1
     mean_claim, parts = _mean_tests(q("H0"), 1.0, alpha)
-    mean_ctrl, _ = _mean_tests(q("H0"), CONTROL_SCALE, alpha)
+    mean_power, _ = _mean_tests(q("H0"), CONTROL_SCALE, alpha)
     fits = {name: width_fit(q(name), -0.5, 0, alpha, name)
-            for name in ("H_error", "H_error_control", "max_weight_change")}
+            for name in ("H_error", "H_error_control", "max_weight_change", "max_weight_change_mean_field")}
     held = q("bound_held").groupby("width")["value"].mean()
     held_ctrl = q("bound_held_control").groupby("width")["value"].mean()
     all_held = [int(w) for w, f in held.items() if f == 1.0]
@@ -182,11 +233,16 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
     m_suff = sufficient_width(n, lam0)
     passed = bool(mean_claim.passed and fits["H_error"].passed and fits["max_weight_change"].passed
                   and held.iloc[-1] == 1.0)
-    rejected = bool(not mean_ctrl.passed and not fits["H_error_control"].passed and held_ctrl.iloc[-1] < 1.0)
+    mf = fits["max_weight_change_mean_field"]
+    real = bool(not mf.passed and held_ctrl.iloc[-1] < 1.0)
+    power = bool(not mean_power.passed and not fits["H_error_control"].passed)
+    rejected = real and power
     table = pd.DataFrame({"width": held.index.astype(int), "fraction meeting the bound": held.to_numpy(),
                           "fraction (control rate)": held_ctrl.reindex(held.index).to_numpy(),
                           "mean |H(0) - H^inf|_F": q("H_error").groupby("width")["value"].mean().to_numpy(),
                           "mean max_r |dw_r|": q("max_weight_change").groupby("width")["value"].mean().to_numpy(),
+                          "mean max_r |dw_r| (mean-field control)":
+                              q("max_weight_change_mean_field").groupby("width")["value"].mean().to_numpy(),
                           "E[H(0)] test p": [t.pvalue for t in parts]})
     stats = {"lambda_0": lam0, "N": n, "lr (Du's eta)": float(q("lr")["value"].iloc[0]),
              "control lr": float(q("lr_control")["value"].iloc[0]),
@@ -194,33 +250,41 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
              "H error exponent": fits["H_error"].exponent, "weight change exponent": fits["max_weight_change"].exponent,
              "smallest width with all seeds meeting the bound": smallest if smallest is not None else math.nan,
              "theorem's sufficient width N^6/(lambda_0^4 delta^3), delta=0.1": m_suff,
-             "control: E[H(0)] = 1.05 H^inf p": mean_ctrl.pvalue,
-             "control: H error exponent": fits["H_error_control"].exponent}
+             "control: mean-field weight change exponent": mf.exponent,
+             "control: mean-field weight change exponent interval": f"[{mf.ci_low:.3g}, {mf.ci_high:.3g}]",
+             "control: unstable rate, fraction meeting the bound at the widest width": float(held_ctrl.iloc[-1]),
+             "power check: E[H(0)] = 1.05 H^inf p": mean_power.pvalue,
+             "power check: H error exponent against 1.05 H^inf": fits["H_error_control"].exponent}
     f = fits
-    summary = (f"{'pass' if passed else 'FAIL'}: E[H(0)] = H^inf (Holm p = {mean_claim.pvalue:.2g}); "
+    summary = (f"{'pass' if passed else 'FAIL'}: E[H(0)] = H^inf (exact, Holm p = {mean_claim.pvalue:.2g}); "
                f"|H(0) - H^inf| exponent {f['H_error'].exponent:.2f} [{f['H_error'].ci_low:.2f}, "
                f"{f['H_error'].ci_high:.2f}], max_r |dw_r| exponent {f['max_weight_change'].exponent:.2f} "
                f"[{f['max_weight_change'].ci_low:.2f}, {f['max_weight_change'].ci_high:.2f}] (theory -1/2); "
                f"bound met by all seeds from width {smallest} (fractions {', '.join(f'{v:.2f}' for v in held)}) "
-               f"vs the theorem's sufficient width {m_suff:.2g}; controls {'rejected' if rejected else 'NOT rejected'} "
-               f"(1.05 H^inf p = {mean_ctrl.pvalue:.2g}, exponent {f['H_error_control'].exponent:.2f}; "
-               f"unstable rate: fraction {held_ctrl.iloc[-1]:.2f} at the widest width)")
-    series = tuple(_convergence(q(name), fits[name], q(name + "_control") if name == "H_error" else None, label)
-                   for name, label in (("H_error", r"$\|H(0) - H^\infty\|_F$"), ("max_weight_change", r"$\max_r \|w_r(K) - w_r(0)\|$")))
+               f"vs the theorem's sufficient width {m_suff:.2g}; controls {'rejected' if real else 'NOT rejected'} "
+               f"(mean-field readout: weight change exponent {mf.exponent:.2f} [{mf.ci_low:.2f}, {mf.ci_high:.2f}]; "
+               f"unstable rate: fraction {held_ctrl.iloc[-1]:.2f} at the widest width); power checks "
+               f"{'rejected' if power else 'NOT rejected'} (1.05 H^inf p = {mean_power.pvalue:.2g}, "
+               f"exponent {f['H_error_control'].exponent:.2f})")
+    series = (_convergence(q("H_error"), fits["H_error"], q("H_error_control"), r"$\|H(0) - H^\infty\|_F$",
+                           r"power check: $1.05\,H^\infty$"),
+              _convergence(q("max_weight_change"), fits["max_weight_change"], q("max_weight_change_mean_field"),
+                           r"$\max_r \|w_r(K) - w_r(0)\|$", "control: mean-field readout"))
     return Verdict(
         claim="linear-convergence", passed=passed, summary=summary, statistics=stats,
         false_fail_rate=false_fail_rate,
         detectable=(f"an entry of E[H(0)] off H^inf by {max(t.detectable for t in parts):.2g} at some width; an "
                     f"exponent off -1/2 by ~{max(fits[k].detectable for k in ('H_error', 'max_weight_change')):.2g}; "
                     f"one seed violating the bound at the widest width"),
-        negative_control=(f"H^inf scaled by {CONTROL_SCALE} (mean test, error exponent) and a rate "
-                          f"above the stability limit 2/lambda_max (bound)"),
+        negative_control=("the same networks with the mean-field readout 1/m (rate x m): the weights move O(1), "
+                          "so the weight-change exponent must exclude -1/2; a rate above the stability limit "
+                          f"2/lambda_max: the bound must fail; power checks: H^inf scaled by {CONTROL_SCALE} "
+                          "(mean test, error exponent)"),
         negative_control_rejected=rejected, convergence=series, table=table)
 
 
-def _convergence(g, fit, ctrl, label) -> Convergence:
-    return width_series(g, g.iloc[:0] if ctrl is None else ctrl, fit,
-                        rf"{label} (control: $1.05\,H^\infty$)" if ctrl is not None else label, -0.5, label)
+def _convergence(g, fit, ctrl, label, ctrl_label) -> Convergence:
+    return width_series(g, ctrl, fit, rf"{label} ({ctrl_label})", -0.5, label)
 
 
 def figure(df, verdict: Verdict, path) -> None:

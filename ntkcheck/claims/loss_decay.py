@@ -1,7 +1,7 @@
 """loss-decay: residuals decay mode by mode at the rates of the tangent kernel.
 
 Claim (the seed memo's ``|l| = exp(-t Theta)``; Lee et al. 2019, eq. 9; Arora et al. 2019,
-sec. 4): in the eigenbasis ``Theta_hat_0 = sum_i lam_i v_i v_i^T`` the residual component
+"Fine-grained analysis ...", sec. 4): in the eigenbasis ``Theta_hat_0 = sum_i lam_i v_i v_i^T`` the residual component
 ``c_i(t) = v_i^T (f_t(X) - y)`` decays as ``exp(-eta lam_i t/N)`` under gradient flow, i.e. as
 ``(1 - eta lam_i/N)^t`` under gradient descent: large-eigenvalue modes are learned first.
 
@@ -180,6 +180,9 @@ CLAIM = Claim(
     statement=("In the eigenbasis of Theta_hat_0 each residual component decays at rate eta lam_i/N "
                "(exp(-eta Theta t/N)); the relative rate error of the top modes vanishes with width "
                "(NTK parameterization), not under mean-field scaling."),
-    sources=("Lee et al. 2019, eq. 9", "Arora et al. 2019, sec. 4", "Jacot et al. 2018, sec. 5"),
+    sources=("Lee et al. 2019, eq. 9",
+             'Arora et al. 2019, "Fine-grained analysis of optimization and generalization for '
+             'overparameterized two-layer neural networks", sec. 4',
+             "Jacot et al. 2018, sec. 5"),
     grids=GRIDS, run_task=run_task, verdict=verdict, check=check,
 )

@@ -221,6 +221,7 @@ CLAIM = Claim(
     statement=("E||Theta_hat_n - Theta||_F^2 / ||Theta||_F^2 ~ 1/n (RMS relative error with exponent -1/2) "
                "and E[Theta_hat_n] = Theta + O(1/n)."),
     sources=("Jacot et al. 2018, Thm 1", "G. Yang, GP4A/NTK4A notebooks", "Yang 2020, Tensor Programs II",
-             "Arora et al. 2019", "Novak et al. 2019"),
+             'Arora et al. 2019, "On exact computation with an infinitely wide neural net" (CNTK), sec. 4',
+             "Novak et al. 2019"),
     grids=GRIDS, run_task=run_task, verdict=verdict, split=split, check=check,
 )
