@@ -60,6 +60,7 @@ def test_small_run_passes_and_both_kernels_reject_the_control(tmp_path):
     assert v.passed and v.negative_control_rejected
     assert v.statistics["control_holm_p_nngp"] <= 0.01 and v.statistics["control_holm_p_ntk"] <= 0.01
     assert v.statistics["power_check_holm_p_nngp"] <= 0.01 and v.statistics["power_check_holm_p_ntk"] <= 0.01
+    assert v.statistics["power_check_rejected"]
     assert v.statistics["detectable_nngp"] < 0.03 and v.statistics["detectable_ntk"] < 0.03
 
 

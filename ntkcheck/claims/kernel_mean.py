@@ -36,8 +36,8 @@ sigma_b^2)/n + sigma_b^2 -> sigma_b^2`` and likewise ``E[Theta_hat] -> sigma_b^2
 the readout bias stays O(1)): the intercept is ``a = sigma_b^2 / sqrt(K_ii K_jj) - 1``, not
 0.  Each kernel's family (NNGP and NTK separately, Holm at ``false_fail_rate``) must
 reject.  Power check (not a setting where the claim is false: the claim's own samples
-re-scored): the same fits against ``POWER_FACTOR x`` the analytic kernels must be rejected
-by each kernel's family too.
+re-scored): the same fits against ``POWER_FACTOR x`` the analytic kernels, reported (statistics
+``power_check_*``) beside the control, not part of ``negative_control_rejected``.
 
 Convergence figure (descriptive, not part of the verdict): per cell and kernel, the
 off-diagonal entry with the largest fitted bias, ``|d_n|`` vs width with 95 % intervals,
@@ -266,6 +266,7 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
              **{f"control_holm_p_{q}": f.pvalue for q, f in control_families.items()},
              **{f"power_check_max_abs_z_{q}": float(np.abs(zp[ks]).max()) for q, ks in by_q.items() if ks},
              **{f"power_check_holm_p_{q}": f.pvalue for q, f in power_families.items()},
+             "power_check_rejected": power,
              **{f"power_check_rejected[{a}]": r for a, r in arch_power.items()},
              **{f"max_abs_z[{a}]": float(np.abs([t.statistic for e, t in zip(entries, tests)
                                                   if e["architecture"] == a]).max()) for a in archs}}
@@ -295,9 +296,9 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
                     f"with probability >= {1 - FALSE_PASS_RATE:g} (Bonferroni level {alpha:.2g} per entry)"),
         negative_control=("the MLP cells in mean-field parameterization (readout sigma_w/n: E[f f'] and "
                           "E[Theta_hat] tend to sigma_b^2, not to the NTK parameterization's K and Theta) must be "
-                          "rejected by the NNGP and by the NTK tests; power check: the analytic kernels x "
-                          f"{POWER_FACTOR} (a relative error of {POWER_FACTOR - 1:.2g}) must be rejected by both too"),
-        negative_control_rejected=bool(control and power), convergence=tuple(_convergence(entries, tests)),
+                          "rejected by the NNGP and by the NTK tests (the power check against the analytic "
+                          f"kernels x {POWER_FACTOR}, the claim's samples re-scored, is reported beside it)"),
+        negative_control_rejected=bool(control), convergence=tuple(_convergence(entries, tests)),
         table=table)
 
 

@@ -36,8 +36,8 @@ control_max_width`` (with ``control_networks`` networks) f is far from Gaussian 
 kurtosis is O(L/n), e.g. ``3((1 + 5/n)^L - 1)`` for ReLU without biases), so the Gaussianity
 test against N(0, K) must reject in every cell.  Power check (the claim's own large-width
 samples re-scored, not a setting where the claim is false): the covariance test against the
-NNGP of the network with ``sigma_w x power_sigma_w_factor`` (rows ``covariance_control``)
-must reject in every cell.
+NNGP of the network with ``sigma_w x power_sigma_w_factor`` (rows ``covariance_control``),
+reported beside the control (``power_check_*``), not part of ``negative_control_rejected``.
 """
 from __future__ import annotations
 
@@ -253,8 +253,7 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
     power_cov = bool(len(cov_power)) and bool((cov_power.value <= test_rate).all())
     passed = bool(all(f.passed for f in fits.values()) and family.passed)
     archs = sorted({k[0] for k in fits}, key=architectures.ARCHITECTURES.index)
-    arch_control = {a: bool(((gauss_small.architecture == a) & (gauss_small.value <= test_rate)).any()
-                            and ((cov_power.architecture == a) & (cov_power.value <= test_rate)).any())
+    arch_control = {a: bool(((gauss_small.architecture == a) & (gauss_small.value <= test_rate)).any())
                     for a in archs}
     stats = {**{f"exponent[{architectures.stat_name(k)}]": f.exponent for k, f in fits.items()},
              "exponent_ci_min": min(f.ci_low for f in fits.values()),
@@ -269,7 +268,7 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
              "max_rb_covariance_abs_t": float(rb.t.abs().max()) if len(rb) else math.nan,
              "control_max_width": int(small.width.max()),
              "control_gaussianity_max_p": float(gauss_small.value.max()),
-             "power_check_covariance_max_p": float(cov_power.value.max()),
+             "power_check_covariance_max_p": float(cov_power.value.max()), "power_check_rejected": power_cov,
              **{f"min_large_width[{a}]": int(large[large.architecture == a].width.min()) for a in archs},
              **{f"max_rb_covariance_detectable[{a}]": float(rb_detect[(rb.architecture == a).to_numpy()].max())
                 for a in archs if (rb.architecture == a).any()}}
@@ -280,7 +279,7 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
                f"{stats['control_max_width']} {'rejected' if control_small else 'NOT rejected'} "
                f"(max p = {stats['control_gaussianity_max_p']:.2g}); power check: covariance against "
                f"the NNGP of a wrong sigma_w {'rejected' if power_cov else 'NOT rejected'} (max p = {stats['power_check_covariance_max_p']:.2g}); "
-               f"architectures {', '.join(archs)} (control and power check rejected in "
+               f"architectures {', '.join(archs)} (control rejected in "
                + (", ".join(a for a in archs if arch_control[a]) or "none") + ")")
     return Verdict(
         claim="nngp-gaussian", passed=passed, summary=summary, statistics=stats,
@@ -293,9 +292,9 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
                     f"error above {stats['max_covariance_detectable']:.2g} (from f f^T) or "
                     f"{stats['max_rb_covariance_detectable']:.2g} in any entry (readout kernel, prob >= 0.999)"),
         negative_control=(f"widths <= {stats['control_max_width']} (f visibly non-Gaussian, excess kurtosis O(L/n)): "
-                          "the Gaussianity test must reject in every cell; power check (the large-width samples "
-                          "re-scored): the covariance test against the NNGP with a wrong sigma_w must reject too"),
-        negative_control_rejected=bool(control_small and power_cov), convergence=tuple(series),
+                          "the Gaussianity test must reject in every cell (the power check, the large-width samples' "
+                          "covariance against the NNGP of a wrong sigma_w, is reported beside it)"),
+        negative_control_rejected=bool(control_small), convergence=tuple(series),
         table=pd.DataFrame(table))
 
 
