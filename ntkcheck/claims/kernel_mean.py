@@ -124,8 +124,7 @@ def _split_one(grid: dict) -> list[tuple[str, dict]]:
     n_chunks = grid["n_networks"] // grid["chunk"]
     claim = claim_grid(grid)
     return [pair for n in grid["width"] for pair in split_cells(
-        {**claim, "width": [n], "n_networks": n_chunks * chunk_size(grid, n), "chunk": chunk_size(grid, n)})
-            ]
+        {**claim, "width": [n], "n_networks": n_chunks * chunk_size(grid, n), "chunk": chunk_size(grid, n)})]
 
 
 def _control_split(grid: dict) -> list[tuple[str, dict]]:
