@@ -59,7 +59,7 @@ def test_runner_reports_the_running_claim_and_metadata_has_no_machine_paths(tmp_
     study = make_study("quick", claims=["kernel-mean"], seed=1, out=tmp_path / "out", overrides={"kernel-mean": TINY})
     run_study(study, jobs=1, command=["/usr/bin/ntkcheck", "verify", "--out", str(tmp_path / "out")],
               progress=lambda *a: calls.append(a))
-    assert calls[0] == (0, 4, "kernel-mean") and calls[-1] == (4, 4, None)
+    assert calls[0] == (0, 7, "kernel-mean") and calls[-1] == (7, 7, None)   # 4 claim + 3 control tasks
     meta = json.loads((tmp_path / "out" / "metadata.json").read_text())
     assert meta["runs"][-1]["command"] == ["ntkcheck", "verify", "--out", "out"]
     assert str(tmp_path) not in json.dumps(meta)

@@ -252,7 +252,7 @@ def test_nngp_gaussian_cnn_cell_passes_against_its_own_kernel(nngp_cnn_rows):
     assert set(nngp_cnn_rows.architecture) == {"cnn-gap"}
     v = get_claim("nngp-gaussian").verdict(nngp_cnn_rows)
     assert v.verified, v.summary
-    assert "architectures cnn-gap (both controls rejected in cnn-gap)" in v.summary
+    assert "architectures cnn-gap (control rejected in cnn-gap)" in v.summary
     assert v.statistics["max_rb_covariance_detectable[cnn-gap]"] < 0.05
 
 
@@ -297,7 +297,7 @@ def test_ntk_init_convergence_tiny_run(conv_rows):
     v = get_claim("ntk-init-convergence").verdict(conv_rows)
     assert v.passed, v.summary
     assert v.statistics["n_dense_tests"] == 1
-    assert v.convergence[0].control is not None
+    assert v.convergence[-1].label.startswith("negative control")
 
 
 def test_ntk_init_convergence_fails_without_convergence(conv_rows):
@@ -314,11 +314,11 @@ def conv_arch_rows():
 
 
 def test_ntk_init_convergence_architecture_cells(conv_arch_rows):
-    """The quick CNN and residual cells: dense sampler only, pass, their x1.3 control rejected."""
-    assert set(conv_arch_rows.method) == {"dense"}
+    """The quick CNN and residual cells: dense sampler only, pass, their x1.3 power check rejected."""
+    assert set(conv_arch_rows.method[conv_arch_rows.role.ne("control")]) == {"dense"}
     v = get_claim("ntk-init-convergence").verdict(conv_arch_rows)
     assert v.verified, v.summary
-    assert "(control rejected in cnn-gap, cnn-flatten, resnet)" in v.summary
+    assert "(power check rejected in cnn-gap, cnn-flatten, resnet)" in v.summary
     assert v.statistics["n_dense_tests"] == 0
 
 
@@ -493,3 +493,61 @@ def test_ntk_finite_width_control_is_rejected_with_certainty(budget):
     v = claim.verdict(pd.DataFrame(rows))
     assert v.verified, v.summary
     assert v.statistics["control_miss_bound"] <= 1e-4
+
+
+# --- real negative controls of the claims at initialization ------------------------------------
+
+def test_ntk_init_convergence_fixed_beta_control_fails_the_rate_test(conv_rows):
+    """Depth growing with width at L/n = 1/8 (Hanin & Nica 2019): the error plateaus, so the
+    claim's rate test rejects -1/2 there; the true rows pass."""
+    v = get_claim("ntk-init-convergence").verdict(conv_rows)
+    assert v.verified, v.summary
+    assert v.statistics["control_ci_low"] > -0.5, v.summary          # the interval excludes -1/2
+    assert "fixed-L/n control exponent" in v.summary and v.convergence[-1].label.startswith("negative control")
+    assert set(conv_rows[conv_rows.role.eq("control")].depth) == {2, 4, 8, 16, 32}
+
+
+def test_ntk_init_convergence_control_planted_to_converge_is_not_rejected(conv_rows):
+    """Control errors rescaled to fall exactly like n^-1/2 pass the rate test: the control is missed."""
+    planted = conv_rows.copy()
+    hit = planted.role.eq("control") & (planted.quantity == "e2")
+    mean = planted[hit].groupby("width").value.mean()
+    planted.loc[hit, "value"] *= (mean.iloc[0] / mean.loc[planted.loc[hit, "width"]].to_numpy()
+                                  * 16 / planted.loc[hit, "width"])
+    v = get_claim("ntk-init-convergence").verdict(planted)
+    assert v.passed and not v.negative_control_rejected, v.summary
+    assert v.statistics["control_exponent"] == pytest.approx(-0.5)
+    assert not get_claim("ntk-init-convergence").verdict(conv_rows[conv_rows.role.ne("control")]).negative_control_rejected
+
+
+def test_ntk_init_convergence_control_grid_checks():
+    claim = get_claim("ntk-init-convergence")
+    for key, value, named in [("control_width", [16, 32], "control_width"),
+                              ("control_width", [12, 32, 64], "control_width"),      # L = 1.5 at n = 12
+                              ("control_beta", 0.0, "control_beta"),
+                              ("control_n_networks", 90, "block")]:                   # not a multiple of block
+        with pytest.raises(GridError) as err:
+            claim.check(claim.grid("quick", {key: value}))
+        assert err.value.key == named
+
+
+def test_nngp_gaussian_names_its_real_control_and_the_power_check():
+    """The small-width Gaussianity rejection is the control (missed: negative_control_rejected
+    False); the wrong-sigma_w covariance is a power check, reported beside it."""
+    verdict = get_claim("nngp-gaussian").verdict
+    rows = _synthetic_nngp_rows(-1.0)
+    v = verdict(rows)
+    assert v.verified, v.summary
+    assert v.negative_control.startswith("widths <= 4 (f visibly non-Gaussian")
+    assert "control: Gaussianity at width <= 4 rejected" in v.summary
+    assert "power check: covariance against the NNGP of a wrong sigma_w rejected" in v.summary
+    assert v.statistics["power_check_rejected"] and "power_check_covariance_max_p" in v.statistics
+    missed = rows.copy()
+    missed.loc[(missed.quantity == "gaussianity") & (missed.role == "control"), "value"] = 0.5
+    v = verdict(missed)
+    assert v.passed and not v.negative_control_rejected, v.summary
+    weak = rows.copy()
+    weak.loc[weak.quantity == "covariance_control", "value"] = 0.5
+    v = verdict(weak)
+    assert v.verified and not v.statistics["power_check_rejected"], v.summary
+    assert "wrong sigma_w NOT rejected" in v.summary

@@ -3,7 +3,7 @@ ntk-init-convergence, ntk-finite-width): the network of a grid cell, grid checks
 from __future__ import annotations
 
 from ..spec import MLP
-from . import GridError, grid_cells
+from . import GridError, architectures, grid_cells
 
 #: two-sided 95 % normal quantile, for the plotted intervals
 Z95 = 1.959963984540054
@@ -16,9 +16,21 @@ def cell_spec(p: dict, sigma_w_factor: float = 1.0) -> MLP:
                sigma_w=p["sigma_w"] * sigma_w_factor, sigma_b=p["sigma_b"])
 
 
+def claim_grid(grid: dict) -> dict:
+    """``grid`` without the negative control's widths ``control_width`` (a list, which would
+    otherwise be swept as an axis of the claim's cells)."""
+    return {k: v for k, v in grid.items() if k != "control_width"}
+
+
+def mlp_grid(grid: dict) -> dict:
+    """The MLP sub-grid of ``grid`` (:func:`ntkcheck.claims.architectures.expand`), whatever
+    architectures it sweeps: the negative controls' networks are MLPs."""
+    return architectures.expand({**grid, "architecture": ["mlp"]})[0]
+
+
 def check_cells(grid: dict) -> None:
     """GridError unless every cell of ``grid`` makes a valid network."""
-    for cell in grid_cells(grid):
+    for cell in grid_cells(claim_grid(grid)):
         try:
             cell_spec(cell)
         except ValueError as err:
