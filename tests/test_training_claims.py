@@ -120,9 +120,11 @@ def test_loss_decay_robust_to_a_mode_starting_near_zero(quick_data):
     hit = ((df["quantity"] == "rate_error") & (df["parameterization"] == "ntk") & (df["width"] == df["width"].max())
            & (df["network"] == 0) & (df["mode"] == 1))
     df.loc[hit, "value"] = 0.25
-    v = get_claim("loss-decay").verdict(df)
+    # the robustness is the statistic's (a geometric mean), tested at level 0.01: at the default
+    # level the quick budget's three widths leave intervals too wide to tell (stated detectable)
+    v = get_claim("loss-decay").verdict(df, false_fail_rate=0.01)
     assert v.passed, v.summary
-    assert not get_claim("loss-decay").verdict(_shift_exponent(df, ["rate_error"], 0.5)).passed
+    assert not get_claim("loss-decay").verdict(_shift_exponent(df, ["rate_error"], 0.5), false_fail_rate=0.01).passed
 
 
 @pytest.mark.parametrize("claim", ["linearization", "loss-decay"])
@@ -158,10 +160,17 @@ def test_lazy_kernel_has_a_cnn_cell(quick_data):
                                           ("weight_change_layer1", 0.5), ("weight_change_layer2", -0.5)])
 def test_lazy_kernel_cnn_rate_off_fails(quantity, by, quick_data):
     """The CNN cell alone planted with a wrong exponent (the kernel's sharp -1 as -1/2 or -3/2,
-    a weight exponent off by 1/2 either way) fails the verdict."""
-    v = get_claim("lazy-kernel").verdict(_shift_exponent(quick_data["lazy-kernel"], [quantity], by,
-                                                         architecture="cnn-gap"))
+    a weight exponent off by 1/2 either way) fails the verdict at level 0.01.  At the default
+    (family-share) level the quick CNN cell's fits (three widths, the sharp one two) detect
+    less, and the verdict says so: its stated detectable is then above 1/2."""
+    planted = _shift_exponent(quick_data["lazy-kernel"], [quantity], by, architecture="cnn-gap")
+    v = get_claim("lazy-kernel").verdict(planted, false_fail_rate=0.01)
     assert not v.passed, v.summary
+    default = get_claim("lazy-kernel").verdict(quick_data["lazy-kernel"])
+    cell = default.table[(default.table["architecture"] == "cnn-gap") & (default.table["quantity"] == quantity)
+                         & (default.table["parameterization"] == "ntk") & (default.table["kind"] != "reported")]
+    # an error beyond the default level's stated detectable must fail there too
+    assert not get_claim("lazy-kernel").verdict(planted).passed or cell["detectable"].max() > abs(by)
 
 
 def test_lazy_kernel_cnn_control_counts(quick_data):
@@ -169,7 +178,7 @@ def test_lazy_kernel_cnn_control_counts(quick_data):
     -1) CNN control makes it not rejected, while the claim still passes."""
     df = _shift_exponent(quick_data["lazy-kernel"], ["kernel_change"], -1.0, parameterization="mean_field",
                          architecture="cnn-gap")
-    v = get_claim("lazy-kernel").verdict(df)
+    v = get_claim("lazy-kernel").verdict(df, false_fail_rate=0.01)   # (see test_lazy_kernel_cnn_rate_off_fails)
     assert v.passed and not v.negative_control_rejected, v.summary
 
 

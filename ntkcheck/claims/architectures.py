@@ -248,7 +248,9 @@ def reference_check(df, kernels: tuple[str, ...] = ("nngp", "ntk")) -> Reference
     column where they carry it (per ``quantity``, ``i``, ``j``), else the kernels computed once
     from the cell's parameters.  Rows without ``n_inputs``/``d_in``/``parameterization``
     take :data:`INPUTS_BEFORE`."""
-    cells = df[df["architecture"] != "mlp"]
+    cells = df[df["architecture"] != "mlp"] if "architecture" in df else df.iloc[:0]
+    if not len(cells):          # MLP cells only: nothing to compare
+        return ReferenceCheck((), (), (), 0.0)
     cells = cells.assign(**{k: cells[k].astype(object).fillna(v) if k in cells else v
                             for k, v in INPUTS_BEFORE.items()})
     refs = references()
