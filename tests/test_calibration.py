@@ -11,7 +11,8 @@ from ntkcheck import calibration
 from ntkcheck.calibration import binomial_pvalue, clopper_pearson, run_calibration, summarize
 from ntkcheck.cli import main
 
-TINY = {"kernel-mean": {"architecture": ["mlp"], "width": [8, 16], "activation": ["relu"], "n_networks": 40, "chunk": 20}}
+TINY = {"kernel-mean": {"architecture": ["mlp"], "width": [8, 16], "activation": ["relu"], "n_networks": 40, "chunk": 20,
+                        "control_n_networks": 0}}
 
 
 def calibrate(out, seeds=3, **kw):

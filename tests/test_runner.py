@@ -20,7 +20,8 @@ from ntkcheck.store import format_value
 from ntkcheck.studies import make_study
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"architecture": ["mlp"], "width": [8, 16], "activation": ["relu"], "n_networks": 40, "chunk": 10}
+TINY = {"architecture": ["mlp"], "width": [8, 16], "activation": ["relu"], "n_networks": 40, "chunk": 10,
+        "control_n_networks": 0}     # the machinery, not the claim: no control tasks
 
 
 def tiny_study(out, **grid):
@@ -122,7 +123,8 @@ def test_resume_after_sigkill(tmp_path):
     study_file = tmp_path / "study.toml"
     study_file.write_text(
         'budget = "quick"\nseed = 7\nclaims = ["kernel-mean"]\n[grid.kernel-mean]\n'
-        'architecture = ["mlp"]\nwidth = [96, 128]\nn_networks = 240\nchunk = 40\nactivation = ["relu", "erf"]\n')
+        'architecture = ["mlp"]\nwidth = [96, 128]\nn_networks = 240\nchunk = 40\nactivation = ["relu", "erf"]\n'
+        'control_n_networks = 0\n')
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "ntkcheck", "run", str(study_file), "--jobs", "1", "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -86,7 +86,7 @@ def test_a_network_too_large_for_the_machine_is_refused_before_it_is_built(tmp_p
 
 @pytest.mark.parametrize("claim, key, value", [("kernel-mean", "sigma_w", "0"), ("kernel-mean", "sigma_w", "0.0"),
                                                 ("kernel-mean", "sigma_w", "-0.0"),
-                                                ("nngp-gaussian", "control_sigma_w_factor", "0")])
+                                                ("nngp-gaussian", "power_sigma_w_factor", "0")])
 def test_zero_sigma_w_is_refused_naming_the_key(tmp_path, claim, key, value):
     with pytest.raises(StudyError, match=rf":2: grid\.{claim}\.{key}: must be > 0, got 0\.0"):
         load_study(write(tmp_path, f'[grid.{claim}]\n{key} = {value}\n'))
