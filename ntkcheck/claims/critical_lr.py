@@ -313,7 +313,7 @@ def figure(df, verdict: Verdict, path) -> None:
         top.set_yscale("log")
         top.set_title(", ".join(f"{k} {v}" for k, v in zip(CELL, key)))
         bottom.scatter(g["c"], g["c"], s=12, color="gray", label="t = 0")
-        bottom.scatter(g["c"], g["c_final"], s=12, color="C2", label=f"t = T")
+        bottom.scatter(g["c"], g["c_final"], s=12, color="C2", label="t = T")
         bottom.axhline(1, color="black", lw=0.8, ls="--", label="$\\eta\\lambda_{max} = 2N$")
         bottom.set_yscale("log")
         bottom.set_xlabel("$c = \\eta / \\eta_{crit}$ (own $\\hat\\Theta_0$)")
