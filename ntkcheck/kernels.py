@@ -24,35 +24,15 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-
 import numpy as np
+
+from .states import KernelState, refuse_overflow
+from .states import check_inputs  # noqa: F401 -- its public name here
+from .stax.network import flat_chain, spatial_kernels
 
 #: Side of the square tiles the output kernels are computed in: 3 arrays of a
 #: tile (~1.5 MB) stay in cache through all layers.
 TILE = 160
-
-
-@dataclass(frozen=True)
-class KernelState:
-    """Kernels between the rows of X1 and X2 at one point of the network.
-
-    ``nngp`` and ``ntk`` are (N1, N2); ``diag1``/``diag2`` are the NNGP
-    variances of X1 and X2 (N1,), (N2,), which the activation step needs.
-    A state with 1-D ``nngp`` (N,) holds the entries (x_i, x_i) only: then
-    ``diag1`` and ``diag2`` are (N,) and pair entrywise.
-    """
-
-    nngp: np.ndarray
-    ntk: np.ndarray
-    diag1: np.ndarray
-    diag2: np.ndarray
-
-    def variances(self) -> tuple[np.ndarray, np.ndarray]:
-        """(k11, k22) broadcastable against ``nngp``."""
-        if np.ndim(self.nngp) == 1:
-            return self.diag1, self.diag2
-        return self.diag1[:, None], self.diag2[None, :]
 
 
 def input_state(X1: np.ndarray, X2: np.ndarray | None) -> KernelState:
@@ -108,24 +88,6 @@ def _diagonal(steps, d: np.ndarray, ntk: bool = True) -> list[np.ndarray]:
     return out
 
 
-def refuse_overflow(values, layer, k: int, n: int) -> None:
-    """An OverflowError naming the first of ``values``, pairs (name, array) of kernels or sampled
-    quantities, with an entry that is not finite, and where: the ``layer`` that is affine layer
-    ``k`` of the network's ``n`` Dense and Conv layers (counted depth first), or a parameter-free
-    ``layer`` after affine layer ``k``.  On finite inputs float64 gives NaN only by way of an inf
-    (inf - inf, 0 * inf), so an entry that is not finite means the range was exceeded."""
-    for name, v in values:
-        if not np.all(np.isfinite(v)):
-            if layer.affine:
-                at = f"{type(layer).__name__.lower()} layer {k} of {n}"
-            elif k:
-                at = f"{layer!r} after affine layer {k} of {n}"
-            else:
-                at = f"{layer!r} before affine layer 1 of {n}"
-            raise OverflowError(f"the {name} exceeds float64 range at {at}; "
-                                "reduce sigma_w (W_std), the depth or the input scale")
-
-
 def _recursion(state: KernelState, steps, same: bool, diags):
     """Yield (layer, state) after every step, starting from the input state."""
     for (layer, fan), diag in zip(steps, diags):
@@ -138,7 +100,6 @@ def _prepare(spec, X1, X2, ntk: bool = True):
     ``ntk`` False: the NTK is not needed (its overflow is not refused)."""
     net = network(spec)
     X1, X2 = spec.check_inputs(X1, X2)
-    from .stax import flat_chain      # ntkcheck.stax builds on this module, hence the late import
     layers = flat_chain(net) if X1.ndim == 2 else None
     if layers is None:
         return net, X1, X2, None, None, None, None, None
@@ -197,7 +158,6 @@ def _output_kernels(spec, X1, X2, need_ntk: bool) -> KernelState:
     range (it is then not finite, and only the NNGP may be used)."""
     net, X1, X2, steps, state, same, diags, out_diag = _prepare(spec, X1, X2, need_ntk)
     if steps is None:
-        from .stax import spatial_kernels
         return spatial_kernels(net, X1, X2, _threads())
     n1, n2 = state.nngp.shape
     closed = all(layer.affine or layer.act.closed_form for layer, _ in steps)
@@ -241,29 +201,3 @@ def nngp_kernel(spec, X1, X2=None) -> np.ndarray:
 def ntk_kernel(spec, X1, X2=None) -> np.ndarray:
     """The neural tangent kernel Theta^{L+1}(X1, X2) (Jacot et al. 2018, Thm 1)."""
     return output_kernels(spec, X1, X2).ntk
-
-
-def check_inputs(X1, X2=None, names=("X1", "X2")) -> tuple[np.ndarray, np.ndarray | None]:
-    """Validate inputs: finite float arrays of shape (N, d), equal d. Raises ValueError
-    naming the argument (``names``)."""
-    X1 = _as_inputs(X1, names[0])
-    if X2 is not None:
-        X2 = _as_inputs(X2, names[1])
-        if X2.shape[1] != X1.shape[1]:
-            raise ValueError(f"X1 and X2 must have the same input dimension, got {X1.shape[1]} and {X2.shape[1]}")
-    return X1, X2
-
-
-def _as_inputs(X, name: str) -> np.ndarray:
-    try:
-        raw = np.asarray(X)
-        arr = None if raw.dtype.kind == "c" else np.asarray(raw, dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a numeric array of shape (N, d)") from None
-    if arr is None:   # a cast to float would silently drop the imaginary part
-        raise ValueError(f"{name} must be real, got complex values")
-    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError(f"{name} must have shape (N, d) with N, d >= 1, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return arr

@@ -1,0 +1,125 @@
+"""Combinators: ``serial``, ``parallel`` and ``Identity``, and the overflow check after every step."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..states import SpatialState, refuse_overflow
+from .layer import Layer, _check_layers, _is_branches
+
+
+@dataclass(frozen=True)
+class Identity(Layer):
+    """The identity map, as ``stax.Identity`` (the skip branch of a residual block)."""
+
+    def kernel(self, state):
+        return state
+
+    def out_shape(self, shape):
+        return shape
+
+    def forward(self, params, x):
+        return x, None
+
+    def backward(self, params, cache, g):
+        return g, 0.0
+
+
+@dataclass(frozen=True)
+class Parallel(Layer):
+    """Layer i on branch i, as ``stax.parallel``."""
+
+    exact_refusal = ("the conditional sampler conditions each affine layer on the span of its inputs, and a "
+                     "sum of branches reads a layer's input again after it (the skip connection) -- that "
+                     "conditioning is not built")
+
+    layers: tuple[Layer, ...]
+
+    def kernel(self, state):
+        if not isinstance(state, tuple) or len(state) != len(self.layers):
+            got = len(state) if isinstance(state, tuple) else 1
+            self._fail(f"has {len(self.layers)} layers but got {got} branches")
+        out, seen = [], _seen(state[0])
+        for layer, s in zip(self.layers, state):     # affine layers counted depth first, branch by branch
+            s = _checked(layer, replace(s, affine_seen=seen) if isinstance(s, SpatialState) else s)
+            out.append(s)
+            seen = _seen(s)
+        return tuple(out)
+
+    def init(self, rngs, shape, dtype=np.float64):
+        if not _is_branches(shape) or len(shape) != len(self.layers):
+            got = len(shape) if _is_branches(shape) else 1
+            self._fail(f"has {len(self.layers)} layers but got {got} branches")
+        parts = [layer.init(rngs, s, dtype) for layer, s in zip(self.layers, shape)]
+        return tuple(p for p, _ in parts), tuple(o for _, o in parts)
+
+    def forward(self, params, x):
+        parts = [layer.forward(p, xi) for layer, p, xi in zip(self.layers, params, x)]
+        return tuple(y for y, _ in parts), tuple(c for _, c in parts)
+
+    def backward(self, params, cache, g):
+        parts = [layer.backward(p, c, gi) for layer, p, c, gi in zip(self.layers, params, cache, g)]
+        return tuple(gi for gi, _ in parts), sum(t for _, t in parts)
+
+
+@dataclass(frozen=True)
+class Serial(Layer):
+    """Layers applied in order, as ``stax.serial``; a network is a Serial (or any layer)."""
+
+    layers: tuple[Layer, ...]
+
+    def kernel(self, state):
+        for layer in self.layers:
+            state = _checked(layer, state)
+        return state
+
+    def chain(self):
+        parts = [layer.chain() for layer in self.layers]
+        return None if any(p is None for p in parts) else sum(parts, ())
+
+    def init(self, rngs, shape, dtype=np.float64):
+        params = []
+        for layer in self.layers:
+            p, shape = layer.init(rngs, shape, dtype)
+            params.append(p)
+        return tuple(params), shape
+
+    def forward(self, params, x):
+        caches = []
+        for layer, p in zip(self.layers, params):
+            x, c = layer.forward(p, x)
+            caches.append(c)
+        return x, caches
+
+    def backward(self, params, cache, g):
+        ntk = 0.0
+        for layer, p, c in zip(self.layers[::-1], params[::-1], cache[::-1]):
+            g, t = layer.backward(p, c, g)
+            ntk = ntk + t
+        return g, ntk
+
+
+def serial(*layers: Layer) -> Serial:
+    return Serial(_check_layers("serial", layers))
+
+
+def parallel(*layers: Layer) -> Parallel:
+    return Parallel(_check_layers("parallel", layers))
+
+
+def _seen(state) -> int:
+    """The affine layers behind a state or behind the last of branches."""
+    return max(map(_seen, state)) if isinstance(state, tuple) else state.affine_seen
+
+
+def _checked(layer: Layer, state):
+    """``layer.kernel(state)``, refused with an OverflowError naming the layer and the kernel
+    where an entry exceeds float64 range (a NaN only ever comes from such an entry)."""
+    out = layer.kernel(state)
+    if not isinstance(layer, (Serial, Parallel)):      # their layers are checked one by one
+        for s in out if isinstance(out, tuple) else (out,):
+            nngp = [("NNGP kernel", x) for x in (s.cov1, s.cov2, s.nngp) if x is not None]
+            refuse_overflow(nngp + [("NTK kernel", s.ntk)], layer, s.affine_seen, s.n_affine)
+    return out
+

@@ -1,0 +1,172 @@
+"""The layer protocol, the spatial input state and the argument checks every layer shares."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ..states import SpatialState, check_inputs
+
+
+PADDINGS = ("VALID", "SAME", "CIRCULAR")
+
+
+_LETTERS = "abcdefghijklm"
+
+
+def input_state(X1: np.ndarray, X2: np.ndarray | None) -> SpatialState:
+    """The input kernel x . x' / C over channels, for every pair of positions (Theta = 0)."""
+    k = X1.ndim - 2
+    sp1, sp2 = _LETTERS[:k], _LETTERS[k:2 * k]
+    pairs = "".join(a + b for a, b in zip(sp1, sp2))
+    C = X1.shape[-1]
+    gram = np.einsum(f"n{sp1}z,N{sp2}z->nN{pairs}", X1, X1 if X2 is None else X2, optimize=True) / C
+    cov = lambda X: np.einsum(f"n{sp1}z,n{sp2}z->n{pairs}", X, X, optimize=True) / C  # noqa: E731
+    return SpatialState(gram, np.zeros_like(gram), cov(X1), None if X2 is None else cov(X2),
+                        X1.shape[1:], is_gaussian=False, fresh=False)
+
+
+class Layer:
+    """A layer of a network.  ``kernel(state)`` is its step of the infinite-width recursion;
+    branching layers take and return tuples of states.
+
+    Finite networks, M at once (see :func:`init_params`, :func:`apply`):
+    ``init(rngs, shape, dtype) -> (params, out_shape)`` draws the parameters of network i from
+    ``rngs[i]`` for one input of ``shape`` (positions..., channels); ``forward(params, x) ->
+    (y, cache)`` maps x (M or 1, N, *shape) to y (M, N, *out_shape); ``backward(params, cache, g)
+    -> (g_in, ntk)`` maps cotangents g (M, K, N, *out_shape) of K outputs to those of the input
+    and returns the layer's parameters' share of sum_k Theta_hat_k, (M, N, N), or 0.0.
+    Branching layers take and return tuples of shapes, arrays and cotangents."""
+
+    def kernel(self, state):
+        raise NotImplementedError
+
+    def out_shape(self, shape):
+        """The shape of one input after the layer, for a parameter-free layer."""
+        raise NotImplementedError
+
+    def init(self, rngs, shape, dtype=np.float64):
+        return (), self.out_shape(shape)
+
+    #: Dense and Conv: the layers :func:`with_width` scales and kernel overflow checks count.
+    affine = False
+    #: Why the exact conditional sampler cannot run this layer (None: it can).
+    exact_refusal: str | None = None
+
+    def network(self) -> "Layer":
+        """The network of layers (itself; an :class:`ntkcheck.MLP` builds one)."""
+        return self
+
+    def check_inputs(self, X1, X2=None, names=("X1", "X2")):
+        """Inputs (N, d), (N, W, C) or (N, H, W, C), validated (see :func:`_check_inputs`)."""
+        return _check_inputs(X1, X2, names)
+
+    def chain(self) -> tuple["Layer", ...] | None:
+        """The layers in order when every one acts on inputs (N, d) entry by entry of the kernel
+        (Dense and nonlinearities: the flat recursion of :mod:`ntkcheck.kernels`, tiled), else None."""
+        return None
+
+    def _fail(self, msg: str):
+        raise ValueError(f"{self!r}: {msg}")
+
+    def _single(self, state) -> SpatialState:
+        if isinstance(state, tuple):
+            self._fail(f"got {len(state)} branches (FanOut without FanInSum); expected one input")
+        return state
+
+
+def _is_branches(shape) -> bool:
+    return isinstance(shape, tuple) and bool(shape) and isinstance(shape[0], tuple)
+
+
+def _single_shape(layer, shape):
+    if _is_branches(shape):
+        layer._fail(f"got {len(shape)} branches (FanOut without FanInSum); expected one input")
+    return shape
+
+
+def _variances(cov: np.ndarray, k: int) -> np.ndarray:
+    """K(x,i; x,i) from (N, L1, L1, L2, L2, ...): the diagonal of every position pair."""
+    sp = _LETTERS[:k]
+    return np.einsum(f"n{''.join(c + c for c in sp)}->n{sp}", cov)
+
+
+def _spread(var: np.ndarray, k: int, which: int, nb: int) -> np.ndarray:
+    """Variances (N, L1, ..., Lk) broadcast against kernels with ``nb`` batch axes, as the
+    first (which=0) or second (which=1) member of each pair (and of the batch pair)."""
+    shape = [1] * (nb + 2 * k)
+    if nb == 2:
+        shape[which] = var.shape[0]
+    else:
+        shape[0] = var.shape[0]
+    for d in range(k):
+        shape[nb + 2 * d + which] = var.shape[1 + d]
+    return var.reshape(shape)
+
+
+def _check_spatial(layer, shape, k):
+    if len(shape) - 1 != k:
+        layer._fail(f"acts on {k} spatial axes but its input has shape {shape} "
+                    f"({len(shape) - 1} spatial axes, channels last)")
+
+
+def _check_window(layer, name):
+    """Window (filter) shape and strides as int tuples (strides default to 1), padding upper case."""
+    window = _int_tuple(layer, name, getattr(layer, name))
+    object.__setattr__(layer, name, window)
+    strides = (1,) * len(window) if layer.strides is None else layer.strides
+    object.__setattr__(layer, "strides", _int_tuple(layer, "strides", strides, len(window)))
+    _check_padding(layer)
+
+
+def _check_padding(layer):
+    if not isinstance(layer.padding, str) or layer.padding.upper() not in PADDINGS:
+        raise ValueError(f"{type(layer).__name__}: padding must be one of {PADDINGS}, got {layer.padding!r}")
+    object.__setattr__(layer, "padding", layer.padding.upper())
+
+
+def _check_positive_int(layer, name, value):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{type(layer).__name__}: {name} must be an integer >= 1, got {value!r}")
+
+
+def _int_tuple(layer, name, value, length=None):
+    value = (value,) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
+    try:
+        out = tuple(value)
+    except TypeError:
+        out = None
+    if (not out or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in out)
+            or (length is not None and len(out) != length)):
+        want = f"{length} " if length is not None else ""
+        raise ValueError(f"{type(layer).__name__}: {name} must be a tuple of {want}integers >= 1, got {value!r}")
+    return tuple(int(v) for v in out)
+
+
+def _check_layers(name, layers):
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise ValueError(f"{name}: argument {i} must be a layer, got {type(layer).__name__} {layer!r:.40}")
+    return tuple(layers)
+
+
+def _check_inputs(X1, X2, names=("X1", "X2")):
+    """Inputs (N, d), (N, W, C) or (N, H, W, C) with the same shape per input; the values are
+    checked (numeric, real, finite) by :func:`ntkcheck.kernels.check_inputs` on flattened rows."""
+    shapes = []
+    for X, name in ((X1, names[0]), (X2, names[1])):
+        if X is None:
+            continue
+        try:
+            shape = np.shape(X)
+        except ValueError:     # ragged nested sequences
+            shape = ()
+        if not 2 <= len(shape) <= 2 + len(_LETTERS) // 2 or min(shape) < 1:
+            raise ValueError(f"{name} must have shape (N, d), (N, W, C) or (N, H, W, C) with sizes >= 1, "
+                             f"got shape {shape}")
+        shapes.append(shape)
+    if len(shapes) == 2 and shapes[0][1:] != shapes[1][1:]:
+        raise ValueError(f"X1 and X2 must have the same shape per input, got {shapes[0][1:]} and {shapes[1][1:]}")
+    flat = check_inputs(*(None if X is None else np.reshape(X, (len(X), -1)) for X in (X1, X2)), names=names)
+    return tuple(None if F is None else F.reshape(shape) for F, shape in zip(flat, shapes + [None]))
+
