@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .branching import FanInSum, FanOut
+from .branching import FanInConcat, FanInSum, FanOut
 from .combinators import Parallel, Serial
 from .layer import Layer, _check_positive_int
-from .linear import Conv, Dense
+from .linear import Dense
 
 
 def layers(net: Layer):
@@ -58,7 +58,7 @@ def _width_flow(net: Layer) -> tuple[frozenset, frozenset, dict]:
 
 
 def _flow(layer, sources, path, fed):
-    if isinstance(layer, (Dense, Conv)):
+    if layer.affine:
         fed[path] = _single(layer, sources)
         return frozenset({path})
     if isinstance(layer, Serial):
@@ -72,7 +72,7 @@ def _flow(layer, sources, path, fed):
         return tuple(_flow(sub, s, path + (i,), fed) for i, (sub, s) in enumerate(zip(layer.layers, sources)))
     if isinstance(layer, FanOut):
         return (_single(layer, sources),) * layer.num
-    if isinstance(layer, FanInSum):
+    if isinstance(layer, (FanInSum, FanInConcat)):
         if not isinstance(sources, tuple):
             layer._fail("expected branches (after FanOut and parallel), got a single input")
         return frozenset().union(*sources)
