@@ -64,10 +64,12 @@ class LayerNorm(Layer):
             return 1 / np.sqrt(np.broadcast_to(v, (len(cov),) + state.spatial))
         s1 = scale(state.cov1)
         s2 = s1 if state.cov2 is None else scale(state.cov2)
+        # every kernel by the product of its two scales, so that K(x,i; x,i) and the variance of
+        # (x, i) stay equal to the bit (a correlation of exactly 1 where relu's dual is steepest)
         pair = _spread(s1, k, 0, 2) * _spread(s2, k, 1, 2)
-        cov2 = None if state.cov2 is None else state.cov2 * _spread(s2, k, 0, 1) * _spread(s2, k, 1, 1)
+        cov2 = None if state.cov2 is None else state.cov2 * (_spread(s2, k, 0, 1) * _spread(s2, k, 1, 1))
         return replace(state, nngp=state.nngp * pair, ntk=state.ntk * pair,
-                       cov1=state.cov1 * _spread(s1, k, 0, 1) * _spread(s1, k, 1, 1), cov2=cov2)
+                       cov1=state.cov1 * (_spread(s1, k, 0, 1) * _spread(s1, k, 1, 1)), cov2=cov2)
 
     def out_shape(self, shape):
         shape = _single_shape(self, shape)
