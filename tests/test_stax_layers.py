@@ -1,7 +1,10 @@
 """LayerNorm, FanInConcat, SumPool, GlobalSumPool, ConvTranspose and ConvLocal: the layerwise
 empirical NTK against a finite-difference Jacobian, the mean of sampled networks against the
-analytic kernels (Monte Carlo), widths, check_kernel / assert_kernel, and the refusals.
+analytic kernels (Monte Carlo), the exact sampler against dense sampling, widths,
+check_kernel / assert_kernel, and the refusals.
 (Their kernels equal neural-tangents': tests/test_references.py.)"""
+from functools import partial
+
 import numpy as np
 import pytest
 
@@ -9,9 +12,11 @@ from ntkcheck import sample_init
 from ntkcheck import stax as S
 from ntkcheck.check import kernel_test, sample_kernel
 from ntkcheck.kernels import ntk_kernel, output_kernels
+from ntkcheck.sampler import _exact_stax_chunk, _sample
 from ntkcheck.testing import assert_kernel
 from ntkcheck.train import stax_gradient_descent
 
+from test_sampler import _two_sample
 from test_stax_networks import fd_jacobian_gram
 
 TINY = {
@@ -85,6 +90,22 @@ def test_mean_empirical_ntk_of_sampled_networks_is_the_analytic_kernel(name):
     mean, se = sample.ntk.mean(axis=0)[iu], sample.ntk.std(axis=0, ddof=1)[iu] / np.sqrt(N_NETWORKS)
     assert np.all(np.abs(mean - truth[iu]) <= 4 * se + ALLOWANCE * np.abs(truth[iu])), (mean / truth[iu] - 1)
     assert np.max(se / np.abs(truth[iu])) < 0.03            # the test has power: 4 SE is below 12%
+
+
+def test_exact_sampler_equals_dense_on_transposed_convs_layer_norm_and_sum_pools():
+    """The conditional sampler runs ConvTranspose as a dense layer on the patches of its dilated
+    input, and LayerNorm and the sum pools as parameter-free layers (two-sample tests as
+    tests/test_sampler.py's)."""
+    net = S.serial(S.ConvTranspose(8, (3,), strides=(2,), b_std=0.3), S.Relu(), S.LayerNorm(),
+                   S.ConvTranspose(6, (2,), padding="SAME", W_std=1.3), S.Erf(), S.SumPool((2,)),
+                   S.Conv(6, (2,), b_std=0.2), S.Tanh(), S.GlobalSumPool(), S.Dense(2, b_std=0.1))
+    X = np.random.default_rng(0).standard_normal((3, 3, 2))
+    M = 1500
+    dense = sample_init(net, X, M, seed=2, method="dense")
+    p, reject = _two_sample(sample_init(net, X, M, seed=1, method="exact"), dense)
+    assert not reject.any(), f"exact vs dense rejected, p = {p}"
+    broken = _sample(net, X, M, 3, 2**31, partial(_exact_stax_chunk, backward="unprojected"), S.bytes_per_network)
+    assert _two_sample(broken, dense)[1].any()        # the test has power
 
 
 def widths(net):

@@ -48,7 +48,7 @@ class Layer:
     def init(self, rngs, shape, dtype=np.float64):
         return (), self.out_shape(shape)
 
-    #: Dense and Conv: the layers :func:`with_width` scales and kernel overflow checks count.
+    #: Dense, Conv, ConvLocal, ConvTranspose: the layers :func:`with_width` scales and kernel overflow checks count.
     affine = False
     #: Why the exact conditional sampler cannot run this layer (None: it can).
     exact_refusal: str | None = None
