@@ -72,7 +72,7 @@ from typing import Callable
 import numpy as np
 
 from . import blas, stax
-from .kernels import check_inputs
+from .kernels import check_inputs, output_kernels
 from .moments import readout_kernel
 from .sampler import sample_init
 from .seeding import child
@@ -240,8 +240,19 @@ def _check_network(net: stax.Layer, X: np.ndarray, kind: str, method, widths) ->
                 raise ValueError(f"{layer!r}: the ntk of a {layer.parameterization!r}-parameterized layer whose "
                                  "fan-in grows with the width has no width-independent limit; check_kernel "
                                  "needs parameterization='ntk' there")
-    for n in _check_widths(default_widths(L) if widths is None else widths):
+    design = _check_widths(default_widths(L) if widths is None else widths)
+    for n in design:
         stax.output_shape(stax.with_width(net, n), X.shape[1:])       # shapes fit at both widths
+    if any(isinstance(layer, stax.FanInConcat) for layer in stax.layers(net)):
+        # a concatenation's kernel weights its branches by their channel counts: the widths the
+        # design sets must not change it (equal hidden counts in the concatenated branches)
+        own = getattr(output_kernels(net, X), kind)
+        for n in design:
+            at_n = getattr(output_kernels(stax.with_width(net, n), X), kind)
+            if np.max(np.abs(at_n - own)) > 1e-9 * np.max(np.abs(own)):
+                raise ValueError("the network's FanInConcat weights its branches by their channel counts, which "
+                                 f"differ from the widths the check samples ({n}): concatenate branches of equal "
+                                 "hidden channel counts")
     return L, "dense"
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from ntkcheck import sample_init
 from ntkcheck import stax as S
-from ntkcheck.check import kernel_test, sample_kernel
+from ntkcheck.check import check_kernel, kernel_test, sample_kernel
 from ntkcheck.kernels import ntk_kernel, output_kernels
 from ntkcheck.sampler import _exact_stax_chunk, _sample
 from ntkcheck.testing import assert_kernel
@@ -127,7 +127,8 @@ def test_with_width_scales_every_hidden_channel_count():
 #: ~250 networks, so that an entry 5% off is detectable by design
 ALL = S.serial(S.ConvLocal(8, (2,), W_std=1.3, b_std=0.1), S.Relu(), S.FanOut(2),
                S.parallel(S.ConvTranspose(8, (2,), padding="SAME"), S.Conv(8, (1,), b_std=0.2)), S.FanInConcat(),
-               S.Dense(8, W_std=1.2), S.LayerNorm(), S.Relu(), S.SumPool((2,)), S.GlobalSumPool(), S.Dense(1, b_std=0.1))
+               S.Dense(8, W_std=1.2), S.LayerNorm(), S.Relu(), S.SumPool((2,)), S.GlobalSumPool(),
+               S.Dense(1, b_std=0.1))
 X_ALL = np.random.default_rng(2).standard_normal((3, 4, 2))
 DESIGN = dict(discrepancy=0.05, widths=(16, 256))
 
@@ -177,6 +178,13 @@ def test_refusals_name_the_reason():
          "method='exact' is not available.*ConvLocal"),
         (lambda: stax_gradient_descent(S.serial(S.ConvTranspose(4, (2,)), S.Relu(), S.Flatten(), S.Dense(1)), X,
                                        np.zeros(2), 0.1, 1), "Dense and Conv layers only"),
+        (lambda: check_kernel(np.eye(2), S.serial(S.Dense(4), S.Relu(), S.FanOut(2),
+                                                  S.parallel(S.Dense(3), S.Dense(5, W_std=2.0)), S.FanInConcat(),
+                                                  S.Dense(1)), X[:, 0]),
+         "concatenate branches of equal hidden channel counts"),
+        (lambda: check_kernel(np.eye(2), S.serial(S.FanOut(2), S.parallel(S.Identity(), S.Dense(5)), S.FanInConcat(),
+                                                  S.Dense(4), S.Relu(), S.Dense(1)), X[:, 0]),
+         "concatenate branches of equal hidden channel counts"),     # the input's 3 channels and a hidden layer's
     ]
     for call, message in cases:
         with pytest.raises(ValueError, match=message):

@@ -42,8 +42,8 @@ from .branching import FanInConcat, FanInSum, FanOut
 from .combinators import Identity, Parallel, Serial, parallel, serial
 from .elementwise import Abs, Activation, Cos, Erf, Gelu, LeakyRelu, Relu, Sigmoid, Sin, Softplus, Tanh
 from .layer import PADDINGS, Layer, _check_inputs, input_state
-from .linear import (Conv, ConvLocal, ConvTranspose, Dense, _AffineParams, _affine_backward, _affine_forward, _affine_init, _affine_ntk,
-                     _kernel_scales, _scales, affine_kernel, draw_affine)
+from .linear import (Conv, ConvLocal, ConvTranspose, Dense, _AffineParams, _affine_backward, _affine_forward,
+                     _affine_init, _affine_ntk, _kernel_scales, _scales, affine_kernel, draw_affine)
 from .network import (SPLIT_ENTRIES, _affine_params, bytes_per_network, flat_chain, init_params, output_shape,
                       outputs_and_ntk, spatial_kernels)
 from .normalization import LayerNorm
