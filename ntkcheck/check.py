@@ -78,6 +78,7 @@ from .sampler import sample_init
 from .seeding import child
 from .spec import MLP
 from .stats import TestResult, kernel_entries, mean_test, n_samples_for_mean
+from .display import short_repr
 
 #: Small width of a pair per hidden layer: n_s = 48 L keeps (L / n_s)^2 / r near 1e-5.
 WIDTHS_PER_LAYER = 48
@@ -154,6 +155,8 @@ class KernelSample:
 
     ``width_means``: the mean kernels at the two widths (2, N, N), for the record
     (their difference estimates the first-order width bias)."""
+
+    __repr__ = short_repr   # no array dumps in notebooks
 
     spec: MLP | stax.Layer
     X: np.ndarray

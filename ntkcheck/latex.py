@@ -50,7 +50,7 @@ def claim_latex(v: Verdict) -> str:
     import pandas as pd
 
     key = re.sub(r"[^\w-]", "-", v.claim)
-    verdict = "PASS" if v.verified else "FAIL"
+    verdict = v.status
     stats = pd.DataFrame({"statistic": ["verdict", "false-fail rate", "negative control rejected",
                                         *map(str, v.statistics)],
                           "value": [verdict, v.false_fail_rate, v.negative_control_rejected,

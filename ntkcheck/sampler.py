@@ -62,6 +62,7 @@ from .kernels import network, refuse_overflow
 from .networks import MAX_BYTES, _gram, empirical_ntk_from, flat, flat_network, forward, init_params
 from .resources import check_sample, die_with_parent
 from .seeding import network_rngs
+from .display import short_repr
 
 if TYPE_CHECKING:
     from .spec import MLP
@@ -97,6 +98,8 @@ class InitSample:
         (M, L, N, N): entry ``[:, l-1]`` is ``<x^l(x), x^l(x')> / n_l`` with
         ``x^l = phi(h^l)``, l = 1..L.
     """
+
+    __repr__ = short_repr   # no array dumps in notebooks
 
     f: np.ndarray
     ntk: np.ndarray

@@ -34,6 +34,7 @@ from . import blas, stax
 from .kernels import check_inputs
 from .networks import MAX_BYTES, DenseParams, backward, empirical_ntk_from, forward, init_params
 from .spec import MLP
+from .display import short_repr
 
 #: Working memory (weights and activations, :func:`train_bytes_per_network`) of one
 #: group of networks trained together: small enough to stay in the CPU caches.
@@ -55,6 +56,8 @@ class Trajectory:
     point are NaN (loss: inf).  ``step_error`` (M, T) is, for
     :func:`gradient_flow`, the estimated max error of f against exact flow.
     """
+
+    __repr__ = short_repr   # no array dumps in notebooks
 
     steps: np.ndarray
     times: np.ndarray

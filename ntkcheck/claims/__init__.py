@@ -37,6 +37,9 @@ Fields of :class:`Claim`
                   convergence plots (which the report draws from ``Verdict.convergence``).
                   It saves with ``fig.savefig(path)`` (the format follows the suffix) and
                   leaves layout to the report's style (constrained layout, mathtext labels).
+  ``keys``        optional ``{grid key: meaning}`` for keys the glossary
+                  (:data:`ntkcheck.claims.keys.GLOSSARY`) does not name, e.g. a third-party
+                  claim's own; ``ntkcheck list --grid`` and ``docs/studies.md`` show them.
 
 Tasks and seeds
   A :class:`Task` is one grid cell x one chunk of networks.  Its ``seed`` is
@@ -69,7 +72,9 @@ Verdict
   ``false_fail_rate`` (probability of failing when the claim holds), ``detectable`` (the
   smallest discrepancy it detects, in words), the ``negative_control`` it ran (a setting
   where the claim is false) and whether that was rejected (``negative_control_rejected``
-  must be True: a check that cannot fail is a defect).  ``verified`` = both.
+  must be True: a check that cannot fail is a defect).  ``verified`` = both; ``status`` is
+  PASS (verified), FAIL (the claim's test failed) or INCONCLUSIVE (it passed, the control was
+  not rejected).  The summary opens with the claim test's outcome, "pass: ..." or "FAIL: ...".
   ``convergence`` holds :class:`Convergence` series (x vs measured error with intervals,
   fitted and theoretical exponents); ``report`` renders each as a markdown/LaTeX table and
   a log-log PNG.  ``table`` is an optional further DataFrame printed under it.
@@ -180,6 +185,10 @@ class Convergence:
     exponent_level: float = 0.95
     bound: bool = False
 
+    def __repr__(self) -> str:   # short in notebooks: no point lists
+        return (f"Convergence({self.label[:60]!r}, {len(self.x)} points, exponent {self.exponent:.3g} "
+                f"(theory {self.theory_exponent:g}))")
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -201,6 +210,18 @@ class Verdict:
         """The claim passed and its negative control was rejected."""
         return bool(self.passed and self.negative_control_rejected)
 
+    @property
+    def status(self) -> str:
+        """``"PASS"`` (verified), ``"FAIL"`` (the claim's test failed) or ``"INCONCLUSIVE"``:
+        the claim's test passed but its negative control was not rejected, so this study did
+        not show that the check can fail (too few widths or networks for the control; at a
+        built-in budget, a defect of the check)."""
+        return "FAIL" if not self.passed else "PASS" if self.negative_control_rejected else "INCONCLUSIVE"
+
+    def __repr__(self) -> str:   # short in notebooks: no statistics, series or tables dumped
+        return (f"Verdict({self.claim!r}, {self.status}, false_fail_rate={self.false_fail_rate:.3g}, "
+                f"{len(self.statistics)} statistics, {len(self.convergence)} convergence series)")
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -216,6 +237,7 @@ class Claim:
     split: Callable[[dict], list[tuple[str, dict]]] | None = None
     check: Callable[[dict], None] | None = None
     figure: Callable[[Any, Verdict, Any], None] | None = None
+    keys: Mapping[str, str] | None = None
 
     def __post_init__(self):
         if set(self.grids) != set(BUDGETS):
@@ -228,8 +250,12 @@ class Claim:
         return {**self.grids[budget], **(overrides or {})}
 
     def judge(self, df, family_rate: float = FAMILY_FALSE_FAIL_RATE) -> Verdict:
-        """The verdict on the claim's rows at its share of the family-wise rate."""
-        return self.verdict(df, false_fail_rate=claim_false_fail_rate(family_rate))
+        """The verdict on the claim's rows at its share of the family-wise rate.  Its summary
+        must open with the claim test's outcome ("pass"/"FAIL"), never contradicting it."""
+        v = self.verdict(df, false_fail_rate=claim_false_fail_rate(family_rate))
+        if v.summary.lower().startswith("pass") != v.passed:
+            raise RuntimeError(f"claim {self.id}: its summary opens with {v.summary[:5]!r} but passed={v.passed}")
+        return v
 
     def tasks(self, grid: dict, seed: int) -> list[Task]:
         """The claim's tasks for ``grid``, each seeded by :func:`task_seed`."""
