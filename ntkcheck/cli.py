@@ -204,8 +204,15 @@ def _dispatch(args, command: list[str]) -> int:
             print(f"{c.id:24s} {c.title}\n{'':24s} sources: {'; '.join(c.sources)}")
         return EXIT_PASS
     if args.command == "report":
-        verdicts = report.write_report(args.dir, latex=args.latex, formats=args.format, notify=_note,
-                                       family_rate=args.false_fail_rate, claims=_claim_list(args.claims))
+        from .progress import Progress
+
+        bar = Progress(unit="claim", announce=False)   # in a log: a line every 30 s of judging
+        try:
+            verdicts = report.write_report(args.dir, latex=args.latex, formats=args.format, notify=_note,
+                                           family_rate=args.false_fail_rate, claims=_claim_list(args.claims),
+                                           progress=bar)
+        finally:
+            bar.close()
         return _print_verdicts(verdicts, args.dir)
     from .studies import load_study, make_study
 

@@ -245,12 +245,14 @@ def verified_line(verdicts: dict[str, Verdict]) -> str:
 
 def write_report(out: str | Path, verdicts: dict[str, Verdict] | None = None, latex: bool = False,
                  formats=("png",), notify: Callable[[str], None] | None = None,
-                 family_rate: float | None = None, claims: list[str] | None = None) -> dict[str, Verdict]:
+                 family_rate: float | None = None, claims: list[str] | None = None,
+                 progress: Callable[[int, int, str | None], None] | None = None) -> dict[str, Verdict]:
     """Write tables and figures (in each of ``formats``) for every claim of the study
     folder ``out`` (or only ``claims``); returns the verdicts (recomputed from the CSVs when
-    not given, at ``family_rate``, by default the one the study was run at; ``notify`` hears
-    which claim is being judged).  A folder this process cannot write is only judged
-    (``notify`` is told)."""
+    not given, at ``family_rate``, by default the one the study was run at;
+    ``progress(judged, total, claim being judged)`` follows them, e.g.
+    :class:`ntkcheck.progress.Progress`).  A folder this process cannot write is only
+    judged (``notify`` is told)."""
     _check_formats(formats)
     with Store(out) as store:
         _refuse_without_claims(store)
@@ -264,9 +266,11 @@ def write_report(out: str | Path, verdicts: dict[str, Verdict] | None = None, la
             rate = family_rate or meta.get("family_false_fail_rate", FAMILY_FALSE_FAIL_RATE)
             verdicts = {}
             for k, c in enumerate(claims):
-                if notify:
-                    notify(f"judging {c} ({k + 1}/{len(claims)})")
+                if progress:
+                    progress(k, len(claims), c)
                 verdicts[c] = _judge(store, c, rate)
+            if progress:
+                progress(len(claims), len(claims), None)
         if store.read_only:
             if notify:
                 notify(f"{out} is read-only: verdicts judged from its CSVs; tables and figures not rebuilt")

@@ -132,7 +132,7 @@ def _check_power(grid: dict) -> None:
         raise GridError(prefix + "width", f"too narrow for the power check (a {c:g} x Theta kernel): {grid['architecture']} "
                         f"widths up to {widest} leave an RMS error >= {RMS_CONSTANT / math.sqrt(widest):.2g}, above the "
                         f"{(c - 1) / c:.2g} offset it must detect; add widths >= {need}"
-                        + (f", or set {prefix}power_factor >= {factor:.3g}" if factor > 1 else ""))
+                        + (f", or set {prefix}power_factor >= {factor:g}" if factor > 1 else ""))
 
 
 def split(grid: dict) -> list[tuple[str, dict]]:
