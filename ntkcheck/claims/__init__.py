@@ -6,7 +6,9 @@ The formulas, assumptions and negative control of every claim are in the catalog
 How to write a claim
 ====================
 One module ``ntkcheck/claims/<name>.py`` exposing ``CLAIM = Claim(...)``; add ``"<name>"``
-to ``_MODULES`` below.  The runner, store, CLI and report do the rest.
+to ``_MODULES`` below.  The runner, store, CLI and report do the rest.  Another package
+registers its claims through the entry-point group :data:`ENTRY_POINT_GROUP`
+(``docs/own-claims.md``); every registered claim counts in the family-wise split.
 
 Fields of :class:`Claim`
   ``id``          kebab-case id used on the command line, e.g. ``"kernel-mean"``.
@@ -83,6 +85,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.metadata
 import itertools
 import math
 import re
@@ -102,10 +105,20 @@ ROW_COLUMNS = ("claim", "task", "seed", "width", "depth", "activation", "paramet
 #: Columns the runner copies from ``task.params`` into rows that do not set them.
 PARAM_COLUMNS = ("width", "depth", "activation", "parameterization", "sigma_w", "sigma_b", "n_networks")
 
+#: Entry-point group through which installed packages add claims (``id = "package.module:CLAIM"``,
+#: a :class:`Claim` or a module exposing ``CLAIM``); ``verify``, ``run``, ``report`` and
+#: ``calibrate`` treat them like the built-in ones.
+ENTRY_POINT_GROUP = "ntkcheck.claims"
+
 #: Claim modules, in the order ``ntkcheck list`` and ``verify`` use.
 _MODULES = ("kernel_mean", "nngp_gaussian", "relu_fourth_moment", "ntk_init_convergence", "ntk_finite_width",
             "lazy_kernel", "linearization", "loss_decay", "critical_lr", "jacot_figure_1",
             "readout_posterior", "ntk_ensemble", "linear_convergence", "mean_field")
+
+
+def plugin_entry_points():
+    """The installed packages' entry points in :data:`ENTRY_POINT_GROUP`, sorted by name."""
+    return sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
 
 
 #: The probability that a correct implementation fails some claim of ``ntkcheck verify`` (all
@@ -119,7 +132,7 @@ def claim_false_fail_rate(family_rate: float = FAMILY_FALSE_FAIL_RATE, n_claims:
     ``1 - (1 - family_rate)^(1/n_claims)`` (exact for independent claims)."""
     if not 0 < family_rate < 1:
         raise ValueError(f"the family-wise false-fail rate must lie in (0, 1), got {family_rate!r}")
-    n = len(_MODULES) if n_claims is None else int(n_claims)
+    n = len(_MODULES) + len(plugin_entry_points()) if n_claims is None else int(n_claims)
     return float(-math.expm1(math.log1p(-family_rate) / n))
 
 
@@ -321,10 +334,27 @@ def pool(df, by: list[str]):
                         n_networks=g["_n"].astype(int))
 
 
-def all_claims() -> dict[str, Claim]:
-    """Every registered claim by id, in registration order."""
-    claims = (importlib.import_module(f"{__name__}.{name}").CLAIM for name in _MODULES)
-    return {c.id: c for c in claims}
+def all_claims(plugins: bool = True) -> dict[str, Claim]:
+    """Every registered claim by id: the built-in ones in registration order, then (with
+    ``plugins``) those of installed packages (:data:`ENTRY_POINT_GROUP`) by entry-point name.
+    ValueError names a plugin that cannot be loaded, is not a Claim or reuses an id."""
+    claims = {}
+    for name in _MODULES:
+        c = importlib.import_module(f"{__name__}.{name}").CLAIM
+        claims[c.id] = c
+    for ep in plugin_entry_points() if plugins else ():
+        where = f"claim plugin {ep.name!r} ({ep.value}, entry point group {ENTRY_POINT_GROUP})"
+        try:
+            obj = ep.load()
+        except Exception as err:   # any failure of foreign code: name the plugin, not our stack
+            raise ValueError(f"{where} cannot be loaded: {type(err).__name__}: {err}") from None
+        obj = getattr(obj, "CLAIM", obj)   # a module exposing CLAIM, or the Claim itself
+        if not isinstance(obj, Claim):
+            raise ValueError(f"{where} is not a ntkcheck.Claim (got {type(obj).__name__})")
+        if obj.id in claims:
+            raise ValueError(f"{where}: claim id {obj.id!r} is already registered")
+        claims[obj.id] = obj
+    return claims
 
 
 def get_claim(claim_id: str) -> Claim:
