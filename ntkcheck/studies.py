@@ -14,8 +14,11 @@ A study is a TOML file (stdlib ``tomllib``)::
     width = [64, 256, 1024]
 
 Everything is validated on load, before any work: an unknown key, a wrong type, an
-empty list, a negative width, a non-finite number or a missing optional dependency
-raises :class:`StudyError` naming the file, the key and its line.
+empty list, a negative width, a non-finite number, a grid too small for its claim's tests
+(``Claim.check``) or a missing optional dependency raises :class:`StudyError` naming the
+file, the key and its line.  Every key, its meaning and its per-budget default:
+``docs/studies.md`` (``ntkcheck list --grid CLAIM``).  Studies of one budget and seed whose
+common claims have the same grids share a folder's tasks (:func:`merge_fingerprints`).
 """
 from __future__ import annotations
 
