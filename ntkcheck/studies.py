@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import resources
+from .display import short_repr
 from .claims import BUDGETS, Claim, GridError, all_claims
 
 _TOP_KEYS = {"name": str, "budget": str, "seed": int, "claims": list, "out": str,
@@ -46,6 +47,8 @@ class StudyError(ValueError):
 @dataclass(frozen=True)
 class Study:
     """A validated study: full grids (budget defaults with overrides) per claim."""
+
+    __repr__ = short_repr   # the grids by count, not dumped
 
     name: str
     budget: str

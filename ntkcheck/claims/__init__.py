@@ -252,6 +252,9 @@ class Claim:
     figure: Callable[[Any, Verdict, Any], None] | None = None
     keys: Mapping[str, str] | None = None
 
+    def __repr__(self) -> str:   # short: no grids or functions
+        return f"Claim({self.id!r}, {self.title!r})"
+
     def __post_init__(self):
         if set(self.grids) != set(BUDGETS):
             raise ValueError(f"claim {self.id}: grids must have exactly the budgets {BUDGETS}")
