@@ -119,20 +119,22 @@ def _check_one(grid: dict) -> None:
 
 def _check_power(grid: dict) -> None:
     """The power check re-scores the samples against ``c x Theta``: its error plateaus at the
-    offset ``(c - 1) / c`` only where the RMS error ``C / sqrt(n)`` has fallen below it, so the
+    offset ``|c - 1| / c`` only where the RMS error ``C / sqrt(n)`` has fallen below it, so the
     widest width must reach ``(C / offset)^2`` (``C >= RMS_CONSTANT``: a necessary condition)."""
     prefix = "" if grid["architecture"] == "mlp" else architectures.PREFIX
     c = grid["power_factor"]
-    if c <= 1:
-        raise GridError(prefix + "power_factor", f"must exceed 1 (a kernel off by that factor), got {c!r}")
-    need = math.ceil((RMS_CONSTANT * c / (c - 1)) ** 2)
+    offset = abs(c - 1) / c if c > 0 else 0.0
+    if offset == 0:
+        raise GridError(prefix + "power_factor", f"must be > 0 and differ from 1 (a kernel off by that factor), got {c!r}")
+    need = math.ceil((RMS_CONSTANT / offset) ** 2)
     widest = max(grid["width"])
     if widest < need:
-        factor = math.ceil(1000 / (1 - RMS_CONSTANT / math.sqrt(widest))) / 1000   # rounded up
+        rms = RMS_CONSTANT / math.sqrt(widest)
+        factor = math.ceil(1000 / (1 - rms)) / 1000 if rms < 1 else math.inf   # rounded up
         raise GridError(prefix + "width", f"too narrow for the power check (a {c:g} x Theta kernel): {grid['architecture']} "
-                        f"widths up to {widest} leave an RMS error >= {RMS_CONSTANT / math.sqrt(widest):.2g}, above the "
-                        f"{(c - 1) / c:.2g} offset it must detect; add widths >= {need}"
-                        + (f", or set {prefix}power_factor >= {factor:g}" if factor > 1 else ""))
+                        f"widths up to {widest} leave an RMS error >= {rms:.2g}, above the {offset:.2g} offset it must "
+                        f"detect; add widths >= {need}"
+                        + (f", or set {prefix}power_factor >= {factor:g}" if math.isfinite(factor) else ""))
 
 
 def split(grid: dict) -> list[tuple[str, dict]]:
