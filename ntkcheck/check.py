@@ -72,13 +72,13 @@ from typing import Callable
 import numpy as np
 
 from . import blas, stax
+from .display import short_repr
 from .kernels import check_inputs
 from .moments import readout_kernel
 from .sampler import sample_init
 from .seeding import child
 from .spec import MLP
 from .stats import TestResult, kernel_entries, mean_test, n_samples_for_mean
-from .display import short_repr
 
 #: Small width of a pair per hidden layer: n_s = 48 L keeps (L / n_s)^2 / r near 1e-5.
 WIDTHS_PER_LAYER = 48

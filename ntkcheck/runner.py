@@ -26,9 +26,9 @@ from typing import Callable, Iterator
 
 from . import resources
 from .claims import FAMILY_FALSE_FAIL_RATE, PARAM_COLUMNS, Task, Verdict, get_claim
+from .display import short_repr
 from .store import Store
 from .studies import Study, merge_fingerprints
-from .display import short_repr
 
 
 @dataclass(frozen=True)

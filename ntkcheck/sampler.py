@@ -58,11 +58,11 @@ import numpy as np
 from scipy.linalg import lapack
 
 from . import blas, stax
+from .display import short_repr
 from .kernels import network, refuse_overflow
 from .networks import MAX_BYTES, _gram, empirical_ntk_from, flat, flat_network, forward, init_params
 from .resources import check_sample, die_with_parent
 from .seeding import network_rngs
-from .display import short_repr
 
 if TYPE_CHECKING:
     from .spec import MLP

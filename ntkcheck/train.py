@@ -31,10 +31,10 @@ from scipy.integrate import solve_ivp
 from scipy.linalg.blas import dgemm
 
 from . import blas, stax
+from .display import short_repr
 from .kernels import check_inputs
 from .networks import MAX_BYTES, DenseParams, backward, empirical_ntk_from, forward, init_params
 from .spec import MLP
-from .display import short_repr
 
 #: Working memory (weights and activations, :func:`train_bytes_per_network`) of one
 #: group of networks trained together: small enough to stay in the CPU caches.
