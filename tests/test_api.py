@@ -5,6 +5,7 @@ import runpy
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import ntkcheck as nc
 from ntkcheck.cli import main
@@ -83,3 +84,14 @@ def test_docs_studies_md_is_generated_from_the_grids():
         assert f"## `{c.id}`" in text
         for key in c.grids["quick"]:
             assert f"| `{key}` |" in text
+
+
+def test_a_summary_never_contradicts_the_claim_test():
+    def claim(summary, passed):
+        verdict = lambda df, false_fail_rate: nc.Verdict("x", passed, summary, {}, false_fail_rate, "d", "c", False)  # noqa: E731
+        grids = {b: {"width": [1]} for b in ("quick", "standard", "full")}
+        return nc.Claim("x", "t", "s", (), grids, run_task=None, verdict=verdict)
+    assert claim("pass: fine", True).judge(None).status == "INCONCLUSIVE"
+    assert claim("FAIL: off", False).judge(None).status == "FAIL"
+    with pytest.raises(RuntimeError, match="opens with 'pass:'"):
+        claim("pass: but failed", False).judge(None)
