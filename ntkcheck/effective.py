@@ -110,8 +110,10 @@ Every prediction is returned with an error estimate: its difference to the same 
 with a coarser rule (:data:`CHECK_RULES`), which bounds the returned rule's error as the rules
 converge geometrically.
 
-Cost: per hidden layer one quadrature per pair of inputs and per set of four inputs
-(C(N, 4) sets; one for N <= 4) and O(N^4) tensor operations, so O(L N^4) in all.  Inputs
+Cost: per hidden layer, each four-point entry from the integral over exactly its own distinct
+inputs (N + C(N, 2) + C(N, 3) + C(N, 4) integrals of dimension 1 to 4, the lower dimensions
+with finer rules), one more integral per input and per pair for the derivative terms, and
+O(N^4) tensor operations: O(L N^4) in all.  Inputs
 must be nonzero when C_b = 0 (a zero variance has no derivatives), and two distinct inputs
 must not have perfectly correlated preactivations (parallel inputs without bias): the
 derivative terms of kinked activations diverge there.  Duplicated rows are computed once.
@@ -159,6 +161,15 @@ class LayerTensors:
     ntk_d: np.ndarray
     nlo_metric: np.ndarray
 
+    def output_cumulant4(self) -> np.ndarray:
+        """E[f_a f_b f_c f_d]_connected = (V_(ab)(cd) + V_(ac)(bd) + V_(ad)(bc)) / n_L (PDLT (4.77))."""
+        V = self.vertex[-1]
+        return (V + V.transpose(0, 2, 1, 3) + V.transpose(0, 2, 3, 1)) / self.widths[-1]
+
+    def ntk_covariance(self) -> np.ndarray:
+        """Cov(Theta_hat_ab, Theta_hat_cd) = (A_(ab)(cd) + B_abcd + B_abdc) / n_L (PDLT (8.27))."""
+        return (self.ntk_a[-1] + self.ntk_b[-1] + self.ntk_b[-1].transpose(0, 1, 3, 2)) / self.widths[-1]
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -176,14 +187,13 @@ def four_point_vertex(spec: MLP, X) -> Prediction:
 def output_cumulant4(spec: MLP, X) -> Prediction:
     """E[f_a f_b f_c f_d]_connected = (V_(ab)(cd) + V_(ac)(bd) + V_(ad)(bc)) / n_L, (N, N, N, N),
     at the spec's width to leading order (PDLT (4.77)); for one output unit (each has this law)."""
-    return _predict(spec, X, lambda t: _pairings(t.vertex[-1]) / t.widths[-1])
+    return _predict(spec, X, LayerTensors.output_cumulant4)
 
 
 def ntk_covariance(spec: MLP, X) -> Prediction:
     """Cov(Theta_hat_ab, Theta_hat_cd) = (A_(ab)(cd) + B_abcd + B_abdc) / n_L, (N, N, N, N), at the
     spec's width to leading order (PDLT (8.27)); Theta_hat of one output unit."""
-    return _predict(spec, X, lambda t: (t.ntk_a[-1] + t.ntk_b[-1] + t.ntk_b[-1].transpose(0, 1, 3, 2))
-                    / t.widths[-1])
+    return _predict(spec, X, LayerTensors.ntk_covariance)
 
 
 def nlo_metric(spec: MLP, X) -> Prediction:
@@ -196,11 +206,6 @@ def _predict(spec, X, pick) -> Prediction:
     value = pick(layer_tensors(spec, X))
     check = pick(layer_tensors(spec, X, CHECK_RULES))
     return Prediction(value, np.abs(value - check))
-
-
-def _pairings(V: np.ndarray) -> np.ndarray:
-    """V_(ab)(cd) + V_(ac)(bd) + V_(ad)(bc)."""
-    return V + V.transpose(0, 2, 1, 3) + V.transpose(0, 2, 3, 1)
 
 
 def layer_scales(spec: MLP, d_in: int) -> list[tuple[float, float, float, float]]:
@@ -244,12 +249,13 @@ def layer_tensors(spec: MLP, X, rules: dict | None = None) -> LayerTensors:
         cov_mm = (lam_W**2 * loc_ss + lam_W * C_W * (H12 * loc_ds + H34 * loc_ds.transpose(2, 3, 0, 1))
                   + C_W**2 * H12 * H34 * loc_dd)
         dg = C_W * g.d2_ss                                     # <dd g_12>, (N, N, 2, 2)
-        dm = lam_W * g.d2_ss + C_W * H[:, :, None, None] * g.d2_dd
+        dm = lam_W * g.d2_ss + C_W * H12 * g.d2_dd              # <dd m_12>
         Dd12, Dd34 = g.dd[:, :, None, None], g.dd[None, None]
+        D_dm = _apply_right(dm, D)                              # sum_cd D_(12)(cd) <d_c d_d m_34>
         V_new = cov_gg + r / 4 * _sandwich(dg, dg, V)
         D_new = cov_mg + r * (_sandwich(dm, dg, V) / 4 + C_W / 2 * Dd12 * _apply_right(dg, D))
         A_new = cov_mm + r * (_sandwich(dm, dm, V) / 4
-                              + C_W / 2 * (Dd12 * _apply_right(dm, D) + Dd34 * _apply_right(dm, D).transpose(2, 3, 0, 1))
+                              + C_W / 2 * (Dd12 * D_dm + Dd34 * D_dm.transpose(2, 3, 0, 1))
                               + C_W**2 * Dd12 * Dd34 * A)
         B_new = C_W**2 * (g.dddd * H12 * H34
                           + r * np.einsum("ac,bd->abcd", g.dd, g.dd) * B)
@@ -325,12 +331,12 @@ def _expectations(act, K: np.ndarray, rules: dict, layer: int) -> _Expectations:
                          "without bias); the 1/n terms need nonzero inputs")
     ss, dd = np.zeros((n, n)), np.zeros((n, n))
     quads = [np.zeros((n,) * 4) for _ in range(3)]
-    for subset in (itertools.combinations(range(n), 4) if n > 4 else [tuple(range(n))]):
-        sub = np.ix_(subset, subset)
-        s2, d2, q = _four_point(act, K[sub], rules)
-        ss[sub], dd[sub] = s2, d2
-        for full, part in zip(quads, q):
-            full[np.ix_(subset, subset, subset, subset)] = part
+    # each entry from the integral over exactly its own distinct inputs (lowest dimension, finest rule)
+    for size in range(1, min(n, 4) + 1):
+        for subset in itertools.combinations(range(n), size):
+            s2, d2, q = _four_point(act, K[np.ix_(subset, subset)], rules)
+            for full, part in zip([ss, dd] + quads, [s2, d2] + q):
+                _fill(full, subset, part)
     d2_ss, d2_dd, d4_ss = np.zeros((n, n, 2, 2)), np.zeros((n, n, 2, 2)), np.zeros((n, n) + (2,) * 4)
     for i in range(n):
         d2_ss[i, i, 0, 0], d2_dd[i, i, 0, 0], d4_ss[i, i, 0, 0, 0, 0] = _single_derivatives(act, K[i, i], rules)
@@ -345,6 +351,14 @@ def _expectations(act, K: np.ndarray, rules: dict, layer: int) -> _Expectations:
             d2_ss[j, i], d2_dd[j, i] = t_ss[::-1, ::-1], t_dd[::-1, ::-1]
             d4_ss[j, i] = t4[::-1, ::-1, ::-1, ::-1]
     return _Expectations(ss, dd, *quads, d2_ss, d2_dd, d4_ss)
+
+
+def _fill(full: np.ndarray, subset: tuple[int, ...], part: np.ndarray) -> None:
+    """Copy the entries of ``part`` (over the inputs ``subset``) that use every input of the subset."""
+    local = np.array(list(np.ndindex(part.shape)))
+    keep = np.array([len(set(row)) == len(subset) for row in local], dtype=bool)
+    where = np.asarray(subset)[local[keep]]
+    full[tuple(where.T)] = part[tuple(local[keep].T)]
 
 
 def _four_point(act, K: np.ndarray, rules: dict):
