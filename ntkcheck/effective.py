@@ -7,7 +7,7 @@ depth and several inputs (Roberts, Yaida & Hanin 2022, "The Principles of Deep L
 Theory" (PDLT), ch. 4 and 8; Yaida 2020, "Non-Gaussian processes and neural networks at
 finite widths").
 
-Conventions (PDLT §2.1, §7.2, §8.0) and their map to :class:`ntkcheck.MLP`.  Layer l + 1
+Conventions (PDLT ch. 2, 7 and 8) and their map to :class:`ntkcheck.MLP`.  Layer l + 1
 (l = 0..L; l = 0 is the input, l = L + 1 the output f) is ``z^{l+1} = b + W sigma(z^l)``
 with fan-in n_l, ``Var W = C_W / n_l``, ``Var b = C_b``, and the NTK is the sum over
 parameters weighted by learning rates ``lambda_W / n_l`` (weights) and ``lambda_b``
@@ -23,7 +23,7 @@ in the mean-field one the readout has C_W = lambda_W = sigma_w^2 / n_L.  The inp
 (l = 0) reads ``sigma(z^0) = x`` with n_0 = d.  The recursions below hold for any widths
 n_1..n_L; r_l = n_l / n_{l-1} is their ratio.
 
-Tensors (PDLT eqs. (4.77), (8.27)-(8.31)).  For neurons i and inputs alpha, at layer l + 1:
+Tensors (PDLT §4.3 and §8.2-8.3).  For neurons i and inputs alpha, at layer l + 1:
 
     E[z_{i1 a1} z_{i2 a2} z_{i3 a3} z_{i4 a4}]_connected
         = (1/n_l) [d_{i1i2} d_{i3i4} V_{(a1a2)(a3a4)} + d_{i1i3} d_{i2i4} V_{(a1a3)(a2a4)}
@@ -69,17 +69,19 @@ and the off-diagonal NTK entries obey E[H_{j1j2;12} H_{j1j2;34}] = B_{1234} / n_
 ``g_12 = C_W sigma_1 sigma_2`` and ``m_12 = lambda_W sigma_1 sigma_2 + C_W Theta_12
 sigma'_1 sigma'_2`` (the per-neuron summands at H = Theta; Dd = <sigma'_1 sigma'_2>):
 
-    V' = <g g> - <g><g> + (r/4) sum V <dd g_12> <dd g_34>                          (PDLT (4.90))
+    V' = <g g> - <g><g> + (r/4) sum V <dd g_12> <dd g_34>                          (PDLT §4.3)
     D' = <m g> - <m><g> + r [(1/4) sum V <dd m_12> <dd g_34>
-                             + (C_W/2) Dd_12 sum D_{(12)(cd)} <dd_cd g_34>]          (PDLT (8.77))
+                             + (C_W/2) Dd_12 sum D_{(12)(cd)} <dd_cd g_34>]          (PDLT §8.2)
     A' = <m m> - <m><m> + r [(1/4) sum V <dd m_12> <dd m_34>
                              + (C_W/2) (Dd_12 sum D_{(12)(cd)} <dd_cd m_34> + (12 <-> 34))
-                             + C_W^2 Dd_12 Dd_34 A_{(12)(34)}]                       (PDLT (8.89))
+                             + C_W^2 Dd_12 Dd_34 A_{(12)(34)}]                       (PDLT §8.3)
     B'_1234 = C_W^2 [<sigma'_1 sigma'_2 sigma'_3 sigma'_4> Theta_12 Theta_34
-                     + r <sigma'_1 sigma'_3> <sigma'_2 sigma'_4> B_1234]             (PDLT (8.90))
+                     + r <sigma'_1 sigma'_3> <sigma'_2 sigma'_4> B_1234]             (PDLT §8.3)
 
-(primes: layer l + 1; unprimed tensors and r = r_l: layer l).  The mean metric follows from
-the same expansion applied to E[sigma_1 sigma_2] (PDLT (4.115)):
+(primes: layer l + 1; unprimed tensors and r = r_l: layer l).  The book's sections are cited,
+not its equation numbers: the recursions are derived here in this module's index order, and
+checked against exact finite-width laws (tests/test_effective.py).  The mean metric follows from
+the same expansion applied to E[sigma_1 sigma_2] (PDLT §4.4):
 
     K1' = r C_W [(1/2) sum K1_{ab} <d_a d_b sigma_1 sigma_2>
                  + (1/8) sum V_{(ab)(cd)} <d_a d_b d_c d_d sigma_1 sigma_2>].
@@ -104,7 +106,7 @@ one-dimensional expectations.  All expectations are computed by quadrature in th
 w_k is integrated by Gauss-Legendre on panels of [-9, 9] with a panel break at the kink
 w_k = -(sum_{j<k} L_kj w_j) / L_kk of sigma(z_k) (the Gaussian's tail beyond 9 has mass 2e-19),
 so the rule converges geometrically for activations smooth away from 0 (relu, leaky relu,
-abs, identity: to rounding; erf, tanh, gelu, ...: geometrically, more slowly when a
+abs, identity: to ~1e-12 relative; erf, tanh, gelu, ...: geometrically, more slowly when a
 variance is large and the activation varies on a scale much shorter than the Gaussian's).
 Every prediction is returned with an error estimate: its difference to the same recursion
 with a coarser rule (:data:`CHECK_RULES`), which bounds the returned rule's error as the rules
@@ -113,10 +115,10 @@ converge geometrically.
 Cost: per hidden layer, each four-point entry from the integral over exactly its own distinct
 inputs (N + C(N, 2) + C(N, 3) + C(N, 4) integrals of dimension 1 to 4, the lower dimensions
 with finer rules), one more integral per input and per pair for the derivative terms, and
-O(N^4) tensor operations: O(L N^4) in all.  Inputs
-must be nonzero when C_b = 0 (a zero variance has no derivatives), and two distinct inputs
-must not have perfectly correlated preactivations (parallel inputs without bias): the
-derivative terms of kinked activations diverge there.  Duplicated rows are computed once.
+O(N^4) tensor operations: O(L N^4) in all.  Inputs must be nonzero when C_b = 0 (a zero
+variance has no derivatives), and two distinct inputs must not have perfectly correlated
+preactivations (parallel inputs without bias): the derivative terms of kinked activations
+diverge there.  Duplicated rows are computed once.
 """
 from __future__ import annotations
 
@@ -162,12 +164,12 @@ class LayerTensors:
     nlo_metric: np.ndarray
 
     def output_cumulant4(self) -> np.ndarray:
-        """E[f_a f_b f_c f_d]_connected = (V_(ab)(cd) + V_(ac)(bd) + V_(ad)(bc)) / n_L (PDLT (4.77))."""
+        """E[f_a f_b f_c f_d]_connected = (V_(ab)(cd) + V_(ac)(bd) + V_(ad)(bc)) / n_L (PDLT §4.3)."""
         V = self.vertex[-1]
         return (V + V.transpose(0, 2, 1, 3) + V.transpose(0, 2, 3, 1)) / self.widths[-1]
 
     def ntk_covariance(self) -> np.ndarray:
-        """Cov(Theta_hat_ab, Theta_hat_cd) = (A_(ab)(cd) + B_abcd + B_abdc) / n_L (PDLT (8.27))."""
+        """Cov(Theta_hat_ab, Theta_hat_cd) = (A_(ab)(cd) + B_abcd + B_abdc) / n_L (PDLT §8.2)."""
         return (self.ntk_a[-1] + self.ntk_b[-1] + self.ntk_b[-1].transpose(0, 1, 3, 2)) / self.widths[-1]
 
 
@@ -180,24 +182,24 @@ class Prediction:
 
 
 def four_point_vertex(spec: MLP, X) -> Prediction:
-    """V^l of every layer l = 1..L+1, (L+1, N, N, N, N) (module docstring; PDLT (4.90))."""
+    """V^l of every layer l = 1..L+1, (L+1, N, N, N, N) (module docstring; PDLT §4.3)."""
     return _predict(spec, X, lambda t: t.vertex)
 
 
 def output_cumulant4(spec: MLP, X) -> Prediction:
     """E[f_a f_b f_c f_d]_connected = (V_(ab)(cd) + V_(ac)(bd) + V_(ad)(bc)) / n_L, (N, N, N, N),
-    at the spec's width to leading order (PDLT (4.77)); for one output unit (each has this law)."""
+    at the spec's width to leading order (PDLT §4.3); for one output unit (each has this law)."""
     return _predict(spec, X, LayerTensors.output_cumulant4)
 
 
 def ntk_covariance(spec: MLP, X) -> Prediction:
     """Cov(Theta_hat_ab, Theta_hat_cd) = (A_(ab)(cd) + B_abcd + B_abdc) / n_L, (N, N, N, N), at the
-    spec's width to leading order (PDLT (8.27)); Theta_hat of one output unit."""
+    spec's width to leading order (PDLT §8.2); Theta_hat of one output unit."""
     return _predict(spec, X, LayerTensors.ntk_covariance)
 
 
 def nlo_metric(spec: MLP, X) -> Prediction:
-    """K1^l of every layer l = 1..L+1, (L+1, N, N): E[z_a z_b] = K_ab + K1_ab / n_{l-1} (PDLT (4.115));
+    """K1^l of every layer l = 1..L+1, (L+1, N, N): E[z_a z_b] = K_ab + K1_ab / n_{l-1} (PDLT §4.4);
     the output's is ``[-1]``, so E[f_a f_b] = K_ab + K1_ab / n_L to leading order."""
     return _predict(spec, X, lambda t: t.nlo_metric)
 
