@@ -204,6 +204,19 @@ def nlo_metric(spec: MLP, X) -> Prediction:
     return _predict(spec, X, lambda t: t.nlo_metric)
 
 
+def local_vertex(spec: MLP, X) -> Prediction:
+    """The output's vertex without its propagation term, C_W^2 (<s s s s> - <s s><s s>) under the
+    last hidden layer's kernel, (N, N, N, N): the value if layer L were exactly Gaussian (a
+    negative control; it equals V^{L+1} for one hidden layer)."""
+    def local(rules):
+        X_, inverse, states = _unique_states(spec, X)
+        C_W = layer_scales(spec, X_.shape[1])[-1][0]
+        g = _expectations(spec.act, states[-2].nngp, rules, spec.depth)
+        return (C_W**2 * (g.ssss - np.multiply.outer(g.ss, g.ss)))[np.ix_(inverse, inverse, inverse, inverse)]
+    value = local(RULES)
+    return Prediction(value, np.abs(value - local(CHECK_RULES)))
+
+
 def _predict(spec, X, pick) -> Prediction:
     value = pick(layer_tensors(spec, X))
     check = pick(layer_tensors(spec, X, CHECK_RULES))
@@ -224,13 +237,8 @@ def layer_scales(spec: MLP, d_in: int) -> list[tuple[float, float, float, float]
 def layer_tensors(spec: MLP, X, rules: dict | None = None) -> LayerTensors:
     """All layers' tensors by the recursions of the module docstring, with quadrature ``rules``
     (default :data:`RULES`).  Duplicated rows of X are computed once."""
-    if not isinstance(spec, MLP):
-        raise ValueError(f"spec must be an MLP, got {type(spec).__name__}")
-    X = spec.check_inputs(X, names=("X", "X2"))[0]
-    scales = layer_scales(spec, X.shape[1])
-    unique, inverse = np.unique(X, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
-    states = kernel_states(spec, unique)
+    unique, inverse, states = _unique_states(spec, X)
+    scales = layer_scales(spec, unique.shape[1])
     rules = RULES if rules is None else rules
     n, L = len(unique), spec.depth
     zero4 = np.zeros((n,) * 4)
@@ -271,6 +279,15 @@ def layer_tensors(spec: MLP, X, rules: dict | None = None) -> LayerTensors:
         widths=spec.widths,
         nngp=np.stack([s.nngp[expand2] for s in states]), ntk=np.stack([s.ntk[expand2] for s in states]),
         **{k: np.stack([T[expand4 if T.ndim == 4 else expand2] for T in v]) for k, v in out.items()})
+
+
+def _unique_states(spec, X):
+    """(distinct rows of X, the index of each row among them, their kernel states per layer)."""
+    if not isinstance(spec, MLP):
+        raise ValueError(f"spec must be an MLP, got {type(spec).__name__}")
+    X = spec.check_inputs(X, names=("X", "X2"))[0]
+    unique, inverse = np.unique(X, axis=0, return_inverse=True)
+    return unique, inverse.ravel(), kernel_states(spec, unique)
 
 
 # --- operators of the derivative terms ------------------------------------------------
