@@ -23,6 +23,7 @@ wrong prediction (``control``, cells of depth >= 2) and the infinite-width value
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -30,7 +31,7 @@ import pandas as pd
 
 from ..sampler import sample_init
 from ..stats import holm, intercept_test
-from . import GridError, Task, Verdict, pool
+from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, Task, Verdict, pool, split_cells
 from .initcommon import cell_spec
 
 FALSE_PASS_RATE = 1e-3
@@ -106,7 +107,7 @@ def _family(tests: pd.DataFrame, prediction: str, rate: float, name: str):
     return holm(results, rate, name=name), results
 
 
-def verdict(df, false_fail_rate: float, claim: str, control: str) -> Verdict:
+def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE, *, claim: str, control: str) -> Verdict:
     """The claim's verdict (module docstring); ``control`` describes the control's prediction."""
     pooled = pool(df, CELL + ["width", "quantity"])
     wide = pooled.pivot_table(index=CELL + ["width"], columns="quantity", values="value").reset_index()
@@ -139,3 +140,12 @@ def verdict(df, false_fail_rate: float, claim: str, control: str) -> Verdict:
                     f">= {1 - FALSE_PASS_RATE:g}"),
         negative_control=f"{control} (depth >= 2) and the infinite-width value 0",
         negative_control_rejected=rejected, table=table)
+
+
+def make_claim(claim_id: str, title: str, statement: str, sources: tuple[str, ...], measure: Callable,
+               predict: Callable, control: str) -> Claim:
+    """A claim of this family: :func:`run_task` with ``measure`` and ``predict``, :func:`verdict`
+    naming ``control`` (the control's prediction is ``predict``'s third array)."""
+    return Claim(id=claim_id, title=title, statement=statement, sources=sources, grids=GRIDS,
+                 run_task=partial(run_task, measure=measure, predict=predict),
+                 verdict=partial(verdict, claim=claim_id, control=control), split=split_cells, check=check)

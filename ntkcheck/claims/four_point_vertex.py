@@ -22,36 +22,25 @@ from __future__ import annotations
 
 from ..effective import four_point_vertex, local_vertex
 from ..moments import readout_kernel
-from . import CLAIM_FALSE_FAIL_RATE, Claim, Task, Verdict, split_cells
-from . import _effective as common
-
-CONTROL = "the vertex without its propagation term"
+from ._effective import make_claim
 
 
 def _measure(spec, sample):
+    """The readout kernel G of every network, (M, N, N)."""
     return readout_kernel(spec, sample.post_grams)
 
 
 def _predict(spec, X):
+    """V, its quadrature error and the control (the local term alone), each (N, N, N, N)."""
     V = four_point_vertex(spec, X)
     return V.value[-1], V.error[-1], local_vertex(spec, X).value
 
 
-def run_task(task: Task) -> list[dict]:
-    """Per entry: n Cov_hat(G_ab, G_cd) and its standard error; V, its quadrature error, the local term."""
-    return common.run_task(task, _measure, _predict)
-
-
-def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
-    return common.verdict(df, false_fail_rate, "four-point-vertex", CONTROL)
-
-
-CLAIM = Claim(
-    id="four-point-vertex",
-    title="n x connected four-point function of f -> the effective theory's vertex V (any activation)",
-    statement=("For MLPs of any activation and depth, n x the connected four-point function of the outputs "
-               "on several inputs converges to V_(ab)(cd) + V_(ac)(bd) + V_(ad)(bc), V the four-point vertex "
-               "of the 1/n effective theory (ntkcheck.effective)."),
-    sources=("Roberts, Yaida & Hanin 2022, ch. 4", "Yaida 2020"),
-    grids=common.GRIDS, run_task=run_task, verdict=verdict, split=split_cells, check=common.check,
-)
+CLAIM = make_claim(
+    "four-point-vertex",
+    "n x connected four-point function of f -> the effective theory's vertex V (any activation)",
+    ("For MLPs of any activation and depth, n x the connected four-point function of the outputs on several "
+     "inputs converges to V_(ab)(cd) + V_(ac)(bd) + V_(ad)(bc), V the four-point vertex of the 1/n effective "
+     "theory (ntkcheck.effective)."),
+    ("Roberts, Yaida & Hanin 2022, ch. 4", "Yaida 2020"),
+    _measure, _predict, "the vertex without its propagation term")

@@ -18,37 +18,26 @@ it; its verdict is tested on planted data.
 from __future__ import annotations
 
 from ..effective import layer_tensors, ntk_covariance
-from . import CLAIM_FALSE_FAIL_RATE, Claim, Task, Verdict, split_cells
-from . import _effective as common
-
-CONTROL = "the NTK covariance without its B terms"
+from ._effective import make_claim
 
 
 def _measure(spec, sample):
+    """The empirical NTK of every network, (M, N, N)."""
     return sample.ntk
 
 
 def _predict(spec, X):
+    """n Cov(Theta_hat) = A + B + B, its quadrature error and the control (A alone), each (N, N, N, N)."""
     n = spec.widths[-1]
     cov = ntk_covariance(spec, X)
     return n * cov.value, n * cov.error, layer_tensors(spec, X).ntk_a[-1]
 
 
-def run_task(task: Task) -> list[dict]:
-    """Per entry: n Cov_hat(Theta_ab, Theta_cd) and its standard error; A + 2B, its quadrature error, A."""
-    return common.run_task(task, _measure, _predict)
-
-
-def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
-    return common.verdict(df, false_fail_rate, "ntk-fluctuations", CONTROL)
-
-
-CLAIM = Claim(
-    id="ntk-fluctuations",
-    title="n x Cov(Theta_hat) -> the effective theory's A + B + B (any activation)",
-    statement=("For MLPs of any activation and depth, n x the covariance of the empirical NTK's entries on "
-               "several inputs converges to A_(ab)(cd) + B_abcd + B_abdc, the NTK variance tensors of the 1/n "
-               "effective theory (ntkcheck.effective)."),
-    sources=("Roberts, Yaida & Hanin 2022, ch. 8",),
-    grids=common.GRIDS, run_task=run_task, verdict=verdict, split=split_cells, check=common.check,
-)
+CLAIM = make_claim(
+    "ntk-fluctuations",
+    "n x Cov(Theta_hat) -> the effective theory's A + B + B (any activation)",
+    ("For MLPs of any activation and depth, n x the covariance of the empirical NTK's entries on several "
+     "inputs converges to A_(ab)(cd) + B_abcd + B_abdc, the NTK variance tensors of the 1/n effective theory "
+     "(ntkcheck.effective)."),
+    ("Roberts, Yaida & Hanin 2022, ch. 8",),
+    _measure, _predict, "the NTK covariance without its B terms")
