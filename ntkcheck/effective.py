@@ -343,6 +343,7 @@ class _Expectations:
 
 
 def _expectations(act, K: np.ndarray, rules: dict, layer: int) -> _Expectations:
+    """The Gaussian expectations of one layer under its kernel K (N, N); ``layer`` names it in errors."""
     n = len(K)
     diag = np.diag(K)
     if np.any(diag <= 0):
