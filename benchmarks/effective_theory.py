@@ -1,6 +1,7 @@
 """Monte Carlo sanity check of ntkcheck.effective: at widths n, n x the sampled connected
 four-point function of f, n x Cov(Theta_hat) and n x (E[f f] - K) against the predicted
-V, A + B + B and K1 (each converges to the prediction like 1/n).
+V, A + B + B and K1 (each converges to the prediction like 1/n).  K1 needs small widths and
+many networks (the mean's standard error grows like sqrt(n)): :func:`nlo_metric_check`.
 
 The four-point function is measured through the readout kernel G (f given the last hidden
 layer is N(0, G), so E[f_a f_b f_c f_d]_c = Cov(G_ab, G_cd) + 2 more pairings exactly):
@@ -64,5 +65,22 @@ def main(M: int = 40_000):
                 print("     ", r)
 
 
+def nlo_metric_check(M: int = 400_000, chunks: int = 8):
+    """n (mean G - K) at small widths against K1 (standard errors over ``chunks`` chunks)."""
+    for act, depth, sigma_b in CASES[:2]:
+        spec0 = MLP(depth=depth, width=16, activation=act, sigma_w=1.5, sigma_b=sigma_b)
+        t = layer_tensors(spec0, X)
+        K, K1 = t.nngp[-1], t.nlo_metric[-1]
+        print(f"\n{act}, depth {depth}: predicted K1 = {K1.round(4).tolist()}")
+        for n in (16, 32, 64):
+            spec = MLP(depth=depth, width=n, activation=act, sigma_w=1.5, sigma_b=sigma_b)
+            means = np.array([readout_kernel(spec, sample_init(spec, X, M // chunks, seed=np.random.SeedSequence(
+                [7, n, c])).post_grams).mean(axis=0) for c in range(chunks)])
+            se = means.std(axis=0, ddof=1) / np.sqrt(chunks)
+            print(f"  n = {n:3d}: n (E G - K) = {(n * (means.mean(axis=0) - K)).round(4).tolist()} "
+                  f"+- {(n * se).round(4).tolist()}")
+
+
 if __name__ == "__main__":
     main(*(int(a) for a in sys.argv[1:]))
+    nlo_metric_check()
