@@ -53,3 +53,9 @@ __all__ += ["norm_ratio_bias", "relu_ntk_moments", "relu_ntk_ratio", "relu_ntk_l
 from .check import candidate_kernel, default_widths  # noqa: E402
 
 __all__ += ["candidate_kernel", "default_widths"]
+
+# the 1/n effective theory: four-point vertex, NTK covariance, NLO metric
+from . import effective  # noqa: E402
+from .effective import four_point_vertex, nlo_metric, ntk_covariance, output_cumulant4  # noqa: E402
+
+__all__ += ["effective", "four_point_vertex", "output_cumulant4", "ntk_covariance", "nlo_metric"]
