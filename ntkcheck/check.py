@@ -309,9 +309,11 @@ def _refusal(plan: KernelCheckPlan, max_seconds: float) -> str:
     if fits < min(PILOT, plan.n_networks):
         return f"{head}; even the {min(PILOT, plan.n_networks)}-pair pilot does not fit: raise max_seconds or pass smaller widths="
     cheaper = plan.discrepancy * math.sqrt(plan.n_networks / fits)
+    step = 10.0 ** (math.floor(math.log10(cheaper)) - 1)          # two significant digits, rounded up
+    cheaper = math.ceil(cheaper / step - 1e-9) * step
     if cheaper >= 1:
         return f"{head}; no discrepancy < 1 fits: raise max_seconds"
-    return f"{head}; discrepancy={math.ceil(cheaper * 1000) / 1000:g} fits"
+    return f"{head}; discrepancy={cheaper:.2g} fits"
 
 
 def sample_kernel(spec: MLP | stax.Layer, X, kind: str = "ntk", false_fail_rate: float = 1e-3, seed=0, *,

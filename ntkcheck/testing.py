@@ -215,10 +215,11 @@ def failure_message(result: TestResult) -> str:
     first, second = result.details["stages"]
     seeds = [_seed_text(s) for s in result.details["stage_seeds"]]
     level = result.details["stage_rates"][0]
-    return (f"{result.name} failed, confirmed on an independent seed: the candidate differs from the sampled "
-            f"networks' mean kernel in both of two independent samples (p = {first.pvalue:.3g} with seed={seeds[0]}, "
-            f"then p = {second.pvalue:.3g} with seed={seeds[1]}, each <= {level:.3g}); a correct kernel fails "
-            f"both with probability {result.false_fail_rate:g}.\n"
+    return (f"{result.name} failed: p = {result.pvalue:.3g} <= false-fail rate {result.false_fail_rate:g}, confirmed "
+            f"on an independent seed: the candidate differs from the sampled networks' mean kernel in both of two "
+            f"independent samples (p = {first.pvalue:.3g} with seed={seeds[0]}, then p = {second.pvalue:.3g} with "
+            f"seed={seeds[1]}, each <= {level:.3g}; a correct kernel fails both with probability "
+            f"{result.false_fail_rate:g}).\n"
             f"First stage: {_entry_text(first)}\nConfirmation: {_entry_text(second)}\n"
             f"Next: to reproduce, rerun with seed={seeds[0]} (cached samples are reused); to see every entry, "
             f"ntkcheck.check_kernel with the same arguments returns this result: details['relative_error'] "
