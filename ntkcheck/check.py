@@ -36,9 +36,28 @@ rate ``b``:
    every network, standard error 0); elsewhere it is negligible beside the
    standard error and can only lower the false-fail rate.
 
+4. **Two stages** (:func:`check_kernel`, :func:`two_stage_test`).  With a fixed seed a
+   false fail would repeat forever, so a first-stage failure is confirmed on an independent
+   sample (seed ``child(seed, 4)``) inside the same call, and the check fails only if both
+   fail.  Each stage runs steps 1-3 at false-fail rate sqrt(a) and false-pass rate b/2
+   (:func:`stage_rates`): P(both fail) = a for a correct kernel, and an error of the
+   detectable size is caught by both with probability >= 1 - b.  A stage needs fewer
+   pairs than a single test at (a, b) (M goes as (z_{a'/2} + z_{b'})^2: 6.2^2 against 7.0^2
+   for a = b = 1e-3 and 10 entries), so a passing check costs less than before and a
+   failing one about twice as much.  The stages share everything but their samples; a
+   bias common to both (a second-order width remainder) would not be diluted, which is
+   why steps 1 and the stax widths keep it far below the standard error.
+
 The result's ``detectable`` is the achieved relative discrepancy (max over
 entries), computed from the sample actually used.  False-fail rate and power
 are measured by ``benchmarks/check_kernel_calibration.py``.
+
+**Cost before commitment.**  Each sample first draws its first batch of :data:`BATCH`
+pairs alone, timed; from its spread and time a :class:`KernelCheckPlan` (widths,
+estimated pairs, estimated seconds) goes to ``notify`` before the rest is drawn, and
+``max_seconds`` refuses a plan estimated to take longer with a one-line error naming
+a discrepancy that fits (refused, not silently weakened: a check that detects less than
+asked should be asked for).  The probe is part of the sample (nothing is drawn twice).
 
 **Other architectures** (:mod:`ntkcheck.stax` networks: conv, pooling, flatten,
 residual).  The width n of a pair member is every hidden channel count at once
@@ -47,7 +66,13 @@ the default widths is the number of hidden affine layers
 (:func:`ntkcheck.stax.depth`), and the networks are real ones
 (``sample_init(..., method="dense")``: O(n^2) per hidden-to-hidden layer, so
 deep wide stax checks cost far more than MLP ones, which use the O(n N^2)
-exact sampler).  The Richardson step is the same, assuming as for the MLP that
+exact sampler).  The widths are therefore derived from the discrepancy
+(:func:`stax_widths`): the smallest n_s whose remainder ``(L / n_s)^2 / r`` is 1% of it,
+r = 8 (a 2-conv CNN at 5%: (32, 256), where 48 L would give (96, 3072)).  On a 2-conv relu
+CNN with global average pooling on 4 inputs of 6x6x2, 4,000 pairs at (8, 64), whose
+(L / n_s)^2 / r is 7.8e-3, left a mean bias of 0.3-0.5% +- 0.3% per entry (t <= 1.4, entries
+correlated): |b_2| < 1.3 at two standard errors; (16, 128) and (32, 256) left 0.1-0.3% +- 0.2%.
+The Richardson step is the same, assuming as for the MLP that
 the mean kernel at width n is ``K + b_1 / n + O(1/n^2)`` when all widths grow
 together (Dyer & Gur-Ari 2019 state it for general architectures; the tests
 check the outcome for a CNN).  The NNGP draws
@@ -136,8 +161,8 @@ def stax_widths(depth: int, discrepancy: float) -> tuple[int, int]:
 
     Dense networks cost ~n^2 per hidden layer, so the widths are derived from the discrepancy
     instead of the MLP's fixed 48 L: the extrapolation's remainder ``b_2 (L / n_s)^2 / r`` (module
-    docstring, step 1) is then at most 1% of the discrepancy for |b_2| <= 1 (2-conv relu CNN,
-    measured: ``benchmarks/check_kernel_speed.py --cnn``).  Discrepancy 0.05, L = 2: (32, 256).
+    docstring, step 1) is then at most 1% of the discrepancy for |b_2| <= 1 (a 2-conv relu CNN:
+    |b_2| < 1.3, see the module docstring).  Discrepancy 0.05, L = 2: (32, 256).
     """
     if not (0 < discrepancy < 1):
         raise ValueError(f"discrepancy must be a relative discrepancy in (0, 1), got {discrepancy!r}")
