@@ -46,7 +46,7 @@ rate ``b``:
    for a = b = 1e-3 and 10 entries), so a passing check costs less than before and a
    failing one about twice as much.  The stages share everything but their samples; a
    bias common to both (a second-order width remainder) would not be diluted, which is
-   why steps 1 and the stax widths keep it far below the standard error.
+   why the widths (step 1, :func:`stax_widths`) keep it far below the standard error.
 
 The result's ``detectable`` is the achieved relative discrepancy (max over
 entries), computed from the sample actually used.  False-fail rate and power
@@ -370,7 +370,8 @@ def sample_kernel(spec: MLP | stax.Layer, X, kind: str = "ntk", false_fail_rate:
     :func:`ntkcheck.stax.with_width`, depth :func:`ntkcheck.stax.depth`).
     """
     _check_kind(kind)
-    if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
+    if max_seconds is not None and (isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float))
+                                    or not max_seconds > 0):
         raise ValueError(f"max_seconds must be a number > 0 or None, got {max_seconds!r}")
     if isinstance(spec, stax.Layer):
         X = _inputs(spec, X)
@@ -535,7 +536,7 @@ def confirmation_seed(seed) -> np.random.SeedSequence:
 
 
 def two_stage_test(candidate: np.ndarray, draw: Callable, false_fail_rate: float = 1e-3, seed=0,
-                   false_pass_rate: float = 1e-3, name: str | None = None) -> TestResult:
+                   false_pass_rate: float = 1e-3) -> TestResult:
     """Test a (validated) candidate on a first sample and confirm a failure on an independent one.
 
     ``draw(false_fail_rate, false_pass_rate, seed, stage)`` returns a :class:`KernelSample` designed
@@ -554,8 +555,8 @@ def two_stage_test(candidate: np.ndarray, draw: Callable, false_fail_rate: float
     """
     a, b = stage_rates(false_fail_rate, false_pass_rate)
     seeds = (seed, confirmation_seed(seed))
-    first = kernel_test(candidate, draw(a, b, seeds[0], "first stage"), name)
-    second = None if first.passed else kernel_test(candidate, draw(a, b, seeds[1], "confirmation"), name)
+    first = kernel_test(candidate, draw(a, b, seeds[0], "first stage"))
+    second = None if first.passed else kernel_test(candidate, draw(a, b, seeds[1], "confirmation"))
     stages = (first, second)
     ran = [r for r in stages if r is not None]
     return TestResult(
