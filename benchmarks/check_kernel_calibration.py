@@ -20,6 +20,9 @@ a larger second-order bias, a harder test of the false-fail rate than the defaul
     # false-fail rate, 1,000 checks, and power (reduced design, ~20 min on 2 cores):
     python benchmarks/check_kernel_calibration.py --seeds 250 --power-seeds 50 --inputs 6 --discrepancy 0.1 \
         --width-scale 0.25 --specs relu-3,erf-2,tanh-4,gelu-3
+    # power where the pilot does not bind (achieved detectable ~0.03 = the planted x(1 +- d)), ~25 min:
+    python benchmarks/check_kernel_calibration.py --seeds 50 --power-seeds 50 --inputs 6 --discrepancy 0.03 \
+        --width-scale 0.25 --specs relu-3,erf-2,tanh-4,gelu-3
     # power at 1% (the default design):
     python benchmarks/check_kernel_calibration.py --seeds 5 --inputs 16 --discrepancy 0.01 --specs relu-3,erf-2
 """
