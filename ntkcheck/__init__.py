@@ -50,9 +50,10 @@ __all__ += ["norm_ratio_bias", "relu_ntk_moments", "relu_ntk_ratio", "relu_ntk_l
 
 # check_kernel's pairs design and candidate validation (ntkcheck.testing is imported on its own: it defines a
 # pytest fixture when pytest is installed)
-from .check import candidate_kernel, default_widths  # noqa: E402
+from .check import (KernelCheckPlan, candidate_kernel, default_widths, stage_rates, stax_widths,  # noqa: E402
+                    two_stage_test)
 
-__all__ += ["candidate_kernel", "default_widths"]
+__all__ += ["candidate_kernel", "default_widths", "stax_widths", "stage_rates", "two_stage_test", "KernelCheckPlan"]
 
 # the 1/n effective theory: four-point vertex, NTK covariance, NLO metric
 from . import effective  # noqa: E402
