@@ -21,7 +21,9 @@ from typing import Callable
 import numpy as np
 from scipy.stats import norm
 
+from . import keynumbers, labels
 from .claims import FAMILY_FALSE_FAIL_RATE, Convergence, Verdict, family_false_fail_rate, get_claim
+from .labels import percent
 from .store import Store
 
 #: Figure style: nothing cut off (constrained layout), mathtext labels, reproducible files.
@@ -44,11 +46,6 @@ def markdown_table(df) -> str:
     lines = ["| " + " | ".join(esc(c) for c in df.columns) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(esc(_cell(v)) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
-
-
-def percent(level: float) -> str:
-    """A confidence level as a percentage: 0.95 -> '95%', 0.99875 -> '99.88%'."""
-    return f"{100 * level:.4g}%"
 
 
 def _z(level: float) -> float:
@@ -86,14 +83,16 @@ def fit_line(c: Convergence) -> str:
 
 
 def verdict_frame(verdicts: dict[str, Verdict]):
-    """One row per claim: claim verdict, negative control, false-fail rate, summary."""
+    """One row per claim: claim verdict, negative control, false-fail rate, key number
+    (:func:`ntkcheck.keynumbers.key_line`), summary."""
     import pandas as pd
 
     return pd.DataFrame([{"claim": c, "verdict": "PASS" if v.verified else "FAIL",
                           "claim test": "pass" if v.passed else "fail",
                           "negative control": "rejected (as it should)" if v.negative_control_rejected
                           else "NOT rejected (check is defective)",
-                          "false-fail rate": v.false_fail_rate, "summary": v.summary}
+                          "false-fail rate": v.false_fail_rate, "key number": keynumbers.key_line(v) or "\u2014",
+                          "summary": v.summary}
                          for c, v in verdicts.items()])
 
 
@@ -106,7 +105,7 @@ def claim_markdown(v: Verdict) -> str:
              f"- negative control: {v.negative_control}: "
              f"{'rejected' if v.negative_control_rejected else 'NOT rejected'}", "",
              "| statistic | value |", "|---|---|"]
-    parts += [f"| {k} | {_cell(val)} |" for k, val in v.statistics.items()]
+    parts += [f"| {labels.plain(labels.statistic(k))} | {_cell(val)} |" for k, val in v.statistics.items()]
     for c in v.convergence:
         parts += ["", f"## {c.label}", "", fit_line(c), "", markdown_table(convergence_frame(c))]
     if v.table is not None:
@@ -233,6 +232,18 @@ def claim_figure(claim_id: str, df, v: Verdict, path: str | Path) -> None:
     plt.close("all")
 
 
+def key_numbers_text(v: Verdict) -> list[str]:
+    """The claim's key numbers as markdown lines, one per quantity: "<quantity> — exponent
+    (theory −1/2, 95% CI): <cell>: −0.497 [−0.612, −0.381]; <cell>: ..."."""
+    groups: dict = {}
+    for k in keynumbers.key_numbers(v):
+        groups.setdefault((k.quantity, k.name, keynumbers.theory_text(k), percent(k.level)), []).append(k)
+    return [f"{quantity} \u2014 {labels.plain(name)} (theory {theory}, {level} CI): "
+            + "; ".join(f"{labels.plain(k.cell) + ': ' if k.cell else ''}{labels.number(k.value)} "
+                        f"{keynumbers.interval_text(k)}" for k in ks)
+            for (quantity, name, theory, level), ks in groups.items()]
+
+
 def verified_line(verdicts: dict[str, Verdict]) -> str:
     """The run's bottom line: how many claims were verified, and the probability that a
     correct implementation fails some claim of this run (independent claims: the product rule)."""
@@ -287,12 +298,24 @@ def write_files(store: Store, verdicts: dict[str, Verdict], latex: bool = False,
                 store.write_drawn(root / f"{c}-figure.{fmt}", lambda tmp: claim_figure(c, df, v, tmp))
     title = (f"Study {meta.get('name', root.name)} (budget {meta['study'].get('budget')}, "
              f"seed {meta['study'].get('seed')})")
-    summary = [f"# {title}", "", markdown_table(verdict_frame(verdicts).drop(columns="summary")), ""]
-    summary += [f"- [{c}]({c}.md): {v.summary}" for c, v in verdicts.items()]
+    store.write_file(root / "convergence.csv", keynumbers.frame(verdicts).to_csv(
+        index=False, float_format=repr, lineterminator="\n"))
+    store.write_file(root / "convergence.md", "# Convergence to the infinite-width theory\n\n"
+                     "One row per claim and cell: the measured key number, its interval, the theory's value "
+                     "and the widths measured (how many); the verdict is the claim's.\n\n"
+                     + markdown_table(keynumbers.display_frame(verdicts)) + "\n")
+    summary = [f"# {title}", "", markdown_table(verdict_frame(verdicts).drop(columns="summary")), "",
+               "## Key numbers", "", "Per claim and cell (every row: [convergence.md](convergence.md)):", ""]
+    for c, v in verdicts.items():
+        lines = key_numbers_text(v)
+        summary += [f"- [{c}]({c}.md)" + (":" if lines else ": no key number (see its file)")]
+        summary += [f"  - {line}" for line in lines]
+    summary += ["", "## Verdicts", ""] + [f"- [{c}]({c}.md): {v.summary}" for c, v in verdicts.items()]
     summary += ["", f"**{verified_line(verdicts)}**"]
     store.write_file(root / "summary.md", "\n".join(summary) + "\n")
     if latex:
         store.write_file(root / "summary.tex", tex.summary_latex(verdicts, title))
+        store.write_file(root / "convergence.tex", tex.convergence_latex(verdicts))
 
 
 def _check_formats(formats) -> tuple[str, ...]:

@@ -37,6 +37,9 @@ Fields of :class:`Claim`
                   convergence plots (which the report draws from ``Verdict.convergence``).
                   It saves with ``fig.savefig(path)`` (the format follows the suffix) and
                   leaves layout to the report's style (constrained layout, mathtext labels).
+  ``key_numbers`` optional ``key_numbers(verdict) -> tuple[KeyNumber, ...]``: the claim's key
+                  number per cell for the convergence table, when it is not the fitted
+                  exponent of each ``Verdict.convergence`` series (the default).
 
 Tasks and seeds
   A :class:`Task` is one grid cell x one chunk of networks.  Its ``seed`` is
@@ -182,6 +185,25 @@ class Convergence:
 
 
 @dataclass(frozen=True)
+class KeyNumber:
+    """A claim's key number in one cell: ``value`` (e.g. a fitted exponent, a constant) with
+    its interval ``lo..hi`` at confidence ``level``, the ``theory`` value (an upper bound if
+    ``bound``), and the ``widths`` measured.  ``cell`` and ``quantity`` are readable names
+    (math in ``$...$``); ``name`` says what ``value`` is ("exponent", "constant")."""
+
+    cell: str
+    quantity: str
+    name: str
+    value: float
+    lo: float
+    hi: float
+    level: float
+    theory: float
+    bound: bool = False
+    widths: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
 class Verdict:
     """The outcome of one claim (see the module docstring)."""
 
@@ -216,6 +238,7 @@ class Claim:
     split: Callable[[dict], list[tuple[str, dict]]] | None = None
     check: Callable[[dict], None] | None = None
     figure: Callable[[Any, Verdict, Any], None] | None = None
+    key_numbers: Callable[[Verdict], tuple[KeyNumber, ...]] | None = None
 
     def __post_init__(self):
         if set(self.grids) != set(BUDGETS):

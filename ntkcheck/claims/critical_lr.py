@@ -63,11 +63,14 @@ must fail.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
+from .. import labels
 from ..train import gradient_descent, scaled_lr
-from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, Task, Verdict
+from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, KeyNumber, Task, Verdict
 from ._training import check_cells, critical_lr, dataset, network_rows, spec_of, split_with_control
 from .initcommon import save_figure
 
@@ -330,6 +333,23 @@ def figure(df, verdict: Verdict, path) -> None:
     save_figure(fig, path)
 
 
+def key_numbers(v: Verdict) -> tuple[KeyNumber, ...]:
+    """Per cell, the lower edge (claimed at c = 1): the middle of the thresholds that best
+    separate monotone from non-monotone runs, and its interval, read back from the table
+    :func:`verdict` formats (3 significant digits)."""
+    ci = next(c for c in v.table.columns if c.startswith("lower edge ") and c.endswith(" CI"))
+    level = float(ci.split()[2])
+    out = []
+    for _, r in v.table.iterrows():
+        lo, hi = map(float, r["lower edge (c)"].split(".."))
+        ci_lo, ci_hi = map(float, re.findall(r"[-+\d.eE]+", r[ci]))
+        out.append(KeyNumber(cell=labels.cell(f"{r['activation']}, L={r['depth']}, n={r['width']}"),
+                             quantity="learning rate $\\eta / \\eta_{\\mathrm{crit}}$ where monotone loss ends",
+                             name="lower edge c", value=(lo + hi) / 2, lo=ci_lo, hi=ci_hi, level=level, theory=1.0,
+                             widths=(float(r["width"]),)))
+    return tuple(out)
+
+
 CLAIM = Claim(
     id="critical-lr",
     title="GD on wide nets: lazy below eta_crit = 2N/lambda_max(Theta_hat_0), catapult above, then divergence",
@@ -338,4 +358,5 @@ CLAIM = Claim(
                "lambda_max falls below 2N/eta and training converges; beyond that edge it does not converge."),
     sources=("Lee et al. 2019, sec. 2.4", "Lewkowycz et al. 2020, sec. 2-3"),
     grids=GRIDS, run_task=run_task, verdict=verdict, split=split, check=check, figure=figure,
+    key_numbers=key_numbers,
 )
