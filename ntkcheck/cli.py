@@ -83,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
                          parents=[common])
     rep.add_argument("dir", metavar="DIR")
     outputs(rep)
+    rep.add_argument("--style", choices=("report", "paper"), default="report",
+                     help="paper: one single-column figure per cell, figures/<claim>/<cell>.<fmt>, no verdicts")
     cal = sub.add_parser("calibrate", help="re-run each claim's verdict under K study seeds and compare "
                          "its failures with the stated false-fail rate", parents=[common])
     cal.add_argument("--budget", choices=BUDGETS, default="quick")
@@ -191,7 +193,7 @@ def _dispatch(args, command: list[str]) -> int:
         return EXIT_PASS
     if args.command == "report":
         verdicts = report.write_report(args.dir, latex=args.latex, formats=args.format, notify=_note,
-                                       family_rate=args.false_fail_rate)
+                                       family_rate=args.false_fail_rate, style=args.style)
         return _print_verdicts(verdicts, args.dir)
     from .studies import load_study, make_study
 

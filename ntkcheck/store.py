@@ -391,6 +391,7 @@ class Store:
         self._refuse_if_foreign(path)
         tmp = temp_path(path)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             draw(tmp)
             data = tmp.read_bytes()
         except OSError as err:

@@ -314,7 +314,8 @@ def figure(df, verdict: Verdict, path) -> None:
             top.scatter(gone["c"], np.full(len(gone), ceiling), s=14, marker="^", color="black",
                         label="diverged (loss > 1e6 x initial)")
         top.set_yscale("log")
-        top.set_title(", ".join(f"{k} {v}" for k, v in zip(CELL, key)))
+        activation, depth, width = key
+        top.set_title(labels.cell(f"{activation}, L={depth}, n={width}"))
         bottom.scatter(g["c"], g["c"], s=12, color="gray", label="t = 0")
         bottom.scatter(g["c"], g["c_final"], s=12, color="C2", label="t = T")
         bottom.axhline(1, color="black", lw=0.8, ls="--", label="$\\eta\\lambda_{max} = 2N$")
@@ -328,7 +329,7 @@ def figure(df, verdict: Verdict, path) -> None:
     axes[0, 0].legend(fontsize=8)
     axes[1, 0].set_ylabel("$\\eta \\lambda_{max}(\\hat\\Theta_t) / 2N$")
     axes[1, 0].legend(fontsize=8)
-    fig.suptitle(f"critical-lr: lazy / catapult / divergent phases\nshaded: edge intervals ({percent(level)}); "
+    fig.suptitle(f"Lazy / catapult / divergent phases\nshaded: edge intervals ({percent(level)}); "
                  "dotted: uv-model edge c = 2 (Lewkowycz et al. 2020)", fontsize=9)
     save_figure(fig, path)
 

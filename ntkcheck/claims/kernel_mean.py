@@ -336,7 +336,7 @@ def _convergence(entries, tests) -> list[Convergence]:
             fit.update(exponent=res.exponent, exponent_lo=res.ci_low, exponent_hi=res.ci_high,
                        log_prefactor=res.details["log_prefactor"])
         cell = dict(zip(CELL + ["quantity"], key))
-        label = (f"{cell['quantity']} ({QUANTITIES[cell['quantity']]}), entry ({e['i']},{e['j']}): "
+        label = (f"{cell['quantity'].upper()} ({QUANTITIES[cell['quantity']]}), entry ({e['i']},{e['j']}): "
                  f"{cell['architecture']}, {cell['activation']}, L={cell['depth']}, {cell['parameterization']}")
         out.append(Convergence(
             label=label, x=tuple(x), y=tuple(d), lo=tuple(np.maximum(d - Z95 * se, 0.0)),
@@ -355,7 +355,7 @@ def key_numbers(v: Verdict) -> tuple[KeyNumber, ...]:
         e, cell = g.loc[g["z"].abs().idxmax()], dict(zip(CELL + ["quantity"], key))
         name = f"{cell['architecture']}, {cell['activation']}, L={cell['depth']}, {cell['parameterization']}"
         widths = next((s.x for s in v.convergence
-                       if s.label.startswith(f"{cell['quantity']} (") and s.label.endswith(": " + name)), ())
+                       if s.label.startswith(f"{cell['quantity'].upper()} (") and s.label.endswith(": " + name)), ())
         a, se = float(e["intercept a"]), float(e["se(a)"])
         out.append(KeyNumber(cell=f"{labels.cell(name)}, entry ({e['i']},{e['j']})",
                              quantity=f"{cell['quantity'].upper()}: {QUANTITIES[cell['quantity']]}", name="intercept",

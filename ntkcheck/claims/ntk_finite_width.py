@@ -359,7 +359,7 @@ def figure(df, v: Verdict, path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel(r"$\beta = L/n$")
     ax.set_ylabel(r"$\mathbb{E}[\hat\Theta(x,x)^2] / \mathbb{E}[\hat\Theta(x,x)]^2$")
-    ax.set_title("ntk-finite-width: NTK fluctuations vs depth/width", fontsize=9)
+    ax.set_title("NTK fluctuations vs depth/width", fontsize=9)
     ax.legend(fontsize=7)
     save_figure(fig, path)
 

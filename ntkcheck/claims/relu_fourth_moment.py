@@ -282,7 +282,7 @@ def figure(df, v: Verdict, path) -> None:
         ax.set_xlabel("width $n$")
         ax.legend(title="depth", fontsize=7, title_fontsize=7)
     axes[0][0].set_ylabel(r"measured / claimed $\mathbb{E}[G^2]/\mathbb{E}[G]^2$")
-    fig.suptitle("relu-fourth-moment: measured / claimed ratio with 95% intervals", fontsize=10)
+    fig.suptitle("Measured / claimed ratio with 95% intervals", fontsize=10)
     save_figure(fig, path)
 
 
