@@ -201,8 +201,8 @@ def paper_panels(v: Verdict) -> list[tuple[str, str]]:
     shared = [names.count(n) > 1 for n in names]
     names = [f"{_slug(q.split(' ')[0])}-{n}" if s else n for (q, _), n, s in zip(parts, names, shared)]
     names = [n if names.count(n) == 1 else f"{n}-{i + 1}" for i, n in enumerate(names)]
-    titles = [labels.title(c.label, v.claim) if s or not cell else cell
-              for c, (_, cell), s in zip(v.convergence, parts, shared)]
+    titles = [labels.title(c.label, v.claim) if s or not cell else cell for c, (_, cell), s in zip(v.convergence, parts, shared)]
+    titles = [f"negative control: {cell}" if n == "negative-control" else t for n, t, (_, cell) in zip(names, titles, parts)]
     return list(zip(names, titles))
 
 

@@ -278,7 +278,7 @@ def figure(df, v: Verdict, path) -> None:
             ax.errorbar(e["width"], r, yerr=Z95 * e["se_log"] * r, marker="o", ms=3, capsize=2, label=f"$L$ = {L}")
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set_xscale("log", base=2)
-        ax.set_title(f"{role}: {act}, $\\sigma_b$ = {sb:g}", fontsize=9)
+        ax.set_title(f"{role}: {labels.cell(f'{act}, sigma_b={sb:g}')}", fontsize=9)
         ax.set_xlabel("width $n$")
         ax.legend(title="depth", fontsize=7, title_fontsize=7)
     axes[0][0].set_ylabel(r"measured / claimed $\mathbb{E}[G^2]/\mathbb{E}[G]^2$")
