@@ -2,8 +2,9 @@
 (written by :mod:`ntkcheck.report`, the ``.tex`` by :mod:`ntkcheck.latex`) and the one-line key number of
 each claim in ``summary.md`` and the CLI table.
 
-A claim's key numbers are its ``key_numbers`` hook's, else the fitted exponent of each of
-its :class:`~ntkcheck.claims.Convergence` series (a negative control's series are the
+A claim's key numbers are its ``key_numbers`` hook's (none for a verdict without its
+details ``table``), else the fitted exponent of each of its
+:class:`~ntkcheck.claims.Convergence` series (a negative control's series are the
 control's, not the claim's, and are left out).
 """
 from __future__ import annotations
@@ -30,7 +31,8 @@ def key_numbers(v: Verdict) -> tuple[KeyNumber, ...]:
     """The claim's key numbers (module docstring)."""
     hook = get_claim(v.claim).key_numbers
     if hook is not None:
-        return tuple(hook(v))
+        # hooks read the claim's details table; a verdict built without one has no key numbers
+        return tuple(hook(v)) if v.table is not None else ()
     return tuple(from_series(c, v.claim) for c in v.convergence if not c.label.startswith("negative control"))
 
 

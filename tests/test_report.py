@@ -44,7 +44,7 @@ def series(bound: bool) -> Convergence:
 
 def verdict() -> Verdict:
     table = pd.DataFrame({"width": [64, 256], "rate_error": [0.1, np.nan], "note": ["50% & H^inf", "a_b #1"]})
-    return Verdict("kernel-mean", True, "pass: |z| <= 2.5, 100% of H^inf entries ~ ok {x}", {"max |z|": 2.5, "p_value": 0.3},
+    return Verdict("ntk-init-convergence", True, "pass: |z| <= 2.5, 100% of H^inf entries ~ ok {x}", {"max |z|": 2.5, "p_value": 0.3},
                    0.01, "1%", "x1.03 kernel", True, (series(False), series(True)), table)
 
 

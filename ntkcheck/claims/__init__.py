@@ -39,7 +39,8 @@ Fields of :class:`Claim`
                   leaves layout to the report's style (constrained layout, mathtext labels).
   ``key_numbers`` optional ``key_numbers(verdict) -> tuple[KeyNumber, ...]``: the claim's key
                   number per cell for the convergence table, when it is not the fitted
-                  exponent of each ``Verdict.convergence`` series (the default).
+                  exponent of each ``Verdict.convergence`` series (the default); called
+                  only on verdicts with their ``table``.
 
 Tasks and seeds
   A :class:`Task` is one grid cell x one chunk of networks.  Its ``seed`` is
