@@ -149,3 +149,11 @@ def test_report_style_flag_and_key_number_column(tiny_study, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["report", str(tiny_study), "--style", "poster"])
     assert exc.value.code == 2
+
+
+def test_run_writes_the_convergence_table(tmp_path):
+    toml = "\n".join(['claims = ["kernel-mean"]', "[grid.kernel-mean]"]
+                     + [f"{k} = {v!r}".replace("'", '"') for k, v in TINY.items()])
+    (tmp_path / "s.toml").write_text(toml + "\n")
+    assert cli.main(["run", str(tmp_path / "s.toml"), "--jobs", "1", "--out", str(tmp_path / "out"), "--latex"]) in (0, 1)
+    assert all((tmp_path / "out" / f"convergence.{ext}").is_file() for ext in ("csv", "md", "tex"))
