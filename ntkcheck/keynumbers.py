@@ -16,7 +16,7 @@ from .claims import Convergence, KeyNumber, Verdict, get_claim
 
 #: Columns of ``convergence.csv``, in this order.
 COLUMNS = ("claim", "cell", "quantity", "statistic", "value", "ci_low", "ci_high", "ci_level", "theory",
-           "theory_is_bound", "width_min", "width_max", "n_widths", "verdict")
+           "theory_is_bound", "theory_margin", "width_min", "width_max", "n_widths", "verdict")
 
 
 def from_series(c: Convergence, claim: str = "") -> KeyNumber:
@@ -37,8 +37,9 @@ def key_numbers(v: Verdict) -> tuple[KeyNumber, ...]:
 
 
 def theory_text(k: KeyNumber) -> str:
-    """"−1/2", or "≤ −1/2" for a bound."""
-    return ("\u2264 " if k.bound else "") + labels.fraction(k.theory)
+    """"−1/2", "≤ −1/2" for a bound, "0 ± 0.2" for an equivalence claim."""
+    margin = f" \u00b1 {k.margin:g}" if k.margin else ""
+    return ("\u2264 " if k.bound else "") + labels.fraction(k.theory) + margin
 
 
 def interval_text(k: KeyNumber) -> str:
@@ -66,7 +67,7 @@ def _distance(k: KeyNumber) -> float:
     half = (k.hi - k.lo) / 2
     if not (math.isfinite(k.value) and half > 0):
         return -math.inf
-    return (k.value - k.theory) / half if k.bound else abs(k.value - k.theory) / half
+    return (k.value - k.theory) / half if k.bound else (abs(k.value - k.theory) - k.margin) / half
 
 
 def headline(v: Verdict) -> KeyNumber | None:
@@ -91,7 +92,7 @@ def frame(verdicts: dict[str, Verdict]):
 
     rows = [{"claim": c, "cell": labels.plain(k.cell), "quantity": k.quantity, "statistic": k.name,
              "value": k.value, "ci_low": k.lo, "ci_high": k.hi, "ci_level": k.level, "theory": k.theory,
-             "theory_is_bound": k.bound, "width_min": min(k.widths) if k.widths else math.nan,
+             "theory_is_bound": k.bound, "theory_margin": k.margin, "width_min": min(k.widths) if k.widths else math.nan,
              "width_max": max(k.widths) if k.widths else math.nan, "n_widths": len(k.widths),
              "verdict": "PASS" if v.verified else "FAIL"}
             for c, v in verdicts.items() for k in key_numbers(v)]

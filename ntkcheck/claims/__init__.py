@@ -189,7 +189,7 @@ class Convergence:
 class KeyNumber:
     """A claim's key number in one cell: ``value`` (e.g. a fitted exponent, a constant) with
     its interval ``lo..hi`` at confidence ``level``, the ``theory`` value (an upper bound if
-    ``bound``), and the ``widths`` measured.  ``cell`` and ``quantity`` are readable names
+    ``bound``; ``theory +- margin`` for an equivalence claim), and the ``widths`` measured.  ``cell`` and ``quantity`` are readable names
     (math in ``$...$``); ``name`` says what ``value`` is ("exponent", "constant")."""
 
     cell: str
@@ -202,6 +202,7 @@ class KeyNumber:
     theory: float
     bound: bool = False
     widths: tuple[float, ...] = ()
+    margin: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -68,9 +68,10 @@ from scipy.stats import norm
 from scipy.stats import t as student
 
 from .. import labels
+from ..keynumbers import from_series
 from ..networks import forward, init_params
 from ..train import train_params
-from . import CLAIM_FALSE_FAIL_RATE, Claim, Convergence, GridError, Task, Verdict, split_cells
+from . import CLAIM_FALSE_FAIL_RATE, Claim, Convergence, GridError, KeyNumber, Task, Verdict, split_cells
 from ._training import cell_lr, check_cells, dataset, network_rows, spec_of, width_fit, width_series
 from .initcommon import save_figure
 
@@ -368,6 +369,11 @@ def figure(df, verdict: Verdict, path) -> None:
     save_figure(fig, path)
 
 
+def key_numbers(v: Verdict) -> tuple[KeyNumber, ...]:
+    """Each width exponent of the claim's series, claimed equal to 0 within ``MARGIN``."""
+    return tuple(replace(from_series(c, v.claim), margin=MARGIN) for c in v.convergence)
+
+
 CLAIM = Claim(
     id="mean-field",
     title="Mean-field scaling: features and kernel move O(1), the function concentrates; alpha sweep to lazy",
@@ -378,4 +384,5 @@ CLAIM = Claim(
     sources=("Mei, Montanari & Nguyen 2018", "Chizat & Bach 2018", "Chizat, Oyallon & Bach 2019, Thm 2.2",
              "Geiger et al. 2020"),
     grids=GRIDS, run_task=run_task, verdict=verdict, split=split, check=check, figure=figure,
+    key_numbers=key_numbers,
 )
