@@ -12,6 +12,7 @@ from ntkcheck.claims import Convergence, Verdict
 from ntkcheck.report import PAPER_SIZE, paper_panels, plot_convergence, write_report
 from ntkcheck.runner import run_study
 from ntkcheck.studies import make_study
+from test_report import check_tex
 
 TINY = {"architecture": ["mlp"], "width": [8, 16], "activation": ["relu"], "n_networks": 40, "chunk": 20,
         "control_n_networks": 0}
@@ -66,6 +67,7 @@ def numbers_outside_math(tex: str) -> list[str]:
 @pytest.mark.parametrize("n_cells, env", [(2, "table"), (latex.LONG + 1, "longtable")])
 def test_convergence_tex_booktabs_true_minus_signs(n_cells, env):
     tex = latex.convergence_latex({"ntk-init-convergence": verdict(n_cells)})
+    check_tex(tex)
     assert all(rule in tex for rule in (r"\toprule", r"\midrule", r"\bottomrule"))
     assert f"\\begin{{{env}}}" in tex and tex.count(r"\caption{") == 1
     assert "$-$0.612" in tex and not numbers_outside_math(tex)
@@ -136,6 +138,9 @@ def test_report_writes_the_convergence_table_and_paper_figures_identically_twice
     assert len(rows) - 1 == len(keynumbers.key_numbers(verdicts["kernel-mean"])) == 2   # NNGP and NTK of one cell
     assert sorted(p.name for p in (tiny_study / "figures" / "kernel-mean").iterdir()) == \
         ["nngp-mlp-relu-l-2-ntk-parameterization.png", "ntk-mlp-relu-l-2-ntk-parameterization.png"]
+    for tex in tiny_study.glob("*.tex"):
+        check_tex(tex.read_text())
+        assert not numbers_outside_math(tex.read_text()), tex.name
     summary = (tiny_study / "summary.md").read_text()
     assert "intercept" in summary and "(theory 0" in summary and re.search(r"\*\*\d+/\d+ verified", summary)
     write_report(tiny_study, latex=True, style="paper")
