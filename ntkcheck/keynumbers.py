@@ -92,7 +92,8 @@ def frame(verdicts: dict[str, Verdict]):
 
     rows = [{"claim": c, "cell": labels.plain(k.cell), "quantity": k.quantity, "statistic": k.name,
              "value": k.value, "ci_low": k.lo, "ci_high": k.hi, "ci_level": k.level, "theory": k.theory,
-             "theory_is_bound": k.bound, "theory_margin": k.margin, "width_min": min(k.widths) if k.widths else math.nan,
+             "theory_is_bound": k.bound, "theory_margin": k.margin,
+             "width_min": min(k.widths) if k.widths else math.nan,
              "width_max": max(k.widths) if k.widths else math.nan, "n_widths": len(k.widths),
              "verdict": "PASS" if v.verified else "FAIL"}
             for c, v in verdicts.items() for k in key_numbers(v)]

@@ -196,14 +196,16 @@ def paper_panels(v: Verdict) -> list[tuple[str, str]]:
     the name and the title is the whole label; a series without a cell is named by its
     quantity, the negative control's "negative-control"."""
     parts = [labels.split_label(c.label, v.claim) for c in v.convergence]
-    names = [_slug(cell) or _slug(q) or "series" for q, cell in parts]
-    names = ["negative-control" if c.label.startswith("negative control") else n for c, n in zip(v.convergence, names)]
-    shared = [names.count(n) > 1 for n in names]
-    names = [f"{_slug(q.split(' ')[0])}-{n}" if s else n for (q, _), n, s in zip(parts, names, shared)]
-    names = [n if names.count(n) == 1 else f"{n}-{i + 1}" for i, n in enumerate(names)]
-    titles = [labels.title(c.label, v.claim) if s or not cell else cell for c, (_, cell), s in zip(v.convergence, parts, shared)]
-    titles = [f"negative control: {cell}" if n == "negative-control" else t for n, t, (_, cell) in zip(names, titles, parts)]
-    return list(zip(names, titles))
+    control = [c.label.startswith("negative control") for c in v.convergence]
+    names = ["negative-control" if ctl else _slug(cell) or _slug(q) or "series" for (q, cell), ctl in zip(parts, control)]
+    panels = []
+    for c, (q, cell), ctl, name in zip(v.convergence, parts, control, names):
+        shared = names.count(name) > 1
+        title = (f"negative control: {cell}" if ctl else labels.title(c.label, v.claim) if shared or not cell
+                 else cell)
+        panels.append((f"{_slug(q.split(' ')[0])}-{name}" if shared else name, title))
+    unique = [n for n, _ in panels]
+    return [(n if unique.count(n) == 1 else f"{n}-{i + 1}", t) for i, (n, t) in enumerate(panels)]
 
 
 def _signed(x: float) -> str:
