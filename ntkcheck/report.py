@@ -25,7 +25,7 @@ from . import keynumbers, labels
 from .claims import FAMILY_FALSE_FAIL_RATE, Convergence, Verdict, family_false_fail_rate, get_claim
 from .axes import log_ticks
 from .labels import percent
-from .store import Store
+from .store import Store, format_value
 
 #: Figure style: nothing cut off (constrained layout), mathtext labels, reproducible files.
 STYLE = {"figure.constrained_layout.use": True, "font.size": 9, "axes.titlesize": 9, "legend.fontsize": 7,
@@ -363,7 +363,7 @@ def write_files(store: Store, verdicts: dict[str, Verdict], latex: bool = False,
     title = (f"Study {meta.get('name', root.name)} (budget {meta['study'].get('budget')}, "
              f"seed {meta['study'].get('seed')})")
     store.write_file(root / "convergence.csv", keynumbers.frame(verdicts).to_csv(
-        index=False, float_format=repr, lineterminator="\n"))
+        index=False, float_format=format_value, lineterminator="\n"))
     store.write_file(root / "convergence.md", "# Convergence to the infinite-width theory\n\n"
                      "One row per claim and cell: the measured key number, its interval, the theory's value "
                      "and the widths measured (how many); the verdict is the claim's.\n\n"

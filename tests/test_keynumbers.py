@@ -5,6 +5,7 @@ import math
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ntkcheck import cli, keynumbers, labels, latex
@@ -135,6 +136,8 @@ def test_report_writes_the_convergence_table_and_paper_figures_identically_twice
     first = files()
     rows = (tiny_study / "convergence.csv").read_text().splitlines()
     assert rows[0] == ",".join(keynumbers.COLUMNS)
+    table = pd.read_csv(tiny_study / "convergence.csv")
+    assert all(table[c].dtype.kind == "f" for c in ("value", "ci_low", "ci_high", "ci_level", "theory", "width_min"))
     assert len(rows) - 1 == len(keynumbers.key_numbers(verdicts["kernel-mean"])) == 2   # NNGP and NTK of one cell
     assert sorted(p.name for p in (tiny_study / "figures" / "kernel-mean").iterdir()) == \
         ["nngp-mlp-relu-l-2-ntk-parameterization.png", "ntk-mlp-relu-l-2-ntk-parameterization.png"]
