@@ -70,20 +70,15 @@ def _distance(k: KeyNumber) -> float:
     return (k.value - k.theory) / half if k.bound else (abs(k.value - k.theory) - k.margin) / half
 
 
-def headline(v: Verdict) -> KeyNumber | None:
-    """The claim's least favourable key number: the one whose theory value lies farthest
-    from the measurement (none without key numbers)."""
-    numbers = key_numbers(v)
-    return max(numbers, key=_distance) if numbers else None
-
-
 def key_line(v: Verdict) -> str:
-    """One labelled key number for the claim, e.g. "exponent −0.465 [−0.585, −0.346]
-    (theory −1/2), least favourable of 6 cells"; "" without key numbers."""
-    k, n = headline(v), len(key_numbers(v))
-    if k is None:
+    """The claim's worst key number, labelled: the one whose theory value lies farthest from
+    the measurement, e.g. "exponent −0.465 [−0.585, −0.346] (theory −1/2), worst of 6
+    cells"; "" without key numbers."""
+    numbers = key_numbers(v)
+    if not numbers:
         return ""
-    return labels.plain(describe(k)) + (f", least favourable of {n} cells" if n > 1 else "")
+    worst = labels.plain(describe(max(numbers, key=_distance)))
+    return worst + (f", worst of {len(numbers)} cells" if len(numbers) > 1 else "")
 
 
 def frame(verdicts: dict[str, Verdict]):

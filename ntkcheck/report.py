@@ -369,6 +369,8 @@ def write_files(store: Store, verdicts: dict[str, Verdict], latex: bool = False,
                      "and the widths measured (how many); the verdict is the claim's.\n\n"
                      + markdown_table(keynumbers.display_frame(verdicts)) + "\n")
     summary = [f"# {title}", "", markdown_table(verdict_frame(verdicts).drop(columns="summary")), "",
+               "The key number is the claim's worst cell: the one whose measurement lies farthest from the "
+               "theory, in units of its interval.", "",
                "## Key numbers", "", "Per claim and cell (every row: [convergence.md](convergence.md)):", ""]
     for c, v in verdicts.items():
         lines = key_numbers_text(v)

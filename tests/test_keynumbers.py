@@ -57,7 +57,7 @@ def test_one_row_per_claim_and_cell_without_the_control():
     assert df["width_min"].tolist() == [16.0] * 3 and df["verdict"].eq("PASS").all()
     # the least favourable cell, labelled, theory as a fraction
     assert keynumbers.key_line(v) == ("exponent \u22120.400 [\u22120.612, \u22120.381] (theory \u22121/2), "
-                                      "least favourable of 3 cells")
+                                      "worst of 3 cells")
 
 
 def numbers_outside_math(tex: str) -> list[str]:
