@@ -9,6 +9,7 @@ from .kernels import kernel_states, nngp_kernel, ntk_kernel, output_kernels
 from .linearized import linearized, residual_modes
 from .moments import norm_ratio, norm_ratio_law, readout_kernel, readout_variance
 from .networks import empirical_ntk, forward, init_params
+from .results import Results, load_results
 from .runner import run_study
 from .sampler import InitSample, sample_dense, sample_init
 from .spec import MLP
@@ -33,7 +34,7 @@ __all__ = [
     "gaussian_inputs", "sphere_inputs", "circle_inputs", "digits",
     # claims, studies, runner
     "Claim", "Convergence", "Task", "Verdict", "all_claims", "get_claim",
-    "run_study", "Study", "StudyError", "load_study", "make_study",
+    "run_study", "Study", "StudyError", "load_study", "make_study", "Results", "load_results",
 ]
 
 # architectures beyond the MLP: neural-tangents-style layers (use as ``ntkcheck.stax.Conv`` etc.)
@@ -52,3 +53,9 @@ __all__ += ["norm_ratio_bias", "relu_ntk_moments", "relu_ntk_ratio", "relu_ntk_l
 from .check import candidate_kernel, default_widths  # noqa: E402
 
 __all__ += ["candidate_kernel", "default_widths"]
+
+# the 1/n effective theory: four-point vertex, NTK covariance, NLO metric
+from . import effective  # noqa: E402
+from .effective import four_point_vertex, nlo_metric, ntk_covariance, output_cumulant4  # noqa: E402
+
+__all__ += ["effective", "four_point_vertex", "output_cumulant4", "ntk_covariance", "nlo_metric"]

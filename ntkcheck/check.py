@@ -72,6 +72,7 @@ from typing import Callable
 import numpy as np
 
 from . import blas, stax
+from .display import short_repr
 from .kernels import check_inputs
 from .moments import readout_kernel
 from .sampler import sample_init
@@ -154,6 +155,8 @@ class KernelSample:
 
     ``width_means``: the mean kernels at the two widths (2, N, N), for the record
     (their difference estimates the first-order width bias)."""
+
+    __repr__ = short_repr   # no array dumps in notebooks
 
     spec: MLP | stax.Layer
     X: np.ndarray

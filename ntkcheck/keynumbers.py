@@ -90,7 +90,7 @@ def frame(verdicts: dict[str, Verdict]):
              "theory_is_bound": k.bound, "theory_margin": k.margin,
              "width_min": min(k.widths) if k.widths else math.nan,
              "width_max": max(k.widths) if k.widths else math.nan, "n_widths": len(k.widths),
-             "verdict": "PASS" if v.verified else "FAIL"}
+             "verdict": v.status}
             for c, v in verdicts.items() for k in key_numbers(v)]
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
@@ -103,7 +103,7 @@ def display_frame(verdicts: dict[str, Verdict]):
     rows = [{"claim": c, "cell": labels.plain(k.cell) or "\u2014", "quantity": k.quantity, "statistic": k.name,
              "measured": labels.number(k.value), "interval": f"{interval_text(k)} ({labels.percent(k.level)})",
              "theory": theory_text(k), "widths": widths_text(k) or "\u2014",
-             "verdict": "PASS" if v.verified else "FAIL"}
+             "verdict": v.status}
             for c, v in verdicts.items() for k in key_numbers(v)]
     return pd.DataFrame(rows, columns=["claim", "cell", "quantity", "statistic", "measured", "interval", "theory",
                                        "widths", "verdict"])

@@ -77,7 +77,7 @@ def claim_latex(v: Verdict) -> str:
     import pandas as pd
 
     key = re.sub(r"[^\w-]", "-", v.claim)
-    verdict = "PASS" if v.verified else "FAIL"
+    verdict = v.status
     stats = pd.DataFrame({"statistic": ["verdict", "summary", "false-fail rate", "negative control rejected",
                                         *map(labels.statistic, map(str, v.statistics))],
                           "value": [verdict, v.summary, v.false_fail_rate, v.negative_control_rejected,
@@ -113,7 +113,7 @@ def convergence_latex(verdicts: dict[str, Verdict]) -> str:
             groups.setdefault((k.quantity, labels.percent(k.level)), []).append(k)
         for (quantity, level), ks in groups.items():
             body += [r"\addlinespace" if body else "",
-                     rf"\multicolumn{{6}}{{l}}{{\textbf{{{escape(c)}}} ({'PASS' if v.verified else 'FAIL'}): "
+                     rf"\multicolumn{{6}}{{l}}{{\textbf{{{escape(c)}}} ({v.status}): "
                      rf"{escape(quantity)}, {escape(level)} intervals}} \\"]
             for k in ks:
                 body.append(" & ".join([escape(k.cell) or "---", escape(k.name), escape(labels.number(k.value)),

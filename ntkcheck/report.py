@@ -93,10 +93,10 @@ def verdict_frame(verdicts: dict[str, Verdict]):
     (:func:`ntkcheck.keynumbers.key_line`), summary."""
     import pandas as pd
 
-    return pd.DataFrame([{"claim": c, "verdict": "PASS" if v.verified else "FAIL",
+    return pd.DataFrame([{"claim": c, "verdict": v.status,
                           "claim test": "pass" if v.passed else "fail",
                           "negative control": "rejected (as it should)" if v.negative_control_rejected
-                          else "NOT rejected (check is defective)",
+                          else "NOT rejected (widen the study, or the check is defective)",
                           "false-fail rate": v.false_fail_rate, "key number": keynumbers.key_line(v) or "\u2014",
                           "summary": v.summary}
                          for c, v in verdicts.items()])
@@ -106,7 +106,7 @@ def claim_markdown(v: Verdict) -> str:
     claim = get_claim(v.claim)
     parts = [f"# {v.claim}: {claim.title}", "", claim.statement, "",
              "Sources: " + "; ".join(claim.sources), "",
-             f"**Verdict: {'PASS' if v.verified else 'FAIL'}** - {v.summary}", "",
+             f"**Verdict: {v.status}** - {v.summary}", "",
              f"- false-fail rate: {v.false_fail_rate}", f"- detects: {v.detectable}",
              f"- negative control: {v.negative_control}: "
              f"{'rejected' if v.negative_control_rejected else 'NOT rejected'}", "",
@@ -170,7 +170,7 @@ def plot_convergence(v: Verdict, path: str | Path) -> None:
             ax.set_title(_wrap(labels.title(c.label, v.claim), 60))
         for ax in axes.flat[n:]:
             ax.set_visible(False)
-        fig.suptitle(f"{v.claim}: {'PASS' if v.verified else 'FAIL'}", fontsize=10)
+        fig.suptitle(f"{v.claim}: {v.status}", fontsize=10)
         save_figure(fig, path)
 
 
@@ -307,19 +307,33 @@ def verified_line(verdicts: dict[str, Verdict]) -> str:
 
 def write_report(out: str | Path, verdicts: dict[str, Verdict] | None = None, latex: bool = False,
                  formats=("png",), notify: Callable[[str], None] | None = None,
-                 family_rate: float | None = None, style: str = "report") -> dict[str, Verdict]:
+                 family_rate: float | None = None, claims: list[str] | None = None,
+                 progress: Callable[[int, int, str | None], None] | None = None,
+                 style: str = "report") -> dict[str, Verdict]:
     """Write tables and figures (in each of ``formats``) for every claim of the study
-    folder ``out``; returns the verdicts (recomputed from the CSVs when not given, at
-    ``family_rate``, by default the one the study was run at).  A folder this process
-    cannot write is only judged (``notify`` is told)."""
+    folder ``out`` (or only ``claims``); returns the verdicts (recomputed from the CSVs when
+    not given, at ``family_rate``, by default the one the study was run at;
+    ``progress(judged, total, claim being judged)`` follows them, e.g.
+    :class:`ntkcheck.progress.Progress`).  A folder this process cannot write is only
+    judged (``notify`` is told)."""
     _check_formats(formats)
     with Store(out) as store:
         _refuse_without_claims(store)
         meta = store.open_existing()
-        claims = meta["study"]["claims"]
+        known = meta["study"]["claims"]
+        unknown = [c for c in claims or () if c not in known]
+        if unknown or claims == []:
+            raise ValueError(f"--claims: {', '.join(unknown) or 'empty'}; the study in {out} has {', '.join(known)}")
+        claims = claims or known
         if verdicts is None:
             rate = family_rate or meta.get("family_false_fail_rate", FAMILY_FALSE_FAIL_RATE)
-            verdicts = {c: _judge(store, c, rate) for c in claims}
+            verdicts = {}
+            for k, c in enumerate(claims):
+                if progress:
+                    progress(k, len(claims), c)
+                verdicts[c] = _judge(store, c, rate)
+            if progress:
+                progress(len(claims), len(claims), None)
         if store.read_only:
             if notify:
                 notify(f"{out} is read-only: verdicts judged from its CSVs; tables and figures not rebuilt")
@@ -360,6 +374,8 @@ def write_files(store: Store, verdicts: dict[str, Verdict], latex: bool = False,
                 store.write_drawn(root / f"{c}.{fmt}", lambda tmp: plot_convergence(v, tmp))
             if figure is not None:
                 store.write_drawn(root / f"{c}-figure.{fmt}", lambda tmp: claim_figure(c, df, v, tmp))
+    if set(verdicts) != set(meta["study"]["claims"]):   # a claim subset: the summary and convergence table stay
+        return
     title = (f"Study {meta.get('name', root.name)} (budget {meta['study'].get('budget')}, "
              f"seed {meta['study'].get('seed')})")
     store.write_file(root / "convergence.csv", keynumbers.frame(verdicts).to_csv(

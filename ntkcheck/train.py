@@ -31,6 +31,7 @@ from scipy.integrate import solve_ivp
 from scipy.linalg.blas import dgemm
 
 from . import blas, stax
+from .display import short_repr
 from .kernels import check_inputs
 from .networks import MAX_BYTES, DenseParams, backward, empirical_ntk_from, forward, init_params
 from .spec import MLP
@@ -55,6 +56,8 @@ class Trajectory:
     point are NaN (loss: inf).  ``step_error`` (M, T) is, for
     :func:`gradient_flow`, the estimated max error of f against exact flow.
     """
+
+    __repr__ = short_repr   # no array dumps in notebooks
 
     steps: np.ndarray
     times: np.ndarray
