@@ -92,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("dir", metavar="DIR")
     rep.add_argument("--claims", default=None, help="comma-separated claim ids (default: the study's)")
     outputs(rep)
+    rep.add_argument("--style", choices=("report", "paper"), default="report",
+                     help="paper: one single-column figure per cell, figures/<claim>/<cell>.<fmt>, no verdicts")
     cal = sub.add_parser("calibrate", help="re-run each claim's verdict under K study seeds and compare "
                          "its failures with the stated false-fail rate", parents=[common])
     cal.add_argument("--budget", choices=BUDGETS, default="quick")
@@ -210,7 +212,7 @@ def _dispatch(args, command: list[str]) -> int:
         try:
             verdicts = report.write_report(args.dir, latex=args.latex, formats=args.format, notify=_note,
                                            family_rate=args.false_fail_rate, claims=_claim_list(args.claims),
-                                           progress=bar)
+                                           progress=bar, style=args.style)
         finally:
             bar.close()
         return _print_verdicts(verdicts, args.dir)

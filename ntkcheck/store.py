@@ -327,9 +327,13 @@ class Store:
         reports) that are not ``listed``."""
         claims = meta.get("study", {}).get("claims", [])
         exts = (".csv", ".md", ".tex", *_FIGURES, *(f"-figure{f}" for f in _FIGURES))
-        names = ["metadata.json"] + (["summary.md", "summary.tex"] + [f"{c}{e}" for c in claims for e in exts]
+        names = ["metadata.json"] + (["summary.md", "summary.tex", "convergence.csv", "convergence.md",
+                                      "convergence.tex"] + [f"{c}{e}" for c in claims for e in exts]
                                      if reports else [])
         paths = [self.root / n for n in names] + sorted((self.root / "tasks").glob("*/*.csv"))
+        if reports:      # report --style paper: figures/<claim>/<panel>.<fmt>
+            paths += sorted(p for p in (self.root / "figures").glob("*/*")
+                            if p.parent.name in claims and p.suffix in _FIGURES)
         files = {}
         for p in paths:
             rel = p.relative_to(self.root).as_posix()
@@ -395,6 +399,7 @@ class Store:
         self._refuse_if_foreign(path)
         tmp = temp_path(path)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             draw(tmp)
             data = tmp.read_bytes()
         except OSError as err:

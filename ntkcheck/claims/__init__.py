@@ -39,6 +39,10 @@ Fields of :class:`Claim`
                   convergence plots (which the report draws from ``Verdict.convergence``).
                   It saves with ``fig.savefig(path)`` (the format follows the suffix) and
                   leaves layout to the report's style (constrained layout, mathtext labels).
+  ``key_numbers`` optional ``key_numbers(verdict) -> tuple[KeyNumber, ...]``: the claim's key
+                  number per cell for the convergence table, when it is not the fitted
+                  exponent of each ``Verdict.convergence`` series (the default); called
+                  only on verdicts with their ``table``.
   ``keys``        optional ``{grid key: meaning}`` for keys the glossary
                   (:data:`ntkcheck.claims.keys.GLOSSARY`) does not name, e.g. a third-party
                   claim's own; ``ntkcheck list --grid`` and ``docs/studies.md`` show them.
@@ -204,6 +208,26 @@ class Convergence:
 
 
 @dataclass(frozen=True)
+class KeyNumber:
+    """A claim's key number in one cell: ``value`` (e.g. a fitted exponent, a constant) with
+    its interval ``lo..hi`` at confidence ``level``, the ``theory`` value (an upper bound if
+    ``bound``; ``theory +- margin`` for an equivalence claim), and the ``widths`` measured.  ``cell`` and ``quantity`` are readable names
+    (math in ``$...$``); ``name`` says what ``value`` is ("exponent", "constant")."""
+
+    cell: str
+    quantity: str
+    name: str
+    value: float
+    lo: float
+    hi: float
+    level: float
+    theory: float
+    bound: bool = False
+    widths: tuple[float, ...] = ()
+    margin: float = 0.0
+
+
+@dataclass(frozen=True)
 class Verdict:
     """The outcome of one claim (see the module docstring)."""
 
@@ -250,6 +274,7 @@ class Claim:
     split: Callable[[dict], list[tuple[str, dict]]] | None = None
     check: Callable[[dict], None] | None = None
     figure: Callable[[Any, Verdict, Any], None] | None = None
+    key_numbers: Callable[[Verdict], tuple[KeyNumber, ...]] | None = None
     keys: Mapping[str, str] | None = None
 
     def __repr__(self) -> str:   # short: no grids or functions
