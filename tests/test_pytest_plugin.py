@@ -56,6 +56,21 @@ def test_plugin_and_package_import_nothing_heavy():
     assert imported_after("import ntkcheck.testing") == {"numpy", "scipy", "scipy.stats", "ntkcheck.check"}
 
 
+def test_package_names_resolve_on_first_use():
+    # a submodule imported first (as a claim imports it) does not replace the public name it shares
+    code = ("import types, ntkcheck.linearized, ntkcheck; from ntkcheck import linearized; "
+            "assert not isinstance(linearized, types.ModuleType) and ntkcheck.linearized is linearized; "
+            "from ntkcheck.linearized import residual_modes; assert ntkcheck.residual_modes is residual_modes")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    import ntkcheck
+    for name in ntkcheck.__all__:
+        assert getattr(ntkcheck, name) is not None and name in dir(ntkcheck), name
+    assert ntkcheck.stax.Conv and ntkcheck.stats.holm is ntkcheck.holm
+    with pytest.raises(AttributeError, match="module 'ntkcheck' has no attribute 'no_such_name'"):
+        ntkcheck.no_such_name
+
+
 def test_entry_point_is_the_thin_module():
     with open(ROOT / "pyproject.toml", "rb") as fh:
         entry = tomllib.load(fh)["project"]["entry-points"]["pytest11"]
@@ -84,6 +99,16 @@ def test_options_and_tracebacks(pytester, monkeypatch, tmp_path):
     result = run_user_tests(pytester, "-k", "options", seed=0)                        # the defaults
     result.assert_outcomes(passed=1)
     assert len(list(env_dir.iterdir())) == 1                                          # $NTKCHECK_CACHE
+
+
+def test_fixture_imported_by_a_conftest_without_the_plugin(pytester, tmp_path):
+    """-p no:ntkcheck: the options are not registered; a conftest's import still gives the fixture."""
+    pytester.makeconftest("from ntkcheck.testing import kernel_checker  # noqa: F401")
+    pytester.makepyfile(test_user=f"""
+def test_defaults(kernel_checker):
+    assert kernel_checker.keywords == {{"seed": 0, "cache": None}}
+""")
+    pytester.runpytest("-p", "no:ntkcheck", "-p", "no:cacheprovider").assert_outcomes(passed=1)
 
 
 @pytest.mark.parametrize("option, message", [("--ntkcheck-seed=-1", "must be an integer >= 0, got '-1'"),
