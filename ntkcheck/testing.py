@@ -21,12 +21,14 @@ A stax network is keyed by its ``repr`` with the hidden channel counts set to 1
 sample).  Specs and networks with a custom activation object are never cached
 (their functions have no stable key).
 
-For pytest, import the fixture into a ``conftest.py``::
-
-    from ntkcheck.testing import kernel_checker  # noqa: F401
+For pytest, installing ntkcheck registers the fixture ``kernel_checker`` (the plugin
+:mod:`ntkcheck.pytest_plugin`, with the options ``--ntkcheck-cache DIR`` and
+``--ntkcheck-seed N``); no import is needed::
 
     def test_my_ntk(kernel_checker):
         kernel_checker(my_ntk, spec, X, kind="ntk")
+
+A failure's traceback ends at the test's line (``__tracebackhide__``), not in ntkcheck.
 """
 from __future__ import annotations
 
@@ -251,6 +253,7 @@ def assert_kernel(candidate, spec: MLP | stax.Layer, X, kind: str = "ntk", false
     when the check fails, which happens with probability about ``false_fail_rate`` for a
     correct kernel.
     """
+    __tracebackhide__ = True          # pytest: a failure shows the caller's line, not this function
     X = _inputs(spec, X)
     cand = candidate_kernel(candidate, X, kind)       # a typo fails here, before a second of sampling
     b = options.pop("false_pass_rate", 1e-3)
@@ -265,12 +268,7 @@ def assert_kernel(candidate, spec: MLP | stax.Layer, X, kind: str = "ntk", false
     return result
 
 
-try:
-    import pytest
-except ImportError:        # pytest is optional: the fixture exists only where it does
+try:        # the fixture, for conftest files that import it (the plugin registers it without)
+    from .pytest_plugin import kernel_checker  # noqa: F401
+except ImportError:        # pytest is optional
     pass
-else:
-    @pytest.fixture
-    def kernel_checker():
-        """:func:`assert_kernel` with the default cache (``NTKCHECK_CACHE`` or the user cache directory)."""
-        return assert_kernel

@@ -38,4 +38,4 @@ def test_timings_agree_across_readme_developing_and_results():
 def test_readme_links_to_existing_docs():
     text = README.read_text(encoding="utf-8")
     for link in sorted(set(re.findall(r"\]\(((?:docs|examples|results)/[^)#]*)", text))):
-        assert (README.parent / link).exists() or link == "docs/testing.md", link   # the testing guide lands separately
+        assert (README.parent / link).exists(), link

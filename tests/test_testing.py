@@ -12,7 +12,6 @@ import ntkcheck.testing as testing
 from ntkcheck import MLP, nngp_kernel, ntk_kernel
 from ntkcheck.check import stage_rates
 from ntkcheck.testing import assert_kernel, cache_key, cached_sample_kernel, default_cache_dir
-from ntkcheck.testing import kernel_checker  # noqa: F401  (the fixture, imported as a user's conftest would)
 
 SPEC = MLP(2, 1, "erf", 1.5, 0.3)
 X = np.random.default_rng(0).standard_normal((5, 3))
