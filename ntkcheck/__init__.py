@@ -16,7 +16,7 @@ from .spec import MLP
 from .stats import (PowerLawResult, TestResult, covariance_test, gaussianity_test, holm, intercept_test,
                     mean_test, n_samples_for_mean, power_law_fit)
 from .studies import Study, StudyError, load_study, make_study
-from .train import Trajectory, gradient_descent, gradient_flow, gradient_flow_ode, scaled_lr
+from .train import Trajectory, epoch_orders, gradient_descent, gradient_flow, gradient_flow_ode, scaled_lr
 
 __all__ = [
     # networks and kernels
@@ -29,7 +29,7 @@ __all__ = [
     "power_law_fit", "holm", "intercept_test", "n_samples_for_mean",
     "check_kernel", "sample_kernel", "kernel_test", "design_kernel_check", "KernelCheckDesign", "KernelSample",
     # training
-    "Trajectory", "gradient_descent", "gradient_flow", "gradient_flow_ode", "scaled_lr",
+    "Trajectory", "gradient_descent", "gradient_flow", "gradient_flow_ode", "scaled_lr", "epoch_orders",
     "linearized", "residual_modes", "ensemble_map", "ensemble_moments", "coupling_gap",
     "gaussian_inputs", "sphere_inputs", "circle_inputs", "digits",
     # claims, studies, runner

@@ -102,3 +102,9 @@ def test_small_real_run_passes():
 def test_check_refuses_small_grids(key, value):
     with pytest.raises(GridError, match=key):
         lt.check({**lt.GRIDS["quick"], key: value})
+
+
+def test_figure(tmp_path):
+    df = _planted()
+    lt.figure(df, lt.CLAIM.judge(df), tmp_path / "lt.png")
+    assert (tmp_path / "lt.png").stat().st_size > 0

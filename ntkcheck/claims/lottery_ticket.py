@@ -77,13 +77,13 @@ N_TESTS = 4
 
 _BASE = {"subset_targets": 257, "net_inputs": 2000}
 GRIDS = {
-    "quick": {**_BASE, "subset_n": [14, 16, 18, 20, 22, 24], "subset_trials": 16, "net_n": [4, 6, 8, 10],
+    "quick": {**_BASE, "subset_n": [14, 16, 18, 20, 22, 24], "subset_trials": 16, "net_n": [4, 6, 8, 10, 12],
               "net_width": [2, 4], "net_depth": [1, 2], "net_trials": 4},
-    "standard": {**_BASE, "subset_n": [14, 18, 22, 26, 30, 34], "subset_trials": 40,
+    "standard": {**_BASE, "subset_n": [14, 18, 22, 26, 30], "subset_trials": 40,
                  "net_n": [4, 6, 8, 10, 12, 14], "net_width": [2, 4, 8], "net_depth": [1, 2, 3],
                  "net_trials": 10},
-    "full": {**_BASE, "subset_n": [14, 18, 22, 26, 30, 34, 38, 42], "subset_targets": 1025,
-             "subset_trials": 200, "net_n": [4, 6, 8, 10, 12, 14, 16], "net_width": [2, 4, 8, 16],
+    "full": {**_BASE, "subset_n": [14, 18, 22, 26, 30, 34, 38, 40],
+             "subset_trials": 100, "net_n": [4, 6, 8, 10, 12, 14, 16], "net_width": [2, 4, 8, 16],
              "net_depth": [1, 2, 3, 4], "net_trials": 40},
 }
 KEYS = {
@@ -332,8 +332,9 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
 
 
 def figure(df, v: Verdict, path) -> None:
-    """log2 error vs n: the subset-sum worst error and its control; the ticket per (d, l)
-    and its controls (means over trials with 95 % intervals)."""
+    """log2 error vs n (means over trials, 95 % intervals) with the fitted laws (dashed):
+    the subset-sum worst error and its control; the ticket per (d, l) and its controls
+    (averaged over the (d, l) cells)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -341,22 +342,33 @@ def figure(df, v: Verdict, path) -> None:
 
     from .initcommon import Z95, save_figure
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    panels = [(axes[0], ["subset_error", "random_subset_error"], []),
-              (axes[1], ["ticket_error", "random_mask_error", "unpruned_error"], ["width", "depth"])]
-    for ax, quantities, cell in panels:
-        for q in quantities:
-            g = _rows(df, q)
-            for key, h in (g.groupby(cell) if cell else [((), g)]):
-                s = h.groupby("n")["log2"].agg(["mean", "std", "count"])
-                label = q.replace("_error", "").replace("_", " ") + (f" d={key[0]}, l={key[1]}" if cell else "")
-                ax.errorbar(s.index, s["mean"], yerr=Z95 * s["std"] / np.sqrt(s["count"]), marker="o", ms=3,
-                            capsize=2, label=label)
+    def line(ax, g, label, **kw):
+        s = g.groupby("n")["log2"].agg(["mean", "std", "count"])
+        return ax.errorbar(s.index, s["mean"], yerr=Z95 * s["std"] / np.sqrt(s["count"]), marker="o", ms=3,
+                           capsize=2, label=label, **kw)
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    g = _rows(df, "subset_error")
+    coef, _, _ = decay_fit(g["n"], g["log2"])
+    line(left, g, "best subset", color="C0")
+    n = np.unique(g["n"])
+    left.plot(n, coef[0] - coef[1] * n, "--", color="C0", label=f"fit: $\\beta$ = {coef[1]:.2f} bit / sample")
+    line(left, _rows(df, "random_subset_error"), "random subset (control)", color="0.5")
+    g = _rows(df, "ticket_error")
+    coef, _, _ = decay_fit(g["n"], g["log2"], g["width"], g["depth"])
+    for i, ((d, l), h) in enumerate(g.groupby(["width", "depth"])):
+        color = f"C{i % 10}"
+        line(right, h, f"ticket d={int(d)}, l={int(l)}", color=color)
+        n = np.unique(h["n"])
+        right.plot(n, coef[0] - coef[1] * n + coef[2] * np.log2(d) + coef[3] * np.log2(l), "--", color=color)
+    for q, style in (("random_mask_error", ":"), ("unpruned_error", "-.")):
+        line(right, _rows(df, q), q.replace("_error", "").replace("_", " ") + " (control)", color="0.5", ls=style)
+    right.set_title(f"pruned network, sup error on the sphere (fit $\\beta$ = {coef[1]:.2f})", fontsize=9)
+    left.set_title("worst best subset sum over $z \\in [-1, 1]$", fontsize=9)
+    left.set_ylabel(r"$\log_2$ error")
+    for ax in (left, right):
         ax.set_xlabel("$n$")
         ax.legend(fontsize=6)
-    axes[0].set_ylabel(r"$\log_2$ error")
-    axes[0].set_title("worst best subset sum over $z \\in [-1, 1]$", fontsize=9)
-    axes[1].set_title("sup error of the pruned network on the sphere", fontsize=9)
     fig.suptitle("lottery-ticket: exponential decay in $n$ (logarithmic over-parameterization)", fontsize=10)
     save_figure(fig, path)
 
