@@ -11,10 +11,11 @@ Mini-batch SGD (``batch_size`` B dividing N): each network visits its own random
 order of the N training inputs per epoch (:func:`epoch_orders`, drawn from the
 network's seed child), B inputs per step, and steps on the batch's share of the
 same loss, ``L_B = (1/2N) sum_{i in B} (f(x_i) - y_i)^2``.  Then
-``E[grad L_B] = (B/N) grad L``: in the linear (lazy) regime the expected residual
-follows the full-batch dynamics with step ``eta B/N``,
-``E[r_k] = (I - (eta B/N^2) Theta_hat)^k r_0`` up to O(eta^2) batch-covariance terms
-(Lee et al. 2019, sec. 2.2 and eq. 8; Du et al. 2018, sec. 3), and one epoch of SGD
+``E[grad L_B] = (B/N) grad L`` (derived: each input is in the step's batch with
+probability B/N), so in the linear (lazy) regime of Lee et al. 2019 (sec. 2.2,
+eqs. 8-9; Du et al. 2018, sec. 3 for GD) the expected residual follows the
+full-batch dynamics with step ``eta B/N``, ``E[r_k] = (I - (eta B/N^2) Theta_hat)^k r_0``,
+up to O(eta^2) terms (the batches of an epoch are dependent), and one epoch of SGD
 is one GD step in expectation.  With B = N it is full-batch GD, bit for bit.
 
 Gradients come from :func:`ntkcheck.networks.backward` with cotangent r/N:
@@ -41,10 +42,10 @@ from scipy.integrate import solve_ivp
 from scipy.linalg.blas import dgemm
 
 from . import blas, stax
-from .seeding import child, network_rngs
 from .display import short_repr
 from .kernels import check_inputs
 from .networks import MAX_BYTES, DenseParams, backward, empirical_ntk_from, forward, init_params
+from .seeding import child, network_rngs
 from .spec import MLP
 
 #: Working memory (weights and activations, :func:`train_bytes_per_network`) of one
@@ -258,9 +259,9 @@ def _gd_step(spec: MLP, params: DenseParams, X: np.ndarray, pre: list[np.ndarray
             out.biases[l][...] -= (step * c) * g.sum(axis=1)
 
 
-def _check_orders(batch_size, orders, m: int, n: int, steps: int) -> None:
+def _check_orders(batch_size, orders, m: int, n: int, steps: int) -> np.ndarray | None:
     if batch_size is None and orders is None:
-        return
+        return None
     if batch_size is None or orders is None:
         raise ValueError("batch_size and orders go together (orders from epoch_orders)")
     _check_batch_size(batch_size, n)
@@ -270,6 +271,7 @@ def _check_orders(batch_size, orders, m: int, n: int, steps: int) -> None:
             or not np.array_equal(np.sort(orders, axis=2), np.broadcast_to(np.arange(n), orders.shape)):
         raise ValueError(f"orders must be ({m}, >= {epochs}, {n}) permutations of the training inputs "
                          f"(epoch_orders), got shape {orders.shape}")
+    return orders
 
 
 def _check_threads(threads) -> int:
@@ -310,7 +312,7 @@ def train_params(spec: MLP, params: DenseParams, X, y, lr: float, steps: int, *,
     X, y, X_test = _check_run(spec, X, y, X_test, lr, steps, dt)
     rec = _record_steps(record, steps)
     threads = _check_threads(threads)
-    _check_orders(batch_size, orders, params.n_networks, len(X), steps)
+    orders = _check_orders(batch_size, orders, params.n_networks, len(X), steps)
     dtype = params.weights[0].dtype
     if dtype != np.float64:
         raise ValueError(f"training runs in float64 (fused BLAS dgemm updates), got {dtype} parameters")
