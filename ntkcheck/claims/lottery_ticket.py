@@ -193,16 +193,20 @@ def ticket_masks(target: list[np.ndarray], random: list[np.ndarray], n: int) -> 
 
 def network_trial(rng: np.random.Generator, n: int, d: int, depth: int, n_inputs: int) -> dict[str, float]:
     """Sup error over random unit-sphere inputs of the ticket, of a random mask of the ticket's
-    sparsity (per layer) and of the unpruned random network, for one (target, network) pair."""
+    sparsity (per layer) and of the unpruned random network, for one (target, network) pair.
+    A target that is 0 on every input (a dead hidden layer, e.g. one with all entries < 0:
+    probability 1/16 at d = 2) is redrawn: pruning would match
+    it exactly and log2 of a zero error has no place in the fit."""
+    X = rng.standard_normal((n_inputs, d))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
     target = target_network(rng, d, depth)
+    while not np.any(f := forward(target, X)):
+        target = target_network(rng, d, depth)
     random = []
     for _ in range(depth):
         random += [rng.uniform(-1.0, 1.0, (2 * n * d, d)), rng.uniform(-1.0, 1.0, (d, 2 * n * d))]
     masks = ticket_masks(target, random, n)
     shuffled = [rng.permutation(m.ravel()).reshape(m.shape) for m in masks]
-    X = rng.standard_normal((n_inputs, d))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    f = forward(target, X)
     # the random network is a relu network too: relu after every layer but the last
     sup = lambda ws: float(np.linalg.norm(forward(ws, X) - f, axis=1).max())  # noqa: E731
     return {"ticket_error": sup([R * m for R, m in zip(random, masks)]),
@@ -287,7 +291,9 @@ def bound_test(name: str, value: float, se: float, dof: int, bound: float, side:
 
 def _rows(df, quantity: str) -> pd.DataFrame:
     g = df[df.quantity == quantity]
-    return g.assign(log2=np.log2(g["value"].astype(float).clip(lower=1e-300)))
+    if not np.all(g["value"] > 0):
+        raise ValueError(f"{quantity}: every error must be > 0 (the fit is of log2 errors)")
+    return g.assign(log2=np.log2(g["value"].astype(float)))
 
 
 def _subset_tests(g, rate: float, name: str) -> list[dict]:
