@@ -37,7 +37,7 @@ error exponentially small in n and at most polynomial in d l is the logarithmic 
 ``n = O(log(d l / eps))`` (the construction's bound is ``l sqrt(d)`` times the worst
 weight's subset-sum error).  The theorems pin no constant (only beta > 0): the floors 1/2
 and 1/5 are this check's thresholds, set below the measured rates (about 1 bit per sample,
-and 0.3-0.45 bit per neuron at n <= 14 where the products ``a_i b_ki``, peaked at 0, are
+and 0.3-0.47 bit per neuron at n <= 14 where the products ``a_i b_ki``, peaked at 0, are
 still pre-asymptotic) and far above the controls' (<= 0).  The counting ceiling beta <= 1
 is asymptotic: over finite n the grid's worst decays slightly faster (edge targets gain
 most), so it is reported, not tested.  The sup over finitely many inputs underestimates the
