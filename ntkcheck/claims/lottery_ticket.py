@@ -362,22 +362,22 @@ def figure(df, v: Verdict, path) -> None:
     line(left, g, "best subset", color="C0")
     n = np.unique(g["n"])
     left.plot(n, coef[0] - coef[1] * n, "--", color="C0", label=f"fit: $\\beta$ = {coef[1]:.2f} bit / sample")
-    line(left, _rows(df, "random_subset_error"), "random subset (control)", color="0.5")
+    line(left, _rows(df, "random_subset_error"), "random subset (control)", color="k")
     g = _rows(df, "ticket_error")
     coef, _, _ = decay_fit(g["n"], g["log2"], g["width"], g["depth"])
     for i, ((d, l), h) in enumerate(g.groupby(["width", "depth"])):
-        color = f"C{i % 10}"
+        color = plt.cm.viridis(i / max(1, g.groupby(["width", "depth"]).ngroups - 1))
         line(right, h, f"ticket d={int(d)}, l={int(l)}", color=color)
         n = np.unique(h["n"])
         right.plot(n, coef[0] - coef[1] * n + coef[2] * np.log2(d) + coef[3] * np.log2(l), "--", color=color)
     for q, style in (("random_mask_error", ":"), ("unpruned_error", "-.")):
-        line(right, _rows(df, q), q.replace("_error", "").replace("_", " ") + " (control)", color="0.5", ls=style)
+        line(right, _rows(df, q), q.replace("_error", "").replace("_", " ") + " (control)", color="k", ls=style)
     right.set_title(f"pruned network, sup error on the sphere (fit $\\beta$ = {coef[1]:.2f})", fontsize=9)
     left.set_title("worst best subset sum over $z \\in [-1, 1]$", fontsize=9)
     left.set_ylabel(r"$\log_2$ error")
     for ax in (left, right):
         ax.set_xlabel("$n$")
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=5, loc="lower left")
     fig.suptitle("lottery-ticket: exponential decay in $n$ (logarithmic over-parameterization)", fontsize=10)
     save_figure(fig, path)
 
