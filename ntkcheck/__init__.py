@@ -33,7 +33,8 @@ _SOURCES = {
     # the 1/n effective theory: four-point vertex, NTK covariance, NLO metric
     **dict.fromkeys(("four_point_vertex", "output_cumulant4", "ntk_covariance", "nlo_metric"), "effective"),
     # training
-    **dict.fromkeys(("Trajectory", "gradient_descent", "gradient_flow", "gradient_flow_ode", "scaled_lr"), "train"),
+    **dict.fromkeys(("Trajectory", "gradient_descent", "gradient_flow", "gradient_flow_ode", "scaled_lr", "epoch_orders"),
+                   "train"),
     **dict.fromkeys(("linearized", "residual_modes"), "linearized"),
     **dict.fromkeys(("ensemble_map", "ensemble_moments", "coupling_gap"), "gp"),
     **dict.fromkeys(("gaussian_inputs", "sphere_inputs", "circle_inputs", "digits"), "data"),
