@@ -1,4 +1,5 @@
-"""Time check_kernel (relu depth 3, 16 inputs, default error rates) against the previous design.
+"""Time check_kernel (relu depth 3, 16 inputs, default error rates) against the previous design;
+with ``--cnn``, time the 2-conv CNN check at discrepancy 0.05 instead.
 
 The previous design, rebuilt here as the baseline: one width n = 3 L / discrepancy
 with a bias allowance L / n relative per entry, M from a 400-network pilot's 90%
@@ -9,10 +10,18 @@ load; prints wall and CPU seconds of each, their ratio and the achieved
 of the previous one's ``sample_init``.
 
     python benchmarks/check_kernel_speed.py [--repeats 1] [--jobs 1]
+
+``--cnn``: a 2-conv relu CNN + global average pooling + Dense on X (4, 6, 6, 2), discrepancy 0.05
+(widths from :func:`ntkcheck.check.stax_widths`, (32, 256)), the correct NTK (ntkcheck's analytic one)
+and the NTK x 1.1 (a failure: both stages run); prints the plan, wall seconds and the process's user
+CPU seconds (wall exceeds CPU / threads on a loaded machine).
+
+    python benchmarks/check_kernel_speed.py --cnn [--repeats 3]
 """
 import argparse
 import dataclasses
 import math
+import os
 import pathlib
 import sys
 import time
@@ -22,12 +31,16 @@ from scipy import stats as sps
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from ntkcheck import MLP, ntk_kernel  # noqa: E402
+from ntkcheck import stax as S  # noqa: E402
 from ntkcheck.check import check_kernel  # noqa: E402
 from ntkcheck.sampler import sample_init  # noqa: E402
 from ntkcheck.seeding import child  # noqa: E402
 from ntkcheck.stats import kernel_entries, mean_test, n_samples_for_mean  # noqa: E402
 
 SPEC = MLP(3, 1, "relu", math.sqrt(2), 0.3)
+CNN = S.serial(S.Conv(8, (3, 3), padding="SAME", W_std=1.5, b_std=0.1), S.Relu(),
+               S.Conv(8, (3, 3), padding="SAME", W_std=1.5, b_std=0.1), S.Relu(), S.GlobalAvgPool(),
+               S.Dense(1, W_std=1.2, b_std=0.1))
 
 
 def previous_design(cand, spec, X, seed, jobs, a=1e-3, b=1e-3, delta=0.01, pilot=400):
@@ -47,11 +60,26 @@ def timed(fn):
     return res, time.perf_counter() - w, time.process_time() - c
 
 
+def cnn(repeats):
+    X = np.random.default_rng(0).standard_normal((4, 6, 6, 2))
+    ntk = ntk_kernel(CNN, X)
+    for seed in range(repeats):
+        for name, cand in (("correct", ntk), ("x1.1", 1.1 * ntk)):
+            wall, user = time.perf_counter(), os.times().user
+            res = check_kernel(cand, CNN, X, seed=seed, discrepancy=0.05, notify=lambda plan: print(f"  {plan}"))
+            wall, user = time.perf_counter() - wall, os.times().user - user
+            print(f"CNN {name:8s} seed {seed}: {wall:6.1f} s wall, {user:6.1f} s user CPU, {res.n_samples} pairs, "
+                  f"detectable {res.detectable:.4f}, {'PASS' if res.passed else 'FAIL'}", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--cnn", action="store_true", help="time the 2-conv CNN check at discrepancy 0.05")
     args = p.parse_args()
+    if args.cnn:
+        return cnn(args.repeats)
     X = np.random.default_rng(0).standard_normal((16, 3))
     cand = ntk_kernel(SPEC, X)
     rows = {"pairs design": [], "previous design": []}

@@ -36,9 +36,28 @@ rate ``b``:
    every network, standard error 0); elsewhere it is negligible beside the
    standard error and can only lower the false-fail rate.
 
+4. **Two stages** (:func:`check_kernel`, :func:`two_stage_test`).  With a fixed seed a
+   false fail would repeat forever, so a first-stage failure is confirmed on an independent
+   sample (seed ``child(seed, 4)``) inside the same call, and the check fails only if both
+   fail.  Each stage runs steps 1-3 at false-fail rate sqrt(a) and false-pass rate b/2
+   (:func:`stage_rates`): P(both fail) = a for a correct kernel, and an error of the
+   detectable size is caught by both with probability >= 1 - b.  A stage needs fewer
+   pairs than a single test at (a, b) (M goes as (z_{a'/2} + z_{b'})^2: 6.2^2 against 7.0^2
+   for a = b = 1e-3 and 10 entries), so a passing check costs less than before and a
+   failing one about twice as much.  The stages share everything but their samples; a
+   bias common to both (a second-order width remainder) would not be diluted, which is
+   why the widths (step 1, :func:`stax_widths`) keep it far below the standard error.
+
 The result's ``detectable`` is the achieved relative discrepancy (max over
 entries), computed from the sample actually used.  False-fail rate and power
 are measured by ``benchmarks/check_kernel_calibration.py``.
+
+**Cost before commitment.**  Each sample first draws its first batch of :data:`BATCH`
+pairs alone, timed; from its spread and time a :class:`KernelCheckPlan` (widths,
+estimated pairs, estimated seconds) goes to ``notify`` before the rest is drawn, and
+``max_seconds`` refuses a plan estimated to take longer with a one-line error naming
+a discrepancy that fits (refused, not silently weakened: a check that detects less than
+asked should be asked for).  The probe is part of the sample (nothing is drawn twice).
 
 **Other architectures** (:mod:`ntkcheck.stax` networks: conv, pooling, flatten,
 residual).  The width n of a pair member is every hidden channel count at once
@@ -47,7 +66,13 @@ the default widths is the number of hidden affine layers
 (:func:`ntkcheck.stax.depth`), and the networks are real ones
 (``sample_init(..., method="dense")``: O(n^2) per hidden-to-hidden layer, so
 deep wide stax checks cost far more than MLP ones, which use the O(n N^2)
-exact sampler).  The Richardson step is the same, assuming as for the MLP that
+exact sampler).  The widths are therefore derived from the discrepancy
+(:func:`stax_widths`): the smallest n_s whose remainder ``(L / n_s)^2 / r`` is 1% of it,
+r = 8 (a 2-conv CNN at 5%: (32, 256), where 48 L would give (96, 3072)).  On a 2-conv relu
+CNN with global average pooling on 4 inputs of 6x6x2, 4,000 pairs at (8, 64), whose
+(L / n_s)^2 / r is 7.8e-3, left a mean bias of 0.3-0.5% +- 0.3% per entry (t <= 1.4, entries
+correlated): |b_2| < 1.3 at two standard errors; (16, 128) and (32, 256) left 0.1-0.3% +- 0.2%.
+The Richardson step is the same, assuming as for the MLP that
 the mean kernel at width n is ``K + b_1 / n + O(1/n^2)`` when all widths grow
 together (Dyer & Gur-Ari 2019 state it for general architectures; the tests
 check the outcome for a CNN).  The NNGP draws
@@ -65,6 +90,7 @@ import contextlib
 import dataclasses
 import inspect
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
@@ -72,12 +98,13 @@ from typing import Callable
 import numpy as np
 
 from . import blas, stax
+from .display import short_repr
 from .kernels import check_inputs, output_kernels
 from .moments import readout_kernel
 from .sampler import sample_init
 from .seeding import child
 from .spec import MLP
-from .stats import TestResult, kernel_entries, mean_test, n_samples_for_mean
+from .stats import TestResult, _rate, kernel_entries, mean_test, n_samples_for_mean
 
 #: Small width of a pair per hidden layer: n_s = 48 L keeps (L / n_s)^2 / r near 1e-5.
 WIDTHS_PER_LAYER = 48
@@ -97,6 +124,16 @@ BATCH = 10
 #: sign), whose standard error is 0; elsewhere it is far below the standard error.
 ROUNDOFF = math.sqrt(np.finfo(float).eps)
 KINDS = ("ntk", "nngp")
+#: Small width of a stax pair over its ratio: (L / n_s)^2 / r is at most this share of the requested
+#: discrepancy (the second-order remainder of the extrapolation, b_2 (L / n_s)^2 / r with |b_2| <~ 1).
+BIAS_SHARE = 0.01
+#: Large width of a stax pair over its small width.  A dense network costs ~n^2 per hidden layer and the
+#: pair's variance is ~v r (r+1) / ((r-1)^2 n_l); at the smallest n_l whose remainder fits BIAS_SHARE, the
+#: cost of a design of many pairs goes as r^1.5 (r+1) / (r-1)^2: 4.2 at r = 8, 6.2 at r = 32.
+STAX_WIDTH_RATIO = 8
+#: Spawn key of the confirmation stage's seed, ``child(seed, CONFIRMATION)``: the stages of one
+#: sample use keys 0-3, so the confirmation's networks are independent of the first stage's.
+CONFIRMATION = 4
 
 
 @dataclass(frozen=True)
@@ -114,9 +151,24 @@ class KernelCheckDesign:
 
 
 def default_widths(depth: int) -> tuple[int, int]:
-    """(n_s, n_l) = (48 L, 32 * 48 L)."""
+    """(n_s, n_l) = (48 L, 32 * 48 L): an MLP's pair (the exact sampler's cost is O(n N^2))."""
     n_s = WIDTHS_PER_LAYER * depth
     return n_s, WIDTH_RATIO * n_s
+
+
+def stax_widths(depth: int, discrepancy: float) -> tuple[int, int]:
+    """A stax network's pair for a requested relative ``discrepancy``: the smallest n_s with
+    ``(L / n_s)^2 / r <= BIAS_SHARE * discrepancy`` and n_l = r n_s, r = :data:`STAX_WIDTH_RATIO`.
+
+    Dense networks cost ~n^2 per hidden layer, so the widths are derived from the discrepancy
+    instead of the MLP's fixed 48 L: the extrapolation's remainder ``b_2 (L / n_s)^2 / r`` (module
+    docstring, step 1) is then at most 1% of the discrepancy for |b_2| <= 1 (a 2-conv relu CNN:
+    |b_2| < 1.3, see the module docstring).  Discrepancy 0.05, L = 2: (32, 256).
+    """
+    if not (0 < discrepancy < 1):
+        raise ValueError(f"discrepancy must be a relative discrepancy in (0, 1), got {discrepancy!r}")
+    n_s = math.ceil(depth / math.sqrt(BIAS_SHARE * STAX_WIDTH_RATIO * discrepancy))
+    return n_s, STAX_WIDTH_RATIO * n_s
 
 
 def design_kernel_check(depth: int, n_tests: int, spread: float, false_fail_rate: float = 1e-3,
@@ -155,6 +207,8 @@ class KernelSample:
     ``width_means``: the mean kernels at the two widths (2, N, N), for the record
     (their difference estimates the first-order width bias)."""
 
+    __repr__ = short_repr   # no array dumps in notebooks
+
     spec: MLP | stax.Layer
     X: np.ndarray
     kind: str
@@ -190,12 +244,14 @@ def _batch(spec, X, kind, widths, m, seed, method) -> tuple[np.ndarray, np.ndarr
     return z, np.stack([small.sum(axis=0), large.sum(axis=0)])
 
 
-def _pairs(spec, X, kind, widths, m, seed, method, pool) -> tuple[np.ndarray, np.ndarray]:
+def _pairs(spec, X, kind, widths, m, seed, method, pool, first=None) -> tuple[np.ndarray, np.ndarray]:
     """m pairs in batches of :data:`BATCH` (batch k from ``child(seed, k)``), on ``pool``'s
-    threads if given: the same numbers whatever the pool."""
+    threads if given: the same numbers whatever the pool.  ``first``: batch 0, already drawn."""
     sizes = [min(BATCH, m - start) for start in range(0, m, BATCH)]
 
     def run(k):
+        if k == 0 and first is not None:
+            return first
         return _batch(spec, X, kind, widths, sizes[k], child(seed, k), method)
 
     parts = list(pool.map(run, range(len(sizes)))) if pool is not None else [run(k) for k in range(len(sizes))]
@@ -226,7 +282,7 @@ def _inputs(spec, X) -> np.ndarray:
     return stax._check_inputs(X, None)[0] if isinstance(spec, stax.Layer) else check_inputs(X)[0]
 
 
-def _check_network(net: stax.Layer, X: np.ndarray, kind: str, method, widths) -> tuple[int, str]:
+def _check_network(net: stax.Layer, X: np.ndarray, kind: str, method, widths, discrepancy) -> tuple[int, str]:
     """(depth, method) of a stax network, or a ValueError naming what cannot be checked."""
     if method not in (None, "dense"):
         raise ValueError(f"a stax network is sampled with method='dense' (method='exact' is MLP-only), got {method!r}")
@@ -240,7 +296,7 @@ def _check_network(net: stax.Layer, X: np.ndarray, kind: str, method, widths) ->
                 raise ValueError(f"{layer!r}: the ntk of a {layer.parameterization!r}-parameterized layer whose "
                                  "fan-in grows with the width has no width-independent limit; check_kernel "
                                  "needs parameterization='ntk' there")
-    design = _check_widths(default_widths(L) if widths is None else widths)
+    design = _check_widths(stax_widths(L, discrepancy) if widths is None else widths)
     for n in design:
         stax.output_shape(stax.with_width(net, n), X.shape[1:])       # shapes fit at both widths
     if any(isinstance(layer, stax.FanInConcat) for layer in stax.layers(net)):
@@ -256,10 +312,55 @@ def _check_network(net: stax.Layer, X: np.ndarray, kind: str, method, widths) ->
     return L, "dense"
 
 
+@dataclass(frozen=True)
+class KernelCheckPlan:
+    """What a kernel sample will cost, stated after a timing probe and before the rest of the sampling.
+
+    The probe is the first :data:`BATCH` pairs of the sample itself (nothing is drawn twice);
+    ``n_networks`` and ``seconds`` are estimates from its spread and its time (the pilot then
+    fixes M), ``seconds`` on ``jobs`` threads."""
+
+    widths: tuple[int, int]     # (n_s, n_l) of every pair
+    n_networks: int             # estimated pairs M
+    seconds: float              # estimated wall seconds of the whole sample
+    seconds_per_pair: float     # the probe's, on one thread
+    spread: float               # the probe's per-pair relative spread (largest entry)
+    discrepancy: float          # requested detectable relative discrepancy
+    false_fail_rate: float      # this sample's test level
+    method: str                 # "exact" or "dense"
+    jobs: int
+    stage: str = "sample"       # "first stage" or "confirmation" in a two-stage check
+
+    def __str__(self) -> str:
+        return (f"check_kernel {self.stage}: ~{self.n_networks} pairs of networks of widths {self.widths} "
+                f"({self.method}), ~{self.seconds:.3g} s on {self.jobs} thread(s) ({self.seconds_per_pair:.2g} s a "
+                f"pair); detects a relative discrepancy of {self.discrepancy:g} at false-fail rate "
+                f"{self.false_fail_rate:.3g}")
+
+
+def _refusal(plan: KernelCheckPlan, max_seconds: float) -> str:
+    """One line: why the plan exceeds ``max_seconds`` and the discrepancy that fits.  M goes as
+    1/discrepancy^2 at fixed widths, and larger discrepancies never get wider pairs, so the
+    discrepancy that brings M down to what fits does fit."""
+    fits = math.floor(max_seconds * plan.jobs / plan.seconds_per_pair)
+    head = (f"max_seconds={max_seconds:g}: the check is estimated at {plan.seconds:.3g} s "
+            f"(~{plan.n_networks} pairs of widths {plan.widths}, {plan.seconds_per_pair:.2g} s a pair)")
+    if fits < min(PILOT, plan.n_networks):
+        return f"{head}; even the {min(PILOT, plan.n_networks)}-pair pilot does not fit: raise max_seconds or pass smaller widths="
+    cheaper = plan.discrepancy * math.sqrt(plan.n_networks / fits)
+    step = 10.0 ** (math.floor(math.log10(cheaper)) - 1)          # two significant digits, rounded up
+    cheaper = math.ceil(cheaper / step - 1e-9) * step
+    if cheaper >= 1:
+        return f"{head}; no discrepancy < 1 fits: raise max_seconds"
+    return f"{head}; discrepancy={cheaper:.2g} fits"
+
+
 def sample_kernel(spec: MLP | stax.Layer, X, kind: str = "ntk", false_fail_rate: float = 1e-3, seed=0, *,
                   false_pass_rate: float = 1e-3, discrepancy: float = 0.01, widths: tuple[int, int] | None = None,
                   n_networks: int | None = None, max_networks: int = 1_000_000,
-                  method: str | None = None, jobs: int | None = None) -> KernelSample:
+                  method: str | None = None, jobs: int | None = None,
+                  notify: Callable[[KernelCheckPlan], None] | None = None, max_seconds: float | None = None,
+                  stage: str = "sample") -> KernelSample:
     """Design a kernel check (see the module docstring) and draw its pairs of networks.
 
     The same sample can test many candidates (:func:`kernel_test`).  ``widths``
@@ -272,14 +373,24 @@ def sample_kernel(spec: MLP | stax.Layer, X, kind: str = "ntk", false_fail_rate:
     :func:`ntkcheck.blas.threads`, so one in a process limited to one BLAS thread), with
     BLAS single-threaded (:mod:`ntkcheck.blas`); the sample is identical for every ``jobs``.
 
+    Cost before commitment: the first batch is drawn alone and timed, then a
+    :class:`KernelCheckPlan` (widths, estimated pairs and seconds) goes to ``notify`` (a
+    callable; ``stage`` labels it) and, if its estimated seconds exceed ``max_seconds``, a
+    ValueError names a discrepancy that fits (refused rather than silently weakened).
+
     ``spec``: an :class:`~ntkcheck.MLP` (``method`` "exact", the default, or
-    "dense") or a :mod:`ntkcheck.stax` network (``method`` "dense" only; widths
-    by :func:`ntkcheck.stax.with_width`, depth :func:`ntkcheck.stax.depth`).
+    "dense"; widths :func:`default_widths`) or a :mod:`ntkcheck.stax` network
+    (``method`` "dense" only; widths :func:`stax_widths` set by
+    :func:`ntkcheck.stax.with_width`, depth :func:`ntkcheck.stax.depth`).
     """
     _check_kind(kind)
+    if max_seconds is not None and (isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float))
+                                    or not max_seconds > 0):
+        raise ValueError(f"max_seconds must be a number > 0 or None, got {max_seconds!r}")
     if isinstance(spec, stax.Layer):
         X = _inputs(spec, X)
-        L, method = _check_network(spec, X, kind, method, widths)
+        L, method = _check_network(spec, X, kind, method, widths, discrepancy)
+        widths = stax_widths(L, discrepancy) if widths is None else widths
     elif not isinstance(spec, MLP):
         raise ValueError(f"spec must be an ntkcheck.MLP or a stax network, got {type(spec).__name__}")
     else:
@@ -296,25 +407,40 @@ def sample_kernel(spec: MLP | stax.Layer, X, kind: str = "ntk", false_fail_rate:
     n_tests = n_in * (n_in + 1) // 2
     design = design_kernel_check(L, n_tests, 0.0, false_fail_rate, false_pass_rate, discrepancy, widths)
     jobs = blas.threads() if jobs is None else _count(jobs, "jobs", 1)
+
+    def pairs_needed(spread):
+        return design_kernel_check(L, n_tests, spread, false_fail_rate, false_pass_rate, discrepancy,
+                                   design.widths).n_networks
+
+    args = (spec, X, kind, design.widths)
+    first_m, first_seed = (n_networks, child(seed, 1)) if n_networks is not None else (min(PILOT, max_networks),
+                                                                                       child(seed, 0))
+    with blas.single_threaded():
+        start = time.perf_counter()
+        probe = _batch(*args, min(BATCH, first_m), child(first_seed, 0), method)
+        per_pair = (time.perf_counter() - start) / len(probe[0])
+    spread = _relative_spread(probe[0])
+    m = n_networks if n_networks is not None else min(max(first_m, pairs_needed(spread)), max_networks)
+    plan = KernelCheckPlan(design.widths, m, per_pair * (m - len(probe[0])) / jobs + per_pair * len(probe[0]),
+                           per_pair, spread, discrepancy, false_fail_rate, method, jobs, stage)
+    if max_seconds is not None and plan.seconds > max_seconds:
+        raise ValueError(_refusal(plan, max_seconds))
+    if notify is not None:
+        notify(plan)
     # threads, not processes: the samplers' work is in BLAS, LAPACK and numpy calls that
     # release the GIL, and one pool serves every stage (no process start-up per stage)
     with blas.single_threaded(), (ThreadPoolExecutor(jobs) if jobs > 1 else contextlib.nullcontext()) as pool:
-        args = (spec, X, kind, design.widths)
-        if n_networks is not None:
-            z, sums = _pairs(*args, n_networks, child(seed, 1), method, pool)
-            spread = _relative_spread(z)
-        else:
-            z, sums = _pairs(*args, min(PILOT, max_networks), child(seed, 0), method, pool)
-            for stage, share in ((1, UNDERSHOOT), (2, 1.0), (3, 1.0)):
-                spread = _relative_spread(z)
-                m = min(math.ceil(share * design_kernel_check(L, n_tests, spread, false_fail_rate, false_pass_rate,
-                                                              discrepancy, design.widths).n_networks), max_networks)
+        z, sums = _pairs(*args, first_m, first_seed, method, pool, first=probe)
+        spread = _relative_spread(z)
+        if n_networks is None:
+            for stage_key, share in ((1, UNDERSHOOT), (2, 1.0), (3, 1.0)):
+                m = min(math.ceil(share * pairs_needed(spread)), max_networks)
                 if m > len(z):
-                    more, more_sums = _pairs(*args, m - len(z), child(seed, stage), method, pool)
+                    more, more_sums = _pairs(*args, m - len(z), child(seed, stage_key), method, pool)
                     z, sums = np.concatenate([z, more]), sums + more_sums
                 elif share == 1.0:
                     break
-            spread = _relative_spread(z)
+                spread = _relative_spread(z)
     design = dataclasses.replace(design, n_networks=len(z), spread=spread, method=method)
     return KernelSample(spec, X, kind, z, design, sums / len(z))
 
@@ -404,6 +530,58 @@ def kernel_test(candidate, sample: KernelSample, name: str | None = None) -> Tes
         "width_bias": (small - large) * n_l / (n_l - n_s) / scale})
 
 
+def stage_rates(false_fail_rate: float, false_pass_rate: float) -> tuple[float, float]:
+    """(false-fail rate, false-pass rate) of each stage of a two-stage check: (sqrt(a), b / 2).
+
+    The check fails only if both stages fail, on independent samples: P(both fail) =
+    sqrt(a)^2 = a for a correct kernel.  An error both stages detect with probability
+    >= 1 - b/2 is missed with probability <= b (union bound).  The equal split keeps one
+    design for both stages; the expected cost of a correct kernel's check, M_1 + sqrt(a) M_2,
+    is within 4% of the best split (a_1 ~ 0.1 for a = 1e-3, 10 entries), and each stage
+    needs fewer pairs than a single test at a (z_{a'/2} + z_{b/2} shrinks: 6.2 against 7.0
+    for a = b = 1e-3 and 10 entries; M goes as its square)."""
+    a = _rate(false_fail_rate, "false_fail_rate")
+    return math.sqrt(a), _rate(false_pass_rate, "false_pass_rate") / 2
+
+
+def confirmation_seed(seed) -> np.random.SeedSequence:
+    """The confirmation stage's seed: ``child(seed, CONFIRMATION)``."""
+    return child(seed, CONFIRMATION)
+
+
+def two_stage_test(candidate: np.ndarray, draw: Callable, false_fail_rate: float = 1e-3, seed=0,
+                   false_pass_rate: float = 1e-3) -> TestResult:
+    """Test a (validated) candidate on a first sample and confirm a failure on an independent one.
+
+    ``draw(false_fail_rate, false_pass_rate, seed, stage)`` returns a :class:`KernelSample` designed
+    at a stage's rates (:func:`stage_rates`); the first stage draws with ``seed``, the confirmation
+    (only after a first-stage failure) with :func:`confirmation_seed`.  The result fails only if
+    both stages fail; its false-fail rate is the combined ``false_fail_rate`` and
+
+    * ``pvalue`` is ``max(p_1, p_2)^2``: P(max(p_1, p_2)^2 <= x) = x for independent valid
+      p-values, so ``passed`` is ``pvalue > false_fail_rate``.  Without a confirmation it is
+      ``p_1^2`` (> the rate), a lower bound of what a confirmation would give;
+    * ``statistic``, ``stderr`` and ``details`` are the first stage's (see :func:`kernel_test`), with
+      ``details["stages"]`` the stages' results (the confirmation's None if not run),
+      ``details["stage_seeds"]``, ``details["stage_rates"]`` (a', b') and ``details["confirmed"]``
+      (both stages failed);
+    * ``detectable`` is the largest of the stages' (each detects it with probability >= 1 - b/2).
+    """
+    a, b = stage_rates(false_fail_rate, false_pass_rate)
+    seeds = (seed, confirmation_seed(seed))
+    first = kernel_test(candidate, draw(a, b, seeds[0], "first stage"))
+    second = None if first.passed else kernel_test(candidate, draw(a, b, seeds[1], "confirmation"))
+    stages = (first, second)
+    ran = [r for r in stages if r is not None]
+    return TestResult(
+        name=first.name, statistic=first.statistic, pvalue=max(r.pvalue for r in ran) ** 2,
+        passed=any(r.passed for r in ran), false_fail_rate=false_fail_rate,
+        detectable=max(r.detectable for r in ran), n_samples=sum(r.n_samples for r in ran), stderr=first.stderr,
+        false_pass_rate=false_pass_rate,
+        details={**first.details, "stages": stages, "stage_seeds": seeds, "stage_rates": (a, b),
+                 "confirmed": not any(r.passed for r in ran)})
+
+
 def check_kernel(candidate: np.ndarray | Callable, spec: MLP | stax.Layer, X, kind: str = "ntk", false_fail_rate: float = 1e-3,
                  seed=0, **options) -> TestResult:
     """Decide whether ``candidate`` is the infinite-width ``kind`` kernel of ``spec`` on X.
@@ -422,16 +600,26 @@ def check_kernel(candidate: np.ndarray | Callable, spec: MLP | stax.Layer, X, ki
     kind : "ntk" or "nngp".
     options : ``false_pass_rate`` (1e-3), ``discrepancy`` (0.01, relative to
         sqrt(K_ii K_jj)), ``widths``, ``n_networks``, ``max_networks``,
-        ``method``, ``jobs`` (see :func:`sample_kernel`).
+        ``method``, ``jobs``, ``notify`` (called with each sample's
+        :class:`KernelCheckPlan` before its bulk is drawn), ``max_seconds`` (refuse a sample
+        estimated to take longer, naming a discrepancy that fits; a failing check draws two
+        samples) (see :func:`sample_kernel`).
 
-    Fails (``passed`` False; the result is then falsy) with probability about
-    ``false_fail_rate`` when the candidate is right, and passes with probability
-    <= ``false_pass_rate`` when any entry is off by more than ``detectable``
-    (relative).  ``statistic, pvalue = result`` unpacks like scipy's results.
-    The spec's own width (a stax network's hidden channel counts) is ignored:
+    Two stages (:func:`two_stage_test`): a first sample at false-fail rate
+    sqrt(``false_fail_rate``); a failure there is confirmed on an independent sample
+    (seed ``child(seed, 4)``) before the check fails.  So the check fails with probability
+    about ``false_fail_rate`` when the candidate is right, a failure is a confirmed one,
+    and it passes with probability <= ``false_pass_rate`` when any entry is off by more
+    than ``detectable`` (relative).  ``statistic, pvalue = result`` unpacks like scipy's
+    results.  The spec's own width (a stax network's hidden channel counts) is ignored:
     the design chooses the widths.  Deterministic given ``seed``.
     """
     _check_kind(kind)
     X = _inputs(spec, X)
     cand = candidate_kernel(candidate, X, kind)
-    return kernel_test(cand, sample_kernel(spec, X, kind, false_fail_rate, seed, **options))
+    b = options.pop("false_pass_rate", 1e-3)
+
+    def draw(a_stage, b_stage, stage_seed, stage):
+        return sample_kernel(spec, X, kind, a_stage, stage_seed, false_pass_rate=b_stage, stage=stage, **options)
+
+    return two_stage_test(cand, draw, false_fail_rate, seed, b)

@@ -6,11 +6,11 @@
     ntkcheck report DIR                rebuild tables and figures from a study's CSVs
     ntkcheck calibrate --seeds K ...   re-run the verdicts under K seeds, measure false-fail rates
 
-Exit codes: 0 every claim verified, 1 a claim failed (or its negative control was not
-rejected), 2 bad input or usage, or a setting whose kernels exceed float64 (one line on
-stderr, nothing written), 3 an internal error
-(a bug: one line on stderr naming the file that holds the traceback; ``--debug`` prints
-the traceback instead).
+Exit codes: 0 every claim verified, 1 a claim's test failed, 2 bad input or usage, or a
+setting whose kernels exceed float64 (one line on stderr, nothing written), 3 an internal
+error (a bug: one line on stderr naming the file that holds the traceback; ``--debug``
+prints the traceback instead), 4 inconclusive: no claim failed but some negative control
+was not rejected (the study cannot show that its check can fail: widen it).
 """
 from __future__ import annotations
 
@@ -25,22 +25,28 @@ import traceback
 from pathlib import Path
 
 from . import __version__
-from .claims import BUDGETS, FAMILY_FALSE_FAIL_RATE, all_claims
+from .claims import BUDGETS, FAMILY_FALSE_FAIL_RATE, all_claims, get_claim
 from .runner import WORKER_TIMEOUT
 
-EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_ERROR, EXIT_INCONCLUSIVE = 0, 1, 2, 3, 4
+EXIT_CODES = ("exit codes: 0 every claim verified; 1 a claim's test failed; 2 bad input or usage; "
+              "3 an internal error (a bug); 4 inconclusive: no claim failed, but some negative control "
+              "was not rejected (the study is too small to show that its check can fail)")
 FIGURE_FORMATS = ("png", "pdf", "svg")
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ntkcheck", description="Monte Carlo verification of "
-                                "infinite-width neural network theory (NNGP, NTK, lazy training).")
+                                "infinite-width neural network theory (NNGP, NTK, lazy training).",
+                                epilog=EXIT_CODES)
     p.add_argument("--version", action="version", version=f"ntkcheck {__version__}")
     p.add_argument("--debug", action="store_true", help="on an internal error print its traceback")
     common = argparse.ArgumentParser(add_help=False)   # so --debug also works after the command
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("list", help="list the claims with their sources", parents=[common])
+    ls = sub.add_parser("list", help="list the claims with their sources", parents=[common])
+    ls.add_argument("--grid", default=None, metavar="CLAIM",
+                    help="print CLAIM's study-file keys instead: meaning and default per budget")
 
     def rate(sp, default=None):
         sp.add_argument("--false-fail-rate", type=_rate, default=default, metavar="RATE",
@@ -69,20 +75,25 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--force", action="store_true",
                         help="run even if the study's estimated memory or work exceeds this machine's")
 
-    v = sub.add_parser("verify", help="run the claims at a budget and print the verdict table", parents=[common])
+    v = sub.add_parser("verify", help="run the claims at a budget and print the verdict table", parents=[common],
+                       epilog=EXIT_CODES)
     v.add_argument("--budget", choices=BUDGETS, default="quick")
     v.add_argument("--claims", default=None, help="comma-separated claim ids (default: all)")
     v.add_argument("--out", default=None, help="output folder (default: results/<budget>)")
     v.add_argument("--seed", type=_nonnegative, default=0, help="study seed (default 0)")
     executors(v)
-    r = sub.add_parser("run", help="run or resume a study file", parents=[common])
+    r = sub.add_parser("run", help="run or resume a study file", parents=[common], epilog=EXIT_CODES)
     r.add_argument("study", metavar="STUDY.toml")
     r.add_argument("--out", default=None, help="output folder (default: the study's)")
+    r.add_argument("--seed", type=_nonnegative, default=None, help="study seed (default: the study's)")
     executors(r)
     rep = sub.add_parser("report", help="rebuild tables and figures from a study folder's CSVs",
-                         parents=[common])
+                         parents=[common], epilog=EXIT_CODES)
     rep.add_argument("dir", metavar="DIR")
+    rep.add_argument("--claims", default=None, help="comma-separated claim ids (default: the study's)")
     outputs(rep)
+    rep.add_argument("--style", choices=("report", "paper"), default="report",
+                     help="paper: one single-column figure per cell, figures/<claim>/<cell>.<fmt>, no verdicts")
     cal = sub.add_parser("calibrate", help="re-run each claim's verdict under K study seeds and compare "
                          "its failures with the stated false-fail rate", parents=[common])
     cal.add_argument("--budget", choices=BUDGETS, default="quick")
@@ -186,22 +197,33 @@ def _dispatch(args, command: list[str]) -> int:
     from . import report
 
     if args.command == "list":
+        if args.grid is not None:
+            from .claims.keys import grid_markdown
+
+            print(grid_markdown(get_claim(args.grid)))
+            return EXIT_PASS
         for c in all_claims().values():
             print(f"{c.id:24s} {c.title}\n{'':24s} sources: {'; '.join(c.sources)}")
         return EXIT_PASS
     if args.command == "report":
-        verdicts = report.write_report(args.dir, latex=args.latex, formats=args.format, notify=_note,
-                                       family_rate=args.false_fail_rate)
+        from .progress import Progress
+
+        bar = Progress(unit="claim", announce=False)   # in a log: a line every 30 s of judging
+        try:
+            verdicts = report.write_report(args.dir, latex=args.latex, formats=args.format, notify=_note,
+                                           family_rate=args.false_fail_rate, claims=_claim_list(args.claims),
+                                           progress=bar, style=args.style)
+        finally:
+            bar.close()
         return _print_verdicts(verdicts, args.dir)
     from .studies import load_study, make_study
 
     if args.command == "calibrate":
         return _calibrate(args, command)
     if args.command == "verify":
-        claims = [c.strip() for c in args.claims.split(",") if c.strip()] if args.claims is not None else None
-        study = make_study(budget=args.budget, claims=claims, seed=args.seed, out=args.out)
+        study = make_study(budget=args.budget, claims=_claim_list(args.claims), seed=args.seed, out=args.out)
     else:
-        study = load_study(args.study)
+        study = load_study(args.study, seed=args.seed)
         if args.out is not None:
             if not args.out.strip():
                 raise ValueError("--out is empty: give a folder name, e.g. --out results/mine")
@@ -225,6 +247,11 @@ def _dispatch(args, command: list[str]) -> int:
     return _print_verdicts(result.verdicts, study.out)
 
 
+def _claim_list(text: str | None) -> list[str] | None:
+    """``--claims a,b`` as a list (None: every claim)."""
+    return [c.strip() for c in text.split(",") if c.strip()] if text is not None else None
+
+
 def _quiet_dask(args) -> None:
     """Dask logs a lost scheduler or worker as tracebacks, several screens of them; ntkcheck
     says what happened in one line (``--debug`` keeps Dask's log)."""
@@ -246,8 +273,7 @@ def _calibrate(args, command: list[str]) -> int:
     from .calibration import markdown, run_calibration
     from .progress import Progress
 
-    claims = [c.strip() for c in args.claims.split(",") if c.strip()] if args.claims is not None else None
-
+    claims = _claim_list(args.claims)
     if args.scheduler is not None:
         _quiet_dask(args)
     bar = Progress()
@@ -286,7 +312,13 @@ def _print_verdicts(verdicts, out=None) -> int:
     print(f"\n{verified_line(verdicts)}")
     if out is not None:
         print(f"full results: {Path(out) / 'summary.md'} (one .md per claim)")
-    return EXIT_PASS if all(v.verified for v in verdicts.values()) else EXIT_FAIL
+    return exit_code(verdicts)
+
+
+def exit_code(verdicts) -> int:
+    """FAIL if a claim's test failed, else INCONCLUSIVE if a control was not rejected, else PASS."""
+    statuses = {v.status for v in verdicts.values()}
+    return EXIT_FAIL if "FAIL" in statuses else EXIT_INCONCLUSIVE if "INCONCLUSIVE" in statuses else EXIT_PASS
 
 
 def _shorten(text: str, width: int) -> str:

@@ -22,10 +22,13 @@ def _clock(seconds: float) -> str:
 class Progress:
     """Callable ``progress(done, total, claim)`` for :func:`ntkcheck.runner.run_study`;
     ``close()`` ends it.  ``stream`` defaults to ``sys.stderr``; ``tty`` to whether it
-    is a terminal."""
+    is a terminal; ``unit`` names what is counted (``report`` counts claims judged);
+    ``announce=False`` drops the plain lines at the start and the end (only the periodic ones remain)."""
 
-    def __init__(self, stream=None, tty: bool | None = None, interval: float = 30.0):
+    def __init__(self, stream=None, tty: bool | None = None, interval: float = 30.0, unit: str = "task",
+                 announce: bool = True):
         self.stream = sys.stderr if stream is None else stream
+        self.unit, self.announce = unit, announce
         self.tty = self.stream.isatty() if tty is None else tty
         self.interval = interval
         self.bar = None
@@ -42,7 +45,8 @@ class Progress:
         if self.tty:
             self._update_bar(done, total, claim)
         elif first:
-            self._line()
+            if self.announce:
+                self._line()
             self._timer = threading.Thread(target=self._tick, daemon=True)
             self._timer.start()
 
@@ -50,8 +54,8 @@ class Progress:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=done, unit="task", file=self.stream, dynamic_ncols=True,
-                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} tasks "
+            self.bar = tqdm(total=total, initial=done, unit=self.unit, file=self.stream, dynamic_ncols=True,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} " + self.unit + "s "
                                        "[{elapsed}<{remaining}]")
         if claim is not None:
             self.bar.set_description_str(claim, refresh=False)
@@ -61,7 +65,7 @@ class Progress:
         with self._lock:
             done, total, claim = self.state
         where = f"{claim}: " if claim else ("judging the claims: " if total and done == total and not final else "")
-        self.stream.write(f"ntkcheck: {where}{done}/{total} tasks, {_clock(time.monotonic() - self.t0)} elapsed\n")
+        self.stream.write(f"ntkcheck: {where}{done}/{total} {self.unit}s, {_clock(time.monotonic() - self.t0)} elapsed\n")
         self.stream.flush()
 
     def _tick(self) -> None:
@@ -74,4 +78,5 @@ class Progress:
         if self._timer is not None:
             self._stop.set()
             self._timer.join()
-            self._line(final=True)
+            if self.announce:
+                self._line(final=True)

@@ -21,13 +21,21 @@ from typing import Callable
 import numpy as np
 from scipy.stats import norm
 
+from . import keynumbers, labels
 from .claims import FAMILY_FALSE_FAIL_RATE, Convergence, Verdict, family_false_fail_rate, get_claim
-from .store import Store
+from .axes import log_ticks
+from .labels import percent
+from .store import Store, format_value
 
 #: Figure style: nothing cut off (constrained layout), mathtext labels, reproducible files.
 STYLE = {"figure.constrained_layout.use": True, "font.size": 9, "axes.titlesize": 9, "legend.fontsize": 7,
          "mathtext.fontset": "dejavusans", "savefig.dpi": 150, "svg.hashsalt": "ntkcheck", "pdf.compression": 6}
+#: ``report --style paper``: one panel per file at single-column width (3.4 in), print resolution.
+PAPER_STYLE = {**STYLE, "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 6,
+               "xtick.labelsize": 7, "ytick.labelsize": 7, "savefig.dpi": 300, "lines.markersize": 4}
+PAPER_SIZE = (3.4, 2.6)
 FORMATS = ("png", "pdf", "svg")
+STYLES = ("report", "paper")
 
 
 def _cell(v) -> str:
@@ -44,11 +52,6 @@ def markdown_table(df) -> str:
     lines = ["| " + " | ".join(esc(c) for c in df.columns) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(esc(_cell(v)) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
-
-
-def percent(level: float) -> str:
-    """A confidence level as a percentage: 0.95 -> '95%', 0.99875 -> '99.88%'."""
-    return f"{100 * level:.4g}%"
 
 
 def _z(level: float) -> float:
@@ -86,14 +89,16 @@ def fit_line(c: Convergence) -> str:
 
 
 def verdict_frame(verdicts: dict[str, Verdict]):
-    """One row per claim: claim verdict, negative control, false-fail rate, summary."""
+    """One row per claim: claim verdict, negative control, false-fail rate, key number
+    (:func:`ntkcheck.keynumbers.key_line`), summary."""
     import pandas as pd
 
-    return pd.DataFrame([{"claim": c, "verdict": "PASS" if v.verified else "FAIL",
+    return pd.DataFrame([{"claim": c, "verdict": v.status,
                           "claim test": "pass" if v.passed else "fail",
                           "negative control": "rejected (as it should)" if v.negative_control_rejected
-                          else "NOT rejected (check is defective)",
-                          "false-fail rate": v.false_fail_rate, "summary": v.summary}
+                          else "NOT rejected (widen the study, or the check is defective)",
+                          "false-fail rate": v.false_fail_rate, "key number": keynumbers.key_line(v) or "\u2014",
+                          "summary": v.summary}
                          for c, v in verdicts.items()])
 
 
@@ -101,12 +106,12 @@ def claim_markdown(v: Verdict) -> str:
     claim = get_claim(v.claim)
     parts = [f"# {v.claim}: {claim.title}", "", claim.statement, "",
              "Sources: " + "; ".join(claim.sources), "",
-             f"**Verdict: {'PASS' if v.verified else 'FAIL'}** - {v.summary}", "",
+             f"**Verdict: {v.status}** - {v.summary}", "",
              f"- false-fail rate: {v.false_fail_rate}", f"- detects: {v.detectable}",
              f"- negative control: {v.negative_control}: "
              f"{'rejected' if v.negative_control_rejected else 'NOT rejected'}", "",
              "| statistic | value |", "|---|---|"]
-    parts += [f"| {k} | {_cell(val)} |" for k, val in v.statistics.items()]
+    parts += [f"| {labels.plain(labels.statistic(k))} | {_cell(val)} |" for k, val in v.statistics.items()]
     for c in v.convergence:
         parts += ["", f"## {c.label}", "", fit_line(c), "", markdown_table(convergence_frame(c))]
     if v.table is not None:
@@ -162,10 +167,55 @@ def plot_convergence(v: Verdict, path: str | Path) -> None:
         fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
         for ax, c in zip(axes.flat, v.convergence):
             _panel(ax, c)
+            ax.set_title(_wrap(labels.title(c.label, v.claim), 60))
         for ax in axes.flat[n:]:
             ax.set_visible(False)
-        fig.suptitle(f"{v.claim}: {'PASS' if v.verified else 'FAIL'}", fontsize=10)
+        fig.suptitle(f"{v.claim}: {v.status}", fontsize=10)
         save_figure(fig, path)
+
+
+def plot_series(c: Convergence, path: str | Path, title: str) -> None:
+    """One convergence series for a paper: a single-column panel (:data:`PAPER_STYLE`),
+    no verdict."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with matplotlib.rc_context(PAPER_STYLE):
+        fig, ax = plt.subplots(figsize=PAPER_SIZE)
+        _panel(ax, c)
+        ax.set_title(_wrap(title, 55))
+        save_figure(fig, path)
+
+
+def paper_panels(v: Verdict) -> list[tuple[str, str]]:
+    """(file name without suffix, title) per convergence series: named by its cell in lower
+    case, words joined by "-" ("cnn-flatten-relu-l-2-sigma-b-0.1") and titled by it (the
+    quantity is the y label); where series share a cell, the quantity's first word prefixes
+    the name and the title is the whole label; a series without a cell is named by its
+    quantity, the negative control's "negative-control"."""
+    parts = [labels.split_label(c.label, v.claim) for c in v.convergence]
+    control = [c.label.startswith("negative control") for c in v.convergence]
+    names = ["negative-control" if ctl else _slug(cell) or _slug(q) or "series" for (q, cell), ctl in zip(parts, control)]
+    panels = []
+    for c, (q, cell), ctl, name in zip(v.convergence, parts, control, names):
+        shared = names.count(name) > 1
+        title = (f"negative control: {cell}" if ctl else labels.title(c.label, v.claim) if shared or not cell
+                 else cell)
+        panels.append((f"{_slug(q.split(' ')[0])}-{name}" if shared else name, title))
+    unique = [n for n, _ in panels]
+    return [(n if unique.count(n) == 1 else f"{n}-{i + 1}", t) for i, (n, t) in enumerate(panels)]
+
+
+def _signed(x: float) -> str:
+    """Two decimals with a true minus sign (a figure's legend)."""
+    return f"{x:.2f}".replace("-", labels.MINUS)
+
+
+def _slug(text: str) -> str:
+    """Lower-case words of ``text`` (math commands by their names) joined by "-"."""
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-.")[:60]
 
 
 def _panel(ax, c: Convergence) -> None:
@@ -185,8 +235,8 @@ def _panel(ax, c: Convergence) -> None:
     if math.isfinite(c.exponent) and math.isfinite(c.log_prefactor):
         mid, low, high = _fit_band(c, xs, x)
         ax.plot(xs, np.exp(mid), "-", color="C1",
-                label=f"fit: slope {c.exponent:.2f}, {percent(c.exponent_level)} CI "
-                      f"[{c.exponent_lo:.2f}, {c.exponent_hi:.2f}]")
+                label=f"fit: slope {_signed(c.exponent)}, {percent(c.exponent_level)} CI "
+                      f"[{_signed(c.exponent_lo)}, {_signed(c.exponent_hi)}]")
         ax.fill_between(xs, np.exp(low), np.exp(high), color="C1", alpha=0.2, lw=0)
     if c.bound:
         # an O(x^b) bound allows every curve below slope b from the first fitted point on
@@ -194,16 +244,16 @@ def _panel(ax, c: Convergence) -> None:
         edge = y0 * (xs / x0) ** c.theory_exponent
         floor = np.full_like(xs, min(np.nanmin(lo[lo > 0]) if np.any(lo > 0) else y0, np.nanmin(edge)) / 10)
         ax.fill_between(xs, floor, edge, color="C2", alpha=0.12, lw=0,
-                        label=f"allowed by the bound: slope $\\leq$ {c.theory_exponent:g}")
+                        label=f"allowed by the bound: slope $\\leq$ {labels.fraction(c.theory_exponent)}")
         ax.plot(xs, edge, "-", color="C2", lw=0.8)
         ax.set_ylim(bottom=floor[0] * 5)
     else:
         ax.plot(xs, centre_y * (xs / centre_x) ** c.theory_exponent, "--", color="k",
-                label=f"theory: slope {c.theory_exponent:g}")
+                label=f"theory: slope {labels.fraction(c.theory_exponent)}")
     ax.set_xlabel(c.x_name)
     ax.set_ylabel(c.y_name)
-    ax.set_title(_wrap(c.label, 60))
     ax.legend(loc="best")
+    log_ticks(ax, values=x)
 
 
 def save_figure(fig, path: str | Path) -> None:
@@ -221,16 +271,28 @@ _METADATA = {"png": {"Software": None}, "pdf": {"Creator": None, "Producer": Non
              "svg": {"Creator": None, "Date": None}}
 
 
-def claim_figure(claim_id: str, df, v: Verdict, path: str | Path) -> None:
-    """The claim's own figure, drawn in :data:`STYLE` to ``path``."""
+def claim_figure(claim_id: str, df, v: Verdict, path: str | Path, style: str = "report") -> None:
+    """The claim's own figure, drawn in :data:`STYLE` (or :data:`PAPER_STYLE`) to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with matplotlib.rc_context({**STYLE, "savefig.dpi": 150}):
+    with matplotlib.rc_context(PAPER_STYLE if style == "paper" else STYLE):
         get_claim(claim_id).figure(df, v, Path(path))
     plt.close("all")
+
+
+def key_numbers_text(v: Verdict) -> list[str]:
+    """The claim's key numbers as markdown lines, one per quantity: "<quantity> — exponent
+    (theory −1/2, 95% CI): <cell>: −0.497 [−0.612, −0.381]; <cell>: ..."."""
+    groups: dict = {}
+    for k in keynumbers.key_numbers(v):
+        groups.setdefault((k.quantity, k.name, keynumbers.theory_text(k), percent(k.level)), []).append(k)
+    return [f"{quantity} \u2014 {labels.plain(name)} (theory {theory}, {level} CI): "
+            + "; ".join(f"{labels.plain(k.cell) + ': ' if k.cell else ''}{labels.number(k.value)} "
+                        f"{keynumbers.interval_text(k)}" for k in ks)
+            for (quantity, name, theory, level), ks in groups.items()]
 
 
 def verified_line(verdicts: dict[str, Verdict]) -> str:
@@ -245,33 +307,53 @@ def verified_line(verdicts: dict[str, Verdict]) -> str:
 
 def write_report(out: str | Path, verdicts: dict[str, Verdict] | None = None, latex: bool = False,
                  formats=("png",), notify: Callable[[str], None] | None = None,
-                 family_rate: float | None = None) -> dict[str, Verdict]:
+                 family_rate: float | None = None, claims: list[str] | None = None,
+                 progress: Callable[[int, int, str | None], None] | None = None,
+                 style: str = "report") -> dict[str, Verdict]:
     """Write tables and figures (in each of ``formats``) for every claim of the study
-    folder ``out``; returns the verdicts (recomputed from the CSVs when not given, at
-    ``family_rate``, by default the one the study was run at).  A folder this process
-    cannot write is only judged (``notify`` is told)."""
+    folder ``out`` (or only ``claims``); returns the verdicts (recomputed from the CSVs when
+    not given, at ``family_rate``, by default the one the study was run at;
+    ``progress(judged, total, claim being judged)`` follows them, e.g.
+    :class:`ntkcheck.progress.Progress`).  A folder this process cannot write is only
+    judged (``notify`` is told)."""
     _check_formats(formats)
     with Store(out) as store:
         _refuse_without_claims(store)
         meta = store.open_existing()
-        claims = meta["study"]["claims"]
+        known = meta["study"]["claims"]
+        unknown = [c for c in claims or () if c not in known]
+        if unknown or claims == []:
+            raise ValueError(f"--claims: {', '.join(unknown) or 'empty'}; the study in {out} has {', '.join(known)}")
+        claims = claims or known
         if verdicts is None:
             rate = family_rate or meta.get("family_false_fail_rate", FAMILY_FALSE_FAIL_RATE)
-            verdicts = {c: _judge(store, c, rate) for c in claims}
+            verdicts = {}
+            for k, c in enumerate(claims):
+                if progress:
+                    progress(k, len(claims), c)
+                verdicts[c] = _judge(store, c, rate)
+            if progress:
+                progress(len(claims), len(claims), None)
         if store.read_only:
             if notify:
                 notify(f"{out} is read-only: verdicts judged from its CSVs; tables and figures not rebuilt")
             return verdicts
-        write_files(store, verdicts, latex, formats)
+        write_files(store, verdicts, latex, formats, style)
     return verdicts
 
 
-def write_files(store: Store, verdicts: dict[str, Verdict], latex: bool = False, formats=("png",)) -> None:
+def write_files(store: Store, verdicts: dict[str, Verdict], latex: bool = False, formats=("png",),
+                style: str = "report") -> None:
     """Write the tables and figures of ``verdicts`` into the study folder ``store`` (open,
-    so that no other process writes between the results and their report)."""
+    so that no other process writes between the results and their report).  ``style``
+    "paper" draws, instead of the report's figures, one single-column file per convergence
+    series, ``figures/<claim>/<cell>.<fmt>``, and the claim's own figure as
+    ``figures/<claim>/figure.<fmt>``, without verdicts."""
     from . import latex as tex
 
     formats = _check_formats(formats)
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
     meta = store.read_metadata()
     root = store.root
     for c, v in verdicts.items():
@@ -281,18 +363,41 @@ def write_files(store: Store, verdicts: dict[str, Verdict], latex: bool = False,
         figure = get_claim(c).figure
         df = store.read_claim(c) if figure is not None else None
         for fmt in formats:
+            if style == "paper":
+                for (name, title), s in zip(paper_panels(v), v.convergence):
+                    store.write_drawn(root / "figures" / c / f"{name}.{fmt}", lambda tmp: plot_series(s, tmp, title))
+                if figure is not None:
+                    store.write_drawn(root / "figures" / c / f"figure.{fmt}",
+                                      lambda tmp: claim_figure(c, df, v, tmp, style))
+                continue
             if v.convergence:
                 store.write_drawn(root / f"{c}.{fmt}", lambda tmp: plot_convergence(v, tmp))
             if figure is not None:
                 store.write_drawn(root / f"{c}-figure.{fmt}", lambda tmp: claim_figure(c, df, v, tmp))
+    if set(verdicts) != set(meta["study"]["claims"]):   # a claim subset: the summary and convergence table stay
+        return
     title = (f"Study {meta.get('name', root.name)} (budget {meta['study'].get('budget')}, "
              f"seed {meta['study'].get('seed')})")
-    summary = [f"# {title}", "", markdown_table(verdict_frame(verdicts).drop(columns="summary")), ""]
-    summary += [f"- [{c}]({c}.md): {v.summary}" for c, v in verdicts.items()]
+    store.write_file(root / "convergence.csv", keynumbers.frame(verdicts).to_csv(
+        index=False, float_format=format_value, lineterminator="\n"))
+    store.write_file(root / "convergence.md", "# Convergence to the infinite-width theory\n\n"
+                     "One row per claim and cell: the measured key number, its interval, the theory's value "
+                     "and the widths measured (how many); the verdict is the claim's.\n\n"
+                     + markdown_table(keynumbers.display_frame(verdicts)) + "\n")
+    summary = [f"# {title}", "", markdown_table(verdict_frame(verdicts).drop(columns="summary")), "",
+               "The key number is the claim's worst cell: the one whose measurement lies farthest from the "
+               "theory, in units of its interval.", "",
+               "## Key numbers", "", "Per claim and cell (every row: [convergence.md](convergence.md)):", ""]
+    for c, v in verdicts.items():
+        lines = key_numbers_text(v)
+        summary += [f"- [{c}]({c}.md)" + (":" if lines else ": no key number (see its file)")]
+        summary += [f"  - {line}" for line in lines]
+    summary += ["", "## Verdicts", ""] + [f"- [{c}]({c}.md): {v.summary}" for c, v in verdicts.items()]
     summary += ["", f"**{verified_line(verdicts)}**"]
     store.write_file(root / "summary.md", "\n".join(summary) + "\n")
     if latex:
         store.write_file(root / "summary.tex", tex.summary_latex(verdicts, title))
+        store.write_file(root / "convergence.tex", tex.convergence_latex(verdicts))
 
 
 def _check_formats(formats) -> tuple[str, ...]:

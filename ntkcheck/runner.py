@@ -26,13 +26,16 @@ from typing import Callable, Iterator
 
 from . import resources
 from .claims import FAMILY_FALSE_FAIL_RATE, PARAM_COLUMNS, Task, Verdict, get_claim
+from .display import short_repr
 from .store import Store
-from .studies import Study
+from .studies import Study, merge_fingerprints
 
 
 @dataclass(frozen=True)
 class RunResult:
     """Verdicts by claim id, and how many tasks this invocation computed / skipped."""
+
+    __repr__ = short_repr   # no array dumps in notebooks
 
     verdicts: dict[str, Verdict]
     n_tasks: int
@@ -311,10 +314,10 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
     store.check_writable()
     with (dask_client(scheduler, worker_timeout=worker_timeout, notify=notify) if scheduler is not None
           else _nothing()) as client, store:
-        store.open(study.fingerprint())
+        fingerprint = store.open(study.fingerprint(), merge=merge_fingerprints)
         everything = [t for c in study.claims for t in tasks[c]]
         store.refuse_foreign(everything)      # before computing anything
-        meta = _metadata(study, store.read_metadata())
+        meta = _metadata(study, store.read_metadata(), fingerprint)
         meta["family_false_fail_rate"] = family_rate
         meta["runs"][-1].update(command=_portable_command(command if command is not None else sys.argv),
                                 started=started.isoformat(timespec="seconds"),
@@ -375,10 +378,14 @@ def _nothing():
     yield None
 
 
-def _metadata(study: Study, previous: dict | None) -> dict:
-    """metadata.json: the study, package versions, git commit, and one entry per run."""
+def _metadata(study: Study, previous: dict | None, fingerprint: dict) -> dict:
+    """metadata.json: the folder's study (``fingerprint``: every claim run into it), package
+    versions, git commit, and one entry per run."""
     runs = (previous or {}).get("runs", [])
-    return {"name": study.name, "source": study.source and _portable_path(study.source), "study": study.fingerprint(),
+    name, source = study.name, study.source and _portable_path(study.source)
+    if previous is not None and previous.get("study") != study.fingerprint():   # a claim subset or addition
+        name, source = previous.get("name", name), previous.get("source")
+    return {"name": name, "source": source, "study": fingerprint,
             "versions": _versions(), "git_commit": _git_commit(), "runs": runs + [{}]}
 
 

@@ -58,6 +58,7 @@ import numpy as np
 from scipy.linalg import lapack
 
 from . import blas, stax
+from .display import short_repr
 from .kernels import network, refuse_overflow
 from .networks import MAX_BYTES, _gram, empirical_ntk_from, flat, flat_network, forward, init_params
 from .resources import check_sample, die_with_parent
@@ -97,6 +98,8 @@ class InitSample:
         (M, L, N, N): entry ``[:, l-1]`` is ``<x^l(x), x^l(x')> / n_l`` with
         ``x^l = phi(h^l)``, l = 1..L.
     """
+
+    __repr__ = short_repr   # no array dumps in notebooks
 
     f: np.ndarray
     ntk: np.ndarray

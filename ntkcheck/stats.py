@@ -77,6 +77,9 @@ class TestResult:
     def __len__(self) -> int:
         return 2
 
+    def __repr__(self) -> str:   # one line, no arrays from details or stderr
+        return f"<{type(self).__name__} {self}>"
+
     def __str__(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
         text = (f"{self.name}: {verdict} (p = {self.pvalue:.3g}, false-fail rate {self.false_fail_rate:g}; "
@@ -88,7 +91,7 @@ class TestResult:
         return text + ")"
 
 
-@dataclass(frozen=True, eq=False, kw_only=True)
+@dataclass(frozen=True, eq=False, kw_only=True, repr=False)
 class PowerLawResult(TestResult):
     """Fitted exponent of ``error ~ width^exponent`` with its interval (bootstrap standard error,
     Student t quantile: :func:`power_law_fit`)."""

@@ -175,9 +175,11 @@ class Store:
             raise ValueError(f"output folder {self.root} is not empty and not an ntkcheck study folder "
                              f"(it holds {shown}); choose a new or empty folder")
 
-    def open(self, study: dict) -> None:
+    def open(self, study: dict, merge: Callable[[dict, dict], dict | None] | None = None) -> dict:
         """Create the folder (or check that it holds the same ``study``: resume), take
-        its lock and remove temp files left by a killed run of ours."""
+        its lock and remove temp files left by a killed run of ours.  ``merge(folder's,
+        study)`` may accept another study into the folder (None refuses it); returns the
+        folder's study from now on."""
         self.check_writable()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -185,11 +187,13 @@ class Store:
             raise ValueError(f"cannot create output folder {self.root}: {err.strerror}") from None
         self._acquire()
         meta = self.read_metadata()
-        if meta is not None and meta.get("study") != study:
+        merged = study if meta is None or meta.get("study") == study else merge and merge(meta["study"], study)
+        if merged is None:
             self.close()
             raise ValueError(f"output folder {self.root} holds results of a different study "
-                             "(other claims, grid, budget or seed); choose another --out")
+                             "(another grid, budget or seed); choose another --out")
         self._load_manifest(meta)
+        return merged
 
     def open_existing(self) -> dict:
         """Lock an existing study folder for writing its report; returns its metadata.  A
@@ -323,9 +327,13 @@ class Store:
         reports) that are not ``listed``."""
         claims = meta.get("study", {}).get("claims", [])
         exts = (".csv", ".md", ".tex", *_FIGURES, *(f"-figure{f}" for f in _FIGURES))
-        names = ["metadata.json"] + (["summary.md", "summary.tex"] + [f"{c}{e}" for c in claims for e in exts]
+        names = ["metadata.json"] + (["summary.md", "summary.tex", "convergence.csv", "convergence.md",
+                                      "convergence.tex"] + [f"{c}{e}" for c in claims for e in exts]
                                      if reports else [])
         paths = [self.root / n for n in names] + sorted((self.root / "tasks").glob("*/*.csv"))
+        if reports:      # report --style paper: figures/<claim>/<panel>.<fmt>
+            paths += sorted(p for p in (self.root / "figures").glob("*/*")
+                            if p.parent.name in claims and p.suffix in _FIGURES)
         files = {}
         for p in paths:
             rel = p.relative_to(self.root).as_posix()
@@ -391,6 +399,7 @@ class Store:
         self._refuse_if_foreign(path)
         tmp = temp_path(path)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             draw(tmp)
             data = tmp.read_bytes()
         except OSError as err:

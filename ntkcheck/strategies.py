@@ -1,6 +1,7 @@
 """Hypothesis strategies for specs and inputs, for ntkcheck's tests and yours.
 
-Requires the ``hypothesis`` package (the ``test`` extra).
+Requires the ``hypothesis`` package (the ``test`` extra); :func:`neural_tangents_pairs` also
+needs neural-tangents.
 """
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from .activations import NAMES
+from .interop import to_neural_tangents
 from .spec import MLP
 
 #: Activations with closed-form duals (cheap enough for many examples).
@@ -74,6 +76,19 @@ def stax_networks(draw, spatial=(0, 1, 2), activations=CLOSED_FORM, max_blocks: 
     return S.serial(*layers), shape
 
 
+def neural_tangents_pairs(networks=None):
+    """Pairs (drawn, kernel_fn): a draw of ``networks`` -- a strategy of :class:`MLP` specs or
+    :mod:`ntkcheck.stax` networks, or of (network, input shape) pairs as :func:`stax_networks`
+    draws them (the default) -- and neural-tangents' ``kernel_fn`` of the same network
+    (:func:`ntkcheck.interop.to_neural_tangents`), for property tests of a kernel against
+    neural-tangents or of ``assert_kernel(kernel_fn, ...)``.  The activations must be ones
+    neural-tangents has in closed form (:data:`ntkcheck.interop.ACTIVATIONS`, leaky relu: all of
+    :data:`CLOSED_FORM`)."""
+    def pair(drawn):
+        return drawn, to_neural_tangents(drawn[0] if isinstance(drawn, tuple) else drawn)[2]
+    return (stax_networks() if networks is None else networks).map(pair)
+
+
 @st.composite
 def inputs(draw, n=st.integers(1, 6), d=st.integers(1, 5), scale=st.floats(0.1, 3.0)) -> np.ndarray:
     """An (N, d) float array: Gaussian rows of random scale, drawn from a hypothesis seed."""
@@ -82,4 +97,4 @@ def inputs(draw, n=st.integers(1, 6), d=st.integers(1, 5), scale=st.floats(0.1, 
     return draw(scale) * rng.standard_normal((N, dim))
 
 
-__all__ = ["specs", "stax_networks", "inputs", "CLOSED_FORM", "QUADRATURE", "NAMES"]
+__all__ = ["specs", "stax_networks", "neural_tangents_pairs", "inputs", "CLOSED_FORM", "QUADRATURE", "NAMES"]

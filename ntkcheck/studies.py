@@ -14,8 +14,11 @@ A study is a TOML file (stdlib ``tomllib``)::
     width = [64, 256, 1024]
 
 Everything is validated on load, before any work: an unknown key, a wrong type, an
-empty list, a negative width, a non-finite number or a missing optional dependency
-raises :class:`StudyError` naming the file, the key and its line.
+empty list, a negative width, a non-finite number, a grid too small for its claim's tests
+(``Claim.check``) or a missing optional dependency raises :class:`StudyError` naming the
+file, the key and its line.  Every key, its meaning and its per-budget default:
+``docs/studies.md`` (``ntkcheck list --grid CLAIM``).  Studies of one budget and seed whose
+common claims have the same grids share a folder's tasks (:func:`merge_fingerprints`).
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import resources
+from .display import short_repr
 from .claims import BUDGETS, Claim, GridError, all_claims
 
 _TOP_KEYS = {"name": str, "budget": str, "seed": int, "claims": list, "out": str,
@@ -44,6 +48,8 @@ class StudyError(ValueError):
 class Study:
     """A validated study: full grids (budget defaults with overrides) per claim."""
 
+    __repr__ = short_repr   # the grids by count, not dumped
+
     name: str
     budget: str
     seed: int
@@ -60,8 +66,8 @@ class Study:
                 "grids": {c: self.grids[c] for c in self.claims}}
 
 
-def load_study(path: str | Path) -> Study:
-    """Read and validate a study file."""
+def load_study(path: str | Path, seed: int | None = None) -> Study:
+    """Read and validate a study file; ``seed`` (if given) replaces the file's."""
     path = Path(path)
     if path.exists() and not path.is_file():      # /dev/null, a folder, a pipe
         raise StudyError(f"{path}: not a study file (not a regular file); give a .toml file")
@@ -93,11 +99,24 @@ def load_study(path: str | Path) -> Study:
         out = path.parent / out
     try:
         return make_study(budget=data.get("budget", "quick"), claims=data.get("claims"),
-                          seed=data.get("seed", 0), out=out,
+                          seed=data.get("seed", 0) if seed is None else seed, out=out,
                           name=data.get("name", path.stem), scheduler=data.get("scheduler"),
                           jobs=data.get("jobs"), overrides=grid, source=str(path))
     except _KeyError as err:
         raise where.error(err.keys, err.message) from None
+
+
+def merge_fingerprints(folder: dict, study: dict) -> dict | None:
+    """The fingerprint of a study folder after running ``study`` into it, or None if they
+    differ.  Studies of the same budget and seed whose common claims have identical grids
+    share their tasks (same keys, same seeds), so a claim subset reuses a folder's tasks and
+    a further claim joins it; anything else is a different study."""
+    if any(folder.get(k) != study.get(k) for k in ("budget", "seed")) or "grids" not in folder:
+        return None
+    if any(folder["grids"].get(c, grid) != grid for c, grid in study["grids"].items()):
+        return None
+    claims = list(folder["claims"]) + [c for c in study["claims"] if c not in folder["claims"]]
+    return {**folder, "claims": claims, "grids": {**folder["grids"], **study["grids"]}}
 
 
 def make_study(budget: str = "quick", claims=None, seed: int = 0, out=None, name: str | None = None,

@@ -21,18 +21,21 @@ A stax network is keyed by its ``repr`` with the hidden channel counts set to 1
 sample).  Specs and networks with a custom activation object are never cached
 (their functions have no stable key).
 
-For pytest, import the fixture into a ``conftest.py``::
-
-    from ntkcheck.testing import kernel_checker  # noqa: F401
+For pytest, installing ntkcheck registers the fixture ``kernel_checker`` (the plugin
+:mod:`ntkcheck.pytest_plugin`, with the options ``--ntkcheck-cache DIR`` and
+``--ntkcheck-seed N``); no import is needed::
 
     def test_my_ntk(kernel_checker):
         kernel_checker(my_ntk, spec, X, kind="ntk")
+
+A failure's traceback ends at the test's line (``__tracebackhide__``), not in ntkcheck.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import logging
 import os
 import pathlib
 import sys
@@ -42,15 +45,15 @@ import warnings
 import numpy as np
 
 from . import __version__, stax
-from .check import (ROUNDOFF, KernelCheckDesign, KernelSample, _inputs, candidate_kernel, kernel_test,
-                    sample_kernel)
+from .check import (ROUNDOFF, KernelCheckDesign, KernelSample, _inputs, candidate_kernel, sample_kernel,
+                    two_stage_test)
 from .seeding import as_seed_sequence
 from .spec import MLP
 from .stats import TestResult
 
 ENV = "NTKCHECK_CACHE"
 #: Bumped when the cache file's layout, the cached arrays or the sampler's law of them change.
-CACHE_FORMAT = 4
+CACHE_FORMAT = 5
 #: A cache file is a header line (format, checksum) followed by an npz: not an npz itself.
 SUFFIX = ".sample"
 #: sample_kernel options that change the sample (``jobs`` does not).
@@ -177,12 +180,11 @@ def cached_sample_kernel(spec: MLP | stax.Layer, X, kind: str = "ntk", false_fai
     return sample
 
 
-def failure_message(result: TestResult) -> str:
-    """One paragraph naming the worst entry of a failed kernel check."""
+def _entry_text(result: TestResult) -> str:
+    """The worst entry of one stage's kernel test."""
     d = result.details
     k = d["worst_entry"][0]
     i, j = d["worst_pair"]
-    design = d["design"]
     if d["zero_variance"][k]:
         rows, cols = d["index"]
         missed = d["zero_variance"] & (np.abs(d["relative_error"]) > ROUNDOFF)
@@ -192,42 +194,81 @@ def failure_message(result: TestResult) -> str:
                  f"variance the candidate misses: {names}")
     else:
         worst = f"sampled mean {d['mean'][k]:.6g} +- {result.stderr[k]:.2g} (standard error), t = {d['t'][k]:.3g}"
-    return (f"{result.name} failed: p = {result.pvalue:.3g} <= false-fail rate {result.false_fail_rate:g}.\n"
-            f"worst entry K[{i}, {j}]: candidate {d['candidate'][k]:.6g}, relative error "
+    design = d["design"]
+    return (f"worst entry K[{i}, {j}]: candidate {d['candidate'][k]:.6g}, relative error "
             f"{d['relative_error'][k]:+.3%} of sqrt(K[{i},{i}] K[{j},{j}]); {worst}.\n"
             f"{design.n_networks} pairs of networks of widths {design.widths}, extrapolated in 1/width; "
             f"detects a relative error of {result.detectable:.3g} with probability >= {1 - result.false_pass_rate:g}.")
 
 
+def _seed_text(seed) -> str:
+    """A seed as the user would type it."""
+    if not isinstance(seed, np.random.SeedSequence):
+        return repr(seed)
+    return f"np.random.SeedSequence({seed.entropy}, spawn_key={tuple(int(k) for k in seed.spawn_key)})"
+
+
+def failure_message(result: TestResult) -> str:
+    """What a failed kernel check found and what to do next: each stage's p-value, seed and worst entry
+    (a two-stage check, :func:`ntkcheck.check.two_stage_test`) or the one test's worst entry."""
+    if "stages" not in result.details:
+        return (f"{result.name} failed: p = {result.pvalue:.3g} <= false-fail rate {result.false_fail_rate:g}.\n"
+                + _entry_text(result))
+    first, second = result.details["stages"]
+    seeds = [_seed_text(s) for s in result.details["stage_seeds"]]
+    level = result.details["stage_rates"][0]
+    return (f"{result.name} failed: p = {result.pvalue:.3g} <= false-fail rate {result.false_fail_rate:g}, confirmed "
+            f"on an independent seed: the candidate differs from the sampled networks' mean kernel in both of two "
+            f"independent samples (p = {first.pvalue:.3g} with seed={seeds[0]}, then p = {second.pvalue:.3g} with "
+            f"seed={seeds[1]}, each <= {level:.3g}; a correct kernel fails both with probability "
+            f"{result.false_fail_rate:g}).\n"
+            f"First stage: {_entry_text(first)}\nConfirmation: {_entry_text(second)}\n"
+            f"Next: to reproduce, rerun with seed={seeds[0]} (cached samples are reused); to see every entry, "
+            f"ntkcheck.check_kernel with the same arguments returns this result: details['relative_error'] "
+            f"(details['index'] names the entries; details['stages'][1] is the confirmation's).")
+
+
+def _log_plan(plan) -> None:
+    logging.getLogger("ntkcheck").info("%s", plan)
+
+
 def assert_kernel(candidate, spec: MLP | stax.Layer, X, kind: str = "ntk", false_fail_rate: float = 1e-3, seed=0, *,
-                  cache=None, **options) -> TestResult:
+                  cache=None, notify=_log_plan, **options) -> TestResult:
     """Assert that ``candidate`` is the infinite-width ``kind`` kernel of ``spec`` (an MLP or a
     :mod:`ntkcheck.stax` network) on X.
 
     candidate : (N, N) array, callable ``(X1, X2)``, or a neural-tangents
         ``kernel_fn(x1, x2, get)``; validated (shape, real values, symmetry,
         finiteness) before any sampling.
-    cache : see :func:`cached_sample_kernel`.  options : as
-        :func:`ntkcheck.check.check_kernel`.
+    cache : see :func:`cached_sample_kernel`; each stage's sample is cached under its own seed.
+    notify : called with each sample's :class:`~ntkcheck.check.KernelCheckPlan` (widths,
+        estimated pairs and seconds) before its bulk is drawn; default: an INFO record on the
+        ``ntkcheck`` logger, which pytest shows live with ``--log-cli-level=INFO`` and
+        with the report of a failing test (a cached sample draws nothing and states nothing).
+    options : as :func:`ntkcheck.check.check_kernel`, including ``max_seconds``.
 
-    Returns the (passed) :class:`~ntkcheck.stats.TestResult`; raises
-    ``AssertionError`` (:func:`failure_message`) when the check fails, which
-    happens with probability about ``false_fail_rate`` for a correct kernel.
+    Two stages (:func:`ntkcheck.check.two_stage_test`): a first-stage failure is confirmed
+    on an independent seed before the assertion fails.  Returns the (passed)
+    :class:`~ntkcheck.stats.TestResult`; raises ``AssertionError`` (:func:`failure_message`)
+    when the check fails, which happens with probability about ``false_fail_rate`` for a
+    correct kernel.
     """
+    __tracebackhide__ = True          # pytest: a failure shows the caller's line, not this function
     X = _inputs(spec, X)
     cand = candidate_kernel(candidate, X, kind)       # a typo fails here, before a second of sampling
-    result = kernel_test(cand, cached_sample_kernel(spec, X, kind, false_fail_rate, seed, cache=cache, **options))
+    b = options.pop("false_pass_rate", 1e-3)
+
+    def draw(a_stage, b_stage, stage_seed, stage):
+        return cached_sample_kernel(spec, X, kind, a_stage, stage_seed, cache=cache, false_pass_rate=b_stage,
+                                    notify=notify, stage=stage, **options)
+
+    result = two_stage_test(cand, draw, false_fail_rate, seed, b)
     if not result.passed:
         raise AssertionError(failure_message(result))
     return result
 
 
-try:
-    import pytest
-except ImportError:        # pytest is optional: the fixture exists only where it does
+try:        # the fixture, for conftest files that import it (the plugin registers it without)
+    from .pytest_plugin import kernel_checker  # noqa: F401
+except ImportError:        # pytest is optional
     pass
-else:
-    @pytest.fixture
-    def kernel_checker():
-        """:func:`assert_kernel` with the default cache (``NTKCHECK_CACHE`` or the user cache directory)."""
-        return assert_kernel

@@ -1,11 +1,22 @@
-"""Training engine: full-batch gradient descent and gradient flow for ensembles
-of M dense networks at once (stacked weights, one batched matmul per layer).
+"""Training engine: full-batch gradient descent, mini-batch SGD and gradient flow for
+ensembles of M dense networks at once (stacked weights, one batched matmul per layer).
 
 Loss and time follow the claims catalogue (Lee et al. 2019, sec. 2):
 ``L = (1/2N) sum_i (f(x_i) - y_i)^2``; gradient flow ``d theta/dt = -eta grad L``
 so that ``df(X)/dt = -(eta/N) Theta_hat_t (f(X) - y)``; gradient descent is its
 Euler discretisation with unit step, so GD step k sits at flow time t = k.
 A step ``dt < 1`` (``theta <- theta - dt eta grad L``) approximates the flow.
+
+Mini-batch SGD (``batch_size`` B dividing N): each network visits its own random
+order of the N training inputs per epoch (:func:`epoch_orders`, drawn from the
+network's seed child), B inputs per step, and steps on the batch's share of the
+same loss, ``L_B = (1/2N) sum_{i in B} (f(x_i) - y_i)^2``.  Then
+``E[grad L_B] = (B/N) grad L`` (derived: each input is in the step's batch with
+probability B/N), so in the linear (lazy) regime of Lee et al. 2019 (sec. 2.2,
+eqs. 8-9; Du et al. 2018, sec. 3 for GD) the expected residual follows the
+full-batch dynamics with step ``eta B/N``, ``E[r_k] = (I - (eta B/N^2) Theta_hat)^k r_0``,
+up to O(eta^2) terms (the batches of an epoch are dependent), and one epoch of SGD
+is one GD step in expectation.  With B = N it is full-batch GD, bit for bit.
 
 Gradients come from :func:`ntkcheck.networks.backward` with cotangent r/N:
 ``dL/dW^l = a_l g^l^T x^{l-1}``, ``dL/db^l = c_l sum_i g^l_i``.  The weight
@@ -31,8 +42,10 @@ from scipy.integrate import solve_ivp
 from scipy.linalg.blas import dgemm
 
 from . import blas, stax
+from .display import short_repr
 from .kernels import check_inputs
 from .networks import MAX_BYTES, DenseParams, backward, empirical_ntk_from, forward, init_params
+from .seeding import child, network_rngs
 from .spec import MLP
 
 #: Working memory (weights and activations, :func:`train_bytes_per_network`) of one
@@ -55,6 +68,8 @@ class Trajectory:
     point are NaN (loss: inf).  ``step_error`` (M, T) is, for
     :func:`gradient_flow`, the estimated max error of f against exact flow.
     """
+
+    __repr__ = short_repr   # no array dumps in notebooks
 
     steps: np.ndarray
     times: np.ndarray
@@ -145,6 +160,31 @@ def _record_steps(record, steps: int) -> np.ndarray:
     return rec
 
 
+def epoch_orders(n_inputs: int, batch_size: int, steps: int, seed, start: int, stop: int) -> np.ndarray:
+    """(stop - start, epochs, n_inputs) per-epoch orders of the training inputs for
+    mini-batch SGD of networks ``start .. stop-1``: network i permutes from
+    ``seeding.child(seed, i)``, so its batches do not depend on chunking.  Step k
+    takes inputs ``orders[:, e, b*B:(b+1)*B]`` with ``e, b = divmod(k, N/B)``."""
+    _check_batch_size(batch_size, n_inputs)
+    epochs = max(1, -(-steps // (n_inputs // batch_size)))
+    return np.stack([np.stack([rng.permutation(n_inputs) for _ in range(epochs)])
+                     for rng in network_rngs(seed, start, stop)]).reshape(stop - start, epochs, n_inputs)
+
+
+def _check_batch_size(batch_size, n_inputs: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or not 1 <= batch_size <= n_inputs or n_inputs % batch_size:
+        raise ValueError(f"batch_size must be an integer dividing the {n_inputs} training inputs, got {batch_size!r}")
+
+
+def _batch_mask(orders: np.ndarray, batch_size: int, k: int) -> np.ndarray:
+    """(M, N) 1.0 on the inputs of each network's batch at step k, else 0.0."""
+    epoch, b = divmod(k, orders.shape[2] // batch_size)
+    mask = np.zeros((len(orders), orders.shape[2]))
+    np.put_along_axis(mask, orders[:, epoch, b * batch_size:(b + 1) * batch_size], 1.0, axis=1)
+    return mask
+
+
 def _sq_norms(spec: MLP, params: DenseParams, d_in: int, other: DenseParams | None = None) -> np.ndarray:
     """Per-layer ``|theta^l - other^l|^2`` (M, L+1); biases only where c_l != 0."""
     out = []
@@ -219,6 +259,21 @@ def _gd_step(spec: MLP, params: DenseParams, X: np.ndarray, pre: list[np.ndarray
             out.biases[l][...] -= (step * c) * g.sum(axis=1)
 
 
+def _check_orders(batch_size, orders, m: int, n: int, steps: int) -> np.ndarray | None:
+    if batch_size is None and orders is None:
+        return None
+    if batch_size is None or orders is None:
+        raise ValueError("batch_size and orders go together (orders from epoch_orders)")
+    _check_batch_size(batch_size, n)
+    epochs = -(-steps // (n // batch_size))
+    orders = np.asarray(orders)
+    if orders.ndim != 3 or orders.shape[0] != m or orders.shape[1] < epochs or orders.shape[2] != n \
+            or not np.array_equal(np.sort(orders, axis=2), np.broadcast_to(np.arange(n), orders.shape)):
+        raise ValueError(f"orders must be ({m}, >= {epochs}, {n}) permutations of the training inputs "
+                         f"(epoch_orders), got shape {orders.shape}")
+    return orders
+
+
 def _check_threads(threads) -> int:
     if threads is None:
         return blas.threads()
@@ -230,7 +285,8 @@ def _check_threads(threads) -> int:
 def train_params(spec: MLP, params: DenseParams, X, y, lr: float, steps: int, *, X_test=None,
                  record=None, readout_only: bool = False, centered: bool = False,
                  record_ntk: bool = False, dt: float = 1.0, blowup: float = 1e6,
-                 track_weights: bool = True, threads: int | None = None) -> Trajectory:
+                 track_weights: bool = True, threads: int | None = None, batch_size: int | None = None,
+                 orders: np.ndarray | None = None) -> Trajectory:
     """Gradient descent on the MSE loss from ``params`` (updated in place).
 
     ``steps`` steps of ``theta <- theta - dt * lr * grad L``; ``record`` lists the
@@ -240,7 +296,11 @@ def train_params(spec: MLP, params: DenseParams, X, y, lr: float, steps: int, *,
     ``f(theta) - f(theta_0)``.  A network whose loss exceeds ``blowup`` times
     max(initial loss, mean y^2), or is not finite, stops training and is marked
     diverged.  ``track_weights=False`` skips the weight-change records (NaN) and
-    the copy of the initial weights they need (half the memory).
+    the copy of the initial weights they need (half the memory).  ``batch_size``
+    makes it mini-batch SGD (module docstring) through ``orders`` (M, epochs, N),
+    the networks' epoch orders from :func:`epoch_orders`; each step still passes
+    all N inputs forward (the loss on all of them is recorded at every step), so
+    an SGD step costs what a GD step costs.
 
     The networks train in groups of about :data:`GROUP_BYTES` working memory,
     each group all its steps at once (its weights stay in the CPU caches through
@@ -252,6 +312,7 @@ def train_params(spec: MLP, params: DenseParams, X, y, lr: float, steps: int, *,
     X, y, X_test = _check_run(spec, X, y, X_test, lr, steps, dt)
     rec = _record_steps(record, steps)
     threads = _check_threads(threads)
+    orders = _check_orders(batch_size, orders, params.n_networks, len(X), steps)
     dtype = params.weights[0].dtype
     if dtype != np.float64:
         raise ValueError(f"training runs in float64 (fused BLAS dgemm updates), got {dtype} parameters")
@@ -270,7 +331,7 @@ def train_params(spec: MLP, params: DenseParams, X, y, lr: float, steps: int, *,
     # per 4 KiB, more than the copy itself
     spares = queue.SimpleQueue()
     run = partial(_train_group, spec, params, X, X_all, y, rec, lr * dt, readout_only, centered, blowup,
-                  track_weights, out, f_rec, spares)
+                  track_weights, out, f_rec, spares, batch_size, orders)
     with blas.single_threaded():
         if min(threads, len(groups)) > 1:
             with ThreadPoolExecutor(min(threads, len(groups))) as pool:
@@ -284,7 +345,8 @@ def train_params(spec: MLP, params: DenseParams, X, y, lr: float, steps: int, *,
 
 def _train_group(spec: MLP, params: DenseParams, X, X_all, y, rec, step: float, readout_only: bool,
                  centered: bool, blowup: float, track_weights: bool, out: Trajectory, f_rec: np.ndarray,
-                 spares: queue.SimpleQueue, group: slice) -> None:
+                 spares: queue.SimpleQueue, batch_size: int | None, orders: np.ndarray | None,
+                 group: slice) -> None:
     """Train networks ``group`` of ``params`` (in place) and write their records
     into ``out``'s arrays and ``f_rec`` (rows ``group``); the copy of the initial
     weights goes into a spare from ``spares`` (given back at the end) if there is one."""
@@ -307,7 +369,7 @@ def _train_group(spec: MLP, params: DenseParams, X, X_all, y, rec, step: float, 
             np.copyto(a0, a)
     try:
         _train_steps(spec, params, X, X_all, y, rec, step, readout_only, centered, blowup, theta0, f_rec, loss,
-                     dsq, ntk_rec, diverged)
+                     dsq, ntk_rec, diverged, batch_size, None if orders is None else orders[group])
     finally:
         if spare is not None:
             spares.put(spare)
@@ -315,8 +377,9 @@ def _train_group(spec: MLP, params: DenseParams, X, X_all, y, rec, step: float, 
 
 def _train_steps(spec: MLP, params: DenseParams, X, X_all, y, rec, step: float, readout_only: bool,
                  centered: bool, blowup: float, theta0: DenseParams | None, f_rec, loss, dsq, ntk_rec,
-                 diverged) -> None:
-    """The steps of :func:`_train_group` (weight changes against ``theta0`` unless None)."""
+                 diverged, batch_size: int | None = None, orders: np.ndarray | None = None) -> None:
+    """The steps of :func:`_train_group` (weight changes against ``theta0`` unless None;
+    mini-batches of ``batch_size`` from ``orders`` unless None)."""
     n, d_in, steps = len(X), X.shape[1], loss.shape[1] - 1
     f0 = forward(spec, params, X_all)[0][..., 0] if centered else 0.0
     alive = np.ones(params.n_networks, dtype=bool)
@@ -343,7 +406,10 @@ def _train_steps(spec: MLP, params: DenseParams, X, X_all, y, rec, step: float, 
         if recording:
             pre, posts = [h[:, :n] for h in pre], [x[:, :n] for x in posts]
         # diverged networks get a zero cotangent: frozen at their last finite weights
-        cot = np.where(alive[:, None], r, 0.0)[..., None] / n
+        cot = np.where(alive[:, None], r, 0.0)
+        if orders is not None:     # inputs outside the batch: zero cotangent
+            cot *= _batch_mask(orders, batch_size, k)
+        cot = cot[..., None] / n
         _gd_step(spec, params, X, pre, posts, cot, step, readout_only)
     diverged[...] = ~alive
 
@@ -352,16 +418,18 @@ def gradient_descent(spec: MLP, X, y, lr: float, steps: int, *, n_networks: int 
                      X_test=None, record=None, readout_only: bool = False, centered: bool = False,
                      record_ntk: bool = False, dt: float = 1.0, blowup: float = 1e6,
                      track_weights: bool = True, max_bytes: int = MAX_BYTES,
-                     threads: int | None = None) -> Trajectory:
+                     threads: int | None = None, batch_size: int | None = None) -> Trajectory:
     """Train ``n_networks`` networks initialised by :func:`ntkcheck.networks.init_params`
     (network i from seed child i) with :func:`train_params`, in chunks of
     networks whose memory (:func:`train_bytes_per_network`) stays under
     ``max_bytes``; ``threads`` as in :func:`train_params`.  Results do not depend on the
-    chunking nor on the threads.  ``spec`` may also be a :mod:`ntkcheck.stax` network
-    (:func:`stax_gradient_descent`; not ``readout_only``)."""
+    chunking nor on the threads.  ``batch_size`` (dividing N) trains by mini-batch SGD,
+    network i's epoch orders from ``seeding.child(seed, 1, i)`` (:func:`epoch_orders`;
+    its weights come from ``child(seed, i)``).  ``spec`` may also be a :mod:`ntkcheck.stax` network
+    (:func:`stax_gradient_descent`; not ``readout_only`` nor ``batch_size``)."""
     if isinstance(spec, stax.Layer):
-        if readout_only:
-            raise ValueError("readout_only training is for MLPs only")
+        if readout_only or batch_size is not None:
+            raise ValueError("readout_only and mini-batch (batch_size) training are for MLPs only")
         return stax_gradient_descent(spec, X, y, lr, steps, n_networks=n_networks, seed=seed, X_test=X_test,
                                      record=record, centered=centered, record_ntk=record_ntk, dt=dt,
                                      blowup=blowup, track_weights=track_weights, max_bytes=max_bytes)
@@ -373,10 +441,13 @@ def gradient_descent(spec: MLP, X, y, lr: float, steps: int, *, n_networks: int 
     chunk = max(1, int(max_bytes // per))
     parts = []
     for start in range(0, n_networks, chunk):
-        params = init_params(spec, X.shape[1], seed, start, min(n_networks, start + chunk))
+        stop = min(n_networks, start + chunk)
+        params = init_params(spec, X.shape[1], seed, start, stop)
+        orders = None if batch_size is None else epoch_orders(len(X), batch_size, steps, child(seed, 1), start, stop)
         parts.append(train_params(spec, params, X, y, lr, steps, X_test=X_test, record=record,
                                   readout_only=readout_only, centered=centered, record_ntk=record_ntk,
-                                  dt=dt, blowup=blowup, track_weights=track_weights, threads=threads))
+                                  dt=dt, blowup=blowup, track_weights=track_weights, threads=threads,
+                                  batch_size=batch_size, orders=orders))
     return _concat(parts)
 
 

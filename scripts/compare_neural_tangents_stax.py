@@ -28,7 +28,8 @@ from neural_tangents import stax as nt  # noqa: E402
 
 from ntkcheck import stax as ours  # noqa: E402
 from ntkcheck.kernels import output_kernels  # noqa: E402
-from stax_networks import ACTIVATIONS, NETWORKS  # noqa: E402 -- scripts/, the directory of this script
+from stax_networks import ACTIVATIONS as ACTS  # noqa: E402 -- scripts/, the directory of this script
+from stax_networks import NETWORKS  # noqa: E402
 
 
 def cnn1d_gap(s, act):
@@ -103,7 +104,7 @@ def main():
     print("|---|---|---|---|---|---|---|---|")
     for name, (build, shape) in NETS.items():
         X1, X2 = rng.standard_normal((4,) + shape), rng.standard_normal((3,) + shape)
-        for act, layer in ACTIVATIONS.items():
+        for act, layer in ACTS.items():
             _, _, kernel_fn = build(nt, getattr(nt, layer))
             net = build(ours, getattr(ours, layer))
             row = []

@@ -13,7 +13,8 @@ import pytest
 
 import ntkcheck.check as check
 from ntkcheck import MLP, nngp_kernel, ntk_kernel
-from ntkcheck.check import check_kernel, design_kernel_check, kernel_test, sample_kernel
+from ntkcheck.check import (KernelCheckPlan, check_kernel, confirmation_seed, design_kernel_check, kernel_test,
+                            sample_kernel)
 
 DISCREPANCY = 0.1
 SPECS = {"relu-3": MLP(3, 1, "relu", math.sqrt(2), 0.3), "erf-2": MLP(2, 1, "erf", 1.5, 0.3)}
@@ -176,3 +177,72 @@ def test_an_input_whose_kernel_is_zero_takes_the_kernels_scale():
     assert not kernel_test(cand, sample)
     with pytest.raises(ValueError, match="0 on every input"):
         kernel_test(np.zeros((2, 2)), sample_kernel(spec, np.zeros((2, 2)), seed=0, widths=(8, 64), n_networks=20))
+
+
+def test_two_stages_fail_a_planted_one_percent_error_and_pass_the_correct_kernel():
+    spec = MLP(1, 1, "relu", math.sqrt(2), 0.2)
+    X4 = np.random.default_rng(0).standard_normal((4, 3))
+    ntk = ntk_kernel(spec, X4)
+    design = dict(seed=0, discrepancy=0.008, widths=(24, 768))
+    ok = check_kernel(ntk, spec, X4, **design)
+    assert ok and ok.details["stages"][1] is None and ok.pvalue == ok.details["stages"][0].pvalue ** 2
+    bad = check_kernel(1.01 * ntk, spec, X4, **design)
+    first, second = bad.details["stages"]
+    assert not bad and bad.details["confirmed"] and not first.passed and not second.passed
+    assert bad.pvalue == max(first.pvalue, second.pvalue) ** 2 <= bad.false_fail_rate == 1e-3
+    assert bad.details["stage_rates"] == (math.sqrt(1e-3), 5e-4) == (first.false_fail_rate, first.false_pass_rate)
+    seed = bad.details["stage_seeds"][1]
+    assert (seed.entropy, seed.spawn_key) == (0, (4,)) == (confirmation_seed(0).entropy, confirmation_seed(0).spawn_key)
+    assert not np.array_equal(first.details["mean"], second.details["mean"])           # independent samples
+    assert bad.n_samples == first.n_samples + second.n_samples
+
+
+def test_a_first_stage_false_alarm_cleared_by_the_confirmation_passes():
+    """Seed 9 (from a scan of seeds 0-119): the correct kernel fails the first stage, at sqrt(1e-3), and the
+    confirmation on the independent seed clears it."""
+    spec = SPECS["erf-2"]
+    res = check_kernel(ntk_kernel(spec, X), spec, X, seed=9, **FAST)
+    first, second = res.details["stages"]
+    assert not first.passed and second.passed and res.passed and not res.details["confirmed"]
+    assert 1e-3 < res.pvalue == max(first.pvalue, second.pvalue) ** 2
+    assert first.pvalue <= math.sqrt(1e-3) < second.pvalue
+
+
+def counted_batches(monkeypatch) -> list:
+    batches, batch = [], check._batch
+
+    def counted(*args):
+        batches.append(1)
+        return batch(*args)
+
+    monkeypatch.setattr(check, "_batch", counted)
+    return batches
+
+
+def test_the_plan_is_stated_after_the_probe_and_before_the_bulk(monkeypatch):
+    spec = SPECS["erf-2"]
+    batches, plans = counted_batches(monkeypatch), []
+    res = check_kernel(ntk_kernel(spec, X), spec, X, seed=2, notify=lambda plan: plans.append((plan, len(batches))),
+                       **FAST)
+    ((plan, drawn),) = plans                           # one stage: the check passed at once
+    assert res and drawn == 1                          # only the probe, the sample's first batch
+    assert plan.stage == "first stage" and plan.widths == (16, 128) and plan.method == "exact"
+    assert plan.n_networks >= 100 and plan.seconds > 0 and plan.false_fail_rate == math.sqrt(1e-3)
+    assert str(plan).startswith("check_kernel first stage: ~") and "widths (16, 128)" in str(plan)
+    assert res.n_samples == len(batches) * 10                                       # nothing drawn twice
+
+
+def test_max_seconds_refuses_naming_a_discrepancy_that_fits(monkeypatch):
+    plan = KernelCheckPlan((96, 3072), 800, 8.0, 0.01, 0.05, 0.01, math.sqrt(1e-3), "exact", 1)
+    assert check._refusal(plan, 2.0) == ("max_seconds=2: the check is estimated at 8 s (~800 pairs of widths "
+                                         "(96, 3072), 0.01 s a pair); discrepancy=0.02 fits")
+    spec = SPECS["erf-2"]
+    batches = counted_batches(monkeypatch)
+    with pytest.raises(ValueError, match=r"^max_seconds=1e-09: the check is estimated at .* s \(~\d+ pairs of widths "
+                       r"\(16, 128\), .*; even the 100-pair pilot does not fit: raise max_seconds or pass smaller "
+                       r"widths=$"):
+        check_kernel(ntk_kernel(spec, X), spec, X, max_seconds=1e-9, **FAST)
+    assert len(batches) == 1                                                          # the probe only
+    for bad in (0, -1.0, "60"):
+        with pytest.raises(ValueError, match="max_seconds must be a number > 0"):
+            check_kernel(np.eye(6), spec, X, max_seconds=bad, **FAST)

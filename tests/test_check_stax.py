@@ -3,13 +3,15 @@ kernel, rejection of planted bugs (x1.05, the MLP kernel of the flattened inputs
 refusal of bad networks and candidates before any sampling.
 
 Small designs (4 inputs of (8, 2), discrepancy 0.1 or 0.2), so that each check runs in seconds."""
+import math
+
 import numpy as np
 import pytest
 
 import ntkcheck.check as check
 from ntkcheck import nngp_kernel, ntk_kernel
 from ntkcheck import stax as S
-from ntkcheck.check import check_kernel, kernel_test, sample_kernel
+from ntkcheck.check import check_kernel, kernel_test, sample_kernel, stax_widths
 from ntkcheck.testing import assert_kernel, cache_key
 
 from test_stax_networks import TINY_RESNET
@@ -22,6 +24,10 @@ FLAT_MLP = S.serial(S.Flatten(), S.Dense(8, 1.5, 0.2), S.Relu(), S.Dense(1, 1.2,
 CNN_FLATTEN = S.serial(S.Conv(8, (3,), padding="CIRCULAR", W_std=1.4, b_std=0.1), S.Erf(), S.AvgPool((2,)),
                        S.Conv(8, (3,), padding="SAME", W_std=1.4), S.Relu(), S.Flatten(), S.Dense(1, b_std=0.3))
 RESNET = TINY_RESNET
+#: the acceptance case of a CNN check: 2 convs + global average pooling + Dense on (4, 6, 6, 2) inputs
+CNN2 = S.serial(S.Conv(8, (3, 3), padding="SAME", W_std=1.5, b_std=0.1), S.Relu(),
+                S.Conv(8, (3, 3), padding="SAME", W_std=1.5, b_std=0.1), S.Relu(), S.GlobalAvgPool(),
+                S.Dense(1, W_std=1.2, b_std=0.1))
 
 
 def relative_size(cand, truth):
@@ -53,12 +59,12 @@ def test_with_width_scales_every_hidden_channel_count_and_keeps_the_readout():
 
 
 def test_ntk_check_of_a_cnn_with_global_average_pooling():
-    """Default widths (48 L, 32 x 48 L) with L = 1 hidden conv layer."""
-    sample = sample_kernel(CNN_GAP, X, "ntk", seed=1, discrepancy=0.1)
+    """Default widths from the discrepancy (stax_widths) with L = 1 hidden conv layer."""
+    sample = sample_kernel(CNN_GAP, X, "ntk", seed=1, discrepancy=0.04)
     truth = ntk_kernel(CNN_GAP, X)
-    assert sample.design.widths == (48, 1536) and sample.design.method == "dense"
+    assert sample.design.widths == (18, 144) and sample.design.method == "dense"
     res = kernel_test(truth, sample)
-    assert res.passed and res.details["method"] == "dense" and res.detectable <= 0.1, str(res)
+    assert res.passed and res.details["method"] == "dense" and res.detectable <= 0.04, str(res)
     for name, bug in (("x1.05", 1.05 * truth), ("flattened MLP", ntk_kernel(FLAT_MLP, X))):
         res = kernel_test(bug, sample)
         assert relative_size(bug, truth) > res.detectable, name      # a bug the design guarantees to catch
@@ -121,7 +127,11 @@ def test_assert_kernel_caches_stax_samples(tmp_path):
     assert len(list(tmp_path.glob("check_kernel-*.sample"))) == 1
     with pytest.raises(AssertionError, match="relative error"):
         assert_kernel(1.1 * truth, CNN_GAP, X, cache=tmp_path, seed=4, discrepancy=0.2)
-    assert len(list(tmp_path.glob("check_kernel-*.sample"))) == 1           # the failure reused the sample
+    # the failure reused the first stage's sample and cached its confirmation's, keyed by its own seed
+    assert len(list(tmp_path.glob("check_kernel-*.sample"))) == 2
+    with pytest.raises(AssertionError, match="confirmed on an independent seed"):
+        assert_kernel(1.1 * truth, CNN_GAP, X, cache=tmp_path, seed=4, discrepancy=0.2, max_seconds=1e-9)
+    assert len(list(tmp_path.glob("check_kernel-*.sample"))) == 2           # both from the cache: nothing drawn
     key = cache_key(CNN_GAP, X, "ntk", 1e-3, 4, {"discrepancy": 0.2})
     assert key == cache_key(S.with_width(CNN_GAP, 100), X, "ntk", 1e-3, 4, {"discrepancy": 0.2})
     others = {cache_key(S.serial(*CNN_GAP.layers[:-1], S.Dense(1, W_std=1.3, b_std=0.1)), X, "ntk", 1e-3, 4,
@@ -130,3 +140,26 @@ def test_assert_kernel_caches_stax_samples(tmp_path):
     assert key not in others and len(others) == 2
     custom = S.serial(S.Dense(4), S.Activation(S.get_activation("relu")), S.Dense(1))
     assert cache_key(custom, X[:, :, 0], "ntk", 1e-3, 4, {}) is None
+
+
+class Stop(Exception):
+    """Raised by a notify callback: the sample stops after the probe."""
+
+
+def test_the_design_of_a_two_conv_cnn_check_at_five_percent_is_small():
+    """The widths follow the discrepancy, so the 5% check of CNN2 costs a fraction of the previous (96, 3072)
+    design, which drew at least 100 pairs: >= 100 x 3072^2 = 9.4e8 weights per hidden conv layer (measured:
+    ~30 s wall, ~4 s CPU on 2 loaded cores, benchmarks/check_kernel_speed.py --cnn)."""
+    X2 = np.random.default_rng(0).standard_normal((4, 6, 6, 2))
+    plans = []
+
+    def notify(plan):
+        plans.append(plan)
+        raise Stop
+
+    assert stax_widths(2, 0.05) == (32, 256)
+    with pytest.raises(Stop):
+        sample_kernel(CNN2, X2, "ntk", math.sqrt(1e-3), 0, false_pass_rate=5e-4, discrepancy=0.05, notify=notify)
+    ((plan),) = plans
+    assert plan.widths == (32, 256) and plan.method == "dense"
+    assert plan.n_networks * (32 ** 2 + 256 ** 2) < 5e7          # weights per hidden conv layer, both widths

@@ -43,13 +43,41 @@ def test_run_then_report_rebuilds_without_recomputing(tmp_path, capsys):
     assert (out / "kernel-mean.csv").read_bytes() == csv
 
 
-def test_exit_code_is_1_when_a_claim_or_its_control_fails(capsys):
-    def verdict(passed, control):
-        return Verdict("kernel-mean", passed, "s", {}, 0.01, "d", "c", control)
+def test_exit_code_1_when_a_claim_fails_4_when_only_a_control_is_not_rejected(capsys):
+    def verdict(passed, control, claim="kernel-mean"):
+        return Verdict(claim, passed, "pass: s" if passed else "FAIL: s", {}, 0.01, "d", "c", control)
     assert _print_verdicts({"kernel-mean": verdict(True, True)}) == 0
     assert _print_verdicts({"kernel-mean": verdict(False, True)}) == 1
-    assert _print_verdicts({"kernel-mean": verdict(True, False)}) == 1
-    assert "NOT rejected" in capsys.readouterr().out
+    assert _print_verdicts({"kernel-mean": verdict(False, False)}) == 1
+    assert _print_verdicts({"kernel-mean": verdict(True, False)}) == 4
+    out = capsys.readouterr().out
+    assert "NOT rejected" in out and "| INCONCLUSIVE |" in out
+    # a failed claim outweighs an inconclusive one
+    assert _print_verdicts({"kernel-mean": verdict(True, False), "lazy-kernel": verdict(False, True, "lazy-kernel")}) == 1
+
+
+def test_exit_codes_are_in_the_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["verify", "--help"])
+    assert "4 inconclusive" in " ".join(capsys.readouterr().out.split())
+
+
+def test_list_grid_prints_every_key_with_its_defaults(capsys):
+    assert main(["list", "--grid", "ntk-init-convergence"]) == 0
+    out = capsys.readouterr().out
+    assert "| `power_factor` |" in out and "| `control_beta` | " in out and "| quick | standard | full |" in out
+    assert main(["list", "--grid", "no-such-claim"]) == 2
+
+
+def test_narrowed_ntk_init_convergence_is_refused_naming_the_widths_it_needs(tmp_path, capsys):
+    study = tmp_path / "narrow.toml"
+    study.write_text('claims = ["ntk-init-convergence"]\n[grid.ntk-init-convergence]\n'
+                     'width = [64, 128, 256, 512, 1024]\n')
+    assert main(["run", str(study), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "narrow.toml:3: grid.ntk-init-convergence.width: too narrow for the power check" in err
+    assert "add widths >= 3018, or set power_factor >= 1.053" in err
+    assert not (tmp_path / "out").exists()
 
 
 BAD = {

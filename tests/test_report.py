@@ -44,7 +44,7 @@ def series(bound: bool) -> Convergence:
 
 def verdict() -> Verdict:
     table = pd.DataFrame({"width": [64, 256], "rate_error": [0.1, np.nan], "note": ["50% & H^inf", "a_b #1"]})
-    return Verdict("kernel-mean", True, "pass: |z| <= 2.5, 100% of H^inf entries ~ ok {x}", {"max |z|": 2.5, "p_value": 0.3},
+    return Verdict("ntk-init-convergence", True, "pass: |z| <= 2.5, 100% of H^inf entries ~ ok {x}", {"max |z|": 2.5, "p_value": 0.3},
                    0.01, "1%", "x1.03 kernel", True, (series(False), series(True)), table)
 
 
@@ -73,7 +73,8 @@ def outside_math(tex: str) -> str:
 
 def check_tex(tex: str) -> None:
     """Balanced math, braces and environments; every LaTeX special character in text
-    escaped; every table row with one ``&`` per column boundary."""
+    escaped; every table row (tabular or longtable; not a caption or a spanning header)
+    with one ``&`` per column boundary."""
     assert tex.strip()
     assert len(re.findall(r"(?<!\\)\$", tex)) % 2 == 0
     text = outside_math(tex)
@@ -82,13 +83,14 @@ def check_tex(tex: str) -> None:
             continue   # a comment
         for ch in "^_%#~":
             assert all(line[m.start() - 1] == "\\" for m in re.finditer(re.escape(ch), line)), (ch, line)
-    for body in re.findall(r"\\begin\{tabular\}\{((?:[^{}]|\{[^{}]*\})*)\}(.*?)\\end\{tabular\}", text, re.S):
-        n_cols = len(re.sub(r"\{[^}]*\}", "", body[0]))
-        rows = [r for r in body[1].splitlines() if r.endswith("\\\\")]
+    for body in re.findall(r"\\begin\{(tabular|longtable)\}\{((?:[^{}]|\{[^{}]*\})*)\}(.*?)\\end\{\1\}", text, re.S):
+        n_cols = len(re.sub(r"\{[^}]*\}", "", body[1]))
+        rows = [r for r in body[2].splitlines() if r.endswith("\\\\") and not re.match(r"\\(caption|multicolumn)", r)]
         assert rows and all(len(re.findall(r"(?<!\\)&", r)) == n_cols - 1 for r in rows), body
-    assert len(re.findall(r"(?<!\\)&", re.sub(r"\\begin\{tabular\}.*?\\end\{tabular\}", "", text, flags=re.S))) == 0
+    tables = r"\\begin\{(tabular|longtable)\}.*?\\end\{\1\}"
+    assert len(re.findall(r"(?<!\\)&", re.sub(tables, "", text, flags=re.S))) == 0
     assert len(re.findall(r"(?<!\\)\{", text)) == len(re.findall(r"(?<!\\)\}", text))
-    for env in ("table", "tabular"):
+    for env in ("table", "tabular", "longtable"):
         assert text.count(f"\\begin{{{env}}}") == text.count(f"\\end{{{env}}}")
 
 

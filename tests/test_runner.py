@@ -139,7 +139,7 @@ def test_resume_after_sigkill(tmp_path):
     assert 3 <= done < 24, "the run must be killed midway"
     assert not (out / "kernel-mean.csv").exists()
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert res.returncode in (0, 1), res.stderr
+    assert res.returncode in (1, 4), res.stderr   # no control (control_n_networks = 0): at best inconclusive
     # a task file written in the instant before its manifest entry is recomputed
     skipped = int(re.search(r"(\d+) tasks run, (\d+) already done", res.stderr).group(2))
     assert skipped in (done, done - 1) and f"{24 - skipped} tasks run" in res.stderr

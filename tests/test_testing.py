@@ -1,5 +1,6 @@
 """ntkcheck.testing: assert_kernel's messages, validation before sampling, the sample cache, the fixture."""
 import errno
+import logging
 import math
 import os
 import time
@@ -9,8 +10,8 @@ import pytest
 
 import ntkcheck.testing as testing
 from ntkcheck import MLP, nngp_kernel, ntk_kernel
+from ntkcheck.check import stage_rates
 from ntkcheck.testing import assert_kernel, cache_key, cached_sample_kernel, default_cache_dir
-from ntkcheck.testing import kernel_checker  # noqa: F401  (the fixture, imported as a user's conftest would)
 
 SPEC = MLP(2, 1, "erf", 1.5, 0.3)
 X = np.random.default_rng(0).standard_normal((5, 3))
@@ -28,6 +29,22 @@ def test_pass_returns_a_truthy_result_and_failure_names_the_worst_entry(tmp_path
     text = str(err.value)
     assert "K[1, 3]" in text and f"candidate {wrong[1, 3]:.6g}" in text and "+-" in text
     assert "relative error +" in text and "false-fail rate 0.001" in text
+    # both stages, their seeds, and what to do next
+    assert "confirmed on an independent seed" in text and "with seed=0, then p = " in text
+    assert "with seed=np.random.SeedSequence(0, spawn_key=(4,))" in text and "each <= 0.0316" in text
+    assert "First stage: worst entry K[1, 3]" in text and "Confirmation: worst entry K[1, 3]" in text
+    assert "Next: to reproduce, rerun with seed=0" in text and "details['relative_error']" in text
+
+
+def test_the_plan_is_logged_before_sampling_and_a_cached_sample_states_nothing(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="ntkcheck"):
+        assert assert_kernel(ntk_kernel(SPEC, X), SPEC, X, cache=tmp_path, seed=5, **FAST)
+        ((record),) = caplog.records
+        assert record.name == "ntkcheck" and record.levelno == logging.INFO
+        assert record.getMessage().startswith("check_kernel first stage: ~") and "widths (16, 128)" in record.getMessage()
+        caplog.clear()
+        assert assert_kernel(ntk_kernel(SPEC, X), SPEC, X, cache=tmp_path, seed=5, **FAST)
+        assert not caplog.records
 
 
 def test_failure_names_the_entries_with_zero_sampled_variance(tmp_path):
@@ -59,14 +76,17 @@ def test_cache_is_reused_and_keyed(tmp_path):
     assert again.pvalue == first.pvalue and np.array_equal(again.stderr, first.stderr)
     uncached = assert_kernel(ntk, SPEC, X, cache=False, seed=3, **FAST)
     assert uncached.pvalue == first.pvalue
-    key = cache_key(SPEC, X, "ntk", 1e-3, 3, FAST)
+    a, b = stage_rates(1e-3, 1e-3)                  # the first stage's sample, cached under the call's seed
+    key = cache_key(SPEC, X, "ntk", a, 3, {**FAST, "false_pass_rate": b})
     assert files[0].name == f"check_kernel-{key}.sample"
     others = [cache_key(SPEC, X, "ntk", 1e-3, 4, FAST), cache_key(SPEC, X + 1e-9, "ntk", 1e-3, 3, FAST),
               cache_key(SPEC, X, "nngp", 1e-3, 3, FAST), cache_key(SPEC, X, "ntk", 1e-2, 3, FAST),
               cache_key(SPEC, X, "ntk", 1e-3, 3, {**FAST, "discrepancy": 0.3}),
               cache_key(MLP(2, 1, "erf", 1.5, 0.2), X, "ntk", 1e-3, 3, FAST)]
     assert len({key, *others}) == 7
-    assert cache_key(SPEC, X, "ntk", 1e-3, 3, {**FAST, "jobs": 2}) == key       # jobs does not change the sample
+    # jobs, notify and max_seconds do not change the sample
+    assert cache_key(SPEC, X, "ntk", a, 3, {**FAST, "false_pass_rate": b, "jobs": 2, "notify": print,
+                                            "max_seconds": 60}) == key
 
 
 def counting_sampler(monkeypatch) -> list:

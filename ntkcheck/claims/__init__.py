@@ -6,7 +6,9 @@ The formulas, assumptions and negative control of every claim are in the catalog
 How to write a claim
 ====================
 One module ``ntkcheck/claims/<name>.py`` exposing ``CLAIM = Claim(...)``; add ``"<name>"``
-to ``_MODULES`` below.  The runner, store, CLI and report do the rest.
+to ``_MODULES`` below.  The runner, store, CLI and report do the rest.  Another package
+registers its claims through the entry-point group :data:`ENTRY_POINT_GROUP`
+(``docs/own-claims.md``); every registered claim counts in the family-wise split.
 
 Fields of :class:`Claim`
   ``id``          kebab-case id used on the command line, e.g. ``"kernel-mean"``.
@@ -37,6 +39,13 @@ Fields of :class:`Claim`
                   convergence plots (which the report draws from ``Verdict.convergence``).
                   It saves with ``fig.savefig(path)`` (the format follows the suffix) and
                   leaves layout to the report's style (constrained layout, mathtext labels).
+  ``key_numbers`` optional ``key_numbers(verdict) -> tuple[KeyNumber, ...]``: the claim's key
+                  number per cell for the convergence table, when it is not the fitted
+                  exponent of each ``Verdict.convergence`` series (the default); called
+                  only on verdicts with their ``table``.
+  ``keys``        optional ``{grid key: meaning}`` for keys the glossary
+                  (:data:`ntkcheck.claims.keys.GLOSSARY`) does not name, e.g. a third-party
+                  claim's own; ``ntkcheck list --grid`` and ``docs/studies.md`` show them.
 
 Tasks and seeds
   A :class:`Task` is one grid cell x one chunk of networks.  Its ``seed`` is
@@ -69,7 +78,9 @@ Verdict
   ``false_fail_rate`` (probability of failing when the claim holds), ``detectable`` (the
   smallest discrepancy it detects, in words), the ``negative_control`` it ran (a setting
   where the claim is false) and whether that was rejected (``negative_control_rejected``
-  must be True: a check that cannot fail is a defect).  ``verified`` = both.
+  must be True: a check that cannot fail is a defect).  ``verified`` = both; ``status`` is
+  PASS (verified), FAIL (the claim's test failed) or INCONCLUSIVE (it passed, the control was
+  not rejected).  The summary opens with the claim test's outcome, "pass: ..." or "FAIL: ...".
   ``convergence`` holds :class:`Convergence` series (x vs measured error with intervals,
   fitted and theoretical exponents); ``report`` renders each as a markdown/LaTeX table and
   a log-log PNG.  ``table`` is an optional further DataFrame printed under it.
@@ -78,6 +89,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.metadata
 import itertools
 import math
 import re
@@ -97,10 +109,20 @@ ROW_COLUMNS = ("claim", "task", "seed", "width", "depth", "activation", "paramet
 #: Columns the runner copies from ``task.params`` into rows that do not set them.
 PARAM_COLUMNS = ("width", "depth", "activation", "parameterization", "sigma_w", "sigma_b", "n_networks")
 
+#: Entry-point group through which installed packages add claims (``id = "package.module:CLAIM"``,
+#: a :class:`Claim` or a module exposing ``CLAIM``); ``verify``, ``run``, ``report`` and
+#: ``calibrate`` treat them like the built-in ones.
+ENTRY_POINT_GROUP = "ntkcheck.claims"
+
 #: Claim modules, in the order ``ntkcheck list`` and ``verify`` use.
 _MODULES = ("kernel_mean", "nngp_gaussian", "relu_fourth_moment", "ntk_init_convergence", "ntk_finite_width",
             "lazy_kernel", "linearization", "loss_decay", "critical_lr", "jacot_figure_1",
             "readout_posterior", "ntk_ensemble", "linear_convergence", "mean_field")
+
+
+def plugin_entry_points():
+    """The installed packages' entry points in :data:`ENTRY_POINT_GROUP`, sorted by name."""
+    return sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
 
 
 #: The probability that a correct implementation fails some claim of ``ntkcheck verify`` (all
@@ -114,7 +136,7 @@ def claim_false_fail_rate(family_rate: float = FAMILY_FALSE_FAIL_RATE, n_claims:
     ``1 - (1 - family_rate)^(1/n_claims)`` (exact for independent claims)."""
     if not 0 < family_rate < 1:
         raise ValueError(f"the family-wise false-fail rate must lie in (0, 1), got {family_rate!r}")
-    n = len(_MODULES) if n_claims is None else int(n_claims)
+    n = len(_MODULES) + len(plugin_entry_points()) if n_claims is None else int(n_claims)
     return float(-math.expm1(math.log1p(-family_rate) / n))
 
 
@@ -180,6 +202,30 @@ class Convergence:
     exponent_level: float = 0.95
     bound: bool = False
 
+    def __repr__(self) -> str:   # short in notebooks: no point lists
+        return (f"Convergence({self.label[:60]!r}, {len(self.x)} points, exponent {self.exponent:.3g} "
+                f"(theory {self.theory_exponent:g}))")
+
+
+@dataclass(frozen=True)
+class KeyNumber:
+    """A claim's key number in one cell: ``value`` (e.g. a fitted exponent, a constant) with
+    its interval ``lo..hi`` at confidence ``level``, the ``theory`` value (an upper bound if
+    ``bound``; ``theory +- margin`` for an equivalence claim), and the ``widths`` measured.  ``cell`` and ``quantity`` are readable names
+    (math in ``$...$``); ``name`` says what ``value`` is ("exponent", "constant")."""
+
+    cell: str
+    quantity: str
+    name: str
+    value: float
+    lo: float
+    hi: float
+    level: float
+    theory: float
+    bound: bool = False
+    widths: tuple[float, ...] = ()
+    margin: float = 0.0
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -201,6 +247,18 @@ class Verdict:
         """The claim passed and its negative control was rejected."""
         return bool(self.passed and self.negative_control_rejected)
 
+    @property
+    def status(self) -> str:
+        """``"PASS"`` (verified), ``"FAIL"`` (the claim's test failed) or ``"INCONCLUSIVE"``:
+        the claim's test passed but its negative control was not rejected, so this study did
+        not show that the check can fail (too few widths or networks for the control; at a
+        built-in budget, a defect of the check)."""
+        return "FAIL" if not self.passed else "PASS" if self.negative_control_rejected else "INCONCLUSIVE"
+
+    def __repr__(self) -> str:   # short in notebooks: no statistics, series or tables dumped
+        return (f"Verdict({self.claim!r}, {self.status}, false_fail_rate={self.false_fail_rate:.3g}, "
+                f"{len(self.statistics)} statistics, {len(self.convergence)} convergence series)")
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -216,6 +274,11 @@ class Claim:
     split: Callable[[dict], list[tuple[str, dict]]] | None = None
     check: Callable[[dict], None] | None = None
     figure: Callable[[Any, Verdict, Any], None] | None = None
+    key_numbers: Callable[[Verdict], tuple[KeyNumber, ...]] | None = None
+    keys: Mapping[str, str] | None = None
+
+    def __repr__(self) -> str:   # short: no grids or functions
+        return f"Claim({self.id!r}, {self.title!r})"
 
     def __post_init__(self):
         if set(self.grids) != set(BUDGETS):
@@ -228,8 +291,12 @@ class Claim:
         return {**self.grids[budget], **(overrides or {})}
 
     def judge(self, df, family_rate: float = FAMILY_FALSE_FAIL_RATE) -> Verdict:
-        """The verdict on the claim's rows at its share of the family-wise rate."""
-        return self.verdict(df, false_fail_rate=claim_false_fail_rate(family_rate))
+        """The verdict on the claim's rows at its share of the family-wise rate.  Its summary
+        must open with the claim test's outcome ("pass"/"FAIL"), never contradicting it."""
+        v = self.verdict(df, false_fail_rate=claim_false_fail_rate(family_rate))
+        if v.summary.lower().startswith("pass") != v.passed:
+            raise RuntimeError(f"claim {self.id}: its summary opens with {v.summary[:5]!r} but passed={v.passed}")
+        return v
 
     def tasks(self, grid: dict, seed: int) -> list[Task]:
         """The claim's tasks for ``grid``, each seeded by :func:`task_seed`."""
@@ -295,10 +362,27 @@ def pool(df, by: list[str]):
                         n_networks=g["_n"].astype(int))
 
 
-def all_claims() -> dict[str, Claim]:
-    """Every registered claim by id, in registration order."""
-    claims = (importlib.import_module(f"{__name__}.{name}").CLAIM for name in _MODULES)
-    return {c.id: c for c in claims}
+def all_claims(plugins: bool = True) -> dict[str, Claim]:
+    """Every registered claim by id: the built-in ones in registration order, then (with
+    ``plugins``) those of installed packages (:data:`ENTRY_POINT_GROUP`) by entry-point name.
+    ValueError names a plugin that cannot be loaded, is not a Claim or reuses an id."""
+    claims = {}
+    for name in _MODULES:
+        c = importlib.import_module(f"{__name__}.{name}").CLAIM
+        claims[c.id] = c
+    for ep in plugin_entry_points() if plugins else ():
+        where = f"claim plugin {ep.name!r} ({ep.value}, entry point group {ENTRY_POINT_GROUP})"
+        try:
+            obj = ep.load()
+        except Exception as err:   # any failure of foreign code: name the plugin, not our stack
+            raise ValueError(f"{where} cannot be loaded: {type(err).__name__}: {err}") from None
+        obj = getattr(obj, "CLAIM", obj)   # a module exposing CLAIM, or the Claim itself
+        if not isinstance(obj, Claim):
+            raise ValueError(f"{where} is not a ntkcheck.Claim (got {type(obj).__name__})")
+        if obj.id in claims:
+            raise ValueError(f"{where}: claim id {obj.id!r} is already registered")
+        claims[obj.id] = obj
+    return claims
 
 
 def get_claim(claim_id: str) -> Claim:

@@ -63,11 +63,14 @@ must fail.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
+from .. import labels
 from ..train import gradient_descent, scaled_lr
-from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, Task, Verdict
+from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, KeyNumber, Task, Verdict
 from ._training import check_cells, critical_lr, dataset, network_rows, spec_of, split_with_control
 from .initcommon import save_figure
 
@@ -311,7 +314,8 @@ def figure(df, verdict: Verdict, path) -> None:
             top.scatter(gone["c"], np.full(len(gone), ceiling), s=14, marker="^", color="black",
                         label="diverged (loss > 1e6 x initial)")
         top.set_yscale("log")
-        top.set_title(", ".join(f"{k} {v}" for k, v in zip(CELL, key)))
+        activation, depth, width = key
+        top.set_title(labels.cell(f"{activation}, L={depth}, n={width}"))
         bottom.scatter(g["c"], g["c"], s=12, color="gray", label="t = 0")
         bottom.scatter(g["c"], g["c_final"], s=12, color="C2", label="t = T")
         bottom.axhline(1, color="black", lw=0.8, ls="--", label="$\\eta\\lambda_{max} = 2N$")
@@ -325,9 +329,26 @@ def figure(df, verdict: Verdict, path) -> None:
     axes[0, 0].legend(fontsize=8)
     axes[1, 0].set_ylabel("$\\eta \\lambda_{max}(\\hat\\Theta_t) / 2N$")
     axes[1, 0].legend(fontsize=8)
-    fig.suptitle(f"critical-lr: lazy / catapult / divergent phases\nshaded: edge intervals ({percent(level)}); "
+    fig.suptitle(f"Lazy / catapult / divergent phases\nshaded: edge intervals ({percent(level)}); "
                  "dotted: uv-model edge c = 2 (Lewkowycz et al. 2020)", fontsize=9)
     save_figure(fig, path)
+
+
+def key_numbers(v: Verdict) -> tuple[KeyNumber, ...]:
+    """Per cell, the lower edge (claimed at c = 1): the middle of the thresholds that best
+    separate monotone from non-monotone runs, and its interval, read back from the table
+    :func:`verdict` formats (3 significant digits)."""
+    ci = next(c for c in v.table.columns if c.startswith("lower edge ") and c.endswith(" CI"))
+    level = float(ci.split()[2])
+    out = []
+    for _, r in v.table.iterrows():
+        lo, hi = map(float, r["lower edge (c)"].split(".."))
+        ci_lo, ci_hi = map(float, re.findall(r"[-+\d.eE]+", r[ci]))
+        out.append(KeyNumber(cell=labels.cell(f"{r['activation']}, L={r['depth']}, n={r['width']}"),
+                             quantity="learning rate $\\eta / \\eta_{\\mathrm{crit}}$ where monotone loss ends",
+                             name="lower edge c", value=(lo + hi) / 2, lo=ci_lo, hi=ci_hi, level=level, theory=1.0,
+                             widths=(float(r["width"]),)))
+    return tuple(out)
 
 
 CLAIM = Claim(
@@ -338,4 +359,5 @@ CLAIM = Claim(
                "lambda_max falls below 2N/eta and training converges; beyond that edge it does not converge."),
     sources=("Lee et al. 2019, sec. 2.4", "Lewkowycz et al. 2020, sec. 2-3"),
     grids=GRIDS, run_task=run_task, verdict=verdict, split=split, check=check, figure=figure,
+    key_numbers=key_numbers,
 )

@@ -2,6 +2,7 @@
 ntk-init-convergence, ntk-finite-width): the network of a grid cell, grid checks, figures."""
 from __future__ import annotations
 
+from ..axes import log_ticks
 from ..spec import MLP
 from . import GridError, architectures, grid_cells
 
@@ -46,7 +47,11 @@ def check_blocks(grid: dict, *keys: str) -> None:
 
 
 def save_figure(fig, path) -> None:
-    fig.savefig(path, dpi=120)
+    """Save a claim's figure at the report style's resolution (the caller's rc settings),
+    its log axes with tick labels that do not overlap, and close it."""
     import matplotlib.pyplot as plt
 
+    for ax in fig.axes:
+        log_ticks(ax)
+    fig.savefig(path)
     plt.close(fig)

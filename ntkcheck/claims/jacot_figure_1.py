@@ -63,6 +63,7 @@ from ..spec import MLP
 from ..stats import TestResult, mean_test, power_law_fit, sidak_level
 from ..train import scaled_lr, train_params
 from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, Task, Verdict
+from .initcommon import save_figure
 from ._training import (FALSE_PASS_RATE, N_BOOT, bound_passed, check_cells, spec_of,
                         split_with_control, width_fit, width_series)
 
@@ -315,8 +316,7 @@ def figure(df, verdict: Verdict, path) -> None:
     np.atleast_1d(axes)[0].set_ylabel("$\\Theta(x_0, x)$")
     np.atleast_1d(axes)[0].legend()
     fig.suptitle("Jacot et al. 2018, Fig. 1: ReLU, 3 hidden layers, $\\beta$ = 0.1")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 CLAIM = Claim(

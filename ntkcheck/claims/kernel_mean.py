@@ -68,10 +68,12 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
+from .. import labels
 from ..kernels import output_kernels
 from ..stats import holm, intercept_test, power_law_fit
-from . import (CLAIM_FALSE_FAIL_RATE, Claim, Convergence, GridError, Task, Verdict, grid_cells, pool, split_cells,
+from . import (CLAIM_FALSE_FAIL_RATE, Claim, Convergence, GridError, KeyNumber, Task, Verdict, grid_cells, pool, split_cells,
                task_key)
 from . import architectures
 from .initcommon import Z95, claim_grid, mlp_grid
@@ -334,12 +336,32 @@ def _convergence(entries, tests) -> list[Convergence]:
             fit.update(exponent=res.exponent, exponent_lo=res.ci_low, exponent_hi=res.ci_high,
                        log_prefactor=res.details["log_prefactor"])
         cell = dict(zip(CELL + ["quantity"], key))
-        label = (f"{cell['quantity']} ({QUANTITIES[cell['quantity']]}), entry ({e['i']},{e['j']}): "
+        label = (f"{cell['quantity'].upper()} ({QUANTITIES[cell['quantity']]}), entry ({e['i']},{e['j']}): "
                  f"{cell['architecture']}, {cell['activation']}, L={cell['depth']}, {cell['parameterization']}")
         out.append(Convergence(
             label=label, x=tuple(x), y=tuple(d), lo=tuple(np.maximum(d - Z95 * se, 0.0)),
             hi=tuple(d + Z95 * se), theory_exponent=-1.0, floor=tuple(Z95 * se), y_name=r"$|\mathrm{mean} - \mathrm{kernel}| / \sqrt{K_{ii} K_{jj}}$", **fit))
     return out
+
+
+def key_numbers(v: Verdict) -> tuple[KeyNumber, ...]:
+    """Per cell and kernel, the entry with the largest |z|: its intercept ``a`` (the relative
+    bias left at infinite width, claimed 0) with its interval at the test's Bonferroni level."""
+    t = v.table
+    level = 1 - v.false_fail_rate / len(t)
+    z = norm.isf((1 - level) / 2)
+    out = []
+    for key, g in t.groupby(CELL + ["quantity"], sort=False):
+        e, cell = g.loc[g["z"].abs().idxmax()], dict(zip(CELL + ["quantity"], key))
+        name = f"{cell['architecture']}, {cell['activation']}, L={cell['depth']}, {cell['parameterization']}"
+        widths = next((s.x for s in v.convergence
+                       if s.label.startswith(f"{cell['quantity'].upper()} (") and s.label.endswith(": " + name)), ())
+        a, se = float(e["intercept a"]), float(e["se(a)"])
+        out.append(KeyNumber(cell=f"{labels.cell(name)}, entry ({e['i']},{e['j']})",
+                             quantity=f"{cell['quantity'].upper()}: {QUANTITIES[cell['quantity']]}", name="intercept",
+                             value=a, lo=a - z * se, hi=a + z * se, level=level, theory=0.0,
+                             widths=tuple(float(w) for w in widths)))
+    return tuple(out)
 
 
 CLAIM = Claim(
@@ -351,4 +373,5 @@ CLAIM = Claim(
              "Yang 2019-2020, Tensor Programs I-II", "Novak et al. 2019",
              'Arora et al. 2019, "On exact computation with an infinitely wide neural net" (CNTK), sec. 4'),
     grids=GRIDS, run_task=run_task, verdict=verdict, split=split, check=check,
+    key_numbers=key_numbers,
 )

@@ -58,6 +58,7 @@ from ..seeding import network_rngs
 from ..stats import TestResult, holm
 from . import CLAIM_FALSE_FAIL_RATE, Claim, Convergence, GridError, Task, Verdict
 from ._training import FALSE_PASS_RATE, width_fit, width_series
+from .initcommon import save_figure
 
 CONTROL_SCALE = 1.05
 DELTA = 0.1
@@ -303,8 +304,7 @@ def figure(df, verdict: Verdict, path) -> None:
     ax.set_ylim(-0.05, 1.05)
     ax.set_title("Du et al. 2018: linear convergence bound")
     ax.legend()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 CLAIM = Claim(

@@ -67,10 +67,13 @@ from scipy.special import digamma, gammaln, loggamma, polygamma
 from scipy.stats import norm
 from scipy.stats import t as student
 
+from .. import labels
+from ..keynumbers import from_series
 from ..networks import forward, init_params
 from ..train import train_params
-from . import CLAIM_FALSE_FAIL_RATE, Claim, Convergence, GridError, Task, Verdict, split_cells
+from . import CLAIM_FALSE_FAIL_RATE, Claim, Convergence, GridError, KeyNumber, Task, Verdict, split_cells
 from ._training import cell_lr, check_cells, dataset, network_rows, spec_of, width_fit, width_series
+from .initcommon import save_figure
 
 FLOOR = 0.05
 #: Equivalence margin of the change exponents: |b| < MARGIN is "O(1)" (see the module docstring).
@@ -359,12 +362,16 @@ def figure(df, verdict: Verdict, path) -> None:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(r"$\alpha\sqrt{n}$")
-        ax.set_title(q.replace("_", " "))
+        ax.set_title(labels.quantity(q))
     axes[0].set_ylabel("relative change after training")
     axes[0].legend(fontsize=8)
     fig.suptitle(r"Chizat, Oyallon & Bach 2019: feature learning (small $\alpha$) to lazy training (large $\alpha$)")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
+
+
+def key_numbers(v: Verdict) -> tuple[KeyNumber, ...]:
+    """Each width exponent of the claim's series, claimed equal to 0 within ``MARGIN``."""
+    return tuple(replace(from_series(c, v.claim), margin=MARGIN) for c in v.convergence)
 
 
 CLAIM = Claim(
@@ -377,4 +384,5 @@ CLAIM = Claim(
     sources=("Mei, Montanari & Nguyen 2018", "Chizat & Bach 2018", "Chizat, Oyallon & Bach 2019, Thm 2.2",
              "Geiger et al. 2020"),
     grids=GRIDS, run_task=run_task, verdict=verdict, split=split, check=check, figure=figure,
+    key_numbers=key_numbers,
 )

@@ -65,7 +65,7 @@ from scipy.stats import chi2, norm
 from ..moments import block_rows, relu_ntk_moments
 from ..sampler import sample_init
 from ..stats import TestResult, holm
-from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, Task, Verdict, task_key
+from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, KeyNumber, Task, Verdict, task_key
 from .initcommon import Z95, cell_spec, save_figure
 
 FALSE_PASS_RATE = 1e-3
@@ -359,9 +359,21 @@ def figure(df, v: Verdict, path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel(r"$\beta = L/n$")
     ax.set_ylabel(r"$\mathbb{E}[\hat\Theta(x,x)^2] / \mathbb{E}[\hat\Theta(x,x)]^2$")
-    ax.set_title("ntk-finite-width: NTK fluctuations vs depth/width", fontsize=9)
+    ax.set_title("NTK fluctuations vs depth/width", fontsize=9)
     ax.legend(fontsize=7)
     save_figure(fig, path)
+
+
+def key_numbers(v: Verdict) -> tuple[KeyNumber, ...]:
+    """The pooled scale kappa of ``log R = kappa log R_exact`` (claimed 1) with its interval at
+    the level of its test; the fitted rate r is descriptive (Hanin-Nica's 5 holds as n -> inf)."""
+    rate = v.false_fail_rate / 2
+    z = norm.isf(rate / 2)
+    kappa, se = v.statistics["kappa"], v.statistics["kappa_se"]
+    return (KeyNumber(cell="ReLU, all $(n, L)$", name="scale $\\kappa$",
+                      quantity=r"$\log \mathbb{E}[\Theta^2]/\mathbb{E}[\Theta]^2$ over its exact finite-$(n, L)$ value",
+                      value=kappa, lo=kappa - z * se, hi=kappa + z * se, level=1 - rate, theory=1.0,
+                      widths=tuple(sorted(set(v.table["width"].astype(float))))),)
 
 
 CLAIM = Claim(
@@ -372,4 +384,5 @@ CLAIM = Claim(
                "exp(5 L/n) up to O(L/n^2) (Hanin-Nica: ~ exp(5 beta) up to constants): at fixed L/n the NTK stays random."),
     sources=("Hanin & Nica 2019 (ICLR 2020), Thm 1", "claims catalogue (derived: exact finite-width ratio)"),
     grids=GRIDS, run_task=run_task, verdict=verdict, split=split, check=check, figure=figure,
+    key_numbers=key_numbers,
 )

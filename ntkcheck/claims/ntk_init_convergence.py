@@ -71,6 +71,9 @@ POWER_FACTOR = 1.03
 ARCH_POWER_FACTOR = 1.3
 N_BOOT = 20000
 CELL = ["architecture", "activation", "depth", "sigma_b"]
+#: the smallest sqrt(n) x RMS relative error of Theta_hat over the standard budget's cells (1.6 erf/tanh
+#: .. 2.7 relu MLP, 1.8 .. 2.7 the other architectures; results/standard): a lower bound for the grid check
+RMS_CONSTANT = 1.6
 
 _BASE = {"activation": ["relu", "erf", "tanh"], "sigma_w": 1.5, "sigma_b": [0.1], "n_inputs": 3, "d_in": 4,
          "block": 4, "dense_max_width": 256, "power_factor": POWER_FACTOR, "arch_power_factor": ARCH_POWER_FACTOR,
@@ -111,6 +114,27 @@ def _check_one(grid: dict) -> None:
         raise GridError("width", "needs at least three widths (exponent and bias fits)")
     check_blocks(grid, "n_networks")
     check_cells(grid)
+    _check_power(grid)
+
+
+def _check_power(grid: dict) -> None:
+    """The power check re-scores the samples against ``c x Theta``: its error plateaus at the
+    offset ``|c - 1| / c`` only where the RMS error ``C / sqrt(n)`` has fallen below it, so the
+    widest width must reach ``(C / offset)^2`` (``C >= RMS_CONSTANT``: a necessary condition)."""
+    prefix = "" if grid["architecture"] == "mlp" else architectures.PREFIX
+    c = grid["power_factor"]
+    offset = abs(c - 1) / c if c > 0 else 0.0
+    if offset == 0:
+        raise GridError(prefix + "power_factor", f"must be > 0 and differ from 1 (a kernel off by that factor), got {c!r}")
+    need = math.ceil((RMS_CONSTANT / offset) ** 2)
+    widest = max(grid["width"])
+    if widest < need:
+        rms = RMS_CONSTANT / math.sqrt(widest)
+        factor = math.ceil(1000 / (1 - rms)) / 1000 if rms < 1 else math.inf   # rounded up
+        raise GridError(prefix + "width", f"too narrow for the power check (a {c:g} x Theta kernel): {grid['architecture']} "
+                        f"widths up to {widest} leave an RMS error >= {rms:.2g}, above the {offset:.2g} offset it must "
+                        f"detect; add widths >= {need}"
+                        + (f", or set {prefix}power_factor >= {factor:g}" if math.isfinite(factor) else ""))
 
 
 def split(grid: dict) -> list[tuple[str, dict]]:

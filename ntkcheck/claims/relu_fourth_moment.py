@@ -43,10 +43,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from .. import labels
 from ..moments import NORM_LAWS, norm_ratio, norm_ratio_bias, norm_ratio_law, readout_variance
 from ..sampler import sample_init
 from ..stats import TestResult, holm
-from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, Task, Verdict, pool, task_key
+from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, KeyNumber, Task, Verdict, pool, task_key
 from .initcommon import Z95, cell_spec, save_figure
 
 #: Shares of the claim's level: the per-cell family, and each activation's pooled constant.
@@ -277,12 +278,31 @@ def figure(df, v: Verdict, path) -> None:
             ax.errorbar(e["width"], r, yerr=Z95 * e["se_log"] * r, marker="o", ms=3, capsize=2, label=f"$L$ = {L}")
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set_xscale("log", base=2)
-        ax.set_title(f"{role}: {act}, $\\sigma_b$ = {sb:g}", fontsize=9)
+        ax.set_title(f"{role}: {labels.cell(f'{act}, sigma_b={sb:g}')}", fontsize=9)
         ax.set_xlabel("width $n$")
         ax.legend(title="depth", fontsize=7, title_fontsize=7)
     axes[0][0].set_ylabel(r"measured / claimed $\mathbb{E}[G^2]/\mathbb{E}[G]^2$")
-    fig.suptitle("relu-fourth-moment: measured / claimed ratio with 95% intervals", fontsize=10)
+    fig.suptitle("Measured / claimed ratio with 95% intervals", fontsize=10)
     save_figure(fig, path)
+
+
+def key_numbers(v: Verdict) -> tuple[KeyNumber, ...]:
+    """Per activation, the pooled constant c of ``(1 + c/n)^L`` with its interval at the
+    level of its test (module docstring)."""
+    rate = POOLED_SHARE * v.false_fail_rate
+    z = norm.isf(rate / 2)
+    tested = v.table[(v.table["role"] == "claim") & (v.table["status"] == "tested")]
+    out = []
+    for act in sorted(CONSTANT):
+        if f"constant[{act}]" not in v.statistics:
+            continue
+        c, se = v.statistics[f"constant[{act}]"], v.statistics[f"constant_se[{act}]"]
+        widths = sorted(set(tested.loc[tested["activation"] == act, "width"].astype(float)))
+        out.append(KeyNumber(cell=labels.cell(f"{act}, sigma_b=0"), name="constant c",
+                             quantity=r"$\mathbb{E}[f^4]/(3\mathbb{E}[f^2]^2) = (1 + c/n)^L$",
+                             value=c, lo=c - z * se, hi=c + z * se, level=1 - rate, theory=CONSTANT[act],
+                             widths=tuple(widths)))
+    return tuple(out)
 
 
 CLAIM = Claim(
@@ -293,4 +313,5 @@ CLAIM = Claim(
                "linear networks."),
     sources=("claims catalogue (derived)", "Roberts, Yaida & Hanin 2022, ch. 4-5", "Yaida 2020"),
     grids=GRIDS, run_task=run_task, verdict=verdict, split=split, check=check, figure=figure,
+    key_numbers=key_numbers,
 )

@@ -1,0 +1,46 @@
+"""four-point-vertex: n x the connected four-point function of f converges to the predicted vertex.
+
+Claim (Roberts, Yaida & Hanin 2022, ch. 4; Yaida 2020; computed by :mod:`ntkcheck.effective`):
+for an MLP of any activation, depth L and width n, and inputs x_a,
+
+    E[f_a f_b f_c f_d]_connected = (V_(ab)(cd) + V_(ac)(bd) + V_(ad)(bc)) / n + O(1/n^2),
+
+with V = V^{L+1} the output's four-point vertex (:func:`ntkcheck.effective.four_point_vertex`).
+The exact ReLU / linear single-input case is relu-fourth-moment.
+
+Measurement.  f given the last hidden layer is N(0, G) with G the readout kernel
+(:func:`ntkcheck.moments.readout_kernel`), so the connected four-point function of f is exactly
+``Cov(G_ab, G_cd) + Cov(G_ac, G_bd) + Cov(G_ad, G_bc)``, and ``V_(ab)(cd)`` is measured entry by
+entry as ``n Cov(G_ab, G_cd)`` (the readout noise integrated out).  Test and controls as in
+:mod:`ntkcheck.claims._effective`; the control is the vertex without its propagation term
+(:func:`ntkcheck.effective.local_vertex`).
+
+Draft: not in the registry (``ntkcheck.claims._MODULES``), so ``ntkcheck verify`` does not run
+it; its verdict is tested on planted data.
+"""
+from __future__ import annotations
+
+from ..effective import four_point_vertex, local_vertex
+from ..moments import readout_kernel
+from ._effective import make_claim
+
+
+def _measure(spec, sample):
+    """The readout kernel G of every network, (M, N, N)."""
+    return readout_kernel(spec, sample.post_grams)
+
+
+def _predict(spec, X):
+    """V, its quadrature error and the control (the local term alone), each (N, N, N, N)."""
+    V = four_point_vertex(spec, X)
+    return V.value[-1], V.error[-1], local_vertex(spec, X).value
+
+
+CLAIM = make_claim(
+    "four-point-vertex",
+    "n x connected four-point function of f -> the effective theory's vertex V (any activation)",
+    ("For MLPs of any activation and depth, n x the connected four-point function of the outputs on several "
+     "inputs converges to V_(ab)(cd) + V_(ac)(bd) + V_(ad)(bc), V the four-point vertex of the 1/n effective "
+     "theory (ntkcheck.effective)."),
+    ("Roberts, Yaida & Hanin 2022, ch. 4", "Yaida 2020"),
+    _measure, _predict, "the vertex without its propagation term")

@@ -1,0 +1,59 @@
+"""The four-point-vertex and ntk-fluctuations claims (drafts, not registered): their verdicts on
+planted data, and one task each against the claim's own prediction."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from ntkcheck.claims import PARAM_COLUMNS, four_point_vertex, ntk_fluctuations
+from ntkcheck.claims._effective import entries
+
+CLAIMS = [four_point_vertex.CLAIM, ntk_fluctuations.CLAIM]
+
+WIDTHS = (64, 256, 1024)
+
+
+def _planted(scale: float = 1.0, seed: int = 0, rel_se: float = 0.005) -> pd.DataFrame:
+    """Rows of a run whose measured n Cov = V (1 + 3/n) + noise at ``rel_se`` x |V|, with the
+    stored prediction ``scale`` x V; the control's prediction is 0.7 V."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for cell, (act, depth) in enumerate([("tanh", 1), ("tanh", 3), ("relu", 3)]):
+        for k, (a, b, c, d) in enumerate(entries(2)):
+            V = (1.0 + cell + 0.3 * k) * (-1) ** k
+            entry = f"{a}{b},{c}{d}"
+            for n in WIDTHS:
+                se = rel_se * abs(V)
+                base = {"activation": act, "depth": depth, "width": n, "n_networks": 5000, "entry": entry}
+                rows.append({**base, "quantity": "n_cov", "value": V * (1 + 3 / n) + se * rng.standard_normal(),
+                             "stderr": se})
+                rows += [{**base, "quantity": q, "value": v, "stderr": 0.0}
+                         for q, v in (("prediction", scale * V), ("prediction_error", 1e-12), ("control", 0.7 * V))]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.id)
+def test_true_prediction_passes_and_controls_are_rejected(claim):
+    v = claim.verdict(_planted())
+    assert v.passed and v.negative_control_rejected, v.summary
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.id)
+def test_prediction_ten_percent_off_fails(claim):
+    v = claim.verdict(_planted(scale=1.1))
+    assert not v.passed, v.summary
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.id)
+def test_one_task_measures_its_prediction(claim):
+    """A task at width 256 (tanh, depth 3): each measured n Cov within 5 standard errors plus an
+    O(1/n) allowance of 10 |prediction| / n of the stored prediction (stated, not tuned)."""
+    grid = {**claim.grid("quick"), "activation": ["tanh"], "depth": [3], "width": [256], "n_networks": 3000,
+            "chunk": 3000}
+    claim.check({**grid, "width": [256, 512]})
+    (task,) = claim.tasks(grid, seed=1)
+    df = pd.DataFrame([{**{k: task.params[k] for k in PARAM_COLUMNS if k in task.params}, **r}
+                       for r in claim.run_task(task)])
+    wide = df.pivot_table(index="entry", columns="quantity", values="value")
+    se = df[df.quantity == "n_cov"].set_index("entry")["stderr"]
+    pred = wide["prediction"]
+    assert np.all(np.abs(wide["n_cov"] - pred) <= 5 * se + 10 * np.abs(pred) / 256)
