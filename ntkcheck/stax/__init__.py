@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from ..activations import get_activation  # noqa: F401 -- stax.Activation(stax.get_activation(...))
 from ..states import KernelState, SpatialState
+from .attention import GlobalSelfAttention
 from .branching import FanInSum, FanOut
 from .combinators import Identity, Parallel, Serial, parallel, serial
 from .elementwise import Abs, Activation, Cos, Erf, Gelu, LeakyRelu, Relu, Sigmoid, Sin, Softplus, Tanh
@@ -55,6 +56,7 @@ __all__ = [
     "bytes_per_network", "depth", "draw_affine", "fan_in_scaled", "flat_chain", "init_params", "input_state",
     "layers", "output_kernels", "output_shape", "outputs_and_ntk", "parallel", "serial", "spatial_kernels",
     "with_width",
+    "GlobalSelfAttention",
     # private names other modules use
     "_AffineParams", "_affine_backward", "_affine_forward", "_affine_init", "_affine_ntk", "_affine_params",
     "_check_inputs", "_kernel_scales", "_patches_adjoint", "_scales", "_windows",
