@@ -17,6 +17,8 @@ from jax import config, jit
 config.update("jax_enable_x64", True)
 # every FanInSum branch here ends in Conv or is the skip branch; ntkcheck.stax checks this itself
 warnings.filterwarnings("ignore", message="`FanIn` layers assume independent inputs")
+# linear-scaling attention ties the query weights to the key weights, as both libraries document
+warnings.filterwarnings("ignore", message="Linear scaling attention used")
 from neural_tangents import stax as nt  # noqa: E402
 
 from ntkcheck import stax as ours  # noqa: E402
@@ -61,9 +63,42 @@ def cnn2d_standard(s, act):
                     s.GlobalAvgPool(), s.Dense(1, W_std=1.3, b_std=0.2, parameterization="standard"))
 
 
+# --- attention (GlobalSelfAttention) -------------------------------------------------------------
+
+
+def attention(mechanism, linear_scaling=True):
+    """Dense embedding, attention, act, GlobalAvgPool, Dense readout."""
+    def build(s, act):
+        return s.serial(s.Dense(64, W_std=1.3, b_std=0.1),
+                        s.GlobalSelfAttention(64, 64, 64, 2, linear_scaling=linear_scaling, W_key_std=1.2,
+                                              W_value_std=0.9, W_query_std=0.8, W_out_std=1.1, b_std=0.1,
+                                              attention_mechanism=mechanism),
+                        act(), s.GlobalAvgPool(), s.Dense(1, W_std=1.2, b_std=0.1))
+    return build
+
+
+def residual_attention(s, act, blocks=2, width=64):
+    """Dense embedding, then per block a residual attention block and a residual MLP block (no
+    LayerNorm), GlobalAvgPool, Dense readout."""
+    def residual(*layers):
+        return s.serial(s.FanOut(2), s.parallel(s.serial(*layers), s.Identity()), s.FanInSum())
+    block = [residual(s.GlobalSelfAttention(width, width, width, 4, W_key_std=1.5, b_std=0.1)),
+             residual(act(), s.Dense(width, W_std=1.2, b_std=0.1), act(), s.Dense(width, b_std=0.1))]
+    return s.serial(s.Dense(width, W_std=1.3), *block * blocks, s.GlobalAvgPool(), s.Dense(1, b_std=0.1))
+
+
+ATTENTION_NETS = {f"attention {m.lower()}, linear scaling": (attention(m), (6, 3))
+                  for m in ("SOFTMAX", "IDENTITY", "RELU", "ABS")}
+ATTENTION_NETS["attention identity, 1/sqrt scaling"] = (attention("IDENTITY", False), (6, 3))
+ATTENTION_NETS["attention softmax, 2-D positions"] = (attention("SOFTMAX"), (3, 2, 3))
+ATTENTION_NETS["residual attention + MLP blocks"] = (residual_attention, (5, 3))
+
+# --- end of attention ------------------------------------------------------------------------------
+
 NETS = {"1-D CNN, GlobalAvgPool": (cnn1d_gap, (9, 3)), "2-D CNN, GlobalAvgPool": (cnn2d_gap, (6, 5, 3)),
         "2-D CNN, Flatten": (cnn2d_flatten, (4, 5, 2)), "2-D CNN, AvgPool": (cnn2d_avgpool, (6, 6, 3)),
-        "residual CNN": (resnet, (5, 5, 2)), "2-D CNN, standard param.": (cnn2d_standard, (5, 5, 3))}
+        "residual CNN": (resnet, (5, 5, 2)), "2-D CNN, standard param.": (cnn2d_standard, (5, 5, 3)),
+        **ATTENTION_NETS}
 ACTS = {"relu": "Relu", "erf": "Erf"}
 
 
@@ -89,6 +124,7 @@ def main():
             print(f"| {name} | {act} | " + " | ".join(f"{r:.1e}" for r in row) + " |")
 
     speed()
+    attention_speed()
 
 
 def speed():
@@ -112,6 +148,31 @@ def speed():
         times["ntkcheck"].append(time.perf_counter() - t)
     best = {k: min(v) for k, v in times.items()}
     print("\n3-layer CNN, GlobalAvgPool, 64 x 8x8x3: " + ", ".join(f"{k} {v:.2f} s" for k, v in best.items())
+          + f"; ratio ntkcheck / neural-tangents = {best['ntkcheck'] / best['neural-tangents (jit)']:.2f}")
+
+
+def attention_speed():
+    """Issue 23's benchmark: 2 residual attention + MLP blocks on 64 sequences of length 8 (8
+    channels), NNGP and NTK, against neural-tangents' jitted kernel_fn (compiled before timing)."""
+    X = np.random.default_rng(2).standard_normal((64, 8, 8))
+    _report_speed("2 residual attention + MLP blocks, 64 x 8 x 8", residual_attention(nt, nt.Relu)[2],
+                  residual_attention(ours, ours.Relu), X)
+
+
+def _report_speed(name, nt_kernel_fn, net, X):
+    """Best of two, one process: neural-tangents' jitted ``kernel_fn`` and ntkcheck's output kernels."""
+    kernel_fn = jit(nt_kernel_fn, static_argnames="get")
+    kernel_fn(X, None, get=("nngp", "ntk")).ntk.block_until_ready()
+    times = {"neural-tangents (jit)": [], "ntkcheck": []}
+    for _ in range(2):
+        t = time.perf_counter()
+        kernel_fn(X, None, get=("nngp", "ntk")).ntk.block_until_ready()
+        times["neural-tangents (jit)"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        output_kernels(net, X)
+        times["ntkcheck"].append(time.perf_counter() - t)
+    best = {k: min(v) for k, v in times.items()}
+    print(f"\n{name}: " + ", ".join(f"{k} {v:.3f} s" for k, v in best.items())
           + f"; ratio ntkcheck / neural-tangents = {best['ntkcheck'] / best['neural-tangents (jit)']:.2f}")
 
 
