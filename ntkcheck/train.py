@@ -511,6 +511,9 @@ def stax_gradient_descent(net, X, y, lr: float, steps: int, *, n_networks: int =
 def _check_stax_run(net, X, y, X_test, lr, steps, dt):
     if not isinstance(net, stax.Layer):
         raise ValueError(f"net must be a stax network, got {type(net).__name__} {net!r:.40}")
+    for layer in stax.layers(net):
+        if layer.affine and not isinstance(layer, (stax.Dense, stax.Conv)):
+            raise ValueError(f"net: training updates the parameters of Dense and Conv layers only, got {layer!r}")
     X = np.asarray(X, dtype=float)
     X_test = np.zeros((0,) + X.shape[1:]) if X_test is None else np.asarray(X_test, dtype=float)
     if X.ndim < 2 or X_test.shape[1:] != X.shape[1:]:

@@ -1,12 +1,17 @@
-"""Cross-check ntkcheck.stax kernels (conv, pooling, flatten, residual) against neural-tangents' stax.
+"""Cross-check ntkcheck.stax kernels (conv, pooling, flatten, residual; LayerNorm, FanInConcat,
+SumPool, GlobalSumPool, ConvTranspose, ConvLocal; GlobalSelfAttention and a transformer encoder)
+against neural-tangents' stax.
 
 neural-tangents is not a dependency; run this in a separate environment that has it
 (see scripts/compare_neural_tangents.py for the installation):
 
     PYTHONPATH=. ntref/bin/python scripts/compare_neural_tangents_stax.py
 
-Both libraries build every network from the same calls (``net(stax_module, activation)``);
-prints the largest difference relative to the largest entry, per network, activation and kernel.
+Both libraries build every network from the same calls (``net(stax_module, activation)``; the
+networks of the newer layers are in ``scripts/stax_networks.py``); prints the largest difference
+relative to the largest entry, per network, activation and kernel, with one input set (X1) and
+two (X1, X2), and each library's time for the one-input-set kernels (neural-tangents' jitted
+``kernel_fn``, compiled before timing; best of two).
 """
 import time
 import warnings
@@ -17,12 +22,15 @@ from jax import config, jit
 config.update("jax_enable_x64", True)
 # every FanInSum branch here ends in Conv or is the skip branch; ntkcheck.stax checks this itself
 warnings.filterwarnings("ignore", message="`FanIn` layers assume independent inputs")
+# SumPool states the channel axis as -1 and Conv as 3 (NHWC): the same axis
+warnings.filterwarnings("ignore", message="Got potentially mismatching `channel_axis`")
 # linear-scaling attention ties the query weights to the key weights, as both libraries document
 warnings.filterwarnings("ignore", message="Linear scaling attention used")
 from neural_tangents import stax as nt  # noqa: E402
 
 from ntkcheck import stax as ours  # noqa: E402
 from ntkcheck.kernels import output_kernels  # noqa: E402
+from stax_networks import ACTIVATIONS, NETWORKS, transformer  # noqa: E402 -- scripts/, the directory of this script
 
 
 def cnn1d_gap(s, act):
@@ -63,43 +71,10 @@ def cnn2d_standard(s, act):
                     s.GlobalAvgPool(), s.Dense(1, W_std=1.3, b_std=0.2, parameterization="standard"))
 
 
-# --- attention (GlobalSelfAttention) -------------------------------------------------------------
-
-
-def attention(mechanism, linear_scaling=True):
-    """Dense embedding, attention, act, GlobalAvgPool, Dense readout."""
-    def build(s, act):
-        return s.serial(s.Dense(64, W_std=1.3, b_std=0.1),
-                        s.GlobalSelfAttention(64, 64, 64, 2, linear_scaling=linear_scaling, W_key_std=1.2,
-                                              W_value_std=0.9, W_query_std=0.8, W_out_std=1.1, b_std=0.1,
-                                              attention_mechanism=mechanism),
-                        act(), s.GlobalAvgPool(), s.Dense(1, W_std=1.2, b_std=0.1))
-    return build
-
-
-def residual_attention(s, act, blocks=2, width=64):
-    """Dense embedding, then per block a residual attention block and a residual MLP block (no
-    LayerNorm), GlobalAvgPool, Dense readout."""
-    def residual(*layers):
-        return s.serial(s.FanOut(2), s.parallel(s.serial(*layers), s.Identity()), s.FanInSum())
-    block = [residual(s.GlobalSelfAttention(width, width, width, 4, W_key_std=1.5, b_std=0.1)),
-             residual(act(), s.Dense(width, W_std=1.2, b_std=0.1), act(), s.Dense(width, b_std=0.1))]
-    return s.serial(s.Dense(width, W_std=1.3), *block * blocks, s.GlobalAvgPool(), s.Dense(1, b_std=0.1))
-
-
-ATTENTION_NETS = {f"attention {m.lower()}, linear scaling": (attention(m), (6, 3))
-                  for m in ("SOFTMAX", "IDENTITY", "RELU", "ABS")}
-ATTENTION_NETS["attention identity, 1/sqrt scaling"] = (attention("IDENTITY", False), (6, 3))
-ATTENTION_NETS["attention softmax, 2-D positions"] = (attention("SOFTMAX"), (3, 2, 3))
-ATTENTION_NETS["residual attention + MLP blocks"] = (residual_attention, (5, 3))
-
-# --- end of attention ------------------------------------------------------------------------------
-
 NETS = {"1-D CNN, GlobalAvgPool": (cnn1d_gap, (9, 3)), "2-D CNN, GlobalAvgPool": (cnn2d_gap, (6, 5, 3)),
         "2-D CNN, Flatten": (cnn2d_flatten, (4, 5, 2)), "2-D CNN, AvgPool": (cnn2d_avgpool, (6, 6, 3)),
         "residual CNN": (resnet, (5, 5, 2)), "2-D CNN, standard param.": (cnn2d_standard, (5, 5, 3)),
-        **ATTENTION_NETS}
-ACTS = {"relu": "Relu", "erf": "Erf"}
+        **NETWORKS}
 
 
 def rel(a, b):
@@ -107,24 +82,50 @@ def rel(a, b):
     return np.max(np.abs(a - b)) / np.abs(b).max()
 
 
+def rel_text(a, b):
+    """:func:`rel`; where it exceeds 1e-10, also the largest off the entries (x, x), where relu's
+    derivative kernel is steepest at correlation 1 and a rounding of that correlation shows."""
+    b = np.asarray(b)
+    r = rel(a, b)
+    if r <= 1e-10 or a.shape[0] != a.shape[1]:
+        return f"{r:.1e}"
+    off = ~np.eye(a.shape[0], dtype=bool)
+    return f"{r:.1e} at (x, x), {np.abs(a - b)[off].max() / np.abs(b).max():.1e} elsewhere"
+
+
+def best_time(fn, repeat=2):
+    fn()                    # compiles neural-tangents' kernel_fn
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
 def main():
     rng = np.random.default_rng(0)
-    print("| network | activation | max rel diff NNGP | max rel diff NTK | cross X1, X2: NNGP | NTK |")
-    print("|---|---|---|---|---|---|")
+    print("| network | activation | max rel diff NNGP | max rel diff NTK | cross X1, X2: NNGP | NTK "
+          "| neural-tangents (jit) | ntkcheck |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, (build, shape) in NETS.items():
         X1, X2 = rng.standard_normal((4,) + shape), rng.standard_normal((3,) + shape)
-        for act, layer in ACTS.items():
+        for act, layer in ACTIVATIONS.items():
             _, _, kernel_fn = build(nt, getattr(nt, layer))
             net = build(ours, getattr(ours, layer))
             row = []
             for B in (None, X2):
                 ref = kernel_fn(X1, B, ("nngp", "ntk"))
                 k = output_kernels(net, X1, B)
-                row += [rel(k.nngp, ref.nngp), rel(k.ntk, ref.ntk)]
-            print(f"| {name} | {act} | " + " | ".join(f"{r:.1e}" for r in row) + " |")
+                row += [rel_text(k.nngp, ref.nngp), rel_text(k.ntk, ref.ntk)]
+            fn = jit(kernel_fn, static_argnames="get")
+            t_nt = best_time(lambda: fn(X1, None, get=("nngp", "ntk")).ntk.block_until_ready())
+            t_ours = best_time(lambda: output_kernels(net, X1))
+            print(f"| {name} | {act} | " + " | ".join(row)
+                  + f" | {t_nt * 1e3:.2f} ms | {t_ours * 1e3:.2f} ms |")
 
     speed()
-    attention_speed()
+    transformer_speed()
 
 
 def speed():
@@ -151,29 +152,16 @@ def speed():
           + f"; ratio ntkcheck / neural-tangents = {best['ntkcheck'] / best['neural-tangents (jit)']:.2f}")
 
 
-def attention_speed():
-    """Issue 23's benchmark: 2 residual attention + MLP blocks on 64 sequences of length 8 (8
-    channels), NNGP and NTK, against neural-tangents' jitted kernel_fn (compiled before timing)."""
+def transformer_speed():
+    """Issue 23's benchmark: the transformer encoder of ``stax_networks.py`` (2 blocks) on 64
+    sequences of length 8 with 8 channels, NNGP and NTK, against neural-tangents' jitted kernel_fn."""
     X = np.random.default_rng(2).standard_normal((64, 8, 8))
-    _report_speed("2 residual attention + MLP blocks, 64 x 8 x 8", residual_attention(nt, nt.Relu)[2],
-                  residual_attention(ours, ours.Relu), X)
-
-
-def _report_speed(name, nt_kernel_fn, net, X):
-    """Best of two, one process: neural-tangents' jitted ``kernel_fn`` and ntkcheck's output kernels."""
-    kernel_fn = jit(nt_kernel_fn, static_argnames="get")
-    kernel_fn(X, None, get=("nngp", "ntk")).ntk.block_until_ready()
-    times = {"neural-tangents (jit)": [], "ntkcheck": []}
-    for _ in range(2):
-        t = time.perf_counter()
-        kernel_fn(X, None, get=("nngp", "ntk")).ntk.block_until_ready()
-        times["neural-tangents (jit)"].append(time.perf_counter() - t)
-        t = time.perf_counter()
-        output_kernels(net, X)
-        times["ntkcheck"].append(time.perf_counter() - t)
-    best = {k: min(v) for k, v in times.items()}
-    print(f"\n{name}: " + ", ".join(f"{k} {v:.3f} s" for k, v in best.items())
-          + f"; ratio ntkcheck / neural-tangents = {best['ntkcheck'] / best['neural-tangents (jit)']:.2f}")
+    fn = jit(transformer(nt, nt.Relu)[2], static_argnames="get")
+    net = transformer(ours, ours.Relu)
+    t_nt = best_time(lambda: fn(X, None, get=("nngp", "ntk")).ntk.block_until_ready())
+    t_ours = best_time(lambda: output_kernels(net, X))
+    print(f"\ntransformer encoder, 2 blocks, 64 x 8 x 8: neural-tangents (jit) {t_nt:.3f} s, ntkcheck {t_ours:.3f} s; "
+          f"ratio ntkcheck / neural-tangents = {t_ours / t_nt:.2f}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,10 @@ recipe.  This script does not import ntkcheck.  Run it in a separate environment
 It writes ``ntkcheck/data_files/reference_kernels.json``.  The cells are the union over every
 budget (quick, standard, full) of the three claims' architecture cells; re-run it when their
 grids change (``tests/test_references.py`` names a cell without a reference).  Only relu and erf
-occur, both closed forms in neural-tangents (no numerical activation).
+occur, both closed forms in neural-tangents (no numerical activation).  The file's ``layers``
+are the networks of ``scripts/stax_networks.py`` (LayerNorm, FanInConcat, SumPool,
+GlobalSumPool, ConvTranspose, ConvLocal), with one input set and two, so that the tests check
+those layers' kernels without neural-tangents.
 """
 import json
 import os
@@ -27,9 +30,15 @@ from jax import config
 config.update("jax_enable_x64", True)
 # the residual block sums the skip branch and a Dense branch: independent, as the warning asks
 warnings.filterwarnings("ignore", message="`FanIn` layers assume independent inputs")
+# SumPool states the channel axis as -1 and Conv as 3 (NHWC): the same axis
+warnings.filterwarnings("ignore", message="Got potentially mismatching `channel_axis`")
+# linear-scaling attention ties the query weights to the key weights, as both libraries document
+warnings.filterwarnings("ignore", message="Linear scaling attention used")
 import jax  # noqa: E402
 import neural_tangents  # noqa: E402
 from neural_tangents import stax  # noqa: E402
+from stax_networks import ACTIVATIONS as LAYER_ACTIVATIONS  # noqa: E402 -- scripts/, this script's directory
+from stax_networks import NETWORKS  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "ntkcheck" / "data_files" / "reference_kernels.json"
 INSTALL = ('pip install neural-tangents==0.6.5 jax==0.4.26 jaxlib==0.4.26 "numpy<2" "scipy<1.13" '
@@ -67,6 +76,28 @@ def inputs(architecture, n_inputs, d_in):
     return rng.standard_normal(shape)
 
 
+def layer_inputs(shape):
+    """The documented recipe of the layers' inputs: 5 draws of N(0, I) from seed 0, X1 the
+    first 3 and X2 the last 2."""
+    X = np.random.default_rng(0).standard_normal((5,) + tuple(shape))
+    return X[:3], X[3:]
+
+
+def layer_networks():
+    """The kernels of every network of ``scripts/stax_networks.py``, both activations, on X1 and on (X1, X2)."""
+    out = []
+    for name, (build, shape) in NETWORKS.items():
+        X1, X2 = layer_inputs(shape)
+        for act, layer in LAYER_ACTIVATIONS.items():
+            kernel_fn = build(stax, getattr(stax, layer))[2]
+            one, two = kernel_fn(X1, None, ("nngp", "ntk")), kernel_fn(X1, X2, ("nngp", "ntk"))
+            as_list = lambda a: np.asarray(a, dtype=np.float64).tolist()  # noqa: E731
+            out.append({"network": name, "activation": act, "X1": X1.tolist(), "X2": X2.tolist(),
+                        "nngp": as_list(one.nngp), "ntk": as_list(one.ntk),
+                        "nngp_cross": as_list(two.nngp), "ntk_cross": as_list(two.ntk)})
+    return out
+
+
 def main():
     cells = []
     for cell in CELLS:
@@ -82,13 +113,18 @@ def main():
               "inputs": f"np.random.default_rng(0).standard_normal((n_inputs, {POSITIONS}, d_in)) for the CNNs, "
                         "((n_inputs, d_in)) for the residual network",
               "networks": "ntkcheck/claims/architectures.py, module docstring; W_std = sigma_w, b_std = sigma_b "
-                          "in every Dense and Conv layer, NTK parameterization"}
+                          "in every Dense and Conv layer, NTK parameterization",
+              "layers": "scripts/stax_networks.py, relu and erf; X1, X2 = the first 3 and the last 2 of "
+                        "np.random.default_rng(0).standard_normal((5,) + shape); nngp, ntk on X1, "
+                        "nngp_cross, ntk_cross on (X1, X2)"}
+    layers = layer_networks()
     tmp = OUT.with_name(OUT.name + ".tmp")
     # one line per cell: a re-freeze diffs cell by cell
     tmp.write_text('{"header": ' + json.dumps(header, indent=1) + ',\n "cells": [\n'
-                   + ",\n".join(json.dumps(c) for c in cells) + "\n]}\n")
+                   + ",\n".join(json.dumps(c) for c in cells) + '\n],\n "layers": [\n'
+                   + ",\n".join(json.dumps(c) for c in layers) + "\n]}\n")
     os.replace(tmp, OUT)
-    print(f"wrote {len(cells)} cells to {OUT}")
+    print(f"wrote {len(cells)} cells and {len(layers)} layer networks to {OUT}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,13 @@
 """The frozen neural-tangents kernels of the architecture cells: every cell the claims' grids use
 has one, ntkcheck's kernels equal them, and a bug shared by the layer recursion and the sampled
-networks (SAME padding's split swapped) FAILs the verdicts that would otherwise pass."""
+networks (SAME padding's split swapped) FAILs the verdicts that would otherwise pass.  Also the
+frozen kernels of the networks of LayerNorm, FanInConcat, SumPool, GlobalSumPool, ConvTranspose
+and ConvLocal (``scripts/stax_networks.py``), which ntkcheck's equal to 1e-10."""
+import importlib.util
+import json
+from importlib.resources import files
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -107,3 +114,42 @@ def test_rows_from_before_the_inputs_columns_use_the_grids_inputs():
                           "sigma_b": 0.2, "parameterization": np.nan, "width": 8, "quantity": "G", "i": 0}])
     check = A.reference_check(rows, ("nngp", "ntk"))
     assert check.passed and len(check.checked) == 1 and 0 < check.max_error <= A.REFERENCE_TOLERANCE
+
+
+def _load_stax_networks():
+    """``scripts/stax_networks.py``, the networks the frozen ``layers`` were computed on."""
+    spec = importlib.util.spec_from_file_location(
+        "stax_networks", Path(__file__).resolve().parents[1] / "scripts" / "stax_networks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+NETS = _load_stax_networks()
+LAYERS = json.loads(files("ntkcheck").joinpath("data_files", "reference_kernels.json").read_text())["layers"]
+
+
+def test_every_layer_network_has_a_reference():
+    assert {(r["network"], r["activation"]) for r in LAYERS} == \
+        {(name, act) for name in NETS.NETWORKS for act in NETS.ACTIVATIONS}
+
+
+@pytest.mark.parametrize("ref", LAYERS, ids=lambda r: f"{r['network']}-{r['activation']}")
+def test_the_layer_networks_kernels_equal_the_frozen_neural_tangents_kernels(ref):
+    """nngp and ntk on X1 and on (X1, X2), to 1e-10 of the largest entry -- but for relu's NTK at
+    (x, x): there the correlation before each relu is exactly 1 (ntkcheck keeps K(x,i; x,i) and the
+    variance equal to the bit), where relu's derivative kernel (pi - arccos rho) / (2 pi) is
+    steepest, and neural-tangents' correlation rounded to 1 - O(1e-16) moves it by O(1e-8)."""
+    build, shape = NETS.NETWORKS[ref["network"]]
+    X = np.random.default_rng(0).standard_normal((5,) + shape)       # the documented recipe
+    X1, X2 = np.array(ref["X1"]), np.array(ref["X2"])
+    np.testing.assert_array_equal(X1, X[:3])
+    np.testing.assert_array_equal(X2, X[3:])
+    net = build(stax, getattr(stax, NETS.ACTIVATIONS[ref["activation"]]))
+    for k, suffix in ((output_kernels(net, X1), ""), (output_kernels(net, X1, X2), "_cross")):
+        for q in ("nngp", "ntk"):
+            R = np.array(ref[q + suffix])
+            tol = np.full(R.shape, 1e-10)
+            if ref["activation"] == "relu" and q + suffix == "ntk":
+                np.fill_diagonal(tol, 1e-7)
+            assert np.all(np.abs(getattr(k, q) - R) <= tol * np.abs(R).max()), (q + suffix)

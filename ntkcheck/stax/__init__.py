@@ -20,7 +20,8 @@ and :func:`depth` counts the hidden affine layers.
 
 The package has one module per family of layers, as neural-tangents' ``_src/stax``: the layer
 protocol (:mod:`.layer`), windows over positions (:mod:`.windows`), affine layers
-(:mod:`.linear`), pooling (:mod:`.pooling`), nonlinearities (:mod:`.elementwise`), branching
+(:mod:`.linear`), pooling (:mod:`.pooling`), nonlinearities (:mod:`.elementwise`), normalization
+(:mod:`.normalization`), branching
 (:mod:`.branching`), combinators (:mod:`.combinators`), widths (:mod:`.widths`) and whole
 networks (:mod:`.network`); the kernel states are :mod:`ntkcheck.states`.
 
@@ -37,22 +38,24 @@ from __future__ import annotations
 from ..activations import get_activation  # noqa: F401 -- stax.Activation(stax.get_activation(...))
 from ..states import KernelState, SpatialState
 from .attention import GlobalSelfAttention
-from .branching import FanInSum, FanOut
+from .branching import FanInConcat, FanInSum, FanOut
 from .combinators import Identity, Parallel, Serial, parallel, serial
 from .elementwise import Abs, Activation, Cos, Erf, Gelu, LeakyRelu, Relu, Sigmoid, Sin, Softplus, Tanh
 from .layer import PADDINGS, Layer, _check_inputs, input_state
-from .linear import (Conv, Dense, _AffineParams, _affine_backward, _affine_forward, _affine_init, _affine_ntk,
+from .linear import (Conv, ConvLocal, ConvTranspose, Dense, _AffineParams, _affine_backward, _affine_forward, _affine_init, _affine_ntk,
                      _kernel_scales, _scales, affine_kernel, draw_affine)
 from .network import (SPLIT_ENTRIES, _affine_params, bytes_per_network, flat_chain, init_params, output_shape,
                       outputs_and_ntk, spatial_kernels)
-from .pooling import AvgPool, Flatten, GlobalAvgPool
+from .normalization import LayerNorm
+from .pooling import AvgPool, Flatten, GlobalAvgPool, GlobalSumPool, SumPool
 from .widths import depth, fan_in_scaled, layers, with_width
 from .windows import _patches_adjoint, _windows
 
 __all__ = [
-    "Abs", "Activation", "AvgPool", "Conv", "Cos", "Dense", "Erf", "FanInSum", "FanOut", "Flatten", "Gelu",
-    "GlobalAvgPool", "Identity", "KernelState", "Layer", "LeakyRelu", "PADDINGS", "Parallel", "Relu",
-    "SPLIT_ENTRIES", "Serial", "Sigmoid", "Sin", "Softplus", "SpatialState", "Tanh", "affine_kernel",
+    "Abs", "Activation", "AvgPool", "Conv", "ConvLocal", "ConvTranspose", "Cos", "Dense", "Erf", "FanInConcat",
+    "FanInSum", "FanOut", "Flatten", "Gelu", "GlobalAvgPool", "GlobalSumPool", "Identity", "KernelState", "Layer",
+    "LayerNorm", "LeakyRelu", "PADDINGS", "Parallel", "Relu", "SPLIT_ENTRIES", "Serial", "Sigmoid", "Sin",
+    "Softplus", "SpatialState", "SumPool", "Tanh", "affine_kernel",
     "bytes_per_network", "depth", "draw_affine", "fan_in_scaled", "flat_chain", "init_params", "input_state",
     "layers", "output_kernels", "output_shape", "outputs_and_ntk", "parallel", "serial", "spatial_kernels",
     "with_width",

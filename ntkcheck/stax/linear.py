@@ -1,4 +1,5 @@
-"""Affine layers: ``Dense`` and ``Conv``, their kernel step and their finite parameters.
+"""Affine layers: ``Dense``, ``Conv``, ``ConvLocal`` and ``ConvTranspose``, their kernel step and
+their finite parameters.
 
 Source of the steps: Jacot et al. 2018 (NeurIPS, "Neural tangent kernel"), proof of Thm 1;
 Novak et al. 2019 (ICLR) and Arora et al. 2019 (NeurIPS) for the convolution.
@@ -12,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..states import KernelState, SpatialState
-from .layer import Layer, _check_positive_int, _check_window, _single_shape
-from .windows import _patch_maps, _patches, _patches_adjoint, _window_mean, _windows
+from .layer import Layer, _check_positive_int, _check_spatial, _check_window, _single_shape
+from .windows import _dilate, _patch_maps, _patches, _patches_adjoint, _window_mean, _windows
 
 
 def _check_affine(layer, W_std, b_std, parameterization):
@@ -125,10 +126,10 @@ class Dense(Layer):
 
 
 @dataclass(frozen=True)
-class Conv(Layer):
-    """Convolution with shared weights over 1 or 2 (or more) spatial axes, NWC/NHWC layout, as
-    ``stax.Conv``.  Kernel step: K'(x,i; x',j) = W_std^2 mean_o K(x, s i + o; x', s j + o) + b_std^2
-    over the filter offsets o (Novak et al. 2019; Arora et al. 2019, the CNTK recursion)."""
+class _Conv(Layer):
+    """A convolution: a dense layer on the patches of its input (``patch_rows``), NWC/NHWC layout.
+    Its kernel step averages the input kernel over the filter taps, one tap shared by both
+    positions of a pair (distinct taps have independent weights), then takes the affine step."""
 
     out_chan: int
     filter_shape: tuple[int, ...]
@@ -148,18 +149,22 @@ class Conv(Layer):
 
     def kernel(self, state):
         state = self._single(state)
-        windows, out = _windows(self, state.shape, self.filter_shape)
+        windows, out = self._windows(state.shape)
+        dilation = self._dilation()
 
         def conv(x, nb):   # one filter tap o is shared by both positions: distinct taps have independent weights
             for d, window in enumerate(windows):
-                x = _window_mean(x, (nb + 2 * d, nb + 2 * d + 1), *window, self.padding)
+                axes = (nb + 2 * d, nb + 2 * d + 1)
+                if dilation:
+                    x = _dilate(x, axes, dilation[d])
+                x = _window_mean(x, axes, *window, self.padding)
             return x
         fan_in = state.shape[-1] * math.prod(self.filter_shape)
         return _affine(self, state.map(conv), fan_in, out + (self.out_chan,))
 
     def init(self, rngs, shape, dtype=np.float64):
         shape = _single_shape(self, shape)
-        _, out = _windows(self, shape, self.filter_shape)
+        _, out = self._windows(shape)
         fan_in = shape[-1] * math.prod(self.filter_shape)
         return _affine_init(self, rngs, fan_in, self.out_chan, dtype), out + (self.out_chan,)
 
@@ -170,14 +175,21 @@ class Conv(Layer):
     def patch_rows(self, x):
         """Patches (B, N, positions..., filter taps x channels) of x (B, N, positions..., channels):
         the conv is a dense layer on them.  Also the input shape, for :meth:`patch_adjoint`."""
-        maps = self._maps(x.shape[2:])
+        shape = x.shape[2:]
+        maps = self._maps(shape)
+        if self._dilation():
+            x = _dilate(x, range(2, 2 + len(maps)), self._dilation())
         patches = _patches(x, maps)
-        return patches.reshape(patches.shape[:2 + len(maps)] + (-1,)), x.shape[2:]
+        return patches.reshape(patches.shape[:2 + len(maps)] + (-1,)), shape
 
     def patch_adjoint(self, g, shape):
         """Cotangents of the patches (..., positions..., taps x channels) -> of the input."""
         g = g.reshape(g.shape[:-1] + self.filter_shape + shape[-1:])
-        return _patches_adjoint(g, self._maps(shape))
+        g = _patches_adjoint(g, self._maps(shape))
+        if self._dilation():        # the adjoint of the dilation: the positions the input occupies
+            lead = g.ndim - len(shape)
+            g = g[(slice(None),) * lead + tuple(slice(None, None, s) for s in self._dilation())]
+        return g
 
     def forward(self, params, x):
         """The conv as a dense layer on patches (positions..., filter taps x channels)."""
@@ -189,8 +201,129 @@ class Conv(Layer):
         g_patches, ntk = _affine_backward(self, params, patches, g)
         return self.patch_adjoint(g_patches, shape), ntk
 
+    def _windows(self, shape):
+        """Per spatial axis (window, stride, padding before and after) and the output positions."""
+        return _windows(self, shape, self.filter_shape)
+
+    def _dilation(self) -> tuple[int, ...] | None:
+        """Per spatial axis, the stride the input is dilated by before the filter slides over it
+        (a transposed conv's strides; None: not dilated)."""
+        return None
+
     def _maps(self, shape):
-        return _patch_maps(_windows(self, shape, self.filter_shape)[0], self.padding, shape[:-1])
+        spatial = shape[:-1]
+        if self._dilation():
+            spatial = tuple((L - 1) * s + 1 for L, s in zip(spatial, self._dilation()))
+        return _patch_maps(self._windows(shape)[0], self.padding, spatial)
+
+
+@dataclass(frozen=True)
+class Conv(_Conv):
+    """Convolution with shared weights over 1 or 2 (or more) spatial axes, NWC/NHWC layout, as
+    ``stax.Conv``.  Kernel step: K'(x,i; x',j) = W_std^2 mean_o K(x, s i + o; x', s j + o) + b_std^2
+    over the filter offsets o (Novak et al. 2019; Arora et al. 2019, the CNTK recursion)."""
+
+
+@dataclass(frozen=True)
+class ConvLocal(_Conv):
+    """Locally connected (unshared) convolution, as ``stax.ConvLocal``: every output position
+    has its own weights and biases.  Kernel step: Conv's on the position diagonal and 0 between
+    distinct positions, K'(x,i; x',j) = [i = j] (W_std^2 mean_o K(x, s i + o; x', s i + o) + b_std^2)
+    (Novak et al. 2019, "Bayesian deep convolutional networks with many channels are Gaussian
+    processes", ICLR, sec. 3 and eq. 8: the LCN kernel; neural-tangents'
+    ``_conv_kernel_full_spatial_unshared``)."""
+
+    exact_refusal = ("its weights differ per output position, and the conditional sampler shares one "
+                     "weight matrix over all positions")
+
+    def kernel(self, state):
+        out = super().kernel(state)
+        mask = np.ones(())
+        for L in out.spatial:       # distinct positions read independent weights: (L1, L1', L2, L2', ...)
+            mask = np.multiply.outer(mask, np.eye(L))
+        return out.map(lambda x, nb: x * mask)
+
+    def init(self, rngs, shape, dtype=np.float64):
+        shape = _single_shape(self, shape)
+        _, out = self._windows(shape)
+        fan_in = shape[-1] * math.prod(self.filter_shape)
+        P = math.prod(out)
+        _, _, s_w, s_b = _scales(self, fan_in)
+        W = np.empty((len(rngs), P, self.out_chan, fan_in), dtype=dtype)
+        b = np.empty((len(rngs), P, self.out_chan), dtype=dtype)
+        for i, rng in enumerate(rngs):
+            draw_affine(rng, W[i], b[i], s_w, s_b)
+        return _AffineParams(W, b), out + (self.out_chan,)
+
+    def forward(self, params, x):
+        """``a W_p x_p + c b_p`` at every output position p with its own (W_p, b_p)."""
+        patches, shape = self.patch_rows(x)
+        W, b = params
+        a, c, _, _ = _scales(self, patches.shape[-1])
+        B, N = patches.shape[:2]
+        rows = np.broadcast_to(patches.reshape(B, N, -1, patches.shape[-1]), (len(W), N, W.shape[1], W.shape[3]))
+        h = np.einsum("mnpf,mpof->mnpo", rows, W, optimize=True)
+        h *= a
+        if c != 0.0:
+            h += c * b[:, None]
+        return h.reshape((len(W),) + patches.shape[1:-1] + (W.shape[2],)), (patches, shape)
+
+    def backward(self, params, cache, g):
+        """Cotangents of the input, and the layer's NTK share: at each position its own
+        parameters, so only pairs of equal positions add, a^2 sum_p <g_p, g'_p> <x_p, x'_p>
+        + c^2 sum_p <g_p, g'_p>."""
+        patches, shape = cache
+        W, _ = params
+        a, c, _, _ = _scales(self, patches.shape[-1])
+        M, K, N = g.shape[:3]
+        P, out = W.shape[1], W.shape[2]
+        gp = g.reshape(M, K, N, P, out)
+        xp = patches.reshape(patches.shape[0], N, P, -1)
+        gg = np.einsum("mknpo,mkjpo->mpnj", gp, gp, optimize=True)      # per position: sum over outputs
+        xx = np.einsum("bnpf,bjpf->bpnj", xp, xp, optimize=True)
+        ntk = a * a * np.einsum("mpnj,mpnj->mnj", gg, np.broadcast_to(xx, gg.shape), optimize=True)
+        if c != 0.0:
+            ntk += c * c * gg.sum(axis=1)
+        g_patches = a * np.einsum("mknpo,mpof->mknpf", gp, W, optimize=True)
+        return self.patch_adjoint(g_patches.reshape(g.shape[:-1] + (-1,)), shape), ntk
+
+
+@dataclass(frozen=True)
+class ConvTranspose(_Conv):
+    """Transposed convolution, as ``stax.ConvTranspose`` (``jax.lax.conv_transpose``): the
+    input stride-dilated (s - 1 zeros between positions), padded as ``conv_transpose`` pads
+    VALID and SAME, then a stride-1 convolution with fan-in channels x filter size.  Kernel
+    step: the same on the input kernel, each axis of a position pair dilated, K'(x,i; x',j) =
+    W_std^2 mean_o K_dil(x, i + o - lo; x', j + o - lo) + b_std^2 (Novak et al. 2020, "Neural
+    Tangents", ICLR; neural-tangents' ``_conv_kernel_full_spatial_transpose``).  Output
+    positions: L s + max(f - s, 0) (VALID), L s (SAME).  CIRCULAR padding is not supported."""
+
+    exact_refusal = ("the conditional sampler conditions a conv on its patches, and a transposed conv's "
+                     "patches of the dilated input are not built for it")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.padding == "CIRCULAR":
+            raise ValueError("ConvTranspose: padding 'CIRCULAR' is not supported (only 'VALID' and 'SAME')")
+
+    def _windows(self, shape):
+        """``jax.lax``'s padding of a transposed conv (``_conv_transpose_padding``) on the
+        dilated input of (L - 1) s + 1 positions, stride 1."""
+        _check_spatial(self, shape, len(self.filter_shape))
+        windows, out = [], []
+        for L, f, s in zip(shape[:-1], self.filter_shape, self.strides):
+            if self.padding == "SAME":
+                total = f + s - 2
+                lo = f - 1 if s > f - 1 else -(-total // 2)
+            else:
+                total = f + s - 2 + max(f - s, 0)
+                lo = f - 1
+            windows.append((f, 1, lo, total - lo))
+            out.append((L - 1) * s + 1 + total - f + 1)
+        return windows, tuple(out)
+
+    def _dilation(self):
+        return self.strides
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from ..seeding import network_rngs
 from ..states import KernelState, SpatialState
 from .combinators import Parallel, Serial, _checked
 from .layer import Layer, _is_branches, input_state
-from .linear import Conv, _AffineParams
+from .linear import _AffineParams, _Conv
 from .widths import layers
 
 
@@ -135,7 +135,7 @@ def _activation_size(net: Layer, shape) -> tuple[int, tuple]:
         return sum(n for n, _ in parts), tuple(o for _, o in parts)
     out = net.init([_NoDraw()], shape)[1]
     size = sum(math.prod(s) for s in out) if _is_branches(out) else math.prod(out)
-    if isinstance(net, Conv):
+    if isinstance(net, _Conv):      # its patches
         size += math.prod(out[:-1]) * shape[-1] * math.prod(net.filter_shape)
     return size, out
 

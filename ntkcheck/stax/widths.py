@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .attention import GlobalSelfAttention
-from .branching import FanInSum, FanOut
+from .branching import FanInConcat, FanInSum, FanOut
 from .combinators import Parallel, Serial
 from .layer import Layer, _check_positive_int
 from .linear import Dense
@@ -74,7 +74,7 @@ def _flow(layer, sources, path, fed):
         return tuple(_flow(sub, s, path + (i,), fed) for i, (sub, s) in enumerate(zip(layer.layers, sources)))
     if isinstance(layer, FanOut):
         return (_single(layer, sources),) * layer.num
-    if isinstance(layer, FanInSum):
+    if isinstance(layer, (FanInSum, FanInConcat)):
         if not isinstance(sources, tuple):
             layer._fail("expected branches (after FanOut and parallel), got a single input")
         return frozenset().union(*sources)

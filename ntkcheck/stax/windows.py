@@ -99,3 +99,21 @@ def _window_mean(x, axes, f, s, lo, hi, padding):
     out /= f
     return out
 
+
+
+def _dilate(x, axes, s):
+    """x with s - 1 zeros between consecutive positions on every axis of ``axes`` (one stride
+    per axis, or one for all): the input a transposed convolution slides its filter over."""
+    axes = tuple(axes)
+    strides = (s,) * len(axes) if isinstance(s, int) else tuple(s)
+    if all(st == 1 for st in strides):
+        return x
+    shape = list(x.shape)
+    for a, st in zip(axes, strides):
+        shape[a] = (shape[a] - 1) * st + 1
+    out = np.zeros(shape, dtype=x.dtype)
+    at = [slice(None)] * x.ndim
+    for a, st in zip(axes, strides):
+        at[a] = slice(None, None, st)
+    out[tuple(at)] = x
+    return out
