@@ -130,28 +130,28 @@ class GlobalSelfAttention(Layer):
     # --- finite networks ---------------------------------------------------------------------
 
     def init(self, rngs, shape, dtype=np.float64):
-        """Per network, in this order: key weights, query weights (1/sqrt scaling only), value
-        weights (all heads, (heads x channels, fan-in) as a Dense layer's W), output weights, bias
-        (drawn even when ``b_std`` is None, as Dense)."""
+        """Per network: the key, query (1/sqrt scaling only) and value weights of all heads as one
+        (heads x (key [+ query] + value channels), fan-in) matrix drawn in that row order, then the
+        output weights and the bias (drawn even when ``b_std`` is None, as Dense)."""
         shape = _single_shape(self, shape)
-        C, M, H = shape[-1], len(rngs), self.n_heads
-        sizes = [H * self.n_chan_key] * (1 if self.linear_scaling else 2) + [H * self.n_chan_val]
-        proj = [_AffineParams(np.empty((M, n, C), dtype), np.empty((M, 0), dtype)) for n in sizes]
-        out = _AffineParams(np.empty((M, self.n_chan_out, H * self.n_chan_val), dtype),
+        C, M = shape[-1], len(rngs)
+        proj = _AffineParams(np.empty((M, sum(self._projections()), C), dtype), np.empty((M, 0), dtype))
+        out = _AffineParams(np.empty((M, self.n_chan_out, self.n_heads * self.n_chan_val), dtype),
                             np.empty((M, self.n_chan_out), dtype))
         for i, rng in enumerate(rngs):
-            for W, b in proj + [out]:
+            for W, b in (proj, out):
                 draw_affine(rng, W[i], b[i], 1.0, 1.0)
-        key, *query, value = proj
-        return (key, query[0] if query else None, value, out), shape[:-1] + (self.n_chan_out,)
+        return (proj, out), shape[:-1] + (self.n_chan_out,)
 
     def forward(self, params, x):
         """x (M or 1, N, positions..., C) -> (M, N, positions..., n_chan_out)."""
-        key, query, value, out = params
-        query = key if query is None else query      # linear scaling ties the query weights to the key weights
+        proj, out = params
         B, N, spatial, C = x.shape[0], x.shape[1], x.shape[2:-1], x.shape[-1]
         xf = x.reshape(B, N, -1, C)
-        q, k, v = (_split_heads(xf @ W.transpose(0, 2, 1)[:, None], self.n_heads) for W in (query.W, key.W, value.W))
+        h = xf @ proj.W.transpose(0, 2, 1)[:, None]                          # (M, N, P, projections)
+        parts = np.split(h, np.cumsum(self._projections())[:-1], axis=-1)
+        k, *q, v = (_split_heads(part, self.n_heads) for part in parts)
+        q = q[0] if q else k            # linear scaling ties the query weights to the key weights
         logits = (q @ k.swapaxes(-1, -2)) * self._logit_scale(C)
         A = _mechanism(self.attention_mechanism, logits)
         heads = (A @ v).transpose(0, 1, 3, 2, 4)                              # (M, N, P, H, dv)
@@ -161,8 +161,8 @@ class GlobalSelfAttention(Layer):
 
     def backward(self, params, cache, g):
         """Cotangents g (M, K, N, positions..., n_chan_out) back through the output, value, key
-        and query projections; the NTK share of all four weights and the bias."""
-        key, query, value, out = params
+        and query projections; the NTK share of all their weights and the bias."""
+        proj, out = params
         xf, spatial, q, k, v, logits, A, heads = cache
         M, K, N, C = g.shape[0], g.shape[1], g.shape[2], xf.shape[-1]
         g = g.reshape(M, K, N, -1, g.shape[-1])
@@ -174,13 +174,23 @@ class GlobalSelfAttention(Layer):
         g_logits *= self._logit_scale(C)
         g_q = g_logits @ k[:, None]
         g_k = g_logits.swapaxes(-1, -2) @ q[:, None]
-        grads = [(value, g_v), (key, g_k + g_q)] if query is None else [(value, g_v), (key, g_k), (query, g_q)]
-        g_in = 0.0
-        for W, gp in grads:
-            gp = gp.transpose(0, 1, 2, 4, 3, 5).reshape(M, K, N, -1, W.W.shape[1])   # (M, K, N, P, H x d)
-            ntk = ntk + _affine_ntk(gp, xf, 1.0, 0.0)
-            g_in = g_in + gp.reshape(M, -1, gp.shape[-1]) @ W.W
+        parts = [g_k + g_q, g_v] if self.linear_scaling else [g_k, g_q, g_v]
+        # (M, K, N, H, P, d) -> (M, K, N, P, H x d), in the row order of the projection weights
+        gp = np.concatenate([p.transpose(0, 1, 2, 4, 3, 5).reshape(M, K, N, -1, p.shape[3] * p.shape[5])
+                             for p in parts], axis=-1)
+        ntk = ntk + _affine_ntk(gp, xf, 1.0, 0.0)
+        g_in = gp.reshape(M, -1, gp.shape[-1]) @ proj.W
         return g_in.reshape((M, K, N) + spatial + (C,)), ntk
+
+    def _projections(self) -> list[int]:
+        """Channels of the key, query (1/sqrt scaling only) and value projections, all heads."""
+        H = self.n_heads
+        return [H * self.n_chan_key] * (1 if self.linear_scaling else 2) + [H * self.n_chan_val]
+
+    def cache_size(self, shape) -> int:
+        """Per input: keys, queries (1/sqrt scaling), values, logits, attention weights and heads."""
+        P, H = math.prod(shape[:-1]), self.n_heads
+        return P * H * (self.n_chan_key * (1 if self.linear_scaling else 2) + 2 * self.n_chan_val) + 2 * H * P * P
 
     def _logit_scale(self, C):
         d = self.n_chan_key if self.linear_scaling else math.sqrt(self.n_chan_key)

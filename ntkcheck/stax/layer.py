@@ -48,6 +48,11 @@ class Layer:
     def init(self, rngs, shape, dtype=np.float64):
         return (), self.out_shape(shape)
 
+    def cache_size(self, shape) -> int:
+        """Entries per input a finite network keeps for the backward pass besides the layer's
+        output (memory estimates)."""
+        return 0
+
     #: Dense and Conv: the layers :func:`with_width` scales and kernel overflow checks count.
     affine = False
     #: Why the exact conditional sampler cannot run this layer (None: it can).
