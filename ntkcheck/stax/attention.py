@@ -1,10 +1,11 @@
 """Attention: ``GlobalSelfAttention``, its kernel step and its finite networks.
 
 Sources: Hron, Bahri, Sohl-Dickstein & Novak 2020, "Infinite attention: NNGP and NTK for deep
-attention networks" (ICML; arXiv:2006.10540), the kernels of linear-scaling attention (sec. 3.2,
-eq. 9-10 and the NTK of its appendix) and of 1/sqrt(d) identity attention (sec. 3.1); Novak et
-al. 2020, "Neural Tangents" (ICLR), ``stax.GlobalSelfAttention``, whose arguments, defaults and
-finite-network scalings this layer takes.
+attention networks" (ICML; arXiv:2006.10540), sec. 3: the d^-1 ("linear") scaling with tied query
+and key weights, under which the attention weights converge to a function of the input
+covariance, and the kernels of d^-1/2 identity attention; Novak et al. 2020, "Neural Tangents"
+(ICLR), ``stax.GlobalSelfAttention``, whose arguments, defaults and finite-network scalings this
+layer takes.
 """
 from __future__ import annotations
 
@@ -33,16 +34,17 @@ class GlobalSelfAttention(Layer):
     the query weights are the key weights (W_Q = W_K); ``False``: e = 1/2 and independent
     query weights.
 
-    Kernel step (width, key/value channels and heads to infinity together), with K, Theta
+    Kernel step (the width and the key/value channels to infinity; with 1/sqrt scaling the
+    output is a Gaussian process only as the heads grow too, Hron et al. 2020), with K, Theta
     the input's NNGP and NTK over position pairs, sigma_OV = W_out_std W_value_std and
     sigma_QK = W_query_std W_key_std:
     linear scaling, any mechanism: ``G(x) = mech(sigma_QK K(x, x))`` per input (softmax over
     the second position), ``K' = sigma_OV^2 G(x) K G(x')^T + b_std^2``, ``Theta' = sigma_OV^2
-    G(x) (Theta + 2 K) G(x')^T + b_std^2`` (Hron et al. 2020, eq. 9-10 and their NTK: the
+    G(x) (Theta + 2 K) G(x')^T + b_std^2`` (Hron et al. 2020, sec. 3, and their NTK: the
     query/key weights' share vanishes; value and output weights give 2 K);
     1/sqrt scaling, IDENTITY only: ``K'_ij = s^2 K_ij sum_kl K_kl^2 + b_std^2``, ``Theta'_ij =
     s^2 [2 K_ij sum_kl K_kl Theta_kl + sum_kl K_kl^2 (Theta_ij + 4 K_ij)] + b_std^2`` with
-    s = sigma_QK sigma_OV (Hron et al. 2020, sec. 3.1); other mechanisms with 1/sqrt scaling have
+    s = sigma_QK sigma_OV (Hron et al. 2020, sec. 3); other mechanisms with 1/sqrt scaling have
     no closed form (the logits stay random at infinite width) and the step refuses them, as
     neural-tangents does.  Finite networks run every mechanism."""
 
@@ -124,7 +126,7 @@ class GlobalSelfAttention(Layer):
 
     def _weights(self, cov):
         """The limit attention weights of each input, mech(sigma_QK cov) (N, P, P) (Hron et al.
-        2020, eq. 9: the logits converge to the input covariance with tied query and key weights)."""
+        2020, sec. 3: the logits converge to the input covariance with tied query and key weights)."""
         return _mechanism(self.attention_mechanism, self.W_query_std * self.W_key_std * cov)
 
     # --- finite networks ---------------------------------------------------------------------
