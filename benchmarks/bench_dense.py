@@ -46,6 +46,18 @@ def draw_time(count):
     return best_of(lambda: rng.standard_normal(out=out))
 
 
+def dense_and_floor(net, X, M, gaussians, flops, flops_rate):
+    """Seconds per network of ``sample_init(method="dense")`` and of its floor, the best of three
+    alternate timings of each."""
+    t, floor = np.inf, np.inf
+    for _ in range(3):
+        t = min(t, best_of(lambda: sample_init(net, X, M, seed=0, method="dense"), repeat=1) / M)
+        with threadpool_limits(1, user_api="blas"):
+            rate = max(flops_rate, matmul_rate())
+        floor = min(floor, draw_time(gaussians * M) / M + flops / rate)
+    return t, floor
+
+
 def main():
     with threadpool_limits(1, user_api="blas"):
         flops_rate = matmul_rate()
@@ -62,12 +74,7 @@ def main():
         # forward h = x W^T per layer, backward delta W per hidden layer, Grams are O(N^2 n)
         flops = sum(2 * N * dims[i] * dims[i + 1] for i in range(len(dims) - 1))
         flops += sum(2 * N * dims[i] * dims[i + 1] for i in range(1, len(dims) - 1))
-        t, floor = np.inf, np.inf
-        for _ in range(3):
-            t = min(t, best_of(lambda: sample_init(spec, X, M, seed=0, method="dense"), repeat=1) / M)
-            with threadpool_limits(1, user_api="blas"):
-                rate = max(flops_rate, matmul_rate())
-            floor = min(floor, draw_time(gaussians * M) / M + flops / rate)
+        t, floor = dense_and_floor(spec, X, M, gaussians, flops, flops_rate)
         print(f"| {width} | {M} | {t:.4g} | {floor:.4g} | {t / floor:.2f} |")
     print("| CNN (SAME convs, relu, GlobalAvgPool, Dense) | networks | dense s/net | floor s/net | ratio |")
     print("|---|---|---|---|---|")
@@ -80,12 +87,7 @@ def main():
         # forward per layer 2 N P fan_in out; backward to the input of the second conv the same
         layers = [(P, taps * shape[-1], chan), (P, taps * chan, chan), (1, chan, 1)]
         flops = sum(2 * N * p * i * o for p, i, o in layers) + 2 * N * P * taps * chan * chan
-        t, floor = np.inf, np.inf
-        for _ in range(3):
-            t = min(t, best_of(lambda: sample_init(net, X, M, seed=0, method="dense"), repeat=1) / M)
-            with threadpool_limits(1, user_api="blas"):
-                rate = max(flops_rate, matmul_rate())
-            floor = min(floor, draw_time(gaussians * M) / M + flops / rate)
+        t, floor = dense_and_floor(net, X, M, gaussians, flops, flops_rate)
         print(f"| {chan} channels, filter {filt}, inputs {N}x{shape} | {M} | {t:.4g} | {floor:.4g} | {t / floor:.2f} |")
     transformer_rows(N, flops_rate)
     X = np.random.default_rng(2).standard_normal((2000, 10))
@@ -110,12 +112,7 @@ def transformer_rows(N, flops_rate):
         block = 2 * P * width * H * width * 3 + 2 * 2 * H * P * P * width + 2 * 2 * P * width * width
         embed = 2 * P * d * width
         flops = N * (embed + 2 * 2 * block + 2 * width)           # forward and backward of the blocks
-        t, floor = np.inf, np.inf
-        for _ in range(3):
-            t = min(t, best_of(lambda: sample_init(net, X, M, seed=0, method="dense"), repeat=1) / M)
-            with threadpool_limits(1, user_api="blas"):
-                rate = max(flops_rate, matmul_rate())
-            floor = min(floor, draw_time(gaussians * M) / M + flops / rate)
+        t, floor = dense_and_floor(net, X, M, gaussians, flops, flops_rate)
         print(f"| width {width}, inputs {N}x{P}x{d} | {M} | {t:.4g} | {floor:.4g} | {t / floor:.2f} |")
 
 
