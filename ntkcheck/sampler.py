@@ -460,8 +460,8 @@ def _output_trace(G: np.ndarray, d_out: int, n_inputs: int) -> np.ndarray:
 
 def _exact_layers(net: stax.Layer) -> tuple[stax.Layer, ...]:
     """The layers of a network the conditional sampler applies to: a serial of Dense, Conv,
-    nonlinearities and parameter-free linear layers (AvgPool, GlobalAvgPool, Flatten,
-    Identity), or a ValueError saying why not."""
+    ConvTranspose, nonlinearities and parameter-free layers (AvgPool, SumPool, GlobalAvgPool,
+    GlobalSumPool, Flatten, LayerNorm, Identity), or a ValueError saying why not."""
     layers = tuple(stax.layers(net))
     for layer in layers:
         if layer.exact_refusal:

@@ -48,7 +48,7 @@ class SpatialState:
     nonlinearity or Flatten); a nonlinearity needs it to apply its dual kernel.
     ``fresh``: the value is an affine layer's output, zero-mean and uncorrelated with any
     other branch (what a sum of branches needs for its kernel to be the sum of kernels).
-    ``affine_seen`` of the network's ``n_affine`` Dense and Conv layers (depth first) are behind
+    ``affine_seen`` of the network's ``n_affine`` affine layers (depth first) are behind
     the value: where an overflow error says it arose.
     """
 

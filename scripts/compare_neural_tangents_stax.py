@@ -14,6 +14,7 @@ two (X1, X2), and each library's time for the one-input-set kernels (neural-tang
 ``kernel_fn``, compiled before timing; best of two).
 """
 import time
+import timeit
 import warnings
 
 import numpy as np
@@ -95,12 +96,7 @@ def rel_text(a, b):
 
 def best_time(fn, repeat=2):
     fn()                    # compiles neural-tangents' kernel_fn
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+    return min(timeit.repeat(fn, number=1, repeat=repeat))
 
 
 def main():

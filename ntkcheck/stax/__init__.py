@@ -1,4 +1,5 @@
-"""Networks built like neural-tangents' ``stax``: conv, pooling, flatten and residual layers.
+"""Networks built like neural-tangents' ``stax``: dense, conv (shared, local, transposed), pooling,
+flatten, layer-norm, residual and concatenated layers.
 
 The same calls build the same network as in neural-tangents (names, arguments, defaults,
 NWC/NHWC layouts): ``serial(Conv(8, (3, 3), padding="SAME"), Relu(), GlobalAvgPool(), Dense(1))``.

@@ -53,7 +53,8 @@ class Layer:
         output (memory estimates)."""
         return 0
 
-    #: Dense and Conv: the layers :func:`with_width` scales and kernel overflow checks count.
+    #: Dense, Conv, ConvLocal, ConvTranspose (and GlobalSelfAttention, which ends in an affine map): the
+    #: layers :func:`with_width` scales and kernel overflow checks count.
     affine = False
     #: Why the exact conditional sampler cannot run this layer (None: it can).
     exact_refusal: str | None = None

@@ -230,7 +230,7 @@ class ConvLocal(_Conv):
     has its own weights and biases.  Kernel step: Conv's on the position diagonal and 0 between
     distinct positions, K'(x,i; x',j) = [i = j] (W_std^2 mean_o K(x, s i + o; x', s i + o) + b_std^2)
     (Novak et al. 2019, "Bayesian deep convolutional networks with many channels are Gaussian
-    processes", ICLR, sec. 3 and eq. 8: the LCN kernel; neural-tangents'
+    processes", ICLR: the kernel of locally connected networks; neural-tangents'
     ``_conv_kernel_full_spatial_unshared``)."""
 
     exact_refusal = ("its weights differ per output position, and the conditional sampler shares one "
@@ -296,10 +296,9 @@ class ConvTranspose(_Conv):
     step: the same on the input kernel, each axis of a position pair dilated, K'(x,i; x',j) =
     W_std^2 mean_o K_dil(x, i + o - lo; x', j + o - lo) + b_std^2 (Novak et al. 2020, "Neural
     Tangents", ICLR; neural-tangents' ``_conv_kernel_full_spatial_transpose``).  Output
-    positions: L s + max(f - s, 0) (VALID), L s (SAME).  CIRCULAR padding is not supported."""
-
-    exact_refusal = ("the conditional sampler conditions a conv on its patches, and a transposed conv's "
-                     "patches of the dilated input are not built for it")
+    positions: L s + max(f - s, 0) (VALID), L s (SAME).  CIRCULAR padding is not supported.
+    Its weights are shared over positions, so the exact sampler conditions it on its patches
+    of the dilated input as it does a Conv."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -328,7 +327,8 @@ class ConvTranspose(_Conv):
 
 @dataclass(frozen=True)
 class _AffineParams:
-    """Weights (M, out, fan_in) and biases (M, out) of one affine layer of M networks."""
+    """Weights (M, out, fan_in) and biases (M, out) of one affine layer of M networks (ConvLocal:
+    (M, positions, out, fan_in) and (M, positions, out), its own per output position)."""
 
     W: np.ndarray
     b: np.ndarray

@@ -18,10 +18,9 @@ class LayerNorm(Layer):
     Gaussian input (in the infinite-width limit the mean over channels is 0 and the variance is
     deterministic): K'(x,i; x',j) = K(x,i; x',j) / sqrt(v(x,i) v(x',j)) and Theta' likewise,
     with v(x,i) = eps + the mean of K(x,p; x,p) over the positions p normalized together with i
-    (Novak et al. 2020, "Neural Tangents", ICLR; neural-tangents' ``LayerNorm``; the kernel of
-    a normalized Gaussian layer: Xiao, Pennington & Schoenholz 2020, "Disentangling
-    trainability and generalization in deep neural networks", ICML).  The batch axis is refused:
-    normalizing over it would make an input's kernel depend on the other inputs."""
+    (Novak et al. 2020, "Neural Tangents: fast and easy infinite neural networks in Python", ICLR;
+    neural-tangents' ``LayerNorm``).  The batch axis is refused: normalizing over it would make
+    an input's kernel depend on the other inputs."""
 
     axis: int | tuple[int, ...] = -1
     eps: float = 1e-12

@@ -20,10 +20,10 @@ def layers(net: Layer):
 
 
 def with_width(net: Layer, n: int) -> Layer:
-    """The same network with every hidden channel count (``Dense.out_dim``, ``Conv.out_chan``,
-    ``GlobalSelfAttention``'s ``n_chan_out``, ``n_chan_key`` and ``n_chan_val``, not its heads) set
-    to ``n``; the readout -- the affine layers whose output reaches the network's output through
-    parameter-free layers only -- keeps its size.  The infinite-width limit takes all hidden
+    """The same network with every hidden channel count (``Dense.out_dim``, ``out_chan`` of Conv,
+    ConvLocal and ConvTranspose, ``GlobalSelfAttention``'s ``n_chan_out``, ``n_chan_key`` and
+    ``n_chan_val``, not its heads) set to ``n``; the readout -- the affine layers whose output
+    reaches the network's output through parameter-free layers only -- keeps its size.  The infinite-width limit takes all hidden
     channel counts to infinity together (Novak et al. 2019; Yang 2019); this is one
     path of that limit, and the one ``check_kernel`` extrapolates along."""
     _check_positive_int(net, "n", n)
