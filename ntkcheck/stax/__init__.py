@@ -22,7 +22,7 @@ and :func:`depth` counts the hidden affine layers.
 The package has one module per family of layers, as neural-tangents' ``_src/stax``: the layer
 protocol (:mod:`.layer`), windows over positions (:mod:`.windows`), affine layers
 (:mod:`.linear`), pooling (:mod:`.pooling`), nonlinearities (:mod:`.elementwise`), normalization
-(:mod:`.normalization`), branching
+(:mod:`.normalization`), attention (:mod:`.attention`), branching
 (:mod:`.branching`), combinators (:mod:`.combinators`), widths (:mod:`.widths`) and whole
 networks (:mod:`.network`); the kernel states are :mod:`ntkcheck.states`.
 
