@@ -23,6 +23,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ntkcheck import MLP, output_kernels, sample_init  # noqa: E402
 from ntkcheck import stax as S  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
+from stax_networks import transformer  # noqa: E402
+
 
 def best_of(fn, repeat=3):
     times = []
@@ -43,6 +46,18 @@ def draw_time(count):
     return best_of(lambda: rng.standard_normal(out=out))
 
 
+def dense_and_floor(net, X, M, gaussians, flops, flops_rate):
+    """Seconds per network of ``sample_init(method="dense")`` and of its floor, the best of three
+    alternate timings of each."""
+    t, floor = np.inf, np.inf
+    for _ in range(3):
+        t = min(t, best_of(lambda: sample_init(net, X, M, seed=0, method="dense"), repeat=1) / M)
+        with threadpool_limits(1, user_api="blas"):
+            rate = max(flops_rate, matmul_rate())
+        floor = min(floor, draw_time(gaussians * M) / M + flops / rate)
+    return t, floor
+
+
 def main():
     with threadpool_limits(1, user_api="blas"):
         flops_rate = matmul_rate()
@@ -59,12 +74,7 @@ def main():
         # forward h = x W^T per layer, backward delta W per hidden layer, Grams are O(N^2 n)
         flops = sum(2 * N * dims[i] * dims[i + 1] for i in range(len(dims) - 1))
         flops += sum(2 * N * dims[i] * dims[i + 1] for i in range(1, len(dims) - 1))
-        t, floor = np.inf, np.inf
-        for _ in range(3):
-            t = min(t, best_of(lambda: sample_init(spec, X, M, seed=0, method="dense"), repeat=1) / M)
-            with threadpool_limits(1, user_api="blas"):
-                rate = max(flops_rate, matmul_rate())
-            floor = min(floor, draw_time(gaussians * M) / M + flops / rate)
+        t, floor = dense_and_floor(spec, X, M, gaussians, flops, flops_rate)
         print(f"| {width} | {M} | {t:.4g} | {floor:.4g} | {t / floor:.2f} |")
     print("| CNN (SAME convs, relu, GlobalAvgPool, Dense) | networks | dense s/net | floor s/net | ratio |")
     print("|---|---|---|---|---|")
@@ -77,17 +87,33 @@ def main():
         # forward per layer 2 N P fan_in out; backward to the input of the second conv the same
         layers = [(P, taps * shape[-1], chan), (P, taps * chan, chan), (1, chan, 1)]
         flops = sum(2 * N * p * i * o for p, i, o in layers) + 2 * N * P * taps * chan * chan
-        t, floor = np.inf, np.inf
-        for _ in range(3):
-            t = min(t, best_of(lambda: sample_init(net, X, M, seed=0, method="dense"), repeat=1) / M)
-            with threadpool_limits(1, user_api="blas"):
-                rate = max(flops_rate, matmul_rate())
-            floor = min(floor, draw_time(gaussians * M) / M + flops / rate)
+        t, floor = dense_and_floor(net, X, M, gaussians, flops, flops_rate)
         print(f"| {chan} channels, filter {filt}, inputs {N}x{shape} | {M} | {t:.4g} | {floor:.4g} | {t / floor:.2f} |")
+    transformer_rows(N, flops_rate)
     X = np.random.default_rng(2).standard_normal((2000, 10))
     spec = MLP(10, 512, "relu", sigma_w=1.4, sigma_b=0.1)
     t = best_of(lambda: output_kernels(spec, X))
     print(f"analytic NNGP+NTK, relu, depth 10, 2000 inputs: {t:.3f} s")
+
+
+def transformer_rows(N, flops_rate):
+    """The transformer encoder of ``scripts/stax_networks.py`` (2 blocks, 4 heads, key and value
+    channels = width).  Floor: the parameters' Gaussians + the matmuls of the forward pass
+    (embedding, key and value projections -- queries are tied to keys --, logits, weighted values,
+    output projection, MLP) and of the backward pass to the embedding's output (the same but the
+    embedding); the weight-gradient correlations of the empirical NTK are not in it."""
+    print("| transformer (2 blocks, 4 heads) | networks | dense s/net | floor s/net | ratio |")
+    print("|---|---|---|---|---|")
+    for width, (P, d), M in ((64, (8, 8), 32), (256, (16, 8), 8)):
+        net = transformer(S, S.Relu, blocks=2, width=width)
+        X = np.random.default_rng(1).standard_normal((N, P, d))
+        gaussians = S.bytes_per_network(net, (P, d), 0) // 8        # parameters only, with no inputs
+        H = 4
+        block = 2 * P * width * H * width * 3 + 2 * 2 * H * P * P * width + 2 * 2 * P * width * width
+        embed = 2 * P * d * width
+        flops = N * (embed + 2 * 2 * block + 2 * width)           # forward and backward of the blocks
+        t, floor = dense_and_floor(net, X, M, gaussians, flops, flops_rate)
+        print(f"| width {width}, inputs {N}x{P}x{d} | {M} | {t:.4g} | {floor:.4g} | {t / floor:.2f} |")
 
 
 if __name__ == "__main__":

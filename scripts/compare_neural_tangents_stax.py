@@ -1,5 +1,6 @@
 """Cross-check ntkcheck.stax kernels (conv, pooling, flatten, residual; LayerNorm, FanInConcat,
-SumPool, GlobalSumPool, ConvTranspose and ConvLocal) against neural-tangents' stax.
+SumPool, GlobalSumPool, ConvTranspose, ConvLocal; GlobalSelfAttention and a transformer encoder)
+against neural-tangents' stax.
 
 neural-tangents is not a dependency; run this in a separate environment that has it
 (see scripts/compare_neural_tangents.py for the installation):
@@ -24,12 +25,14 @@ config.update("jax_enable_x64", True)
 warnings.filterwarnings("ignore", message="`FanIn` layers assume independent inputs")
 # SumPool states the channel axis as -1 and Conv as 3 (NHWC): the same axis
 warnings.filterwarnings("ignore", message="Got potentially mismatching `channel_axis`")
+# linear-scaling attention ties the query weights to the key weights, as both libraries document
+warnings.filterwarnings("ignore", message="Linear scaling attention used")
 from neural_tangents import stax as nt  # noqa: E402
 
 from ntkcheck import stax as ours  # noqa: E402
 from ntkcheck.kernels import output_kernels  # noqa: E402
 from stax_networks import ACTIVATIONS as ACTS  # noqa: E402 -- scripts/, the directory of this script
-from stax_networks import NETWORKS  # noqa: E402
+from stax_networks import NETWORKS, transformer  # noqa: E402
 
 
 def cnn1d_gap(s, act):
@@ -119,6 +122,7 @@ def main():
                   + f" | {t_nt * 1e3:.2f} ms | {t_ours * 1e3:.2f} ms |")
 
     speed()
+    transformer_speed()
 
 
 def speed():
@@ -143,6 +147,18 @@ def speed():
     best = {k: min(v) for k, v in times.items()}
     print("\n3-layer CNN, GlobalAvgPool, 64 x 8x8x3: " + ", ".join(f"{k} {v:.2f} s" for k, v in best.items())
           + f"; ratio ntkcheck / neural-tangents = {best['ntkcheck'] / best['neural-tangents (jit)']:.2f}")
+
+
+def transformer_speed():
+    """Issue 23's benchmark: the transformer encoder of ``stax_networks.py`` (2 blocks) on 64
+    sequences of length 8 with 8 channels, NNGP and NTK, against neural-tangents' jitted kernel_fn."""
+    X = np.random.default_rng(2).standard_normal((64, 8, 8))
+    fn = jit(transformer(nt, nt.Relu)[2], static_argnames="get")
+    net = transformer(ours, ours.Relu)
+    t_nt = best_time(lambda: fn(X, None, get=("nngp", "ntk")).ntk.block_until_ready())
+    t_ours = best_time(lambda: output_kernels(net, X))
+    print(f"\ntransformer encoder, 2 blocks, 64 x 8 x 8: neural-tangents (jit) {t_nt:.3f} s, ntkcheck {t_ours:.3f} s; "
+          f"ratio ntkcheck / neural-tangents = {t_ours / t_nt:.2f}")
 
 
 if __name__ == "__main__":

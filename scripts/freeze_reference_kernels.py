@@ -32,6 +32,8 @@ config.update("jax_enable_x64", True)
 warnings.filterwarnings("ignore", message="`FanIn` layers assume independent inputs")
 # SumPool states the channel axis as -1 and Conv as 3 (NHWC): the same axis
 warnings.filterwarnings("ignore", message="Got potentially mismatching `channel_axis`")
+# linear-scaling attention ties the query weights to the key weights, as both libraries document
+warnings.filterwarnings("ignore", message="Linear scaling attention used")
 import jax  # noqa: E402
 import neural_tangents  # noqa: E402
 from neural_tangents import stax  # noqa: E402

@@ -1,5 +1,5 @@
-"""Networks of neural-tangents' LayerNorm, FanInConcat, SumPool, GlobalSumPool, ConvTranspose and
-ConvLocal layers, built by the same calls in neural-tangents' ``stax`` and in ``ntkcheck.stax``.
+"""Networks of neural-tangents' LayerNorm, FanInConcat, SumPool, GlobalSumPool, ConvTranspose,
+ConvLocal and GlobalSelfAttention layers (attention networks and a transformer encoder in the last block), built by the same calls in neural-tangents' ``stax`` and in ``ntkcheck.stax``.
 
 ``build(s, act)`` takes either module as ``s`` and its activation constructor as ``act``; this
 module imports neither library, so ``scripts/compare_neural_tangents_stax.py``,
@@ -61,3 +61,51 @@ NETWORKS = {"inception": (inception, (6, 6, 3)), "layernorm-mlp": (layernorm_mlp
             "conv-local": (conv_local, (5, 4, 2))}
 #: activation -> neural-tangents' (and ntkcheck's) constructor name
 ACTIVATIONS = {"relu": "Relu", "erf": "Erf"}
+
+
+# --- attention (GlobalSelfAttention) ------------------------------------------------------------
+
+
+def attention(mechanism, linear_scaling=True):
+    """Dense embedding, attention, act, GlobalAvgPool, Dense readout."""
+    def build(s, act):
+        return s.serial(s.Dense(64, W_std=1.3, b_std=0.1),
+                        s.GlobalSelfAttention(64, 64, 64, 2, linear_scaling=linear_scaling, W_key_std=1.2,
+                                              W_value_std=0.9, W_query_std=0.8, W_out_std=1.1, b_std=0.1,
+                                              attention_mechanism=mechanism),
+                        act(), s.GlobalAvgPool(), s.Dense(1, W_std=1.2, b_std=0.1))
+    return build
+
+
+def _residual(s, *layers):
+    return s.serial(s.FanOut(2), s.parallel(s.serial(*layers), s.Identity()), s.FanInSum())
+
+
+def residual_attention(s, act, blocks=2, width=64):
+    """Dense embedding, then per block a residual attention block and a residual MLP block (no
+    LayerNorm), GlobalAvgPool, Dense readout."""
+    block = [_residual(s, s.GlobalSelfAttention(width, width, width, 4, W_key_std=1.5, b_std=0.1)),
+             _residual(s, act(), s.Dense(width, W_std=1.2, b_std=0.1), act(), s.Dense(width, b_std=0.1))]
+    return s.serial(s.Dense(width, W_std=1.3), *block * blocks, s.GlobalAvgPool(), s.Dense(1, b_std=0.1))
+
+
+def transformer(s, act, blocks=2, width=64):
+    """A pre-LayerNorm transformer encoder: Dense embedding, per block a residual LayerNorm ->
+    softmax attention (linear scaling) and a residual LayerNorm -> MLP, a final LayerNorm,
+    GlobalAvgPool, Dense readout."""
+    block = [_residual(s, s.LayerNorm(), s.GlobalSelfAttention(width, width, width, 4, W_key_std=1.5,
+                                                               W_out_std=1.2, b_std=0.1)),
+             _residual(s, s.LayerNorm(), s.Dense(width, W_std=1.4, b_std=0.1), act(), s.Dense(width, b_std=0.1))]
+    return s.serial(s.Dense(width, W_std=1.3, b_std=0.1), *block * blocks, s.LayerNorm(), s.GlobalAvgPool(),
+                    s.Dense(1, b_std=0.1))
+
+
+ATTENTION_NETWORKS = {**{f"attention-{m.lower()}": (attention(m), (6, 3))
+                         for m in ("SOFTMAX", "IDENTITY", "RELU", "ABS")},
+                      "attention-identity-sqrt": (attention("IDENTITY", False), (6, 3)),
+                      "attention-2d": (attention("SOFTMAX"), (3, 2, 3)),
+                      "residual-attention": (residual_attention, (5, 3)),
+                      "transformer": (transformer, (5, 3))}
+NETWORKS.update(ATTENTION_NETWORKS)
+
+# --- end of attention ---------------------------------------------------------------------------

@@ -22,7 +22,7 @@ and :func:`depth` counts the hidden affine layers.
 The package has one module per family of layers, as neural-tangents' ``_src/stax``: the layer
 protocol (:mod:`.layer`), windows over positions (:mod:`.windows`), affine layers
 (:mod:`.linear`), pooling (:mod:`.pooling`), nonlinearities (:mod:`.elementwise`), normalization
-(:mod:`.normalization`), branching
+(:mod:`.normalization`), attention (:mod:`.attention`), branching
 (:mod:`.branching`), combinators (:mod:`.combinators`), widths (:mod:`.widths`) and whole
 networks (:mod:`.network`); the kernel states are :mod:`ntkcheck.states`.
 
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from ..activations import get_activation  # noqa: F401 -- stax.Activation(stax.get_activation(...))
 from ..states import KernelState, SpatialState
+from .attention import GlobalSelfAttention
 from .branching import FanInConcat, FanInSum, FanOut
 from .combinators import Identity, Parallel, Serial, parallel, serial
 from .elementwise import Abs, Activation, Cos, Erf, Gelu, LeakyRelu, Relu, Sigmoid, Sin, Softplus, Tanh
@@ -59,6 +60,7 @@ __all__ = [
     "bytes_per_network", "depth", "draw_affine", "fan_in_scaled", "flat_chain", "init_params", "input_state",
     "layers", "output_kernels", "output_shape", "outputs_and_ntk", "parallel", "serial", "spatial_kernels",
     "with_width",
+    "GlobalSelfAttention",
     # private names other modules use
     "_AffineParams", "_affine_backward", "_affine_forward", "_affine_init", "_affine_ntk", "_affine_params",
     "_check_inputs", "_kernel_scales", "_patches_adjoint", "_scales", "_windows",

@@ -48,7 +48,13 @@ class Layer:
     def init(self, rngs, shape, dtype=np.float64):
         return (), self.out_shape(shape)
 
-    #: Dense, Conv, ConvLocal, ConvTranspose: the layers :func:`with_width` scales and kernel overflow checks count.
+    def cache_size(self, shape) -> int:
+        """Entries per input a finite network keeps for the backward pass besides the layer's
+        output (memory estimates)."""
+        return 0
+
+    #: Dense, Conv, ConvLocal, ConvTranspose (and GlobalSelfAttention, which ends in an affine map): the
+    #: layers :func:`with_width` scales and kernel overflow checks count.
     affine = False
     #: Why the exact conditional sampler cannot run this layer (None: it can).
     exact_refusal: str | None = None

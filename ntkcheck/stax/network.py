@@ -137,6 +137,7 @@ def _activation_size(net: Layer, shape) -> tuple[int, tuple]:
     size = sum(math.prod(s) for s in out) if _is_branches(out) else math.prod(out)
     if isinstance(net, _Conv):      # its patches
         size += math.prod(out[:-1]) * shape[-1] * math.prod(net.filter_shape)
+    size += net.cache_size(shape)
     return size, out
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from .attention import GlobalSelfAttention
 from .branching import FanInConcat, FanInSum, FanOut
 from .combinators import Parallel, Serial
 from .layer import Layer, _check_positive_int
@@ -20,7 +21,8 @@ def layers(net: Layer):
 
 def with_width(net: Layer, n: int) -> Layer:
     """The same network with every hidden channel count (``Dense.out_dim``, ``out_chan`` of Conv,
-    ConvLocal and ConvTranspose) set to ``n``; the readout -- the affine layers whose output
+    ConvLocal and ConvTranspose, ``GlobalSelfAttention``'s ``n_chan_out``, ``n_chan_key`` and
+    ``n_chan_val``, not its heads) set to ``n``; the readout -- the affine layers whose output
     reaches the network's output through parameter-free layers only -- keeps its size.  The
     infinite-width limit takes all hidden channel counts to infinity together (Novak et al.
     2019; Yang 2019); this is one path of that limit, and the one ``check_kernel`` extrapolates
@@ -93,6 +95,8 @@ def _layer_at(net, path):
 
 
 def _rebuild(layer, path, hidden, n):
+    if isinstance(layer, GlobalSelfAttention):      # keys and values are hidden even in a readout; heads stay
+        return replace(layer, n_chan_key=n, n_chan_val=n, n_chan_out=n if path in hidden else layer.n_chan_out)
     if path in hidden:
         return replace(layer, **{"out_dim" if isinstance(layer, Dense) else "out_chan": n})
     if isinstance(layer, (Serial, Parallel)):
