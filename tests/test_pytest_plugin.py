@@ -85,7 +85,9 @@ def run_user_tests(pytester, *args, seed: int, cache=None):
 def test_options_and_tracebacks(pytester, monkeypatch, tmp_path):
     env_dir, opt_dir = tmp_path / "env", tmp_path / "opt"
     monkeypatch.setenv("NTKCHECK_CACHE", str(env_dir))
-    result = run_user_tests(pytester, f"--ntkcheck-cache={opt_dir}", "--ntkcheck-seed=7", seed=7, cache=opt_dir)
+    # -rN: no short summary (under CI=true pytest prints it untruncated, repeating each message)
+    result = run_user_tests(pytester, "-rN", f"--ntkcheck-cache={opt_dir}", "--ntkcheck-seed=7", seed=7,
+                            cache=opt_dir)
     result.assert_outcomes(passed=1, failed=2)
     assert len(list(opt_dir.glob("check_kernel-*.sample"))) == 2 and not env_dir.exists()   # the option wins
     text = result.stdout.str()
