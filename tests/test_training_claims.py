@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from ntkcheck.claims import get_claim
+from ntkcheck.claims._training import deviation_tests, geometric_mean
 from ntkcheck.runner import run_study
 from ntkcheck.studies import make_study
 
@@ -427,3 +428,15 @@ def test_jacot_fails_on_mean_field_kernel_changes(jacot_data):
 def test_jacot_without_control_rows_is_not_rejected(jacot_data):
     v = _jacot(jacot_data[jacot_data["parameterization"] != "mean_field"])
     assert v.passed and not v.negative_control_rejected, v.summary
+
+
+def test_sharp_test_asks_for_the_rate_not_again_for_decay():
+    """A wide sharp interval holding both -1 and 0 passes: decay is the bound fit's to show (here
+    it does, over all widths).  Asking the few sharp widths to exclude 0 as well failed loss-decay
+    on 5 of 30 correct quick calibration seeds."""
+    rng = np.random.default_rng(np.random.SeedSequence(1))
+    widths = [64, 256, 1024, 4096]
+    g = pd.DataFrame([{"width": w, "value": float(np.exp(rng.normal(0, 1.2))) / w} for w in widths for _ in range(8)])
+    bound, sharp = deviation_tests(g, "erf", 3.6e-4, "x", geometric_mean, 256)
+    assert bound["passed"] and bound["fit"].ci_high < 0
+    assert sharp["fit"].ci_low < -1 < 0 < sharp["fit"].ci_high and sharp["passed"]
