@@ -48,12 +48,15 @@ POSITIONS = 4
 #: any width: in the NTK parameterization the infinite-width kernels do not depend on it
 WIDTH = 64
 ACTIVATIONS = {"relu": stax.Relu, "erf": stax.Erf}
+#: the architectures on sequences (N, POSITIONS, d_in); the others take (N, d_in)
+SEQUENCES = ("cnn-gap", "cnn-flatten", "transformer")
 # The grids' arch_activation (relu; relu and erf at the full budget), arch_depth [2], sigma_w 1.5,
 # sigma_b (kernel-mean 0.1; nngp-gaussian 0.2, full also 0.0; ntk-init-convergence 0.1, full
 # also 0.0), the NTK parameterization, n_inputs 3 and d_in 4.
 CELLS = [{"architecture": arch, "activation": act, "depth": 2, "sigma_w": 1.5, "sigma_b": sigma_b,
           "parameterization": "ntk", "n_inputs": 3, "d_in": 4}
-         for arch in ("cnn-gap", "cnn-flatten", "resnet") for act in ACTIVATIONS for sigma_b in (0.0, 0.1, 0.2)]
+         for arch in ("cnn-gap", "cnn-flatten", "resnet", "layernorm-mlp", "transformer") for act in ACTIVATIONS
+         for sigma_b in (0.0, 0.1, 0.2)]
 
 
 def network(architecture, activation, depth, sigma_w, sigma_b):
@@ -64,15 +67,30 @@ def network(architecture, activation, depth, sigma_w, sigma_b):
         block = [stax.FanOut(2), stax.parallel(stax.Identity(), stax.serial(phi(), stax.Dense(WIDTH, **affine))),
                  stax.FanInSum()]
         return stax.serial(stax.Dense(WIDTH, **affine), *block * (depth - 1), phi(), stax.Dense(1, **affine))
+    if architecture == "layernorm-mlp":
+        return stax.serial(*[layer for _ in range(depth) for layer in (stax.Dense(WIDTH, **affine), stax.LayerNorm(),
+                                                                        phi())], stax.Dense(1, **affine))
+    if architecture == "transformer":
+        attention = stax.GlobalSelfAttention(WIDTH, WIDTH, WIDTH, 1, W_out_std=sigma_w, b_std=sigma_b)
+        block = [_residual(stax.LayerNorm(), attention),
+                 _residual(stax.LayerNorm(), stax.Dense(WIDTH, **affine), phi(), stax.Dense(WIDTH, **affine))]
+        return stax.serial(stax.Dense(WIDTH, **affine), *block * (depth - 1), stax.LayerNorm(), stax.GlobalAvgPool(),
+                           stax.Dense(1, **affine))
     convs = [layer for _ in range(depth) for layer in (stax.Conv(WIDTH, (2,), padding="SAME", **affine), phi())]
     pool = stax.GlobalAvgPool() if architecture == "cnn-gap" else stax.Flatten()
     return stax.serial(*convs, pool, stax.Dense(1, **affine))
 
 
+def _residual(*layers):
+    """x + serial(layers)(x)."""
+    return stax.serial(stax.FanOut(2), stax.parallel(stax.serial(*layers), stax.Identity()), stax.FanInSum())
+
+
 def inputs(architecture, n_inputs, d_in):
-    """The documented recipe: N(0, I) entries from seed 0, (N, positions, d_in) for the CNNs."""
+    """The documented recipe: N(0, I) entries from seed 0, (N, positions, d_in) for the CNNs and
+    the transformer."""
     rng = np.random.default_rng(0)
-    shape = (n_inputs, POSITIONS, d_in) if architecture.startswith("cnn") else (n_inputs, d_in)
+    shape = (n_inputs, POSITIONS, d_in) if architecture in SEQUENCES else (n_inputs, d_in)
     return rng.standard_normal(shape)
 
 
@@ -110,10 +128,11 @@ def main():
     header = {"computed_by": f"neural-tangents {neural_tangents.__version__}, jax {jax.__version__}, "
                              f"numpy {np.__version__}, float64 (jax_enable_x64)",
               "environment": INSTALL, "command": "python scripts/freeze_reference_kernels.py",
-              "inputs": f"np.random.default_rng(0).standard_normal((n_inputs, {POSITIONS}, d_in)) for the CNNs, "
-                        "((n_inputs, d_in)) for the residual network",
+              "inputs": f"np.random.default_rng(0).standard_normal((n_inputs, {POSITIONS}, d_in)) for the CNNs "
+                        "and the transformer, ((n_inputs, d_in)) for the residual network and the layernorm-mlp",
               "networks": "ntkcheck/claims/architectures.py, module docstring; W_std = sigma_w, b_std = sigma_b "
-                          "in every Dense and Conv layer, NTK parameterization",
+                          "in every Dense and Conv layer, W_out_std = sigma_w, b_std = sigma_b in the attention, "
+                          "NTK parameterization",
               "layers": "scripts/stax_networks.py, relu and erf; X1, X2 = the first 3 and the last 2 of "
                         "np.random.default_rng(0).standard_normal((5,) + shape); nngp, ntk on X1, "
                         "nngp_cross, ntk_cross on (X1, X2)"}

@@ -19,10 +19,25 @@ at initialization run cells of these architectures:
 ``"resnet"``
     Dense(width), then ``depth - 1`` residual blocks FanOut(2), parallel(Identity,
     serial(phi, Dense(width))), FanInSum, then phi, Dense(1), on inputs (N, d_in).
+``"layernorm-mlp"``
+    ``depth`` x [Dense(width), LayerNorm, phi], Dense(1), on inputs (N, d_in) (the MLP's).
+``"transformer"``
+    a pre-LayerNorm transformer encoder on sequences (N, positions, d_in): Dense(width)
+    embedding, then ``depth - 1`` encoder blocks, each a residual [LayerNorm,
+    GlobalSelfAttention(width, width, width, n_heads=1, SOFTMAX, linear_scaling=True)] and a
+    residual [LayerNorm, Dense(width), phi, Dense(width)], then LayerNorm, GlobalAvgPool,
+    Dense(1).  The attention's key, query and value weights have neural-tangents' default
+    std 1, its output weights ``W_out_std = sigma_w`` and ``b_std = sigma_b``.  With the
+    1/width ("linear") logit scaling and query weights tied to the key weights the attention
+    weights converge to softmax(K(x, x)) of the input's NNGP, so even one head is a Gaussian
+    process in the limit (Hron, Bahri, Sohl-Dickstein & Novak 2020, "Infinite attention",
+    arXiv:2006.10540, sec. 3); with the standard 1/sqrt scaling it is not (nngp-gaussian's
+    attention control, :func:`attention_control`).
 
-In every architecture ``depth`` is the number of hidden affine layers
-(:func:`ntkcheck.stax.depth`) and each affine layer has ``W_std = sigma_w``, ``b_std =
-sigma_b``.  A grid names them with the list ``"architecture"``; the non-MLP cells take their
+In the MLP, CNNs and the layernorm-mlp ``depth`` is the number of hidden affine layers
+(:func:`ntkcheck.stax.depth`), in the residual network and the transformer the number of
+hidden affine layers outside the blocks plus the blocks; each Dense and Conv layer has
+``W_std = sigma_w``, ``b_std = sigma_b``.  A grid names them with the list ``"architecture"``; the non-MLP cells take their
 own, smaller sweep from the ``arch_*`` keys (:func:`expand`).
 
 What a non-MLP cell tests.  Its samples (real weights) and its targets (the recursion of
@@ -52,10 +67,12 @@ from ..sampler import CHUNK_BYTES, sample_init
 from ..spec import MLP
 from . import GridError
 
-ARCHITECTURES = ("mlp", "cnn-gap", "cnn-flatten", "resnet")
+ARCHITECTURES = ("mlp", "cnn-gap", "cnn-flatten", "resnet", "layernorm-mlp", "transformer")
 #: Sampler of each architecture; the MLP has the exact conditional sampler, the others
 #: real (dense) weights until the exact sampler covers them.
-METHOD = {"mlp": "exact", "cnn-gap": "dense", "cnn-flatten": "dense", "resnet": "dense"}
+METHOD = {"mlp": "exact", **{a: "dense" for a in ARCHITECTURES[1:]}}
+#: The architectures on sequences (N, positions, channels); the others take (N, d_in).
+SEQUENCES = ("cnn-gap", "cnn-flatten", "transformer")
 #: Prefix of the grid keys of the non-MLP cells: ``arch_<key>`` replaces ``<key>`` in them.
 PREFIX = "arch_"
 #: Largest error |K - K_ref| / sqrt(K_ref_ii K_ref_jj) of a cell's kernels against the frozen
@@ -85,16 +102,34 @@ def build(architecture: str, activation: str, depth: int, width: int, sigma_w: f
         block = [stax.FanOut(2), stax.parallel(stax.Identity(), stax.serial(phi, stax.Dense(width, **affine))),
                  stax.FanInSum()]
         return stax.serial(stax.Dense(width, **affine), *block * (depth - 1), phi, readout)
+    if architecture == "layernorm-mlp":
+        return stax.serial(*[layer for _ in range(depth) for layer in (stax.Dense(width, **affine), stax.LayerNorm(),
+                                                                        phi)], readout)
+    if architecture == "transformer":
+        if parameterization != "ntk":
+            raise ValueError(f"architecture 'transformer': parameterization must be 'ntk' (GlobalSelfAttention has "
+                             f"only neural-tangents' NTK scaling), got {parameterization!r}")
+        attention = stax.GlobalSelfAttention(width, width, width, 1, W_out_std=sigma_w, b_std=sigma_b)
+        block = [_residual(stax.LayerNorm(), attention),
+                 _residual(stax.LayerNorm(), stax.Dense(width, **affine), phi, stax.Dense(width, **affine))]
+        return stax.serial(stax.Dense(width, **affine), *block * (depth - 1), stax.LayerNorm(), stax.GlobalAvgPool(),
+                           readout)
     convs = [layer for _ in range(depth) for layer in (stax.Conv(width, (2,), padding="SAME", **affine), phi)]
     pool = stax.GlobalAvgPool() if architecture == "cnn-gap" else stax.Flatten()
     return stax.serial(*convs, pool, readout)
 
 
+def _residual(*layers: stax.Layer) -> stax.Layer:
+    """x + serial(layers)(x)."""
+    return stax.serial(stax.FanOut(2), stax.parallel(stax.serial(*layers), stax.Identity()), stax.FanInSum())
+
+
 def inputs(architecture: str, n_inputs: int, d_in: int, positions: int = 4) -> np.ndarray:
     """The fixed inputs of an architecture, ``N(0, I)`` entries from seed 0: (N, d_in) for the
-    MLP and the residual network (the MLP's inputs exactly), (N, positions, d_in) for the CNNs."""
+    MLP, the residual network and the layernorm-mlp (the MLP's inputs exactly), (N, positions,
+    d_in) for the :data:`SEQUENCES`."""
     rng = np.random.default_rng(0)
-    if architecture.startswith("cnn"):
+    if architecture in SEQUENCES:
         return rng.standard_normal((n_inputs, positions, d_in))
     return rng.standard_normal((n_inputs, d_in))
 
