@@ -53,6 +53,7 @@ import pandas as pd
 from scipy.optimize import brentq
 from scipy.stats import t as student
 
+from .. import stax
 from ..kernels import output_kernels
 from ..moments import block_array, block_rows, log_ratio
 from ..seeding import child
@@ -68,24 +69,40 @@ TEST_RATE = (1 - FIT_SHARE) * CLAIM_FALSE_FAIL_RATE
 N_BOOT = 20000
 CELL = ["architecture", "activation", "depth", "sigma_b"]
 TESTS = ("gaussianity", "covariance", "covariance_control")
+#: The attention control's networks: name -> (linear_scaling, heads grow with the width).  Theory
+#: (module docstring): the first is not a Gaussian process at infinite width, the others are.
+ATTENTION = {"sqrt-1-head": (False, False), "linear-1-head": (True, False), "sqrt-many-heads": (False, True)}
+#: the attention network where the claim is false (the negative control)
+ATTENTION_FALSE = "sqrt-1-head"
+#: key and value channels per head of the many-head network (its heads: width / this)
+HEAD_CHANNELS = 4
 
 _BASE = {"activation": ["relu", "erf", "tanh"], "sigma_w": 1.5, "n_inputs": 3, "d_in": 4,
          "block": 20, "fit_min_width": 32, "test_min_width": 10000, "control_max_width": 4,
-         "control_networks": 2000, "power_sigma_w_factor": 1.5,
+         "control_networks": 2000, "power_sigma_w_factor": 1.5, "attention_networks": 1000,
          "architecture": list(architectures.ARCHITECTURES), "arch_activation": ["relu"], "arch_depth": [2]}
 GRIDS = {
     "quick": {**_BASE, "depth": [2], "sigma_b": [0.2], "width": [2**k for k in range(1, 15)],
-              "n_networks": 200, "arch_width": [2, 4, 64, 128, 256], "arch_test_min_width": 128},
+              "n_networks": 200, "arch_width": [2, 4, 64, 128, 256], "arch_test_min_width": 128,
+              "attention_width": [16, 32, 64, 128]},
     "standard": {**_BASE, "depth": [1, 3], "sigma_b": [0.2], "width": [2**k for k in range(1, 17)],
-                 "n_networks": 400, "arch_width": [2, 4, 64, 128, 256, 512], "arch_test_min_width": 512},
+                 "n_networks": 400, "arch_width": [2, 4, 64, 128, 256, 512], "arch_test_min_width": 512,
+                 "attention_width": [16, 32, 64, 128, 256]},
     "full": {**_BASE, "depth": [1, 3, 5], "sigma_b": [0.0, 0.2], "width": [2**k for k in range(1, 17)],
              "n_networks": 4000, "arch_width": [2**k for k in range(1, 12)], "arch_test_min_width": 1024,
-             "arch_activation": ["relu", "erf"]},
+             "arch_activation": ["relu", "erf"], "attention_width": [16, 32, 64, 128, 256, 512],
+             "attention_networks": 4000},
 }
 
 
 def check(grid: dict) -> None:
-    architectures.check(grid, _check_one)
+    architectures.check(_cells_grid(grid), _check_one)
+    check_blocks(grid, "attention_networks")
+    widths = grid["attention_width"]
+    if (not isinstance(widths, list) or len(set(widths)) < 3
+            or not all(isinstance(n, int) and n >= HEAD_CHANNELS and n % HEAD_CHANNELS == 0 for n in widths)):
+        raise GridError("attention_width", f"the attention control's kurtosis fit needs a list of >= 3 widths, "
+                                           f"multiples of {HEAD_CHANNELS} (the many-head network's channels per head)")
 
 
 def _check_one(grid: dict) -> None:
@@ -106,8 +123,31 @@ def _check_one(grid: dict) -> None:
 def split(grid: dict) -> list[tuple[str, dict]]:
     """One task per cell x width with all its networks (the tests need them together);
     ``control_networks`` networks at the control widths (cheap there, and the power to
-    reject a kurtosis of ~0.5, erf at n = 4, needs them); per architecture."""
-    return architectures.split(grid, _split_one)
+    reject a kurtosis of ~0.5, erf at n = 4, needs them); per architecture; then one task per
+    attention network and ``attention_width``."""
+    return architectures.split(_cells_grid(grid), _split_one) + [
+        (task_key({"control": "attention", "network": name, "width": n}),
+         {"role": "attention", "attention": name, "width": n, "n_networks": grid["attention_networks"],
+          "block": grid["block"], "sigma_w": grid["sigma_w"], "n_inputs": grid["n_inputs"], "d_in": grid["d_in"]})
+        for name in ATTENTION for n in grid["attention_width"]]
+
+
+def _cells_grid(grid: dict) -> dict:
+    """``grid`` without the attention control's keys (its widths would be swept as an axis of
+    the claim's cells)."""
+    return {k: v for k, v in grid.items() if not k.startswith("attention_")}
+
+
+def attention_network(name: str, width: int, sigma_w: float) -> stax.Layer:
+    """An attention control network (module docstring): GlobalSelfAttention(width, width / H,
+    width / H, H) softmax with ``linear_scaling`` of :data:`ATTENTION` (H = 1, or width /
+    :data:`HEAD_CHANNELS`), key, query and output weights' std ``sigma_w``, value weights' 1,
+    then GlobalAvgPool and Dense(1) with ``W_std = sigma_w``; no biases."""
+    linear, many = ATTENTION[name]
+    heads = width // HEAD_CHANNELS if many else 1
+    return stax.serial(stax.GlobalSelfAttention(width, width // heads, width // heads, heads, linear_scaling=linear,
+                                                W_key_std=sigma_w, W_query_std=sigma_w, W_out_std=sigma_w),
+                       stax.GlobalAvgPool(), stax.Dense(1, W_std=sigma_w))
 
 
 def _split_one(grid: dict) -> list[tuple[str, dict]]:
@@ -120,6 +160,8 @@ def run_task(task: Task) -> list[dict]:
     """Per-block means of G/K_ii and (G/K_ii)^2 for each input; pooled f^2/K_ii, f^4/K_ii^2;
     at the test widths the p-values of the Gaussianity and covariance tests."""
     p = task.params
+    if p.get("role") == "attention":
+        return _attention_task(task)
     net = architectures.network(p)
     X = architectures.cell_inputs(p)
     K = output_kernels(net, X).nngp
@@ -146,6 +188,41 @@ def run_task(task: Task) -> list[dict]:
                 rows.append({**r, "kernel_rel": float(target[r["i"]] / scale[r["i"]]), "role": role})
     in_fit = n >= p["fit_min_width"] * p["depth"]
     return architectures.with_architecture([{**r, "in_fit": in_fit} for r in rows], p)
+
+
+def _attention_task(task: Task) -> list[dict]:
+    """The rows of :func:`run_task` for an attention control network on the transformer's
+    inputs, against the covariance its own networks estimate (no closed form for 1/sqrt
+    softmax): the mean readout kernel K_hat (its mean is E[f f^T], law of total expectation).
+    Whitening by an estimate makes the Gaussianity test conservative, so its rejection stands."""
+    p = task.params
+    X = architectures.inputs("transformer", p["n_inputs"], p["d_in"])
+    f, _, readout = architectures.sample(attention_network(p["attention"], p["width"], p["sigma_w"]), X,
+                                         p["n_networks"], child(task.seed, 0), "dense", ntk=False)
+    K = readout.mean(axis=0)
+    G, f2 = np.einsum("mii->mi", readout) / np.diag(K), f**2 / np.diag(K)
+    r = gaussianity_test(f, K, seed=child(task.seed, 1), false_fail_rate=TEST_RATE)
+    rows = block_rows({"G": G, "G^2": G**2}, p["block"]) + block_rows({"f^2": f2, "f^4": f2**2}, p["n_networks"])
+    rows.append({"quantity": "gaussianity", "value": r.pvalue, "statistic": r.statistic, "detectable": r.detectable})
+    return [{**row, "role": "attention", "attention": p["attention"], "in_fit": True} for row in rows]
+
+
+def _attention_fits(att, alpha: float) -> dict:
+    """Per attention network: the kurtosis fit (claim -1, as the claim's cells, at their level
+    ``alpha``), the kurtosis and the Gaussianity p-value at its largest width."""
+    out = {}
+    for name in ATTENTION:
+        g = att[att.attention == name].assign(i=lambda d: d["i"].fillna(-1).astype(int))
+        if not len(g):
+            continue
+        kurt = _cell_kurtosis(g)
+        widths = np.array(sorted(kurt), dtype=float)
+        fit = power_law_fit(widths, [kurt[n]["blocks"] for n in widths], -1.0, seed=0, statistic=_kurtosis,
+                            n_boot=N_BOOT, false_fail_rate=alpha, name=f"kurtosis {name} attention")
+        last = g[(g.width == widths[-1]) & (g.quantity == "gaussianity")]
+        out[name] = {"fit": fit, "width": int(widths[-1]), "kurtosis": kurt[widths[-1]]["kurtosis"],
+                     "gaussianity_p": float(last.value.iloc[0])}
+    return out
 
 
 def _kurtosis(batch: np.ndarray) -> np.ndarray:
@@ -208,6 +285,8 @@ def _excess_detectable(fit, kurt, large) -> float:
 
 
 def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
+    attention = df["role"].eq("attention") if "role" in df else pd.Series(False, index=df.index)
+    att, df = df[attention], df[~attention]
     df = architectures.fill(df).assign(i=df["i"].fillna(-1).astype(int))
     tests = df[df.quantity.isin(TESTS)]
     cells = list(df.groupby(CELL, sort=True))
@@ -256,6 +335,9 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
     cov_power = large[large.quantity == "covariance_control"]
     control_small = bool(len(gauss_small)) and bool((gauss_small.value <= test_rate).all())
     power_cov = bool(len(cov_power)) and bool((cov_power.value <= test_rate).all())
+    att_fits = _attention_fits(att, alpha_fit)
+    # the attention control (when run) is rejected when its fit rejects the claim's -1
+    att_rejected = ATTENTION_FALSE not in att_fits or not att_fits[ATTENTION_FALSE]["fit"].passed
     reference = architectures.reference_check(df, ("nngp",))    # the NNGP against independent kernels
     passed = bool(all(f.passed for f in fits.values()) and family.passed and reference.passed)
     archs = sorted({k[0] for k in fits}, key=architectures.ARCHITECTURES.index)
@@ -278,6 +360,11 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
              **{f"min_large_width[{a}]": int(large[large.architecture == a].width.min()) for a in archs},
              **{f"max_rb_covariance_detectable[{a}]": float(rb_detect[(rb.architecture == a).to_numpy()].max())
                 for a in archs if (rb.architecture == a).any()},
+             **{f"attention_{k}[{name}]": v for name, a in att_fits.items()
+                for k, v in (("exponent", a["fit"].exponent), ("exponent_ci_low", a["fit"].ci_low),
+                             ("exponent_ci_high", a["fit"].ci_high), ("kurtosis", a["kurtosis"]),
+                             ("gaussianity_p", a["gaussianity_p"]))},
+             **({"attention_control_rejected": att_rejected} if att_fits else {}),
              **reference.statistics}
     summary = (f"{'pass' if passed else 'FAIL'}: kurtosis exponents "
                + ", ".join(f"{f.exponent:.3f} [{f.ci_low:.3f}, {f.ci_high:.3f}]" for f in fits.values())
@@ -287,7 +374,8 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
                f"(max p = {stats['control_gaussianity_max_p']:.2g}); power check: covariance against "
                f"the NNGP of a wrong sigma_w {'rejected' if power_cov else 'NOT rejected'} (max p = {stats['power_check_covariance_max_p']:.2g}); "
                f"architectures {', '.join(archs)} (control rejected in "
-               + (", ".join(a for a in archs if arch_control[a]) or "none") + f"); {reference.text}")
+               + (", ".join(a for a in archs if arch_control[a]) or "none") + f"); {reference.text}"
+               + _attention_text(att_fits, att_rejected))
     return Verdict(
         claim="nngp-gaussian", passed=passed, summary=summary, statistics=stats,
         false_fail_rate=false_fail_rate,
@@ -301,8 +389,19 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
         negative_control=(f"widths <= {stats['control_max_width']} (f visibly non-Gaussian, excess kurtosis O(L/n)): "
                           "the Gaussianity test must reject in every cell (the power check, the large-width samples' "
                           "covariance against the NNGP of a wrong sigma_w, is reported beside it)"),
-        negative_control_rejected=bool(control_small), convergence=tuple(series),
+        negative_control_rejected=bool(control_small and att_rejected), convergence=tuple(series),
         table=pd.DataFrame(table))
+
+
+def _attention_text(fits: dict, rejected: bool) -> str:
+    """The attention control's clause of the summary (empty when it did not run)."""
+    if not fits:
+        return ""
+    parts = [f"{name} {a['fit'].exponent:.3f} [{a['fit'].ci_low:.3f}, {a['fit'].ci_high:.3f}] "
+             f"(kurtosis {a['kurtosis']:.3g}, Gaussianity p = {a['gaussianity_p']:.2g} at width {a['width']})"
+             for name, a in fits.items()]
+    return (f"; attention control (Hron et al. 2020): kurtosis exponents {'; '.join(parts)}; "
+            f"{ATTENTION_FALSE} softmax {'rejected' if rejected else 'NOT rejected'} (claim -1)")
 
 
 CLAIM = Claim(
