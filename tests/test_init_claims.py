@@ -209,7 +209,7 @@ def test_nngp_gaussian_verdict_on_synthetic_kurtosis():
 def nngp_rows():
     return run_claim("nngp-gaussian", width=[2, 64, 128, 10000], depth=[1], activation=["relu"],
                      n_networks=200, control_networks=400, fit_min_width=64, test_min_width=10000,
-                     architecture=["mlp"])
+                     architecture=["mlp"], attention_networks=0)
 
 
 def test_nngp_gaussian_tiny_run(nngp_rows):
@@ -245,7 +245,7 @@ def test_nngp_gaussian_fails_on_a_5_percent_excess_fourth_moment(nngp_rows):
 def nngp_cnn_rows():
     """A CNN with global average pooling, with enough networks at width 128 to resolve 3 %."""
     return run_claim("nngp-gaussian", architecture=["cnn-gap"], arch_width=[2, 4, 64, 128],
-                     arch_n_networks=2000, control_networks=2000)
+                     arch_n_networks=2000, control_networks=2000, attention_networks=0)
 
 
 def test_nngp_gaussian_cnn_cell_passes_against_its_own_kernel(nngp_cnn_rows):

@@ -65,7 +65,7 @@ def swapped_same_padding(monkeypatch):
 
 SMALL = {"kernel-mean": dict(arch_width=[16, 32], arch_n_networks=64, arch_chunk=32),
          "nngp-gaussian": dict(arch_width=[2, 64, 128], arch_test_min_width=128, arch_n_networks=20, block=2,
-                               control_networks=20),
+                               control_networks=20, attention_networks=0),
          "ntk-init-convergence": dict(arch_width=[16, 32, 64], arch_n_networks=40)}
 
 

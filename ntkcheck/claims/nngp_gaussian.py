@@ -97,6 +97,8 @@ GRIDS = {
 
 def check(grid: dict) -> None:
     architectures.check(_cells_grid(grid), _check_one)
+    if grid["attention_networks"] == 0:         # no attention control
+        return
     check_blocks(grid, "attention_networks")
     widths = grid["attention_width"]
     if (not isinstance(widths, list) or len(set(widths)) < 3
@@ -124,12 +126,12 @@ def split(grid: dict) -> list[tuple[str, dict]]:
     """One task per cell x width with all its networks (the tests need them together);
     ``control_networks`` networks at the control widths (cheap there, and the power to
     reject a kurtosis of ~0.5, erf at n = 4, needs them); per architecture; then one task per
-    attention network and ``attention_width``."""
+    attention network and ``attention_width`` (none if ``attention_networks`` is 0)."""
     return architectures.split(_cells_grid(grid), _split_one) + [
         (task_key({"control": "attention", "network": name, "width": n}),
          {"role": "attention", "attention": name, "width": n, "n_networks": grid["attention_networks"],
           "block": grid["block"], "sigma_w": grid["sigma_w"], "n_inputs": grid["n_inputs"], "d_in": grid["d_in"]})
-        for name in ATTENTION for n in grid["attention_width"]]
+        for name in ATTENTION for n in grid["attention_width"] if grid["attention_networks"]]
 
 
 def _cells_grid(grid: dict) -> dict:
