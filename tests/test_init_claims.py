@@ -279,10 +279,43 @@ def test_nngp_gaussian_grid_checks():
     with pytest.raises(GridError):
         claim.check(claim.grid("quick", {"n_networks": 190}))           # not a multiple of block
     with pytest.raises(GridError) as err:
-        claim.check(claim.grid("quick", {"architecture": ["mlp", "transformer"]}))
+        claim.check(claim.grid("quick", {"architecture": ["mlp", "vision-transformer"]}))
     assert err.value.key == "architecture"
     with pytest.raises(GridError):
         claim.check(claim.grid("quick", {"arch_width": [2, 64]}))        # no CNN width >= test_min_width
+    for bad in ({"attention_width": [16, 32]}, {"attention_width": [16, 32, 66]}, {"attention_networks": 190}):
+        with pytest.raises(GridError):
+            claim.check(claim.grid("quick", bad))
+    claim.check(claim.grid("quick", {"attention_networks": 0, "attention_width": []}))     # no attention control
+
+
+@pytest.fixture(scope="module")
+def attention_rows():
+    """The attention control's quick tasks (three attention networks x four widths)."""
+    claim = get_claim("nngp-gaussian")
+    tasks = [t for t in claim.tasks(claim.grid("quick"), 3) if t.key.startswith("control=attention")]
+    rows = [r for t in tasks for r in run_task(t)]
+    return pd.read_csv(io.StringIO(csv_text(rows, columns_of(rows))))
+
+
+def test_attention_control_rejects_one_head_with_sqrt_scaling(attention_rows):
+    """Hron et al. 2020, sec. 3: with 1/sqrt scaling one head's logits stay random, the kurtosis
+    does not fall like 1/n and the claim's fit rejects -1; with linear scaling, or heads growing
+    with the width, it does fall like 1/n."""
+    v = get_claim("nngp-gaussian").verdict(pd.concat([_synthetic_nngp_rows(-1.0), attention_rows]))
+    s = v.statistics
+    assert v.verified and v.negative_control_rejected and s["attention_control_rejected"], v.summary
+    assert s["attention_exponent_ci_low[sqrt-1-head]"] > -0.7 and s["attention_kurtosis[sqrt-1-head]"] > 0.3
+    for twin in ("linear-1-head", "sqrt-many-heads"):
+        assert s[f"attention_exponent_ci_low[{twin}]"] < -1 < s[f"attention_exponent_ci_high[{twin}]"], v.summary
+    assert "sqrt-1-head softmax rejected (claim -1)" in v.summary
+
+
+def test_attention_control_not_rejected_is_inconclusive(attention_rows):
+    """The one-head rows replaced by the linear-scaling twin's: the control is not rejected."""
+    twin = attention_rows[attention_rows.attention == "linear-1-head"].assign(attention="sqrt-1-head")
+    v = get_claim("nngp-gaussian").verdict(pd.concat([_synthetic_nngp_rows(-1.0), twin]))
+    assert v.passed and not v.negative_control_rejected and "NOT rejected (claim -1)" in v.summary
 
 
 # --- ntk-init-convergence ----------------------------------------------------------------------

@@ -87,6 +87,30 @@ def test_cnn_cell_fails_on_a_kernel_off_by_3_percent(cnn_rows, quantity):
     assert not v.passed, v.summary
 
 
+@pytest.fixture(scope="module")
+def transformer_rows():
+    """The transformer cell at the quick budget's sweep (one encoder block, sequences of 4)."""
+    return run_claim("kernel-mean", architecture=["transformer"])
+
+
+def test_transformer_cell_passes_against_its_own_and_the_frozen_kernels(transformer_rows):
+    v = CLAIM.verdict(transformer_rows)
+    assert v.verified, v.summary
+    assert v.statistics["power_check_rejected[transformer]"]
+    assert v.statistics["reference_cells"] == 1 and v.statistics["reference_max_error"] <= 1e-9
+
+
+@pytest.mark.parametrize("quantity", ["nngp", "ntk"])
+def test_transformer_cell_fails_on_a_kernel_off_by_3_percent(transformer_rows, quantity):
+    """A planted target 3 % off fails both the fits and the frozen-reference check."""
+    bad = transformer_rows.copy()
+    bad.loc[bad.quantity == quantity, "target"] *= 1.03
+    v = CLAIM.verdict(bad)
+    assert not v.passed, v.summary
+    assert v.statistics["holm_p"] <= v.false_fail_rate, v.summary
+    assert "OFF the frozen neural-tangents reference in transformer relu" in v.summary
+
+
 def test_results_without_architecture_are_mlp(cnn_rows):
     old = cnn_rows.drop(columns="architecture")
     assert "architectures mlp" in CLAIM.verdict(old).summary

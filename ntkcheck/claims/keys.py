@@ -34,7 +34,8 @@ GLOSSARY = {
     "n_modes": "number of largest NTK eigen-modes whose residual decay is tested",
     "n_gamma": "angles of the unit-circle inputs (the figure's x axis)",
     "beta": "depth-to-width ratios L/n swept",
-    "architecture": "architectures swept: mlp, cnn-gap (CNN, global average pooling), cnn-flatten, resnet",
+    "architecture": "architectures swept: mlp, cnn-gap (CNN, global average pooling), cnn-flatten, resnet, "
+                    "layernorm-mlp, transformer (one-head softmax encoder, linear scaling)",
     "arch_width": "widths (channels) of the non-MLP architecture cells",
     "arch_depth": "depths of the non-MLP architecture cells",
     "arch_activation": "activations of the non-MLP architecture cells",
@@ -59,6 +60,9 @@ GLOSSARY = {
     "control_n_networks": "networks per width of the negative control (0: no control)",
     "control_networks": "networks per width of the negative control",
     "control_max_width": "the negative control's widths: up to this one",
+    "attention_width": "widths of the attention control (single-head 1/sqrt softmax attention and its two "
+                       "Gaussian twins, Hron et al. 2020)",
+    "attention_networks": "networks per width of the attention control (0: no attention control)",
     "control_depth": "depths of the negative control",
     "control_activation": "activation of the negative control",
     "control_sigma_b": "bias standard deviation of the negative control",

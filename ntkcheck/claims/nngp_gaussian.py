@@ -213,7 +213,7 @@ def _attention_fits(att, alpha: float) -> dict:
     """Per attention network: the kurtosis fit (claim -1, as the claim's cells, at their level
     ``alpha``), the kurtosis and the Gaussianity p-value at its largest width."""
     out = {}
-    for name in ATTENTION:
+    for name in ATTENTION if len(att) else ():      # results from before the control have none
         g = att[att.attention == name].assign(i=lambda d: d["i"].fillna(-1).astype(int))
         if not len(g):
             continue
