@@ -28,22 +28,23 @@ at initialization run cells of these architectures:
     residual [LayerNorm, Dense(width), phi, Dense(width)], then LayerNorm, GlobalAvgPool,
     Dense(1).  The attention's key, query and value weights have neural-tangents' default
     std 1, its output weights ``W_out_std = sigma_w`` and ``b_std = sigma_b``.  With the
-    1/width ("linear") logit scaling and query weights tied to the key weights the attention
-    weights converge to softmax(K(x, x)) of the input's NNGP, so even one head is a Gaussian
-    process in the limit (Hron, Bahri, Sohl-Dickstein & Novak 2020, "Infinite attention",
+    1/n_chan_key ("linear") logit scaling and query weights tied to the key weights the
+    attention weights converge to softmax of the attention input's covariance over positions,
+    so even one head is a Gaussian process in the limit (Hron, Bahri, Sohl-Dickstein & Novak 2020, "Infinite attention",
     arXiv:2006.10540, sec. 3); with the standard 1/sqrt scaling it is not (nngp-gaussian's
-    attention control, :func:`attention_control`).
+    attention control).
 
 In the MLP, CNNs and the layernorm-mlp ``depth`` is the number of hidden affine layers
 (:func:`ntkcheck.stax.depth`), in the residual network and the transformer the number of
 hidden affine layers outside the blocks plus the blocks; each Dense and Conv layer has
-``W_std = sigma_w``, ``b_std = sigma_b``.  A grid names them with the list ``"architecture"``; the non-MLP cells take their
-own, smaller sweep from the ``arch_*`` keys (:func:`expand`).
+``W_std = sigma_w``, ``b_std = sigma_b``.  A grid names them with the list
+``"architecture"``; the non-MLP cells take their own, smaller sweep from the ``arch_*`` keys
+(:func:`expand`).
 
 What a non-MLP cell tests.  Its samples (real weights) and its targets (the recursion of
-:mod:`ntkcheck.stax`) come from the same layer code, so the sampled statistics only show
-that the sampler and the recursion agree: a bug shared by both (say in a padding rule)
-passes.  What ties the targets to independent theory is :func:`reference_check`: the
+:mod:`ntkcheck.stax`: convolution, residual, LayerNorm and attention steps) come from the same
+layer code, so the sampled statistics only show that the sampler and the recursion agree: a
+bug shared by both (say in a padding rule) passes.  What ties the targets to independent theory is :func:`reference_check`: the
 analytic NNGP and NTK of every cell the claims' grids use are frozen in
 ``data_files/reference_kernels.json``, computed by neural-tangents' ``stax`` outside
 ntkcheck (``scripts/freeze_reference_kernels.py``), and the verdicts FAIL when the kernels

@@ -51,9 +51,11 @@ Inputs: ``n_inputs`` fixed points in ``R^{d_in}`` drawn once from ``N(0, I)`` wi
 
 Architectures (the Tensor Programs master theorem, Yang 2019, arXiv:1902.04760 and Yang 2020,
 arXiv:2006.14548, Thm 7.2; CNN-GP, Novak et al. 2019, sec. 2; CNTK, Arora et al. 2019, "On exact
-computation with an infinitely wide neural net", sec. 4): besides the MLP, cells of a CNN with
-global average pooling, a CNN with Flatten and a residual network
-(:mod:`ntkcheck.claims.architectures`), each against its own analytic kernels
+computation with an infinitely wide neural net", sec. 4; attention with linear scaling, Hron,
+Bahri, Sohl-Dickstein & Novak 2020, "Infinite attention", sec. 3): besides the MLP, cells of a CNN
+with global average pooling, a CNN with Flatten, a residual network, a LayerNorm MLP and a
+one-block transformer encoder (:mod:`ntkcheck.claims.architectures`), each against its own
+analytic kernels
 (:func:`ntkcheck.output_kernels`), with the same fits: a check that sampler and recursion agree.
 The targets themselves must match the frozen neural-tangents kernels of the cell
 (:func:`ntkcheck.claims.architectures.reference_check`), else the claim FAILs.  Their networks have real
@@ -371,7 +373,8 @@ CLAIM = Claim(
                "analytic NNGP K and NTK Theta plus a finite-width bias of order 1/width."),
     sources=("Neal 1994", "Lee et al. 2018, eq. 4", "Jacot et al. 2018, Thm 1, Prop. 1",
              "Yang 2019-2020, Tensor Programs I-II", "Novak et al. 2019",
-             'Arora et al. 2019, "On exact computation with an infinitely wide neural net" (CNTK), sec. 4'),
+             'Arora et al. 2019, "On exact computation with an infinitely wide neural net" (CNTK), sec. 4',
+             'Hron, Bahri, Sohl-Dickstein & Novak 2020, "Infinite attention", sec. 3 (attention cells)'),
     grids=GRIDS, run_task=run_task, verdict=verdict, split=split, check=check,
     key_numbers=key_numbers,
 )

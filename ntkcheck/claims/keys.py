@@ -34,7 +34,7 @@ GLOSSARY = {
     "n_modes": "number of largest NTK eigen-modes whose residual decay is tested",
     "n_gamma": "angles of the unit-circle inputs (the figure's x axis)",
     "beta": "depth-to-width ratios L/n swept",
-    "architecture": "architectures swept: mlp, cnn-gap (CNN, global average pooling), cnn-flatten, resnet, "
+    "architecture": "architectures swept, of mlp, cnn-gap (CNN, global average pooling), cnn-flatten, resnet, "
                     "layernorm-mlp, transformer (one-head softmax encoder, linear scaling)",
     "arch_width": "widths (channels) of the non-MLP architecture cells",
     "arch_depth": "depths of the non-MLP architecture cells",

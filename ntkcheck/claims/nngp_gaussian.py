@@ -39,7 +39,26 @@ samples re-scored, not a setting where the claim is false): the covariance test 
 NNGP of the network with ``sigma_w x power_sigma_w_factor`` (rows ``covariance_control``),
 reported beside the control (``power_check_*``), not part of ``negative_control_rejected``.
 
-Architecture cells (:mod:`ntkcheck.claims.architectures`): the same tests, against the NNGP of
+Attention control (a setting where the claim is false, with its own networks; Hron, Bahri,
+Sohl-Dickstein & Novak 2020, "Infinite attention", arXiv:2006.10540, sec. 3; the limit law:
+Sakai, Karakida & Imaizumi 2025, arXiv:2506.00846): :func:`attention_network` ``"sqrt-1-head"``,
+one head of softmax attention with the standard 1/sqrt(n_chan_key) logit scaling, on the
+transformer cell's input sequences.  Its logits converge in law to a Gaussian of O(1) variance
+as the key/value width n grows, not to a constant, so the attention weights stay random and f is
+a scale mixture of Gaussians: its excess kurtosis stays O(1) and the claim's own kurtosis fit
+(over ``attention_width``, ``attention_networks`` networks each, at the level of the claim's
+cells) must reject the exponent -1.  There is no closed-form covariance, so the readout variance
+is normalized by, and the Gaussianity test (reported at the largest width) whitened by, the
+covariance the networks estimate (the mean readout kernel: conservative).  Two twins where the
+theory predicts a Gaussian process, reported beside it: ``"linear-1-head"`` (1/n_chan_key
+scaling, query tied to key: the logits converge to the input covariance) and
+``"sqrt-many-heads"`` (n / :data:`HEAD_CHANNELS` heads: a mean of i.i.d. heads, non-Gaussianity
+O(1/heads) = O(1/n)).  ``negative_control_rejected`` needs this control (when run:
+``attention_networks > 0``) and the small-width one.
+
+Architecture cells (:mod:`ntkcheck.claims.architectures`: CNNs, a residual network, a LayerNorm
+MLP and a one-block transformer encoder with single-head linear-scaling softmax attention, a
+Gaussian process in the limit by Hron et al. 2020, sec. 3): the same tests, against the NNGP of
 the same layer code that builds their networks; that NNGP must also match the frozen
 neural-tangents kernel of the cell (:func:`ntkcheck.claims.architectures.reference_check`), else
 the claim FAILs.
@@ -390,7 +409,9 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
                     f"{stats['max_rb_covariance_detectable']:.2g} in any entry (readout kernel, prob >= 0.999)"),
         negative_control=(f"widths <= {stats['control_max_width']} (f visibly non-Gaussian, excess kurtosis O(L/n)): "
                           "the Gaussianity test must reject in every cell (the power check, the large-width samples' "
-                          "covariance against the NNGP of a wrong sigma_w, is reported beside it)"),
+                          "covariance against the NNGP of a wrong sigma_w, is reported beside it)"
+                          + ("; single-head softmax attention with 1/sqrt(d) logits (not a Gaussian process at "
+                             "infinite width, Hron et al. 2020): its kurtosis fit must reject -1" if att_fits else "")),
         negative_control_rejected=bool(control_small and att_rejected), convergence=tuple(series),
         table=pd.DataFrame(table))
 
@@ -412,6 +433,8 @@ CLAIM = Claim(
     statement=("f(X) of a random network on fixed inputs converges in law to N(0, K^{L+1}(X, X)); its excess "
                "kurtosis (the fourth cumulant) is O(L/n), so it falls with exponent -1 in the width."),
     sources=("Neal 1994", "Lee et al. 2018", "Matthews et al. 2018", "Yang 2019-2020, Tensor Programs I-II",
-             "Novak et al. 2019", "Garriga-Alonso et al. 2019"),
+             "Novak et al. 2019", "Garriga-Alonso et al. 2019",
+             'Hron, Bahri, Sohl-Dickstein & Novak 2020, "Infinite attention", sec. 3 (attention cells and control)',
+             "Sakai, Karakida & Imaizumi 2025, arXiv:2506.00846 (single-head limit law)"),
     grids=GRIDS, run_task=run_task, verdict=verdict, split=split, check=check,
 )

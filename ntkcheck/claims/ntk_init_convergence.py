@@ -38,10 +38,11 @@ of ``negative_control_rejected``.
 
 Architectures (the NTK limit of any architecture: Yang 2020, "Tensor Programs II",
 arXiv:2006.14548, Thm 2.10, and the CNTK of Arora et al. 2019, "On exact computation with an
-infinitely wide neural net", sec. 4; CNN-GP, Novak et al. 2019): cells of a CNN with global
-average pooling, a CNN with Flatten and a residual network (:mod:`ntkcheck.claims.architectures`)
-run the same rate fit, mean tests and power check against their own analytic NTK
-(:func:`ntkcheck.output_kernels`), a check that sampler and recursion agree; that NTK must also
+infinitely wide neural net", sec. 4; CNN-GP, Novak et al. 2019; attention with linear scaling,
+Hron, Bahri, Sohl-Dickstein & Novak 2020, "Infinite attention", sec. 3): cells of a CNN with
+global average pooling, a CNN with Flatten, a residual network, a LayerNorm MLP and a one-block
+transformer encoder (:mod:`ntkcheck.claims.architectures`) run the same rate fit, mean tests
+and power check against their own analytic NTK (:func:`ntkcheck.output_kernels`), a check that sampler and recursion agree; that NTK must also
 match the frozen neural-tangents kernel of the cell
 (:func:`ntkcheck.claims.architectures.reference_check`), else the claim FAILs.  They are sampled with real weights
 (``architectures.METHOD``), so they have no exact-vs-dense cross-check; their smaller sweep
@@ -317,6 +318,7 @@ CLAIM = Claim(
                "and E[Theta_hat_n] = Theta + O(1/n)."),
     sources=("Jacot et al. 2018, Thm 1", "G. Yang, GP4A/NTK4A notebooks", "Yang 2020, Tensor Programs II",
              'Arora et al. 2019, "On exact computation with an infinitely wide neural net" (CNTK), sec. 4',
-             "Novak et al. 2019"),
+             "Novak et al. 2019",
+             'Hron, Bahri, Sohl-Dickstein & Novak 2020, "Infinite attention", sec. 3 (attention cells)'),
     grids=GRIDS, run_task=run_task, verdict=verdict, split=split, check=check,
 )
