@@ -43,4 +43,5 @@ CLAIM = make_claim(
      "inputs converges to V_(ab)(cd) + V_(ac)(bd) + V_(ad)(bc), V the four-point vertex of the 1/n effective "
      "theory (ntkcheck.effective)."),
     ("Roberts, Yaida & Hanin 2022, ch. 4", "Yaida 2020"),
-    _measure, _predict, "the vertex without its propagation term")
+    _measure, _predict, "the vertex without its propagation term",
+    r"$n\,\mathrm{Cov}(G_{ab}, G_{cd})$")

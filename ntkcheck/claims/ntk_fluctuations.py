@@ -40,4 +40,5 @@ CLAIM = make_claim(
      "inputs converges to A_(ab)(cd) + B_abcd + B_abdc, the NTK variance tensors of the 1/n effective theory "
      "(ntkcheck.effective)."),
     ("Roberts, Yaida & Hanin 2022, ch. 8",),
-    _measure, _predict, "the NTK covariance without its B terms")
+    _measure, _predict, "the NTK covariance without its B terms",
+    r"$n\,\mathrm{Cov}(\hat\Theta_{ab}, \hat\Theta_{cd})$")
