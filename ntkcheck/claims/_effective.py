@@ -8,8 +8,9 @@ compares it with the effective theory's leading-order prediction P_(ab)(cd)
 Measurement.  Each task samples a chunk of networks with the exact sampler
 (:func:`ntkcheck.sampler.sample_init`, O(L n N^2) per network) and reports per entry ``n``
 times the chunk's sample covariance and its delta-method standard error (the standard
-deviation of the centred products over sqrt(M)); it also stores the prediction, its
-quadrature error and the control's prediction (the verdict recomputes nothing).
+deviation of the centred products over sqrt(M)).  One task per cell (chunk 0 of the smallest
+width) also stores the prediction, its quadrature error and the control's prediction, in units
+of n Cov and so the same at every width (the verdict recomputes nothing).
 
 Test.  Per cell (activation, depth) and entry (ab)(cd) with ab <= cd, the discrepancy
 ``d_n = n Cov_hat - P`` is fitted as ``a + b/n`` over the widths (weighted least squares,
@@ -18,7 +19,16 @@ Holm family at the claim's level.  The O(1/n^2) remainder biases the intercept: 
 start at widths where it is small against the intercept's standard error for their depths.
 
 Negative controls (tested with the same data; each family must be rejected): the claim's
-wrong prediction (``control``, cells of depth >= 2) and the infinite-width value 0.
+wrong prediction (``control``, cells of depth >= 2) and the infinite-width value 0.  Power
+check (the claim's own data re-scored, reported, not required): the prediction x 0.9 and
+x 1.1, by the same family.  The ``detectable`` intercept of each test is stated relative to
+|prediction|: its minimum is the smallest relative error of the whole prediction the claim
+detects, its maximum that of the least precise entry.
+
+What is not verified: the O(1/n^2) terms (the slope b is free), widths unequal across layers
+(r != 1), other parameterizations, more than two inputs at quick and standard, and the
+prediction's quadrature beyond its stated error (stored per entry; the verdict reports the
+largest relative one).
 """
 from __future__ import annotations
 
