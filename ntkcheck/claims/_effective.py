@@ -230,7 +230,7 @@ def key_numbers(v: Verdict) -> tuple[KeyNumber, ...]:
     for (act, depth), g in t.groupby(["activation", "depth"], sort=True):
         r = g.iloc[0]
         value = r["prediction"] + r["intercept"]
-        out.append(KeyNumber(cell=f"{act}, $L$ = {depth}", name=f"$n\\to\\infty$ value [{r['entry']}]",
+        out.append(KeyNumber(cell=f"{act}, $L$ = {depth}", name=f"limit [{r['entry']}]",
                              quantity=r"$n\,\mathrm{Cov}$ extrapolated in $1/n$", value=value, lo=value - z * r["se"],
                              hi=value + z * r["se"], level=1 - rate, theory=r["prediction"]))
     return tuple(out)
