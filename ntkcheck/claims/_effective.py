@@ -156,7 +156,9 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE, *, claim: str, c
                                 f"power: prediction x {s:g}")[0] for s in POWER_SCALES}
     rejected = all(not c.passed for c in controls.values())
     last = wide.sort_values("width").groupby(CELL).last()
-    table = pd.DataFrame([{"activation": act, "depth": depth, "entry": entry, "prediction": row["prediction"],
+    widths = wide.groupby(CELL)["width"].agg(lambda w: "/".join(str(int(n)) for n in sorted(w)))
+    table = pd.DataFrame([{"activation": act, "depth": depth, "entry": entry, "widths": widths[(act, depth, entry)],
+                           "prediction": row["prediction"],
                            "intercept": r.details["a"], "se": r.details["se_a"], "slope": r.details["b"],
                            "gof_p": r.details["gof_pvalue"], "p": r.pvalue, "detectable": r.detectable}
                           for ((act, depth, entry), row), r in zip(last.iterrows(), parts)])
@@ -229,10 +231,11 @@ def key_numbers(v: Verdict) -> tuple[KeyNumber, ...]:
     out = []
     for (act, depth), g in t.groupby(["activation", "depth"], sort=True):
         r = g.iloc[0]
-        value = r["prediction"] + r["intercept"]
+        value, se = float(r["prediction"] + r["intercept"]), float(r["se"])
         out.append(KeyNumber(cell=f"{act}, $L$ = {depth}", name=f"limit [{r['entry']}]",
-                             quantity=r"$n\,\mathrm{Cov}$ extrapolated in $1/n$", value=value, lo=value - z * r["se"],
-                             hi=value + z * r["se"], level=1 - rate, theory=r["prediction"]))
+                             quantity=r"$n\,\mathrm{Cov}$ extrapolated in $1/n$", value=value, lo=value - z * se,
+                             hi=value + z * se, level=1 - rate, theory=float(r["prediction"]),
+                             widths=tuple(float(n) for n in r["widths"].split("/"))))
     return tuple(out)
 
 
