@@ -55,6 +55,14 @@ def test_prediction_ten_percent_off_fails(claim, scale, rel_se):
     assert not v.passed, v.summary
 
 
+def test_grids_too_small_are_refused():
+    claim = CLAIMS[0]
+    with pytest.raises(ValueError, match="width: needs >= 2 widths"):
+        claim.check({**GRIDS["quick"], "width": [64]})
+    with pytest.raises(ValueError, match="chunk: needs >= 3 networks"):
+        claim.check({**GRIDS["quick"], "chunk": 2})
+
+
 def test_one_task_per_cell_stores_the_prediction():
     grid = GRIDS["quick"]
     tasks = [p for _, p in CLAIMS[0].split(grid)]

@@ -89,6 +89,8 @@ def check(grid: dict) -> None:
         raise GridError("d_in", "must be >= 2 (two inputs at a correlation)")
     if len(grid["width"]) < 2:
         raise GridError("width", "needs >= 2 widths (an intercept in 1/n)")
+    if min(grid["chunk"], grid["n_networks"]) < 3:
+        raise GridError("chunk", "needs >= 3 networks per task (a covariance and its standard error)")
     for act in grid["activation"]:
         cell_spec({**grid, "activation": act, "width": 2, "depth": 1})
 
