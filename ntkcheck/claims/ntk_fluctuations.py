@@ -12,7 +12,7 @@ Measurement.  ``n Cov(Theta_hat_ab, Theta_hat_cd)`` entry by entry from the exac
 empirical NTKs.  Test and controls as in :mod:`ntkcheck.claims._effective`; the control is the
 prediction without its B terms (A alone: the neuron-diagonal pairing only).  At quick (depth 2,
 widths 16, 64, 256, 7000 networks each, ~7 s CPU) the most precise test detects a covariance
-~10.5 % off (seeds 0-4) and a covariance 10 % off is rejected by the power check.
+10-11 % off (seeds 0-19) and a covariance 10 % off is rejected by the power check.
 """
 from __future__ import annotations
 
