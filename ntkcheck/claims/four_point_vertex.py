@@ -41,6 +41,6 @@ CLAIM = make_claim(
     ("For MLPs of any activation and depth, n x the connected four-point function of the outputs on several "
      "inputs converges to V_(ab)(cd) + V_(ac)(bd) + V_(ad)(bc), V the four-point vertex of the 1/n effective "
      "theory (ntkcheck.effective)."),
-    ("Roberts, Yaida & Hanin 2022, ch. 4", "Yaida 2020"),
+    ("Roberts, Yaida & Hanin 2022, The Principles of Deep Learning Theory, sec. 4.3, 5.4", "Yaida 2020"),
     _measure, _predict, "the vertex without its propagation term",
     r"$n\,\mathrm{Cov}(G_{ab}, G_{cd})$")

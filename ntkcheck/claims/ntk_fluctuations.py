@@ -38,6 +38,6 @@ CLAIM = make_claim(
     ("For MLPs of any activation and depth, n x the covariance of the empirical NTK's entries on several "
      "inputs converges to A_(ab)(cd) + B_abcd + B_abdc, the NTK variance tensors of the 1/n effective theory "
      "(ntkcheck.effective)."),
-    ("Roberts, Yaida & Hanin 2022, ch. 8",),
+    ("Roberts, Yaida & Hanin 2022, The Principles of Deep Learning Theory, sec. 8.2-8.3",),
     _measure, _predict, "the NTK covariance without its B terms",
     r"$n\,\mathrm{Cov}(\hat\Theta_{ab}, \hat\Theta_{cd})$")
