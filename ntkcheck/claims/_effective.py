@@ -183,7 +183,8 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE, *, claim: str, c
         claim=claim, passed=passed, summary=summary, statistics=stats, false_fail_rate=false_fail_rate,
         detectable=(f"an intercept (a prediction error) of {stats['min_detectable_rel']:.2g} x |prediction| in the "
                     f"most precise test, {stats['median_detectable_rel']:.2g} x in the median one and "
-                    f"{stats['max_detectable_rel']:.2g} x in the worst, each with probability >= {1 - FALSE_PASS_RATE:g}"),
+                    f"{stats['max_detectable_rel']:.2g} x in the worst, each with probability "
+                    f">= {1 - FALSE_PASS_RATE:g}"),
         negative_control=f"{control} (depth >= 2) and the infinite-width value 0",
         negative_control_rejected=rejected, table=table)
 
