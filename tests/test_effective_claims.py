@@ -1,11 +1,12 @@
-"""The four-point-vertex and ntk-fluctuations claims (drafts, not registered): their verdicts on
-planted data, and one task each against the claim's own prediction."""
+"""The four-point-vertex and ntk-fluctuations claims: their verdicts on planted data (at a small
+noise and at the quick budget's), the split, the figure and key numbers, and one task each
+against the claim's own prediction."""
 import numpy as np
 import pandas as pd
 import pytest
 
 from ntkcheck.claims import PARAM_COLUMNS, four_point_vertex, ntk_fluctuations
-from ntkcheck.claims._effective import entries
+from ntkcheck.claims._effective import GRIDS, entries
 
 CLAIMS = [four_point_vertex.CLAIM, ntk_fluctuations.CLAIM]
 
@@ -14,7 +15,8 @@ WIDTHS = (64, 256, 1024)
 
 def _planted(scale: float = 1.0, seed: int = 0, rel_se: float = 0.005) -> pd.DataFrame:
     """Rows of a run whose measured n Cov = V (1 + 3/n) + noise at ``rel_se`` x |V|, with the
-    stored prediction ``scale`` x V; the control's prediction is 0.7 V."""
+    stored prediction ``scale`` x V (in one task per cell, as the split does); the control's
+    prediction is 0.7 V."""
     rng = np.random.default_rng(seed)
     rows = []
     for cell, (act, depth) in enumerate([("tanh", 1), ("tanh", 3), ("relu", 3)]):
@@ -27,20 +29,56 @@ def _planted(scale: float = 1.0, seed: int = 0, rel_se: float = 0.005) -> pd.Dat
                 rows.append({**base, "quantity": "n_cov", "value": V * (1 + 3 / n) + se * rng.standard_normal(),
                              "stderr": se})
                 rows += [{**base, "quantity": q, "value": v, "stderr": 0.0}
-                         for q, v in (("prediction", scale * V), ("prediction_error", 1e-12), ("control", 0.7 * V))]
+                         for q, v in (("prediction", scale * V), ("prediction_error", 1e-12), ("control", 0.7 * V))
+                         if n == WIDTHS[0]]
     return pd.DataFrame(rows)
 
 
+#: The quick budget's relative standard error of n Cov per width: sqrt(2 / M) for a variance
+#: from M = 7000 networks (the measured ones are 1.6-2.3 % on the diagonal entries).
+QUICK_REL_SE = 0.017
+
+
+@pytest.mark.parametrize("rel_se", [0.005, QUICK_REL_SE])
 @pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.id)
-def test_true_prediction_passes_and_controls_are_rejected(claim):
-    v = claim.verdict(_planted())
+def test_true_prediction_passes_and_controls_are_rejected(claim, rel_se):
+    v = claim.judge(_planted(rel_se=rel_se))
     assert v.passed and v.negative_control_rejected, v.summary
+    assert v.statistics["power_holm_p[x1.1]"] < v.false_fail_rate, v.summary
+
+
+@pytest.mark.parametrize("rel_se", [0.005, QUICK_REL_SE])
+@pytest.mark.parametrize("scale", [0.9, 1.1])
+@pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.id)
+def test_prediction_ten_percent_off_fails(claim, scale, rel_se):
+    v = claim.judge(_planted(scale=scale, rel_se=rel_se))
+    assert not v.passed, v.summary
+
+
+def test_grids_too_small_are_refused():
+    claim = CLAIMS[0]
+    with pytest.raises(ValueError, match="width: needs >= 2 widths"):
+        claim.check({**GRIDS["quick"], "width": [64]})
+    with pytest.raises(ValueError, match="chunk: needs >= 3 networks"):
+        claim.check({**GRIDS["quick"], "chunk": 2})
+
+
+def test_one_task_per_cell_stores_the_prediction():
+    grid = GRIDS["quick"]
+    tasks = [p for _, p in CLAIMS[0].split(grid)]
+    predicting = [(p["activation"], p["depth"]) for p in tasks if p["predict"]]
+    assert sorted(predicting) == sorted({(p["activation"], p["depth"]) for p in tasks})
+    assert all(p["width"] == min(grid["width"]) and p["chunk"] == 0 for p in tasks if p["predict"])
 
 
 @pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.id)
-def test_prediction_ten_percent_off_fails(claim):
-    v = claim.verdict(_planted(scale=1.1))
-    assert not v.passed, v.summary
+def test_figure_and_key_numbers(claim, tmp_path):
+    df = _planted()
+    v = claim.judge(df)
+    claim.figure(df, v, tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 0
+    keys = claim.key_numbers(v)
+    assert len(keys) == 3 and all(k.lo <= k.theory <= k.hi for k in keys)
 
 
 @pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.id)

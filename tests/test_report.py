@@ -1,5 +1,6 @@
 """Reports: convergence series carry a drawable fit, figures in every format, LaTeX that
 compiles (balanced math, escaped text, never empty)."""
+import json
 import math
 import re
 import shutil
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 
 from ntkcheck import latex
-from ntkcheck.claims import Convergence, Verdict, all_claims, get_claim
+from ntkcheck.claims import Convergence, Verdict, get_claim
 from ntkcheck.report import FORMATS, plot_convergence
 from ntkcheck.store import Store
 
@@ -22,7 +23,8 @@ STANDARD = Path(__file__).resolve().parents[1] / "results" / "standard"
 def test_every_fitted_series_has_a_finite_prefactor():
     store = Store(STANDARD)
     seen = 0
-    for claim_id in all_claims():
+    # the committed run's claims (a claim registered since has no committed results until the next run)
+    for claim_id in json.loads((STANDARD / "metadata.json").read_text())["study"]["claims"]:
         v = get_claim(claim_id).verdict(store.read_claim(claim_id))
         for c in v.convergence:
             if math.isfinite(c.exponent):

@@ -8,8 +8,9 @@ compares it with the effective theory's leading-order prediction P_(ab)(cd)
 Measurement.  Each task samples a chunk of networks with the exact sampler
 (:func:`ntkcheck.sampler.sample_init`, O(L n N^2) per network) and reports per entry ``n``
 times the chunk's sample covariance and its delta-method standard error (the standard
-deviation of the centred products over sqrt(M)); it also stores the prediction, its
-quadrature error and the control's prediction (the verdict recomputes nothing).
+deviation of the centred products over sqrt(M)).  One task per cell (chunk 0 of the smallest
+width) also stores the prediction, its quadrature error and the control's prediction, in units
+of n Cov and so the same at every width (the verdict recomputes nothing).
 
 Test.  Per cell (activation, depth) and entry (ab)(cd) with ab <= cd, the discrepancy
 ``d_n = n Cov_hat - P`` is fitted as ``a + b/n`` over the widths (weighted least squares,
@@ -18,7 +19,16 @@ Holm family at the claim's level.  The O(1/n^2) remainder biases the intercept: 
 start at widths where it is small against the intercept's standard error for their depths.
 
 Negative controls (tested with the same data; each family must be rejected): the claim's
-wrong prediction (``control``, cells of depth >= 2) and the infinite-width value 0.
+wrong prediction (``control``, cells of depth >= 2) and the infinite-width value 0.  Power
+check (the claim's own data re-scored, reported, not required): the prediction x 0.9 and
+x 1.1, by the same family.  The ``detectable`` intercept of each test is stated relative to
+|prediction|: its minimum is the smallest relative error of the whole prediction the claim
+detects, its maximum that of the least precise entry.
+
+What is not verified: the O(1/n^2) terms (the slope b is free), widths unequal across layers
+(r != 1), other parameterizations, more than two inputs at quick and standard, and the
+prediction's quadrature beyond its stated error (stored per entry; the verdict reports the
+largest relative one).
 """
 from __future__ import annotations
 
@@ -28,25 +38,33 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from ..sampler import sample_init
 from ..stats import holm, intercept_test
-from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, Task, Verdict, pool, split_cells
-from .initcommon import cell_spec
+from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, KeyNumber, Task, Verdict, pool, split_cells
+from .initcommon import Z95, cell_spec, save_figure
 
 FALSE_PASS_RATE = 1e-3
 CELL = ["activation", "depth", "entry"]
+#: The quantities the cell's prediction task stores beside the measurement.
+PREDICTED = ("prediction", "prediction_error", "control")
+#: The power check re-scores the data against the prediction times these factors.
+POWER_SCALES = (0.9, 1.1)
 
 _BASE = {"activation": ["relu", "erf", "tanh", "gelu"], "sigma_w": 1.5, "sigma_b": 0.2, "d_in": 3,
          "correlation": 0.6}
+# The grids' smallest widths keep the O(1/n^2) remainder's bias of the intercept below ~1/3 of
+# its standard error (ReLU's exact laws, vertex and NTK: zero at depth <= 2, 0.1 % at depth 3
+# from width 32, 0.03 % at depth 8 from width 256); the sampler costs ~50 us per network below
+# width 64, so small widths buy the most networks per second.
 GRIDS = {
-    "quick": {**_BASE, "depth": [1, 3], "width": [64, 256, 1024], "n_networks": 6000, "chunk": 6000},
-    "standard": {**_BASE, "depth": [1, 2, 4], "width": [64, 128, 256, 512, 1024, 2048], "n_networks": 100000,
-                 "chunk": 25000},
-    "full": {**_BASE, "depth": [1, 2, 4, 8], "width": [128, 256, 512, 1024, 2048, 4096, 8192],
+    "quick": {**_BASE, "depth": [2], "width": [16, 64, 256], "n_networks": 7000, "chunk": 7000},
+    "standard": {**_BASE, "depth": [1, 2, 3], "width": [32, 64, 128, 256, 512], "n_networks": 30000,
+                 "chunk": 30000},
+    "full": {**_BASE, "depth": [1, 2, 4, 8], "width": [256, 512, 1024, 2048, 4096, 8192],
              "n_networks": 1000000, "chunk": 100000},
 }
-
 
 def inputs(grid: dict) -> np.ndarray:
     """Two inputs of |x|^2 / d = 1 at the grid's ``correlation``."""
@@ -71,20 +89,31 @@ def check(grid: dict) -> None:
         raise GridError("d_in", "must be >= 2 (two inputs at a correlation)")
     if len(grid["width"]) < 2:
         raise GridError("width", "needs >= 2 widths (an intercept in 1/n)")
+    if min(grid["chunk"], grid["n_networks"]) < 3:
+        raise GridError("chunk", "needs >= 3 networks per task (a covariance and its standard error)")
     for act in grid["activation"]:
         cell_spec({**grid, "activation": act, "width": 2, "depth": 1})
 
 
+def split(grid: dict) -> list[tuple[str, dict]]:
+    """:func:`ntkcheck.claims.split_cells`, with the prediction computed by one task per cell
+    (chunk 0 of the smallest width): it does not depend on the width (equal hidden widths,
+    r = 1, and predictions in units of n Cov)."""
+    first = min(grid["width"])
+    return [(key, {**p, "predict": p["width"] == first and p["chunk"] == 0}) for key, p in split_cells(grid)]
+
+
 def run_task(task: Task, measure: Callable, predict: Callable) -> list[dict]:
     """Per entry: n Cov_hat(S_ab, S_cd) over the chunk and its standard error, with S =
-    ``measure(spec, sample)`` (M, N, N); and ``predict(spec, X)`` = (prediction, its quadrature
-    error, the control's prediction), each (N, N, N, N) in units of n Cov."""
+    ``measure(spec, sample)`` (M, N, N); and, in the cell's ``predict`` task, ``predict(spec, X)``
+    = (prediction, its quadrature error, the control's prediction), each (N, N, N, N) in units
+    of n Cov."""
     p = task.params
     spec = cell_spec(p)
     X = inputs(p)
     S = measure(spec, sample_init(spec, X, p["n_networks"], seed=task.seed))
     n, m = p["width"], p["n_networks"]
-    stored = dict(zip(("prediction", "prediction_error", "control"), predict(spec, X)))
+    stored = dict(zip(PREDICTED, predict(spec, X))) if p["predict"] else {}
     rows = []
     for a, b, c, d in entries(len(X)):
         x, y = S[:, a, b], S[:, c, d]
@@ -107,45 +136,118 @@ def _family(tests: pd.DataFrame, prediction: str, rate: float, name: str):
     return holm(results, rate, name=name), results
 
 
+def measurements(df) -> pd.DataFrame:
+    """One row per (activation, depth, entry, width): ``n_cov`` pooled over chunks, its
+    ``stderr``, ``n_networks`` and the cell's ``prediction``, ``prediction_error`` and ``control``."""
+    pooled = pool(df, CELL + ["width", "quantity"])
+    measured = pooled[pooled.quantity == "n_cov"].rename(columns={"value": "n_cov"})
+    predicted = pooled[pooled.quantity.isin(PREDICTED)].pivot_table(index=CELL, columns="quantity", values="value")
+    return measured.drop(columns="quantity").join(predicted, on=CELL).reset_index(drop=True)
+
+
 def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE, *, claim: str, control: str) -> Verdict:
     """The claim's verdict (module docstring); ``control`` describes the control's prediction."""
-    pooled = pool(df, CELL + ["width", "quantity"])
-    wide = pooled.pivot_table(index=CELL + ["width"], columns="quantity", values="value").reset_index()
-    se = pooled[pooled.quantity == "n_cov"].set_index(CELL + ["width"])
-    wide = wide.join(se[["stderr", "n_networks"]], on=CELL + ["width"])
+    wide = measurements(df)
     main, parts = _family(wide, "prediction", false_fail_rate, claim)
     deep = wide[wide.depth >= 2]
     controls = {"zero": _family(wide.assign(zero=0.0), "zero", false_fail_rate, "control: 0")[0]}
     if len(deep):
         controls["control"] = _family(deep, "control", false_fail_rate, f"control: {control}")[0]
+    # power check (the claim's own data re-scored, not a setting where the claim is false)
+    power = {f"x{s:g}": _family(wide.assign(off=s * wide["prediction"]), "off", false_fail_rate,
+                                f"power: prediction x {s:g}")[0] for s in POWER_SCALES}
     rejected = all(not c.passed for c in controls.values())
-    table = pd.DataFrame([{"test": r.name, "intercept": r.details["a"], "se": r.details["se_a"],
-                           "p": r.pvalue, "detectable": r.detectable} for r in parts])
     last = wide.sort_values("width").groupby(CELL).last()
-    rel = table["detectable"].to_numpy() / np.abs(last["prediction"].to_numpy())
+    widths = wide.groupby(CELL)["width"].agg(lambda w: "/".join(str(int(n)) for n in sorted(w)))
+    table = pd.DataFrame([{"activation": act, "depth": depth, "entry": entry, "widths": widths[(act, depth, entry)],
+                           "prediction": row["prediction"],
+                           "intercept": r.details["a"], "se": r.details["se_a"], "slope": r.details["b"],
+                           "gof_p": r.details["gof_pvalue"], "p": r.pvalue, "detectable": r.detectable}
+                          for ((act, depth, entry), row), r in zip(last.iterrows(), parts)])
+    rel = table["detectable"] / table["prediction"].abs()
     stats = {"n_tests": len(parts), "holm_p": main.pvalue, "max_abs_z": float(max(abs(r.statistic) for r in parts)),
-             "median_detectable_rel": float(np.median(rel)), "max_detectable_rel": float(rel.max()),
-             "max_quadrature_error_rel": float((last["prediction_error"] / np.abs(last["prediction"])).max()),
-             **{f"control_holm_p[{k}]": c.pvalue for k, c in controls.items()}}
+             "min_detectable_rel": float(rel.min()), "median_detectable_rel": float(rel.median()),
+             "max_detectable_rel": float(rel.max()),
+             "max_quadrature_error_rel": float((last["prediction_error"] / last["prediction"].abs()).max()),
+             **{f"control_holm_p[{k}]": c.pvalue for k, c in controls.items()},
+             **{f"power_holm_p[{k}]": c.pvalue for k, c in power.items()}}
     passed = bool(main.passed)
     summary = (f"{'pass' if passed else 'FAIL'}: intercepts of n Cov - prediction over {len(parts)} (cell, entry) "
                f"tests, max |z| = {stats['max_abs_z']:.2f}, Holm p = {main.pvalue:.2g} at false-fail rate "
-               f"{false_fail_rate:g}; controls " + ", ".join(
+               f"{false_fail_rate:.3g}; controls " + ", ".join(
                    f"{k} {'rejected' if not c.passed else 'NOT rejected'} (Holm p = {c.pvalue:.2g})"
-                   for k, c in controls.items()))
+                   for k, c in controls.items())
+               + "; power check: " + ", ".join(f"prediction {k} {'rejected' if not c.passed else 'not rejected'}"
+                                              for k, c in power.items()))
     return Verdict(
         claim=claim, passed=passed, summary=summary, statistics=stats, false_fail_rate=false_fail_rate,
-        detectable=(f"an intercept (a prediction error) of {stats['median_detectable_rel']:.2g} x |prediction| in "
-                    f"the median test, {stats['max_detectable_rel']:.2g} x in the worst, each with probability "
+        detectable=(f"an intercept (a prediction error) of {stats['min_detectable_rel']:.2g} x |prediction| in the "
+                    f"most precise test, {stats['median_detectable_rel']:.2g} x in the median one and "
+                    f"{stats['max_detectable_rel']:.2g} x in the worst, each with probability "
                     f">= {1 - FALSE_PASS_RATE:g}"),
         negative_control=f"{control} (depth >= 2) and the infinite-width value 0",
         negative_control_rejected=rejected, table=table)
 
 
+def figure(df, v: Verdict, path, *, quantity: str) -> None:
+    """n Cov_hat against 1/n per entry with 95 % intervals, the fitted line a + b/n, at 1/n = 0
+    the fitted intercept's 95 % interval and the prediction (star); one panel per cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wide = measurements(df)
+    fits = v.table.set_index(CELL)
+    cells = list(wide.groupby(["activation", "depth"], sort=True))
+    cols = min(len(cells), 4)
+    rows = -(-len(cells) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.9 * rows), squeeze=False)
+    for ax, ((act, depth), g) in zip(axes.flat, cells):
+        for k, (entry, e) in enumerate(g.groupby("entry", sort=True)):
+            fit = fits.loc[(act, depth, entry)]
+            x = 1.0 / e["width"].to_numpy()
+            color = f"C{k}"
+            ax.errorbar(x, e["n_cov"], yerr=Z95 * e["stderr"], marker="o", ms=3, capsize=2, ls="none", color=color,
+                        label=f"[{entry}]")
+            line = np.linspace(0.0, x.max(), 20)
+            ax.plot(line, fit["prediction"] + fit["intercept"] + fit["slope"] * line, color=color, lw=0.7)
+            ax.errorbar([0.0], [fit["prediction"] + fit["intercept"]], yerr=Z95 * fit["se"], color=color, capsize=3)
+            ax.plot([0.0], [fit["prediction"]], marker="*", ms=8, color=color, mec="k", mew=0.5, ls="none")
+        ax.set_title(f"{act}, $L$ = {depth}", fontsize=9)
+        ax.set_xlabel("$1/n$")
+        ax.legend(fontsize=6, title="entry (ab,cd)", title_fontsize=6)
+    for ax in axes.flat[len(cells):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(quantity)
+    fig.suptitle("Measured (95% intervals), fit a + b/n, prediction at 1/n = 0 (star)", fontsize=10)
+    save_figure(fig, path)
+
+
+def key_numbers(v: Verdict) -> tuple[KeyNumber, ...]:
+    """Per cell, the extrapolated n Cov of the first entry ([00,00]: the variance of one input's
+    statistic) with its interval at its test's level; the theory value is the prediction."""
+    t = v.table
+    rate = v.false_fail_rate / len(t)
+    z = norm.isf(rate / 2)
+    out = []
+    for (act, depth), g in t.groupby(["activation", "depth"], sort=True):
+        r = g.iloc[0]
+        value, se = float(r["prediction"] + r["intercept"]), float(r["se"])
+        out.append(KeyNumber(cell=f"{act}, $L$ = {depth}", name=f"limit [{r['entry']}]",
+                             quantity=r"$n\,\mathrm{Cov}$ extrapolated in $1/n$", value=value, lo=value - z * se,
+                             hi=value + z * se, level=1 - rate, theory=float(r["prediction"]),
+                             widths=tuple(float(n) for n in r["widths"].split("/"))))
+    return tuple(out)
+
+
 def make_claim(claim_id: str, title: str, statement: str, sources: tuple[str, ...], measure: Callable,
-               predict: Callable, control: str) -> Claim:
+               predict: Callable, control: str, quantity: str) -> Claim:
     """A claim of this family: :func:`run_task` with ``measure`` and ``predict``, :func:`verdict`
-    naming ``control`` (the control's prediction is ``predict``'s third array)."""
+    naming ``control`` (the control's prediction is ``predict``'s third array), :func:`figure`
+    labelling its axis ``quantity``."""
     return Claim(id=claim_id, title=title, statement=statement, sources=sources, grids=GRIDS,
                  run_task=partial(run_task, measure=measure, predict=predict),
-                 verdict=partial(verdict, claim=claim_id, control=control), split=split_cells, check=check)
+                 verdict=partial(verdict, claim=claim_id, control=control), split=split, check=check,
+                 figure=partial(figure, quantity=quantity), key_numbers=key_numbers)

@@ -23,6 +23,7 @@ GLOSSARY = {
     "block": "networks per block: the bootstrap's resampling unit (n_networks must give >= 10 blocks)",
     "n_inputs": "number of fixed inputs x the kernels are evaluated on",
     "d_in": "input dimension",
+    "correlation": "cosine of the angle between the two inputs (|x|^2 / d = 1 each)",
     "data": "training data set (gaussian, sphere, circle or digits)",
     "n_train": "training points",
     "n_test": "test points",
