@@ -2,8 +2,10 @@
 
 Executors: ``jobs == 1`` runs tasks in this process; ``jobs > 1`` in a pool of local
 processes (embedded, no server); ``scheduler="tcp://HOST:PORT"`` on an existing Dask
-distributed cluster (optional extra ``ntkcheck[dask]``).  Workers only compute rows; this
-process writes every file, so a cluster needs no shared filesystem.  Every task carries
+distributed cluster (optional extra ``ntkcheck[dask]``).  Dask workers only compute rows,
+so a cluster needs no shared filesystem; local workers also judge each claim and draw its
+report files (through temp files in the study folder) once its tasks are done.  This process
+writes every file.  Every task carries
 its own seed (:func:`ntkcheck.claims.task_seed`) and rows are stored in task order, so
 the CSVs are byte-identical whatever the executor.
 """
