@@ -27,12 +27,9 @@ family-wise rate.  Verdicts are judged at ``family_rate``'s per-claim share.  Th
 from __future__ import annotations
 
 import math
-import multiprocessing
-import os
 import sys
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,8 +37,8 @@ from typing import Callable
 
 from . import resources
 from .claims import FAMILY_FALSE_FAIL_RATE, Task, all_claims, family_false_fail_rate, get_claim
-from .runner import (WORKER_TIMEOUT, _git_commit, _init_worker, _nothing, _portable_command, _versions,
-                     dask_client, execute, plan)
+from .runner import (WORKER_TIMEOUT, _git_commit, _nothing, _portable_command, _versions, dask_client, execute,
+                     local_pool, plan)
 from .store import Store, csv_text
 from .studies import Study, make_study
 
@@ -245,9 +242,7 @@ def _judge(found: list, jobs: int, family_rate: float = FAMILY_FALSE_FAIL_RATE) 
     its data, so the outcomes do not depend on ``jobs``)."""
     if jobs == 1 or len(found) <= 1:
         return [_outcome(*f, family_rate) for f in found]
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                             initargs=(os.getpid(),)) as pool:
+    with local_pool(jobs) as pool:
         return list(pool.map(_outcome, *zip(*found), [family_rate] * len(found)))
 
 

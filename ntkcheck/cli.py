@@ -239,7 +239,7 @@ def _dispatch(args, command: list[str]) -> int:
         result = run_study(study, jobs=args.jobs, scheduler=args.scheduler, command=command, progress=bar,
                            force=args.force, worker_timeout=args.worker_timeout, notify=_note,
                            family_rate=args.false_fail_rate or FAMILY_FALSE_FAIL_RATE,
-                           report=lambda store, verdicts: report.write_files(store, verdicts, args.latex, args.format))
+                           report=report.ReportFiles(args.latex, args.format))
     finally:
         bar.close()
     print(f"{study.out}: {result.n_run} tasks run, {result.n_skipped} already done, "

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -25,7 +27,7 @@ from . import keynumbers, labels
 from .claims import FAMILY_FALSE_FAIL_RATE, Convergence, Verdict, family_false_fail_rate, get_claim
 from .axes import log_ticks
 from .labels import percent
-from .store import Store, format_value
+from .store import Store, drawn_bytes, format_value
 
 #: Figure style: nothing cut off (constrained layout), mathtext labels, reproducible files.
 STYLE = {"figure.constrained_layout.use": True, "font.size": 9, "axes.titlesize": 9, "legend.fontsize": 7,
@@ -258,7 +260,7 @@ def _panel(ax, c: Convergence) -> None:
 
 def save_figure(fig, path: str | Path) -> None:
     """Save and close ``fig``; the format follows the suffix (atomicity is the store's:
-    :meth:`Store.write_drawn` hands a temporary path)."""
+    :func:`ntkcheck.store.drawn_bytes` hands a temporary path)."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
@@ -342,38 +344,75 @@ def write_report(out: str | Path, verdicts: dict[str, Verdict] | None = None, la
     return verdicts
 
 
+@dataclass(frozen=True)
+class ReportFiles:
+    """The report :func:`ntkcheck.runner.run_study` writes, as :func:`write_files` would:
+    each claim's files are drawn where the claim is judged (a worker process, as soon as
+    its tasks are done), the study's tables by the run."""
+
+    latex: bool = False
+    formats: tuple[str, ...] = ("png",)
+    style: str = "report"
+
+    def __post_init__(self):
+        object.__setattr__(self, "formats", _check_options(self.formats, self.style))
+
+    def claim(self, root: Path, claim: str, v: Verdict, df) -> dict[Path, str | bytes]:
+        return claim_files(root, claim, v, df, self.latex, self.formats, self.style)
+
+    def write(self, store: Store, verdicts: dict[str, Verdict], drawn: dict[str, dict[Path, str | bytes]]) -> None:
+        write_files(store, verdicts, self.latex, self.formats, self.style, drawn)
+
+
+def claim_files(root: Path, claim: str, v: Verdict, df, latex: bool = False, formats=("png",),
+                style: str = "report") -> dict[Path, str | bytes]:
+    """The files of ``claim`` in the study folder ``root`` that :func:`write_files` writes,
+    by path, drawn but not recorded (figures pass through temp files in ``root``).  ``df``:
+    the claim's rows, for its own figure (None if it has none)."""
+    from . import latex as tex
+
+    files: dict[Path, str | bytes] = {root / f"{claim}.md": claim_markdown(v)}
+    if latex:
+        files[root / f"{claim}.tex"] = tex.claim_latex(v)
+    figure = get_claim(claim).figure
+    drawings = []
+    for fmt in formats:
+        if style == "paper":
+            drawings += [(root / "figures" / claim / f"{name}.{fmt}", partial(plot_series, s, title=title))
+                         for (name, title), s in zip(paper_panels(v), v.convergence)]
+            if figure is not None:
+                drawings.append((root / "figures" / claim / f"figure.{fmt}",
+                                 lambda tmp: claim_figure(claim, df, v, tmp, style)))
+            continue
+        if v.convergence:
+            drawings.append((root / f"{claim}.{fmt}", partial(plot_convergence, v)))
+        if figure is not None:
+            drawings.append((root / f"{claim}-figure.{fmt}", lambda tmp: claim_figure(claim, df, v, tmp)))
+    files.update((path, drawn_bytes(path, draw)) for path, draw in drawings)
+    return files
+
+
 def write_files(store: Store, verdicts: dict[str, Verdict], latex: bool = False, formats=("png",),
-                style: str = "report") -> None:
+                style: str = "report", drawn: dict[str, dict[Path, str | bytes]] | None = None) -> None:
     """Write the tables and figures of ``verdicts`` into the study folder ``store`` (open,
     so that no other process writes between the results and their report).  ``style``
     "paper" draws, instead of the report's figures, one single-column file per convergence
     series, ``figures/<claim>/<cell>.<fmt>``, and the claim's own figure as
-    ``figures/<claim>/figure.<fmt>``, without verdicts."""
+    ``figures/<claim>/figure.<fmt>``, without verdicts.  ``drawn``: claims' files already
+    drawn (:func:`claim_files`), by claim."""
     from . import latex as tex
 
-    formats = _check_formats(formats)
-    if style not in STYLES:
-        raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
+    formats = _check_options(formats, style)
     meta = store.read_metadata()
     root = store.root
     for c, v in verdicts.items():
-        store.write_file(root / f"{c}.md", claim_markdown(v))
-        if latex:
-            store.write_file(root / f"{c}.tex", tex.claim_latex(v))
-        figure = get_claim(c).figure
-        df = store.read_claim(c) if figure is not None else None
-        for fmt in formats:
-            if style == "paper":
-                for (name, title), s in zip(paper_panels(v), v.convergence):
-                    store.write_drawn(root / "figures" / c / f"{name}.{fmt}", lambda tmp: plot_series(s, tmp, title))
-                if figure is not None:
-                    store.write_drawn(root / "figures" / c / f"figure.{fmt}",
-                                      lambda tmp: claim_figure(c, df, v, tmp, style))
-                continue
-            if v.convergence:
-                store.write_drawn(root / f"{c}.{fmt}", lambda tmp: plot_convergence(v, tmp))
-            if figure is not None:
-                store.write_drawn(root / f"{c}-figure.{fmt}", lambda tmp: claim_figure(c, df, v, tmp))
+        if drawn is not None and c in drawn:
+            files = drawn[c]
+        else:
+            files = claim_files(root, c, v, store.read_claim(c) if get_claim(c).figure else None,
+                                latex, formats, style)
+        for path, data in files.items():
+            store.write_file(path, data)
     if set(verdicts) != set(meta["study"]["claims"]):   # a claim subset: the summary and convergence table stay
         return
     title = (f"Study {meta.get('name', root.name)} (budget {meta['study'].get('budget')}, "
@@ -404,6 +443,14 @@ def _check_formats(formats) -> tuple[str, ...]:
     formats = tuple(formats)
     if not formats or any(f not in FORMATS for f in formats):
         raise ValueError(f"figure formats must be among {', '.join(FORMATS)}, got {', '.join(formats)}")
+    return formats
+
+
+def _check_options(formats, style: str) -> tuple[str, ...]:
+    """The figure formats as a tuple, or a ValueError for a bad format or style."""
+    formats = _check_formats(formats)
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
     return formats
 
 

@@ -2,8 +2,10 @@
 
 Executors: ``jobs == 1`` runs tasks in this process; ``jobs > 1`` in a pool of local
 processes (embedded, no server); ``scheduler="tcp://HOST:PORT"`` on an existing Dask
-distributed cluster (optional extra ``ntkcheck[dask]``).  Workers only compute rows; this
-process writes every file, so a cluster needs no shared filesystem.  Every task carries
+distributed cluster (optional extra ``ntkcheck[dask]``).  Dask workers only compute rows,
+so a cluster needs no shared filesystem; local workers also judge each claim and draw its
+report files (through temp files in the study folder) once its tasks are done.  This process
+writes every file.  Every task carries
 its own seed (:func:`ntkcheck.claims.task_seed`) and rows are stored in task order, so
 the CSVs are byte-identical whatever the executor.
 """
@@ -17,18 +19,24 @@ import socket
 import subprocess
 import sys
 import time
-from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from . import resources
 from .claims import FAMILY_FALSE_FAIL_RATE, PARAM_COLUMNS, Task, Verdict, get_claim
 from .display import short_repr
 from .store import Store
 from .studies import Study, merge_fingerprints
+
+if TYPE_CHECKING:
+    from .report import ReportFiles
 
 
 @dataclass(frozen=True)
@@ -185,34 +193,69 @@ def _connect(Client, address: str, timeout: float):
 
 
 def execute(tasks: list[Task], jobs: int = 1, client=None, worker_timeout: float = WORKER_TIMEOUT,
-            notify: Callable[[str], None] | None = None) -> Iterator[tuple[Task, list[dict]]]:
+            notify: Callable[[str], None] | None = None, pool: Executor | None = None
+            ) -> Iterator[tuple[Task, list[dict]]]:
     """Yield ``(task, rows)`` as tasks finish, in completion order.
 
+    ``pool``: a :func:`local_pool` of ``jobs`` workers to run them in (by default one of its
+    own when ``jobs > 1``), which may take other work meanwhile: at most 2 x ``jobs`` of
+    these tasks wait in it at a time, so such work starts after those at most.
     A lost executor (a local worker killed, e.g. by the out-of-memory killer; the Dask
     scheduler gone; no Dask worker for ``worker_timeout`` seconds) raises a one-line
     ValueError: the tasks yielded so far are the caller's to keep.
     """
     if client is not None:
         yield from _dask_results(tasks, client, worker_timeout, notify)
+    elif pool is not None:
+        yield from _pool_results(pool, tasks, jobs)
     elif jobs == 1 or len(tasks) <= 1:
         for t in tasks:
             yield t, run_task(t)
     else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(run_task, t): t for t in tasks}
-            try:
-                for future in as_completed(futures):
-                    try:
-                        rows = future.result()
-                    except BrokenProcessPool:
-                        raise ValueError(f"a worker process died ({_KEPT}, or with fewer --jobs if memory "
-                                         "is short; killed by the system, e.g. out of memory?)") from None
-                    yield futures[future], rows
-            finally:
-                for f in futures:
-                    f.cancel()
+        with local_pool(jobs) as pool:
+            yield from _pool_results(pool, tasks, jobs)
+
+
+@contextmanager
+def local_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
+    """A pool of ``jobs`` worker processes (one BLAS thread each, gone with this process);
+    work still waiting in it is cancelled on exit."""
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                               initargs=(os.getpid(),))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _pool_results(pool: Executor, tasks: list[Task], jobs: int) -> Iterator[tuple[Task, list[dict]]]:
+    """:func:`execute` in ``pool``, submitting tasks as others finish (2 x ``jobs`` waiting)."""
+    backlog, futures = iter(tasks), {}
+
+    def top_up():
+        for t in islice(backlog, max(0, 2 * jobs - len(futures))):
+            futures[pool.submit(run_task, t)] = t
+    top_up()
+    try:
+        while futures:
+            done, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for future in done:
+                task, rows = futures.pop(future), pool_result(future)
+                top_up()
+                yield task, rows
+    finally:
+        for f in futures:
+            f.cancel()
+
+
+def pool_result(future: Future):
+    """The result of a local pool's ``future``; a dead worker is a one-line ValueError."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise ValueError(f"a worker process died ({_KEPT}, or with fewer --jobs if memory "
+                         "is short; killed by the system, e.g. out of memory?)") from None
 
 
 #: How a lost executor's error ends: what happened to the work.
@@ -287,7 +330,7 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
               worker_timeout: float = WORKER_TIMEOUT,
               notify: Callable[[str], None] | None = None,
               family_rate: float = FAMILY_FALSE_FAIL_RATE,
-              report: Callable[[Store, dict[str, Verdict]], None] | None = None) -> RunResult:
+              report: ReportFiles | None = None) -> RunResult:
     """Run (or resume) ``study`` and judge its claims, each at its share of the family-wise
     false-fail rate ``family_rate`` (:meth:`ntkcheck.claims.Claim.judge`).
 
@@ -297,9 +340,11 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
     (e.g. :class:`ntkcheck.progress.Progress`); ``claim`` is the claim of the first
     unfinished task (the one being computed), None when all are done.  ``notify(line)``
     receives notes: damaged task files being recomputed, jobs capped (at the number of
-    tasks, of CPUs, or at what fits in memory), waiting for Dask workers.  ``report(store,
-    verdicts)`` writes the report before the folder's lock is released (e.g.
-    :func:`ntkcheck.report.write_files`).
+    tasks, of CPUs, or at what fits in memory), waiting for Dask workers.  ``report``
+    (:class:`ntkcheck.report.ReportFiles`): the report to write before the folder's lock is
+    released.  Each claim is judged, and its report files drawn, as soon as its tasks are
+    done: with local workers in their pool, meanwhile the other claims' tasks (with one job,
+    or on Dask, in this process).
     """
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     asked = jobs or study.jobs
@@ -337,22 +382,58 @@ def run_study(study: Study, jobs: int | None = None, scheduler: str | None = Non
         current = _Current(pending)
         if progress:
             progress(done, len(everything), current.claim)
-        for task, rows in execute(pending, jobs, client, worker_timeout, notify):
-            store.write_task(task, rows)
-            done += 1
-            if progress:
-                progress(done, len(everything), current.finish(task))
-        verdicts = {}
-        for c in study.claims:
-            store.consolidate(c, tasks[c])
-            verdicts[c] = get_claim(c).judge(store.read_claim(c), family_rate)
+        left = Counter(t.claim for t in pending)
+        with (local_pool(jobs) if client is None and jobs > 1 else _nothing()) as pool:
+            judging = _Judging(store, tasks, family_rate, report, pool)
+            for c in study.claims:
+                if not left[c]:
+                    judging.start(c)
+            for task, rows in execute(pending, jobs, client, worker_timeout, notify, pool):
+                store.write_task(task, rows)
+                done += 1
+                left[task.claim] -= 1
+                if not left[task.claim]:
+                    judging.start(task.claim)
+                if progress:
+                    progress(done, len(everything), current.finish(task))
+            verdicts, drawn = judging.results(study.claims)
         wall = time.perf_counter() - t0
         meta["runs"][-1].update(wall_time_s=round(wall, 3), tasks_run=len(pending),
                                 verdicts={c: v.verified for c, v in verdicts.items()})
         store.write_metadata(meta)
         if report:
-            report(store, verdicts)
+            report.write(store, verdicts, drawn)
     return RunResult(verdicts, len(everything), len(pending), len(everything) - len(pending), wall)
+
+
+class _Judging:
+    """Each claim judged (and its report files drawn) as soon as its tasks are done: in
+    ``pool`` if there is one, so that it overlaps the other claims' tasks, else here."""
+
+    def __init__(self, store: Store, tasks: dict[str, list[Task]], family_rate: float,
+                 report: ReportFiles | None, pool: Executor | None):
+        self.store, self.tasks, self.family_rate, self.report, self.pool = store, tasks, family_rate, report, pool
+        self.started: dict = {}
+
+    def start(self, claim: str) -> None:
+        self.store.consolidate(claim, self.tasks[claim])
+        args = (self.store.root, claim, self.family_rate, self.report)
+        self.started[claim] = self.pool.submit(judge_claim, *args) if self.pool else judge_claim(*args)
+
+    def results(self, claims: list[str]) -> tuple[dict[str, Verdict], dict[str, dict]]:
+        """Verdicts and drawn files by claim, in the order of ``claims``."""
+        out = {c: pool_result(self.started[c]) if self.pool else self.started[c] for c in claims}
+        return {c: v for c, (v, _) in out.items()}, {c: files for c, (_, files) in out.items()}
+
+
+def judge_claim(root: Path, claim: str, family_rate: float, report: ReportFiles | None = None
+                ) -> tuple[Verdict, dict]:
+    """The verdict of ``claim`` from its consolidated CSV in the study folder ``root`` and,
+    given a ``report`` (:class:`ntkcheck.report.ReportFiles`), its report files, drawn but
+    not recorded (:func:`ntkcheck.report.claim_files`)."""
+    df = Store(root).read_claim(claim)
+    v = get_claim(claim).judge(df, family_rate)
+    return v, report.claim(root, claim, v, df) if report is not None else {}
 
 
 class _Current:

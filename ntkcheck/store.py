@@ -82,6 +82,21 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.stem}.{os.getpid()}{_TMP}{path.suffix}")
 
 
+def drawn_bytes(path: Path, draw: Callable[[Path], None]) -> bytes:
+    """What ``draw(tmp)`` writes (e.g. a figure) into the temp file of ``path``, left
+    behind by nothing: the bytes to record as ``path`` (:meth:`Store.write_file`; a worker
+    may draw them).  ValueError naming ``path`` if it cannot be written (disk full, ...)."""
+    tmp = temp_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draw(tmp)
+        return tmp.read_bytes()
+    except OSError as err:
+        raise ValueError(f"cannot write {path}: {err.strerror or err}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_atomic(path: Path, text: str | bytes) -> None:
     """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``."""
     tmp = temp_path(path)
@@ -391,22 +406,6 @@ class Store:
             self._record(rel, data)
         except OSError as err:       # read-only folder, disk full, ...
             raise ValueError(f"cannot write {path}: {err.strerror or err}") from None
-
-    def write_drawn(self, path: Path, draw: Callable[[Path], None]) -> None:
-        """``draw(tmp)`` writes a file (e.g. a figure); it is then recorded as ``path``.
-        ValueError if it cannot be written (disk full, ...); ``path`` is left as it was."""
-        self._check_open()
-        self._refuse_if_foreign(path)
-        tmp = temp_path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            draw(tmp)
-            data = tmp.read_bytes()
-        except OSError as err:
-            raise ValueError(f"cannot write {path}: {err.strerror or err}") from None
-        finally:
-            tmp.unlink(missing_ok=True)
-        self.write_file(path, data)
 
     def damage(self, path: Path) -> str | None:
         """Why the file at ``path`` cannot be trusted (None if it matches its entry)."""

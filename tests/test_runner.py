@@ -328,3 +328,19 @@ def test_lost_dask_worker_or_scheduler_is_one_line_and_resumable(tmp_path, monke
     assert lose == "scheduler" or any("every Dask worker" in n and "left" in n for n in notes), notes
     again = run_study(study, jobs=1)
     assert again.n_skipped >= 3 and again.n_run + again.n_skipped == 40
+
+
+def test_claims_judged_in_the_pool_write_what_judging_here_writes(tmp_path):
+    """Each claim is judged (and its report drawn) in the workers as soon as its tasks are
+    done: the verdicts and every report file are those of one job."""
+    from ntkcheck.report import ReportFiles
+
+    got = {}
+    for jobs in (1, 2):
+        out = tmp_path / f"j{jobs}"
+        verdicts = run_study(tiny_study(out), jobs=jobs, report=ReportFiles(latex=True)).verdicts
+        files = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*")
+                 if p.is_file() and ".ntkcheck" not in p.parts and p.name != "metadata.json"}
+        got[jobs] = {c: (v.status, v.summary, repr(dict(v.statistics))) for c, v in verdicts.items()}, files
+    assert got[1] == got[2]
+    assert {"kernel-mean.png", "kernel-mean.md", "kernel-mean.tex", "summary.md"} <= set(got[1][1])

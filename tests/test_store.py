@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from ntkcheck.claims import Task
-from ntkcheck.store import LOCK, MANIFEST, Store, columns_of, csv_text
+from ntkcheck.store import LOCK, MANIFEST, Store, columns_of, csv_text, drawn_bytes
 
 STUDY = {"budget": "quick", "seed": 1, "claims": ["kernel-mean"], "grids": {}}
 TASK = Task("kernel-mean", "width=8,chunk=0", {}, None)
@@ -203,7 +203,7 @@ def test_disk_full_drawing_a_figure_keeps_the_old_one(tmp_path):
             tmp.write_bytes(b"half a fig")
             disk_full()
         with pytest.raises(ValueError, match=r"cannot write .*kernel-mean.png: No space left on device"):
-            store.write_drawn(figure, draw)
+            store.write_file(figure, drawn_bytes(figure, draw))
         assert figure.read_bytes() == b"old figure" and store.damage(figure) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == [".ntkcheck", "kernel-mean.png"]
 

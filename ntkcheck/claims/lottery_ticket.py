@@ -61,7 +61,7 @@ import pandas as pd
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
-from ..seeding import child
+from ..seeding import network_rngs
 from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, Task, Verdict, task_key
 
 #: Bits per sample: the tested floor of the subset-sum decay exponent, and the counting ceiling.
@@ -249,8 +249,7 @@ def run_task(task: Task) -> list[dict]:
     sup errors of the ticket and the controls."""
     p = task.params
     rows = []
-    for i in range(p["trials"]):
-        rng = np.random.default_rng(child(task.seed, i))
+    for i, rng in enumerate(network_rngs(task.seed, 0, p["trials"])):
         if p["part"] == "subset":
             best, rand = subset_trial(rng, p["n"], p["targets"])
             values = {"subset_error": best, "random_subset_error": rand}
