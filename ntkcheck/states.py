@@ -79,7 +79,9 @@ def refuse_overflow(values, layer, k: int, n: int) -> None:
     ``layer`` after affine layer ``k``.  On finite inputs float64 gives NaN only by way of an inf
     (inf - inf, 0 * inf), so an entry that is not finite means the range was exceeded."""
     for name, v in values:
-        if not np.all(np.isfinite(v)):
+        with np.errstate(over="ignore", invalid="ignore"):
+            finite = np.isfinite(np.sum(v))      # one fast pass: a sum of finite entries may still overflow
+        if not (finite or np.all(np.isfinite(v))):
             if layer.affine:
                 at = f"{type(layer).__name__.lower()} layer {k} of {n}"
             elif k:

@@ -98,31 +98,28 @@ class GlobalSelfAttention(Layer):
                 "width (Hron et al. 2020, sec. 3); use linear_scaling=True or IDENTITY")
         k, P = len(state.spatial), math.prod(state.spatial)
         flat = lambda x, nb: _pairs_last(x, nb, k).reshape(x.shape[:nb] + (P, P))  # noqa: E731
-        K, T = flat(state.nngp, 2), flat(state.ntk, 2)
         cov1 = flat(state.cov1, 1)
         cov2 = None if state.cov2 is None else flat(state.cov2, 1)
         ov2, bias = (self.W_out_std * self.W_value_std) ** 2, (self.b_std or 0.0) ** 2
         if self.linear_scaling:
             G1 = self._weights(cov1)
             G2 = G1 if cov2 is None else self._weights(cov2)
-            G2t = G2.transpose(0, 2, 1)
-            nngp = ov2 * (G1[:, None] @ K @ G2t[None]) + bias
-            ntk = ov2 * (G1[:, None] @ (T + 2 * K) @ G2t[None]) + bias
+            nngp, ntk = _sandwich(G1, (state.nngp, state.ntk), G2, k, ov2, bias)
             covs = [None if c is None else ov2 * (G @ c @ G.transpose(0, 2, 1)) + bias
                     for c, G in ((cov1, G1), (cov2, G2))]
         else:
+            K, T = flat(state.nngp, 2), flat(state.ntk, 2)
             s2 = (self.W_query_std * self.W_key_std) ** 2 * ov2
             kk = np.einsum("xyij,xyij->xy", K, K)[..., None, None]
             kt = np.einsum("xyij,xyij->xy", K, T)[..., None, None]
-            nngp = s2 * kk * K + bias
-            ntk = s2 * (2 * kt * K + kk * (T + 4 * K)) + bias
+            nngp = _pairs_back((s2 * kk * K + bias).reshape(K.shape[:2] + state.spatial * 2), 2, k)
+            ntk = _pairs_back((s2 * (2 * kt * K + kk * (T + 4 * K)) + bias).reshape(nngp.shape), 2, k)
             covs = [None if c is None else s2 * np.einsum("xij,xij->x", c, c)[:, None, None] * c + bias
                     for c in (cov1, cov2)]
-        back = lambda x, nb: _pairs_back(x.reshape(x.shape[:nb] + state.spatial * 2), nb, k)  # noqa: E731
-        return SpatialState(back(nngp, 2), back(ntk, 2), back(covs[0], 1),
-                            None if covs[1] is None else back(covs[1], 1), state.spatial + (self.n_chan_out,),
-                            is_gaussian=True, fresh=True, affine_seen=state.affine_seen + 1,
-                            n_affine=state.n_affine)
+        back = lambda x: _pairs_back(x.reshape(x.shape[:1] + state.spatial * 2), 1, k)  # noqa: E731
+        return SpatialState(nngp, ntk, back(covs[0]), None if covs[1] is None else back(covs[1]),
+                            state.spatial + (self.n_chan_out,), is_gaussian=True, fresh=True,
+                            affine_seen=state.affine_seen + 1, n_affine=state.n_affine)
 
     def _weights(self, cov):
         """The limit attention weights of each input, mech(sigma_QK cov) (N, P, P) (Hron et al.
@@ -202,6 +199,35 @@ class GlobalSelfAttention(Layer):
         """The output projection as a Dense layer on the concatenated heads: fan-in n_heads
         n_chan_val, so W_std = sigma_OV / sqrt(C) gives neural-tangents' 1/sqrt(n_heads n_chan_val C)."""
         return Dense(self.n_chan_out, W_std=self.W_out_std * self.W_value_std / math.sqrt(C), b_std=self.b_std)
+
+
+def _sandwich(G1, kernels, G2, k, scale, shift):
+    """``scale G1(x) A(x, x') G2(x')^T + shift`` for A = K and A = Theta + 2 K, the kernels (N1,
+    N2, L1, L1', ..., Lk, Lk') over position pairs and G1, G2 (N, P, P) the attention weights of
+    each input over the P = L1 ... Lk flattened positions.  The products run as a few large
+    matrix products (one per input and side) on the layout (pair, N1, P, N2, P'), where each
+    side's weights act on contiguous rows, instead of one 8 x 8 product per input pair."""
+    K, T = kernels
+    N1, N2, P = K.shape[0], K.shape[1], G1.shape[-1]
+    # (N1, N2, L1, L1', ...) -> (N1, L1, ..., N2, L1', ...): the row and column of the full matrix
+    rows = (0,) + tuple(2 + 2 * d for d in range(k)) + (1,) + tuple(3 + 2 * d for d in range(k))
+    Z = np.empty((2, N1) + K.shape[2::2] + (N2,) + K.shape[3::2])
+    np.copyto(Z[0], K.transpose(rows))
+    both = np.multiply(K, 2)            # Theta + 2 K in the input layout (contiguous passes), then moved
+    both += T
+    np.copyto(Z[1], both.transpose(rows))
+    left = np.matmul(G1, Z.reshape(2, N1, P, N2 * P))                       # (2, N1, i, N2 P')
+    # the right weights on each column input: rows (pair, x, i) of column block x' are strided
+    right = np.matmul(left.reshape(2 * N1 * P, N2, P).transpose(1, 0, 2),
+                      np.ascontiguousarray(G2.transpose(0, 2, 1)))          # (N2, 2 N1 P, j)
+    # back to (pair, N1, N2, L1, L1', ...), scaled in the same pass, into the buffer Z
+    spatial = K.shape[2::2]
+    perm = (1, 2, 0) + tuple(a for d in range(k) for a in (3 + d, 3 + k + d))
+    out = Z.reshape((2,) + K.shape)
+    np.multiply(right.reshape((N2, 2, N1) + spatial * 2).transpose(perm), scale, out=out)
+    if shift:
+        out += shift
+    return out[0], out[1]
 
 
 def _split_heads(h, n_heads):
