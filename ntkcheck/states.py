@@ -78,18 +78,20 @@ def refuse_overflow(values, layer, k: int, n: int) -> None:
     ``k`` of the network's ``n`` Dense and Conv layers (counted depth first), or a parameter-free
     ``layer`` after affine layer ``k``.  On finite inputs float64 gives NaN only by way of an inf
     (inf - inf, 0 * inf), so an entry that is not finite means the range was exceeded."""
-    for name, v in values:
-        with np.errstate(over="ignore", invalid="ignore"):
-            finite = np.isfinite(np.sum(v))      # one fast pass: a sum of finite entries may still overflow
-        if not (finite or np.all(np.isfinite(v))):
-            if layer.affine:
-                at = f"{type(layer).__name__.lower()} layer {k} of {n}"
-            elif k:
-                at = f"{layer!r} after affine layer {k} of {n}"
-            else:
-                at = f"{layer!r} before affine layer 1 of {n}"
-            raise OverflowError(f"the {name} exceeds float64 range at {at}; "
-                                "reduce sigma_w (W_std), the depth or the input scale")
+    # one fast pass per value, its sum (finite only if every entry is; a sum of finite entries
+    # may overflow, hence the entrywise test then)
+    with np.errstate(over="ignore", invalid="ignore"):
+        name = next((name for name, v in values
+                     if not np.isfinite(np.add.reduce(v, axis=None)) and not np.all(np.isfinite(v))), None)
+    if name is not None:
+        if layer.affine:
+            at = f"{type(layer).__name__.lower()} layer {k} of {n}"
+        elif k:
+            at = f"{layer!r} after affine layer {k} of {n}"
+        else:
+            at = f"{layer!r} before affine layer 1 of {n}"
+        raise OverflowError(f"the {name} exceeds float64 range at {at}; "
+                            "reduce sigma_w (W_std), the depth or the input scale")
 
 
 def check_inputs(X1, X2=None, names=("X1", "X2")) -> tuple[np.ndarray, np.ndarray | None]:

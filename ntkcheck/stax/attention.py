@@ -147,7 +147,9 @@ class GlobalSelfAttention(Layer):
         proj, out = params
         B, N, spatial, C = x.shape[0], x.shape[1], x.shape[2:-1], x.shape[-1]
         xf = x.reshape(B, N, -1, C)
-        h = xf @ proj.W.transpose(0, 2, 1)[:, None]                          # (M, N, P, projections)
+        # one product per network over all inputs and positions (not one per input)
+        h = np.matmul(xf.reshape(B, -1, C), proj.W.transpose(0, 2, 1))
+        h = h.reshape((len(h), N, -1, h.shape[-1]))                           # (M, N, P, projections)
         parts = np.split(h, np.cumsum(self._projections())[:-1], axis=-1)
         k, *q, v = (_split_heads(part, self.n_heads) for part in parts)
         q = q[0] if q else k            # linear scaling ties the query weights to the key weights
@@ -175,8 +177,13 @@ class GlobalSelfAttention(Layer):
         g_k = g_logits.swapaxes(-1, -2) @ q[:, None]
         parts = [g_k + g_q, g_v] if self.linear_scaling else [g_k, g_q, g_v]
         # (M, K, N, H, P, d) -> (M, K, N, P, H x d), in the row order of the projection weights
-        gp = np.concatenate([p.transpose(0, 1, 2, 4, 3, 5).reshape(M, K, N, -1, p.shape[3] * p.shape[5])
-                             for p in parts], axis=-1)
+        P, H = parts[0].shape[4], self.n_heads
+        gp = np.empty((M, K, N, P, sum(p.shape[3] * p.shape[5] for p in parts)), dtype=parts[0].dtype)
+        at = 0
+        for p in parts:
+            width = H * p.shape[5]
+            np.copyto(gp[..., at:at + width].reshape(M, K, N, P, H, -1), p.transpose(0, 1, 2, 4, 3, 5))
+            at += width
         ntk = ntk + _affine_ntk(gp, xf, 1.0, 0.0)
         g_in = gp.reshape(M, -1, gp.shape[-1]) @ proj.W
         return g_in.reshape((M, K, N) + spatial + (C,)), ntk

@@ -123,8 +123,9 @@ def _checked(layer: Layer, state):
         for s in out if isinstance(out, tuple) else (out,):
             new = [(name, x) for name, x in zip(("NNGP kernel",) * 3 + ("NTK kernel",), _arrays(s))
                    if x is not None and id(x) not in checked]
-            refuse_overflow(new, layer, s.affine_seen, s.n_affine)
-            checked.update(id(x) for _, x in new)
+            if new:
+                refuse_overflow(new, layer, s.affine_seen, s.n_affine)
+                checked.update(id(x) for _, x in new)
     return out
 
 
