@@ -211,29 +211,29 @@ class GlobalSelfAttention(Layer):
 def _sandwich(G1, kernels, G2, k, scale, shift):
     """``scale G1(x) A(x, x') G2(x')^T + shift`` for A = K and A = Theta + 2 K, the kernels (N1,
     N2, L1, L1', ..., Lk, Lk') over position pairs and G1, G2 (N, P, P) the attention weights of
-    each input over the P = L1 ... Lk flattened positions.  The products run as a few large
-    matrix products (one per input and side) on the layout (pair, N1, P, N2, P'), where each
-    side's weights act on contiguous rows, instead of one 8 x 8 product per input pair."""
+    each input over the P = L1 ... Lk flattened positions.  The products run as two batched
+    matrix products on the layout (N1, [K; Theta], P, N2, P'), where the weights of each side act
+    on contiguous rows, instead of one P x P product per input pair: on the left, per input x,
+    [[G, 0], [2 G, G]] (scaled) times [K; Theta] gives [G K; G (Theta + 2 K)] (the sum inside
+    the product); on the right, per input x', G2(x') on the strided rows of its column block."""
     K, T = kernels
     N1, N2, P = K.shape[0], K.shape[1], G1.shape[-1]
-    # (N1, N2, L1, L1', ...) -> (N1, L1, ..., N2, L1', ...): the row and column of the full matrix
-    rows = (0,) + tuple(2 + 2 * d for d in range(k)) + (1,) + tuple(3 + 2 * d for d in range(k))
-    Z = np.empty((2, N1) + K.shape[2::2] + (N2,) + K.shape[3::2])
-    np.copyto(Z[0], K.transpose(rows))
-    both = np.multiply(K, 2)            # Theta + 2 K in the input layout (contiguous passes), then moved
-    both += T
-    np.copyto(Z[1], both.transpose(rows))
-    left = np.matmul(G1, Z.reshape(2, N1, P, N2 * P))                       # (2, N1, i, N2 P')
-    # the right weights on each column input: rows (pair, x, i) of column block x' are strided
-    right = np.matmul(left.reshape(2 * N1 * P, N2, P).transpose(1, 0, 2),
-                      np.ascontiguousarray(G2.transpose(0, 2, 1)))          # (N2, 2 N1 P, j)
-    # back to (pair, N1, N2, L1, L1', ...), scaled in the same pass, into the buffer Z
     spatial = K.shape[2::2]
-    perm = (1, 2, 0) + tuple(a for d in range(k) for a in (3 + d, 3 + k + d))
-    out = Z.reshape((2,) + K.shape)
-    np.multiply(right.reshape((N2, 2, N1) + spatial * 2).transpose(perm), scale, out=out)
-    if shift:
-        out += shift
+    # (N1, N2, L1, L1', ...) -> (N1, L1, ..., N2, L1', ...): the rows and columns of the full matrix
+    rows = (0,) + tuple(2 + 2 * d for d in range(k)) + (1,) + tuple(3 + 2 * d for d in range(k))
+    Z = np.empty((N1, 2) + spatial + (N2,) + spatial)
+    np.copyto(Z[:, 0], K.transpose(rows))
+    np.copyto(Z[:, 1], T.transpose(rows))
+    left = np.zeros((N1, 2 * P, 2 * P))
+    left[:, :P, :P] = left[:, P:, P:] = scale * G1
+    left[:, P:, :P] = 2 * scale * G1
+    L = np.matmul(left, Z.reshape(N1, 2 * P, N2 * P))                      # (N1, 2, i, N2, P')
+    right = np.matmul(L.reshape(N1 * 2 * P, N2, P).transpose(1, 0, 2),
+                      np.ascontiguousarray(G2.transpose(0, 2, 1)))          # (N2, N1 2 i, j)
+    # back to ([K; Theta], N1, N2, L1, L1', ...), shifted in the same pass
+    out = np.empty((2,) + K.shape)
+    perm = (2, 1, 0) + tuple(a for d in range(k) for a in (3 + d, 3 + k + d))
+    np.add(right.reshape((N2, N1, 2) + spatial * 2).transpose(perm), shift, out=out)
     return out[0], out[1]
 
 
