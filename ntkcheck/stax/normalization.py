@@ -59,8 +59,10 @@ class LayerNorm(Layer):
         k = len(state.spatial)
 
         def scale(cov):         # 1 / sqrt(v) per (input, position), (N, L1, ..., Lk)
-            v = np.mean(self.eps + _variances(cov, k), axis=tuple(1 + d for d in positions), keepdims=True)
-            return 1 / np.sqrt(np.broadcast_to(v, (len(cov),) + state.spatial))
+            v = self.eps + _variances(cov, k)
+            if positions:
+                v = np.broadcast_to(np.mean(v, axis=tuple(1 + d for d in positions), keepdims=True), v.shape)
+            return 1 / np.sqrt(v)
         s1 = scale(state.cov1)
         s2 = s1 if state.cov2 is None else scale(state.cov2)
         # every kernel by the product of its two scales, so that K(x,i; x,i) and the variance of
