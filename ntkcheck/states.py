@@ -72,6 +72,25 @@ class SpatialState:
                        cov2=None if self.cov2 is None else fn(self.cov2, 1), **changes)
 
 
+def tile_bounds(n1: int, n2: int, step: int, same: bool) -> list[tuple[int, int, int, int]]:
+    """Tiles (i0, i1, j0, j1) of an (n1, n2) kernel, ``step`` rows and columns each; only on and
+    above the diagonal when ``same`` (X2 is X1: the rest is mirrored by :func:`put_tile`)."""
+    return [(i, min(i + step, n1), j, min(j + step, n2))
+            for i in range(0, n1, step) for j in range(i if same else 0, n2, step)]
+
+
+def put_tile(full: np.ndarray, part: np.ndarray, bounds: tuple[int, int, int, int], same: bool) -> None:
+    """Write a tile's kernel into ``full``; when ``same``, mirrored across the diagonal, and a
+    diagonal tile's upper triangle mirrored onto its lower one (exact symmetry)."""
+    i0, i1, j0, j1 = bounds
+    if same and i0 == j0:
+        lower = np.tril_indices(i1 - i0, -1)
+        part[lower] = part.T[lower]
+    full[i0:i1, j0:j1] = part
+    if same and i0 != j0:
+        full[j0:j1, i0:i1] = part.T
+
+
 def refuse_overflow(values, layer, k: int, n: int) -> None:
     """An OverflowError naming the first of ``values``, pairs (name, array) of kernels or sampled
     quantities, with an entry that is not finite, and where: the ``layer`` that is affine layer

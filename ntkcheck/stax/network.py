@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import blas
 from ..seeding import network_rngs
-from ..states import KernelState, SpatialState
+from ..states import KernelState, SpatialState, put_tile, tile_bounds
 from .combinators import Parallel, Serial, _checked
 from .layer import Layer, _is_branches, input_state
 from .linear import _AffineParams, _Conv
@@ -54,8 +54,7 @@ def _tiled(net: Layer, state: SpatialState, threads: int) -> KernelState:
     cov2 = state.cov1 if same else state.cov2
     n1, n2 = state.nngp.shape[:2]
     step = max(1, math.isqrt(TILE_ENTRIES // (state.nngp[0, 0].size or 1)))
-    tiles = [(i, min(i + step, n1), j, min(j + step, n2))
-             for i in range(0, n1, step) for j in range(i if same else 0, n2, step)]
+    tiles = tile_bounds(n1, n2, step, same)
 
     def tile(bounds):
         i0, i1, j0, j1 = bounds
@@ -65,13 +64,8 @@ def _tiled(net: Layer, state: SpatialState, threads: int) -> KernelState:
         parts = list(pool.map(tile, tiles))
     nngp, ntk, diag1, diag2 = np.empty((n1, n2)), np.empty((n1, n2)), np.empty(n1), np.empty(n2)
     for (i0, i1, j0, j1), part in zip(tiles, parts):
-        for full, block in ((nngp, part.nngp), (ntk, part.ntk)):
-            if same and i0 == j0:       # a diagonal tile: its upper triangle, mirrored (exact symmetry)
-                lower = np.tril_indices(i1 - i0, -1)
-                block[lower] = block.T[lower]
-            full[i0:i1, j0:j1] = block
-            if same and i0 != j0:
-                full[j0:j1, i0:i1] = block.T
+        put_tile(nngp, part.nngp, (i0, i1, j0, j1), same)
+        put_tile(ntk, part.ntk, (i0, i1, j0, j1), same)
         diag1[i0:i1], diag2[j0:j1] = part.diag1, part.diag2
     return KernelState(nngp, ntk, diag1, diag1 if same else diag2)
 
