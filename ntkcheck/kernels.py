@@ -26,7 +26,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
-from .states import KernelState, refuse_overflow
+from .states import KernelState, put_tile, refuse_overflow, tile_bounds
 from .states import check_inputs  # noqa: F401 -- its public name here
 from .stax.network import flat_chain, spatial_kernels
 
@@ -177,16 +177,10 @@ def _output_kernels(spec, X1, X2, need_ntk: bool) -> KernelState:
         with np.errstate(**quiet):      # per thread: the error state is not inherited
             for _, out in _recursion(sub, steps, False, sub_diags):
                 pass
-        for full, part in ((nngp, out.nngp), (ntk, out.ntk)):
-            if same and i0 == j0:           # a diagonal tile: its upper triangle, mirrored (exact symmetry)
-                lower = np.tril_indices(i1 - i0, -1)
-                part[lower] = part.T[lower]
-            full[i0:i1, j0:j1] = part
-            if same and i0 != j0:
-                full[j0:j1, i0:i1] = part.T
+        put_tile(nngp, out.nngp, bounds, same)
+        put_tile(ntk, out.ntk, bounds, same)
 
-    tiles = [(i, min(i + TILE, n1), j, min(j + TILE, n2))
-             for i in range(0, n1, TILE) for j in range(i if same else 0, n2, TILE)]
+    tiles = tile_bounds(n1, n2, TILE, same)
     with ThreadPoolExecutor(_threads()) as pool:
         list(pool.map(tile, tiles))
     return KernelState(nngp, ntk, *out_diag)

@@ -72,22 +72,45 @@ class SpatialState:
                        cov2=None if self.cov2 is None else fn(self.cov2, 1), **changes)
 
 
+def tile_bounds(n1: int, n2: int, step: int, same: bool) -> list[tuple[int, int, int, int]]:
+    """Tiles (i0, i1, j0, j1) of an (n1, n2) kernel, ``step`` rows and columns each; only on and
+    above the diagonal when ``same`` (X2 is X1: the rest is mirrored by :func:`put_tile`)."""
+    return [(i, min(i + step, n1), j, min(j + step, n2))
+            for i in range(0, n1, step) for j in range(i if same else 0, n2, step)]
+
+
+def put_tile(full: np.ndarray, part: np.ndarray, bounds: tuple[int, int, int, int], same: bool) -> None:
+    """Write a tile's kernel into ``full``; when ``same``, mirrored across the diagonal, and a
+    diagonal tile's upper triangle mirrored onto its lower one (exact symmetry)."""
+    i0, i1, j0, j1 = bounds
+    if same and i0 == j0:
+        lower = np.tril_indices(i1 - i0, -1)
+        part[lower] = part.T[lower]
+    full[i0:i1, j0:j1] = part
+    if same and i0 != j0:
+        full[j0:j1, i0:i1] = part.T
+
+
 def refuse_overflow(values, layer, k: int, n: int) -> None:
     """An OverflowError naming the first of ``values``, pairs (name, array) of kernels or sampled
     quantities, with an entry that is not finite, and where: the ``layer`` that is affine layer
     ``k`` of the network's ``n`` Dense and Conv layers (counted depth first), or a parameter-free
     ``layer`` after affine layer ``k``.  On finite inputs float64 gives NaN only by way of an inf
     (inf - inf, 0 * inf), so an entry that is not finite means the range was exceeded."""
-    for name, v in values:
-        if not np.all(np.isfinite(v)):
-            if layer.affine:
-                at = f"{type(layer).__name__.lower()} layer {k} of {n}"
-            elif k:
-                at = f"{layer!r} after affine layer {k} of {n}"
-            else:
-                at = f"{layer!r} before affine layer 1 of {n}"
-            raise OverflowError(f"the {name} exceeds float64 range at {at}; "
-                                "reduce sigma_w (W_std), the depth or the input scale")
+    # one fast pass per value, its sum (finite only if every entry is; a sum of finite entries
+    # may overflow, hence the entrywise test then)
+    with np.errstate(over="ignore", invalid="ignore"):
+        name = next((name for name, v in values
+                     if not np.isfinite(np.add.reduce(v, axis=None)) and not np.all(np.isfinite(v))), None)
+    if name is not None:
+        if layer.affine:
+            at = f"{type(layer).__name__.lower()} layer {k} of {n}"
+        elif k:
+            at = f"{layer!r} after affine layer {k} of {n}"
+        else:
+            at = f"{layer!r} before affine layer 1 of {n}"
+        raise OverflowError(f"the {name} exceeds float64 range at {at}; "
+                            "reduce sigma_w (W_std), the depth or the input scale")
 
 
 def check_inputs(X1, X2=None, names=("X1", "X2")) -> tuple[np.ndarray, np.ndarray | None]:

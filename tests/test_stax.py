@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from ntkcheck import MLP, nngp_kernel, ntk_kernel, output_kernels
 from ntkcheck import stax as S
+from ntkcheck.stax import network
 from ntkcheck.strategies import inputs, specs, stax_networks
 
 PROPS = settings(max_examples=25, deadline=None, derandomize=True)
@@ -278,20 +279,27 @@ def test_bad_arguments_and_inputs():
 
 
 @pytest.mark.parametrize("act", ["relu", "erf"])
-def test_spatial_kernels_split_in_row_blocks_are_bitwise_the_same(monkeypatch, act):
-    """Large spatial recursions run as two row blocks on two threads: the same numbers."""
+def test_spatial_kernels_in_tiles(monkeypatch, act):
+    """Large spatial recursions run in tiles of input pairs (only on and above the diagonal when
+    X2 is X1, then mirrored), on one or two threads: bitwise the same whatever the thread count,
+    equal to the recursion on the whole kernels up to rounding, and exactly symmetric."""
     net = S.serial(S.Conv(8, (3,), padding="CIRCULAR", strides=(2,), W_std=1.5, b_std=0.1), S.FanOut(2),
                    S.parallel(S.Identity(), S.serial(S.Activation(act), S.Conv(8, (2,), padding="SAME"))),
-                   S.FanInSum(), S.Activation(act), S.GlobalAvgPool(), S.Dense(1))
+                   S.FanInSum(), S.LayerNorm(), S.GlobalSelfAttention(8, 4, 4, 2, b_std=0.2), S.Activation(act),
+                   S.GlobalAvgPool(), S.Dense(1))
     rng = np.random.default_rng(0)
     X1, X2 = rng.standard_normal((9, 12, 2)), rng.standard_normal((4, 12, 2))
     for x2 in (None, X2):
-        monkeypatch.setattr(S, "SPLIT_ENTRIES", 10**12)
-        whole = output_kernels(net, X1, x2)
-        monkeypatch.setattr(S, "SPLIT_ENTRIES", 1)
-        split = output_kernels(net, X1, x2)
+        monkeypatch.setattr(network, "SPLIT_ENTRIES", 10**12)
+        whole = S.spatial_kernels(net, X1, x2)
+        monkeypatch.setattr(network, "SPLIT_ENTRIES", 1)
+        monkeypatch.setattr(network, "TILE_ENTRIES", 4 * 36)      # tiles of 2 x 2 inputs (6 x 6 positions)
+        tiled = [S.spatial_kernels(net, X1, x2, threads) for threads in (1, 2)]
         for name in ("nngp", "ntk", "diag1", "diag2"):
-            assert np.array_equal(getattr(whole, name), getattr(split, name)), name
+            assert np.array_equal(getattr(tiled[0], name), getattr(tiled[1], name)), name
+            np.testing.assert_allclose(getattr(tiled[0], name), getattr(whole, name), rtol=1e-13, atol=0)
+        if x2 is None:
+            assert np.array_equal(tiled[0].nngp, tiled[0].nngp.T) and np.array_equal(tiled[0].ntk, tiled[0].ntk.T)
 
 
 # --- extreme scales ----------------------------------------------------------

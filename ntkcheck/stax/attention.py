@@ -98,31 +98,28 @@ class GlobalSelfAttention(Layer):
                 "width (Hron et al. 2020, sec. 3); use linear_scaling=True or IDENTITY")
         k, P = len(state.spatial), math.prod(state.spatial)
         flat = lambda x, nb: _pairs_last(x, nb, k).reshape(x.shape[:nb] + (P, P))  # noqa: E731
-        K, T = flat(state.nngp, 2), flat(state.ntk, 2)
         cov1 = flat(state.cov1, 1)
         cov2 = None if state.cov2 is None else flat(state.cov2, 1)
         ov2, bias = (self.W_out_std * self.W_value_std) ** 2, (self.b_std or 0.0) ** 2
         if self.linear_scaling:
             G1 = self._weights(cov1)
             G2 = G1 if cov2 is None else self._weights(cov2)
-            G2t = G2.transpose(0, 2, 1)
-            nngp = ov2 * (G1[:, None] @ K @ G2t[None]) + bias
-            ntk = ov2 * (G1[:, None] @ (T + 2 * K) @ G2t[None]) + bias
+            nngp, ntk = _sandwich(G1, (state.nngp, state.ntk), G2, k, ov2, bias)
             covs = [None if c is None else ov2 * (G @ c @ G.transpose(0, 2, 1)) + bias
                     for c, G in ((cov1, G1), (cov2, G2))]
         else:
+            K, T = flat(state.nngp, 2), flat(state.ntk, 2)
             s2 = (self.W_query_std * self.W_key_std) ** 2 * ov2
             kk = np.einsum("xyij,xyij->xy", K, K)[..., None, None]
             kt = np.einsum("xyij,xyij->xy", K, T)[..., None, None]
-            nngp = s2 * kk * K + bias
-            ntk = s2 * (2 * kt * K + kk * (T + 4 * K)) + bias
+            nngp = _pairs_back((s2 * kk * K + bias).reshape(K.shape[:2] + state.spatial * 2), 2, k)
+            ntk = _pairs_back((s2 * (2 * kt * K + kk * (T + 4 * K)) + bias).reshape(nngp.shape), 2, k)
             covs = [None if c is None else s2 * np.einsum("xij,xij->x", c, c)[:, None, None] * c + bias
                     for c in (cov1, cov2)]
-        back = lambda x, nb: _pairs_back(x.reshape(x.shape[:nb] + state.spatial * 2), nb, k)  # noqa: E731
-        return SpatialState(back(nngp, 2), back(ntk, 2), back(covs[0], 1),
-                            None if covs[1] is None else back(covs[1], 1), state.spatial + (self.n_chan_out,),
-                            is_gaussian=True, fresh=True, affine_seen=state.affine_seen + 1,
-                            n_affine=state.n_affine)
+        back = lambda x: _pairs_back(x.reshape(x.shape[:1] + state.spatial * 2), 1, k)  # noqa: E731
+        return SpatialState(nngp, ntk, back(covs[0]), None if covs[1] is None else back(covs[1]),
+                            state.spatial + (self.n_chan_out,), is_gaussian=True, fresh=True,
+                            affine_seen=state.affine_seen + 1, n_affine=state.n_affine)
 
     def _weights(self, cov):
         """The limit attention weights of each input, mech(sigma_QK cov) (N, P, P) (Hron et al.
@@ -150,7 +147,9 @@ class GlobalSelfAttention(Layer):
         proj, out = params
         B, N, spatial, C = x.shape[0], x.shape[1], x.shape[2:-1], x.shape[-1]
         xf = x.reshape(B, N, -1, C)
-        h = xf @ proj.W.transpose(0, 2, 1)[:, None]                          # (M, N, P, projections)
+        # one product per network over all inputs and positions (not one per input)
+        h = np.matmul(xf.reshape(B, -1, C), proj.W.transpose(0, 2, 1))
+        h = h.reshape((len(h), N, -1, h.shape[-1]))                           # (M, N, P, projections)
         parts = np.split(h, np.cumsum(self._projections())[:-1], axis=-1)
         k, *q, v = (_split_heads(part, self.n_heads) for part in parts)
         q = q[0] if q else k            # linear scaling ties the query weights to the key weights
@@ -178,8 +177,13 @@ class GlobalSelfAttention(Layer):
         g_k = g_logits.swapaxes(-1, -2) @ q[:, None]
         parts = [g_k + g_q, g_v] if self.linear_scaling else [g_k, g_q, g_v]
         # (M, K, N, H, P, d) -> (M, K, N, P, H x d), in the row order of the projection weights
-        gp = np.concatenate([p.transpose(0, 1, 2, 4, 3, 5).reshape(M, K, N, -1, p.shape[3] * p.shape[5])
-                             for p in parts], axis=-1)
+        P, H = parts[0].shape[4], self.n_heads
+        gp = np.empty((M, K, N, P, sum(p.shape[3] * p.shape[5] for p in parts)), dtype=parts[0].dtype)
+        at = 0
+        for p in parts:
+            width = H * p.shape[5]
+            np.copyto(gp[..., at:at + width].reshape(M, K, N, P, H, -1), p.transpose(0, 1, 2, 4, 3, 5))
+            at += width
         ntk = ntk + _affine_ntk(gp, xf, 1.0, 0.0)
         g_in = gp.reshape(M, -1, gp.shape[-1]) @ proj.W
         return g_in.reshape((M, K, N) + spatial + (C,)), ntk
@@ -202,6 +206,35 @@ class GlobalSelfAttention(Layer):
         """The output projection as a Dense layer on the concatenated heads: fan-in n_heads
         n_chan_val, so W_std = sigma_OV / sqrt(C) gives neural-tangents' 1/sqrt(n_heads n_chan_val C)."""
         return Dense(self.n_chan_out, W_std=self.W_out_std * self.W_value_std / math.sqrt(C), b_std=self.b_std)
+
+
+def _sandwich(G1, kernels, G2, k, scale, shift):
+    """``scale G1(x) A(x, x') G2(x')^T + shift`` for A = K and A = Theta + 2 K, the kernels (N1,
+    N2, L1, L1', ..., Lk, Lk') over position pairs and G1, G2 (N, P, P) the attention weights of
+    each input over the P = L1 ... Lk flattened positions.  The products run as two batched
+    matrix products on the layout (N1, [K; Theta], P, N2, P'), where the weights of each side act
+    on contiguous rows, instead of one P x P product per input pair: on the left, per input x,
+    [[G, 0], [2 G, G]] (scaled) times [K; Theta] gives [G K; G (Theta + 2 K)] (the sum inside
+    the product); on the right, per input x', G2(x') on the strided rows of its column block."""
+    K, T = kernels
+    N1, N2, P = K.shape[0], K.shape[1], G1.shape[-1]
+    spatial = K.shape[2::2]
+    # (N1, N2, L1, L1', ...) -> (N1, L1, ..., N2, L1', ...): the rows and columns of the full matrix
+    rows = (0,) + tuple(2 + 2 * d for d in range(k)) + (1,) + tuple(3 + 2 * d for d in range(k))
+    Z = np.empty((N1, 2) + spatial + (N2,) + spatial)
+    np.copyto(Z[:, 0], K.transpose(rows))
+    np.copyto(Z[:, 1], T.transpose(rows))
+    left = np.zeros((N1, 2 * P, 2 * P))
+    left[:, :P, :P] = left[:, P:, P:] = scale * G1
+    left[:, P:, :P] = 2 * scale * G1
+    L = np.matmul(left, Z.reshape(N1, 2 * P, N2 * P))                      # (N1, 2, i, N2, P')
+    right = np.matmul(L.reshape(N1 * 2 * P, N2, P).transpose(1, 0, 2),
+                      np.ascontiguousarray(G2.transpose(0, 2, 1)))          # (N2, N1 2 i, j)
+    # back to ([K; Theta], N1, N2, L1, L1', ...), shifted in the same pass
+    out = np.empty((2,) + K.shape)
+    perm = (2, 1, 0) + tuple(a for d in range(k) for a in (3 + d, 3 + k + d))
+    np.add(right.reshape((N2, N1, 2) + spatial * 2).transpose(perm), shift, out=out)
+    return out[0], out[1]
 
 
 def _split_heads(h, n_heads):

@@ -118,8 +118,17 @@ def _checked(layer: Layer, state):
     where an entry exceeds float64 range (a NaN only ever comes from such an entry)."""
     out = layer.kernel(state)
     if not isinstance(layer, (Serial, Parallel)):      # their layers are checked one by one
+        # an array passed on unchanged (FanOut's copies, Identity) was checked where it was made
+        checked = {id(x) for s in (state if isinstance(state, tuple) else (state,)) for x in _arrays(s)}
         for s in out if isinstance(out, tuple) else (out,):
-            nngp = [("NNGP kernel", x) for x in (s.cov1, s.cov2, s.nngp) if x is not None]
-            refuse_overflow(nngp + [("NTK kernel", s.ntk)], layer, s.affine_seen, s.n_affine)
+            new = [(name, x) for name, x in zip(("NNGP kernel",) * 3 + ("NTK kernel",), _arrays(s))
+                   if x is not None and id(x) not in checked]
+            if new:
+                refuse_overflow(new, layer, s.affine_seen, s.n_affine)
+                checked.update(id(x) for _, x in new)
     return out
+
+
+def _arrays(state: SpatialState) -> tuple:
+    return state.cov1, state.cov2, state.nngp, state.ntk
 

@@ -8,8 +8,9 @@ from dataclasses import replace
 
 import numpy as np
 
+from .. import blas
 from ..seeding import network_rngs
-from ..states import KernelState, SpatialState
+from ..states import KernelState, SpatialState, put_tile, tile_bounds
 from .combinators import Parallel, Serial, _checked
 from .layer import Layer, _is_branches, input_state
 from .linear import _AffineParams, _Conv
@@ -17,29 +18,56 @@ from .widths import layers
 
 
 #: A spatial recursion whose kernels have more entries than this (input pairs x position pairs)
-#: runs as two row blocks of X1 on up to two threads (numpy releases the GIL in its loops).  Every
-#: step is entrywise in the input pair, so each entry is computed by the same operations; the
-#: split depends on the sizes only, so the result does not depend on the thread count.
-SPLIT_ENTRIES = 2**21
+#: runs in tiles of input pairs (see :func:`spatial_kernels`).
+SPLIT_ENTRIES = 2**17
+#: Entries of one tile's kernels: large enough that a step's fixed cost per call (~1.5 ms per
+#: pass through a 2-block transformer) stays small, small enough that a square X2 = X1 skips most
+#: of its lower triangle (64 sequences of length 8: 6 tiles, 2/3 of the work).
+TILE_ENTRIES = 2**15
 
 
 def spatial_kernels(net: Layer, X1: np.ndarray, X2: np.ndarray | None, threads: int = 1) -> KernelState:
     """The output's NNGP and NTK by every layer's :meth:`Layer.kernel` step on the full spatial
     covariance, for validated inputs (N, d), (N, W, C) or (N, H, W, C).  The network must end
-    without positions (GlobalAvgPool, Flatten or dense inputs)."""
-    with np.errstate(over="ignore"):        # an input Gram beyond float64 is refused at the first layer
-        state = replace(input_state(X1, X2), n_affine=sum(layer.affine for layer in layers(net)))
-    if state.nngp.size <= SPLIT_ENTRIES or len(X1) < 2:
-        return _spatial_output(net, state)
-    cov2 = state.cov1 if state.cov2 is None else state.cov2
-    half = len(X1) // 2
-    blocks = [replace(state, nngp=state.nngp[a:b], ntk=state.ntk[a:b], cov1=state.cov1[a:b], cov2=cov2)
-              for a, b in ((0, half), (half, len(X1)))]
+    without positions (GlobalAvgPool, Flatten or dense inputs).
+
+    Every step is entrywise in the input pair (given each input's own covariance), so a recursion
+    with more than :data:`SPLIT_ENTRIES` entries runs in tiles of input pairs, each carried
+    through all layers, only on and above the diagonal when X2 is None (the kernels of (x', x)
+    are those of (x, x') transposed; mirrored within the diagonal tiles too, so the output is
+    exactly symmetric), the tiles spread over up to ``threads`` (at most 2) threads (numpy
+    releases the GIL in its loops); the tiles depend on the sizes only, so the result does not
+    depend on the thread count.  BLAS runs single-threaded: its products here (the input Gram,
+    attention) are small, and a second BLAS thread costs more in synchronisation than it saves
+    (see :mod:`ntkcheck.blas`)."""
+    with blas.single_threaded():
+        with np.errstate(over="ignore"):        # an input Gram beyond float64 is refused at the first layer
+            state = replace(input_state(X1, X2), n_affine=sum(layer.affine for layer in layers(net)))
+        if state.nngp.size <= SPLIT_ENTRIES or len(X1) < 2:
+            return _spatial_output(net, state)
+        return _tiled(net, state, threads)
+
+
+def _tiled(net: Layer, state: SpatialState, threads: int) -> KernelState:
+    """:func:`_spatial_output` on tiles of input pairs, assembled (mirrored when X2 is X1)."""
+    same = state.cov2 is None
+    cov2 = state.cov1 if same else state.cov2
+    n1, n2 = state.nngp.shape[:2]
+    step = max(1, math.isqrt(TILE_ENTRIES // (state.nngp[0, 0].size or 1)))
+    tiles = tile_bounds(n1, n2, step, same)
+
+    def tile(bounds):
+        i0, i1, j0, j1 = bounds
+        return _spatial_output(net, replace(state, nngp=state.nngp[i0:i1, j0:j1], ntk=state.ntk[i0:i1, j0:j1],
+                                            cov1=state.cov1[i0:i1], cov2=cov2[j0:j1]))
     with ThreadPoolExecutor(max(1, min(threads, 2))) as pool:
-        parts = list(pool.map(lambda block: _spatial_output(net, block), blocks))
-    diag1 = np.concatenate([p.diag1 for p in parts])
-    return KernelState(np.concatenate([p.nngp for p in parts]), np.concatenate([p.ntk for p in parts]),
-                       diag1, diag1 if X2 is None else parts[0].diag2)
+        parts = list(pool.map(tile, tiles))
+    nngp, ntk, diag1, diag2 = np.empty((n1, n2)), np.empty((n1, n2)), np.empty(n1), np.empty(n2)
+    for (i0, i1, j0, j1), part in zip(tiles, parts):
+        put_tile(nngp, part.nngp, (i0, i1, j0, j1), same)
+        put_tile(ntk, part.ntk, (i0, i1, j0, j1), same)
+        diag1[i0:i1], diag2[j0:j1] = part.diag1, part.diag2
+    return KernelState(nngp, ntk, diag1, diag1 if same else diag2)
 
 
 def _spatial_output(net: Layer, state: SpatialState) -> KernelState:
