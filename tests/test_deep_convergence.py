@@ -85,8 +85,15 @@ def test_run_task_rows():
     assert np.all(per["weight_change"] >= per[[f"weight_change_layer{l}" for l in (1, 2, 3)]].max(axis=1) - 1e-12)
 
 
-@pytest.mark.parametrize("key, value", [("method", ["adam"]), ("batch_size", 3), ("control_width", 4),
+@pytest.mark.parametrize("key, value", [("method", ["adam"]), ("batch_size", 3), ("control_width", 5),
                                         ("width", [16, 64]), ("lr_fraction", 1.5)])
 def test_check_refuses(key, value):
     with pytest.raises(GridError, match=key):
         dc.check({**dc.GRIDS["quick"], key: value})
+
+
+def test_an_unstable_network_fails():
+    df = _planted()
+    bad = (df["quantity"] == "rate_error") & (df["width"] == 16) & (df["network"] == 0) & (df["depth"] == 4)
+    v = dc.CLAIM.judge(df.assign(value=np.where(bad, np.nan, df["value"])))
+    assert not v.passed and "UNSTABLE" in v.summary

@@ -117,7 +117,8 @@ ENTRY_POINT_GROUP = "ntkcheck.claims"
 #: Claim modules, in the order ``ntkcheck list`` and ``verify`` use.
 _MODULES = ("kernel_mean", "nngp_gaussian", "relu_fourth_moment", "ntk_init_convergence", "ntk_finite_width",
             "lazy_kernel", "linearization", "loss_decay", "critical_lr", "jacot_figure_1",
-            "readout_posterior", "ntk_ensemble", "linear_convergence", "mean_field", "lottery_ticket")
+            "readout_posterior", "ntk_ensemble", "linear_convergence", "mean_field", "lottery_ticket",
+            "deep_convergence")
 
 
 def plugin_entry_points():
