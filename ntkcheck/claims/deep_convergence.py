@@ -66,7 +66,7 @@ import pandas as pd
 
 from ..networks import empirical_ntk_from, forward, init_params
 from ..seeding import child
-from ..train import epoch_orders, train_params
+from ..train import batch_mask, epoch_orders, train_params
 from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, Task, Verdict, split_cells, task_key
 from ._training import (bound_passed, check_cells, critical_lr, geometric_mean, network_rows, spec_of, width_fit,
                         width_series)
@@ -165,14 +165,8 @@ def run_task(task: Task) -> list[dict]:
     orders = epoch_orders(n, batch, steps, child(task.seed, 1), 0, m)
     tr = train_params(spec, params, X, y, lr, steps, record=[0, steps], batch_size=batch if sgd else None,
                       orders=orders if sgd else None)
-    per_epoch = n // batch
-    masks = []
-    for k in range(steps):     # each network's batch at step k (all inputs for GD)
-        e, b = divmod(k, per_epoch)
-        mk = np.zeros((m, n))
-        np.put_along_axis(mk, orders[:, e, b * batch:(b + 1) * batch], 1.0, axis=1)
-        masks.append(mk)
-    lin = linear_losses(theta0, f0[..., 0] - y, lr, n, masks)
+    # each network's batch at step k (all inputs for GD)
+    lin = linear_losses(theta0, f0[..., 0] - y, lr, n, [batch_mask(orders, batch, k) for k in range(steps)])
     target = p["eps"] * lin[:, :1]
     k_lin = np.where((lin <= target).any(1), (lin <= target).argmax(1), steps)
     reached = (tr.loss <= p["eps"] * tr.loss[:, :1]).any(1) & ~tr.diverged
