@@ -1,4 +1,4 @@
-"""deep-convergence (draft claim): the linear model, the spectral norms and the verdict on planted data."""
+"""deep-convergence: the linear model, the spectral norms and the verdict on planted data."""
 import numpy as np
 import pandas as pd
 import pytest

@@ -198,9 +198,11 @@ def pooled_fit(g, claimed: float, alpha: float, name: str):
     its cell's geometric mean (a constant per cell: it leaves every cell's slope unchanged and
     keeps the scale differences between cells out of the bootstrap spread), then
     :func:`width_fit` of the geometric mean over all the cells' networks at each width (its
-    slope is the mean of the cells' slopes of mean log values)."""
+    slope is the mean of the cells' slopes of mean log values).  Returns the fit and the
+    scaled rows (what the fit sees, to plot)."""
     scale = g.groupby(["activation", "depth"])["value"].transform(lambda v: np.exp(np.log(v).mean()))
-    return width_fit(g.assign(value=g["value"] / scale), claimed, 0, alpha, name, geometric_mean)
+    scaled = g.assign(value=g["value"] / scale)
+    return width_fit(scaled, claimed, 0, alpha, name, geometric_mean), scaled
 
 
 #: The pooled fits per method: (quantity, claimed exponent, a bound?, activations, label).
@@ -228,13 +230,14 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
                 g = g[g["activation"].isin(acts)]
             if g.empty:
                 continue
-            fit = pooled_fit(g, claimed, alpha, f"{quantity}: {method}")
+            fit, scaled = pooled_fit(g, claimed, alpha, f"{quantity}: {method}")
             ok = bound_passed(fit, claimed) if bound else bool(fit.passed)
             fits.append({"method": method, "quantity": quantity, "claimed": claimed,
                          "kind": "bound" if bound else "two-sided", "exponent": fit.exponent, "ci_low": fit.ci_low,
                          "ci_high": fit.ci_high, "detectable": fit.detectable, "passed": ok})
-            series.append(width_series(g, g.iloc[:0], fit, f"{label} (cells pooled): {method}", claimed,
-                                       quantity.replace("_", " "), robust=True, bound=bound))
+            series.append(width_series(scaled, g.iloc[:0], fit, f"{label} (cells pooled): {method}", claimed,
+                                       quantity.replace("_", " ") + " / its cell's geometric mean", robust=True,
+                                       bound=bound))
     cells = []
     for (act, depth, method), g in _cells(claim):
         q = lambda name: g[g["quantity"] == name]  # noqa: E731
