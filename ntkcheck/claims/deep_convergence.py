@@ -49,7 +49,10 @@ by :func:`ntkcheck.claims._training.bound_passed` (the interval reaches the boun
 0).  Measured at quick (seed 0): rate error -0.58 (GD) and -0.63 (SGD), layer change -0.6,
 flips -0.43 (GD) and -0.50 (SGD): the heuristic ``n^{-1/2}`` for flips (a pre-activation moves
 O(n^{-1/2}) and has a bounded density at 0) fits better than the bound.  Per cell exponents
-are reported.  Not covered: residual cells (the training engine trains flat dense chains).
+are reported, and they qualify the pooled rate error: at quick the gelu cells decay as ~ n^-1
+(Dyer & Gur-Ari's 1/n drift) and the ReLU cells only as ~ n^-0.3 over widths 16-256 (ReLU's
+kinks: pre-asymptotic, or slower than the smooth-activation rate), so the pooled -0.6 is mostly
+the gelu cells'; a ReLU network at width 256 takes ~1.2-1.3 x its linear model's iterations.  Not covered: residual cells (the training engine trains flat dense chains).
 
 Negative control: the same cells at ``control_width`` (1 unit per layer: L <= N hidden units
 in all, below over-parameterization; every layer a scalar, f depends on x through one
