@@ -177,7 +177,7 @@ def _check_batch_size(batch_size, n_inputs: int) -> None:
         raise ValueError(f"batch_size must be an integer dividing the {n_inputs} training inputs, got {batch_size!r}")
 
 
-def _batch_mask(orders: np.ndarray, batch_size: int, k: int) -> np.ndarray:
+def batch_mask(orders: np.ndarray, batch_size: int, k: int) -> np.ndarray:
     """(M, N) 1.0 on the inputs of each network's batch at step k, else 0.0."""
     epoch, b = divmod(k, orders.shape[2] // batch_size)
     mask = np.zeros((len(orders), orders.shape[2]))
@@ -408,7 +408,7 @@ def _train_steps(spec: MLP, params: DenseParams, X, X_all, y, rec, step: float, 
         # diverged networks get a zero cotangent: frozen at their last finite weights
         cot = np.where(alive[:, None], r, 0.0)
         if orders is not None:     # inputs outside the batch: zero cotangent
-            cot *= _batch_mask(orders, batch_size, k)
+            cot *= batch_mask(orders, batch_size, k)
         cot = cot[..., None] / n
         _gd_step(spec, params, X, pre, posts, cot, step, readout_only)
     diverged[...] = ~alive

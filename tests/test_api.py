@@ -73,7 +73,7 @@ def test_reprs_do_not_dump_arrays():
     r = nc.mean_test(np.random.default_rng(1).standard_normal((50, 3)), np.zeros(3))
     assert repr(r).startswith("<TestResult ") and "\n" not in repr(r)
     assert repr(nc.get_claim("kernel-mean")).startswith("Claim('kernel-mean', ")
-    assert "grids={16 items}" in repr(nc.make_study("quick"))
+    assert f"grids={{{len(nc.all_claims())} items}}" in repr(nc.make_study("quick"))
 
 
 def test_docs_studies_md_is_generated_from_the_grids():

@@ -1,4 +1,4 @@
-"""lottery-ticket (draft claim): subset sums, the pruning construction and the verdict."""
+"""lottery-ticket: subset sums, the pruning construction and the verdict."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -108,3 +108,16 @@ def test_figure(tmp_path):
     df = _planted()
     lt.figure(df, lt.CLAIM.judge(df), tmp_path / "lt.png")
     assert (tmp_path / "lt.png").stat().st_size > 0
+
+
+def test_registered_with_key_numbers():
+    from ntkcheck.claims import all_claims
+    from ntkcheck.keynumbers import key_numbers
+
+    assert all_claims(plugins=False)["lottery-ticket"] is lt.CLAIM
+    v = lt.CLAIM.judge(_planted())
+    keys = key_numbers(v)
+    assert len(keys) == 4 and all(k.bound and k.lo <= k.value <= k.hi for k in keys)
+    assert [k.theory for k in keys] == [-lt.BETA_MIN, -lt.BETA_NET_MIN, lt.GAMMA_MAX, lt.GAMMA_MAX]
+    assert keys[0].value == pytest.approx(-1.0, abs=0.1)   # the planted subset-sum rate
+    assert "false-fail rate" in v.summary and "probability" in v.detectable

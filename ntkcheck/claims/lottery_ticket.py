@@ -1,5 +1,5 @@
-"""lottery-ticket (DRAFT, not registered): pruning a random network, no training, finds a
-subnetwork that approximates a target ReLU network, with logarithmic over-parameterization.
+"""lottery-ticket: pruning a random network, no training, finds a subnetwork that
+approximates a target ReLU network, with logarithmic over-parameterization.
 
 Theorem.  (a) Random subset sum (Lueker 1998, "Exponentially small bounds on the expected
 optimum of the partition and subset sum problems", Random Structures & Algorithms 12,
@@ -62,7 +62,8 @@ from scipy.stats import norm
 from scipy.stats import t as student_t
 
 from ..seeding import network_rngs
-from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, Task, Verdict, task_key
+from .. import labels
+from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, KeyNumber, Task, Verdict, task_key
 
 #: Bits per sample: the tested floor of the subset-sum decay exponent, and the counting ceiling.
 BETA_MIN, BETA_MAX = 0.5, 1.0
@@ -284,7 +285,7 @@ def bound_test(name: str, value: float, se: float, dof: int, bound: float, side:
     t = (value - bound) / se if se > 0 else (math.inf if value > bound else -math.inf if value < bound else 0.0)
     p = float(student_t.cdf(t, dof) if side == "above" else student_t.sf(t, dof))
     return {"test": name, "estimate": value, "se": se, "bound": bound, "side": side, "t": t, "p": p,
-            "rate": rate, "passed": p > rate,
+            "rate": rate, "dof": dof, "passed": p > rate,
             "detectable": float(student_t.isf(rate, dof) + norm.isf(FALSE_PASS_RATE)) * se}
 
 
@@ -326,7 +327,7 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
     summary = (f"{'pass' if passed else 'FAIL'}: "
                + "; ".join(f"{t['test']}: {t['estimate']:.3f} +- {t['se']:.3f} (p = {t['p']:.2g})" for t in tests)
                + f" (counting ceiling {BETA_MAX:g}, asymptotic, not tested); each test at {rate:.3g} "
-               f"(claim {false_fail_rate:g}); controls "
+               f"(the claim's false-fail rate {false_fail_rate:.3g}); controls "
                + ", ".join(f"{k} beta = {t['estimate']:.3f} {'rejected' if not t['passed'] else 'NOT rejected'}"
                            f" (p = {t['p']:.2g})" for k, t in controls.items()))
     return Verdict(
@@ -337,6 +338,29 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
         negative_control=("a random subset per target (subset sums), a random mask of the ticket's sparsity and "
                           "the unpruned random network: each must fail the decay test beta >= its floor"),
         negative_control_rejected=rejected, table=table)
+
+
+#: Key number of each tested coefficient: (quantity, its sign in the table's estimate).  The
+#: decay rates are shown as the slope of log2 error per sample or neuron (-beta), so that
+#: every key number is "at most" its theory value.
+_KEYS = {"subset sum beta": (r"slope of $\log_2$ worst subset-sum error per sample", -1.0),
+         "ticket beta": (r"slope of $\log_2$ ticket sup error per neuron $n$", -1.0),
+         "ticket gamma_d": (r"exponent of the target width $d$ in the ticket error", 1.0),
+         "ticket gamma_l": (r"exponent of the target depth $l$ in the ticket error", 1.0)}
+
+
+def key_numbers(v: Verdict) -> tuple[KeyNumber, ...]:
+    """The four tested coefficients with their one-sided tests' two-sided intervals (level
+    ``1 - 2 rate``), each as an upper bound: ``-beta <= -floor``, ``gamma <= 1``."""
+    out = []
+    for _, r in v.table[~v.table["test"].str.startswith("control")].iterrows():
+        quantity, sign = _KEYS[r["test"].rsplit(" ", 2)[0]]
+        half = float(student_t.isf(r["rate"], r["dof"])) * r["se"]
+        value, bound = sign * r["estimate"], sign * r["bound"]
+        out.append(KeyNumber(cell=labels.cell("lottery-ticket"), quantity=quantity, name="coefficient",
+                             value=value, lo=value - half, hi=value + half, level=1 - 2 * r["rate"],
+                             theory=bound, bound=True))
+    return tuple(out)
 
 
 def figure(df, v: Verdict, path) -> None:
@@ -391,4 +415,5 @@ CLAIM = Claim(
     sources=("Lueker 1998, Thm 2.4", "Pensia et al. 2020, Thm 1, Lemma 3.2, Cor. 2.5",
              "Malach et al. 2020, Thm 2.1", "Ramanujan et al. 2020"),
     grids=GRIDS, run_task=run_task, verdict=verdict, split=split, check=check, figure=figure, keys=KEYS,
+    key_numbers=key_numbers,
 )
