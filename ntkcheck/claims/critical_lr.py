@@ -305,7 +305,8 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
     summary = (f"{'pass' if passed else 'FAIL'}: lower edge (monotone loss ends) at c in {stats['lower_edges']} "
                f"(claimed 1), upper edge (training stops converging) at {stats['upper_edges']} x eta_crit "
                f"({percent(level)} intervals; Lewkowycz et al.: 2 for the uv model, ~6 observed for deep "
-               f"ReLU); {stats['failed_checks']} failed phase checks; control (mean-field scaling, "
+               f"ReLU; runs above it that converged: {stats['converged_above_upper_edge']}, not tested one by one); "
+               f"{stats['failed_checks']} failed phase checks; control (mean-field scaling, "
                f"c < 1: {stats['control_mean_field_not_lazy_below_edge']} runs below the lower edge not lazy) "
                f"{'rejected' if real else 'NOT rejected'}; power check N/lambda_max "
                f"{'rejected' if power else 'NOT rejected'}")
