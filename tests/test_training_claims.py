@@ -212,6 +212,46 @@ def test_catapult_without_kernel_drop_fails(quick_data):
     assert not v.passed, v.summary
 
 
+def _critical_run(df, factor, network, **values):
+    """A copy of ``df`` with the claim run (rate factor, network) given ``values`` by quantity."""
+    df = df.copy()
+    run = (df["parameterization"] == "ntk") & (df["lr_factor"] == factor) & (df["network"] == network)
+    for quantity, value in values.items():
+        df.loc[run & (df["quantity"] == quantity), "value"] = value
+    return df
+
+
+#: Quick study seed 46's run at 3 x eta_crit that converged: its kernel fell (c_T = 0.42).
+SEED_46_RUN = {"converged": 1.0, "diverged": 0.0, "c_final": 0.424, "kernel_change": 0.913,
+               "final_loss_ratio": 5.1e-5, "peak_loss_ratio": 40.1}
+
+
+def test_critical_lr_passes_a_run_converging_above_the_upper_edge(quick_data):
+    """The upper edge is not sharp at width 1024 (1 of 304 correct runs at 3 x eta_crit converges):
+    such a run, 0.5 past the upper edge's interval, is no failure."""
+    v = get_claim("critical-lr").verdict(_critical_run(quick_data["critical-lr"], 3.0, 2, **SEED_46_RUN))
+    assert v.passed and v.statistics["converged_above_upper_edge"] == "1", v.summary
+
+
+def test_critical_lr_fails_a_converged_run_keeping_its_kernel(quick_data):
+    """The same run converging with eta lambda_max(Theta_hat_T) > 2N contradicts the catapult."""
+    df = _critical_run(quick_data["critical-lr"], 3.0, 2, **{**SEED_46_RUN, "c_final": 1.2})
+    v = get_claim("critical-lr").verdict(df)
+    assert not v.passed and v.table["failed checks"].iloc[0] == "converged runs end with c_T < 1", v.summary
+
+
+def test_critical_lr_fails_without_a_divergent_phase(quick_data):
+    """Every run converging (blown-up runs counted as converged, their kernels dropped): FAIL."""
+    df = quick_data["critical-lr"].copy()
+    claim = df["parameterization"] == "ntk"
+    blown = claim & (df["quantity"] == "c_final") & df["value"].astype(float).isna()
+    df.loc[blown, "value"] = 0.5
+    df.loc[claim & (df["quantity"] == "converged"), "value"] = 1.0
+    df.loc[claim & (df["quantity"] == "diverged"), "value"] = 0.0
+    v = get_claim("critical-lr").verdict(df)
+    assert not v.passed and "divergent phase reached" in v.table["failed checks"].iloc[0], v.summary
+
+
 def test_critical_lr_edges_on_a_sharp_step():
     from ntkcheck.claims.critical_lr import _brackets
 
@@ -389,6 +429,8 @@ def test_critical_lr_control_keeps_the_claim_tasks():
         claim.check({**grid, "control_lr_factor": [0.6, 1.2]})
     with pytest.raises(GridError, match="sigma_b"):
         claim.check({**grid, "sigma_b": 0.1})
+    with pytest.raises(GridError, match="divergent phase"):
+        claim.check({**grid, "lr_factor": [0.6, 0.8, 1.1, 1.5, 3.0]})
 
 
 def _jacot_changes(df, control: bool):
