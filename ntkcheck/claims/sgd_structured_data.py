@@ -164,7 +164,7 @@ def sgd(W: np.ndarray, A: np.ndarray, X: np.ndarray, onehot: np.ndarray, orders:
     layout); ``monitor(step, W)`` is called every ``steps // CHECKS`` steps and at the end.
     Gradient: ``dL/dw_r = (1/B) sum_x (p(x) - y)^T a_r 1[<w_r, x> > 0] x``."""
     per_epoch = X.shape[1] // batch
-    every = steps // CHECKS
+    every = max(1, steps // CHECKS)
     for t in range(steps):
         if t % every == 0:
             monitor(t, W)
