@@ -66,13 +66,14 @@ def _planted(flip=-0.5, error=0.0, control_error=0.65, seed=0, m=16, n_test=500)
     return pd.DataFrame(rows)
 
 
-def test_true_data_pass_and_the_control_is_rejected():
-    v = sd.CLAIM.judge(_planted())
+@pytest.mark.parametrize("flip", [-0.5, -0.45])    # -0.45: inside the margin (pre-asymptotic bend)
+def test_true_data_pass_and_the_control_is_rejected(flip):
+    v = sd.CLAIM.judge(_planted(flip=flip))
     assert v.status == "PASS", v.summary
     assert "false-fail rate" in v.summary and "power 0.99" in v.detectable
 
 
-@pytest.mark.parametrize("kw", [dict(flip=-1.0), dict(flip=0.0), dict(error=0.05)])
+@pytest.mark.parametrize("kw", [dict(flip=-1.0), dict(flip=0.0), dict(flip=-1 / 3, m=64), dict(error=0.05)])
 def test_planted_violations_fail(kw):
     v = sd.CLAIM.judge(_planted(**kw))
     assert not v.passed, (kw, v.summary)

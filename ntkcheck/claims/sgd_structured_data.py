@@ -42,7 +42,12 @@ of independent Binomial(n_test, p_i) with every p_i <= eps is stochastically bel
 Binomial(M n_test, eps), so the test is exact for the claim "every network's error <= eps"),
 after the same ``steps`` at every width (the theorem's T does not grow with m beyond log m);
 (2) the flip fraction's width exponent (geometric mean over networks,
-:func:`ntkcheck.claims._training.width_fit`) is -1/2: its interval contains -1/2 and excludes 0.
+:func:`ntkcheck.claims._training.width_fit`) is -1/2 within ``FLIP_MARGIN`` = 0.1: its interval
+reaches [-0.6, -0.4] and excludes 0.  The margin allows for the O(m^{-1/2}) relative corrections
+of the law, which bend the local slope at these widths (measured -0.47...-0.49 over 256-16384,
+seed 0 standard: -0.488 [-0.517, -0.458]); without it the interval of a large study would shrink
+below that bias.  It still rejects the half-unit slips (0: patterns that do not settle; -1: a
+movement O(1/m) in the NTK scaling) and, at standard, Allen-Zhu et al.'s -1/3.
 
 Negative control: the widest width's networks trained on the same kind of data with the
 training labels shuffled across the training samples (every component then carries labels of
@@ -54,18 +59,24 @@ learning requires rethinking generalization", ICLR) for the shuffled-label contr
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 from scipy.stats import beta as beta_dist
 from scipy.stats import binom
 
+from ..keynumbers import from_series
 from ..seeding import child, network_rngs
 from ..train import epoch_orders
-from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, Task, Verdict, split_cells, task_key
+from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, KeyNumber, Task, Verdict, split_cells, task_key
 from ._training import FALSE_PASS_RATE, geometric_mean, network_rows, width_fit, width_series
 
 #: The flip fraction's width exponent under the theorem's scaling (module docstring).
 FLIP_EXPONENT = -0.5
+#: Equivalence margin of the flip exponent: its O(m^-1/2) relative corrections bend the local
+#: slope (measured -0.47...-0.49 over widths 256-16384); a fifth of the half-unit slips it catches.
+FLIP_MARGIN = 0.1
 #: Test-error checkpoints per run, and the test samples each one uses.
 CHECKS, CHECK_POINTS = 10, 50
 #: Inputs per block of :func:`errors`.
@@ -235,7 +246,10 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
     c_err = error_test(q(ctrl, "test_error"), eps, alpha) if len(ctrl) else None
     flips = q(claim, "flip_fraction")
     fit = width_fit(flips, FLIP_EXPONENT, 0, alpha, "flip fraction", geometric_mean)
-    passed = bool(not err["rejected"] and fit.passed)
+    # the interval must reach -1/2 +- FLIP_MARGIN and exclude 0 (no decay)
+    flips_ok = bool(fit.ci_low <= FLIP_EXPONENT + FLIP_MARGIN and fit.ci_high >= FLIP_EXPONENT - FLIP_MARGIN
+                    and fit.ci_high < 0)
+    passed = bool(not err["rejected"] and flips_ok)
     rejected = bool(c_err is not None and c_err["rejected"])
     by_width = claim.pivot_table(index="width", columns="quantity", values="value", aggfunc="mean")
     table = pd.DataFrame({
@@ -249,8 +263,8 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
     summary = (f"{'pass' if passed else 'FAIL'}: test error at width {int(widest)} "
                f"{err['rate']:.4f} ({err['errors']}/{err['samples']} fresh samples; <= eps = {eps:g}: "
                f"{'ok' if not err['rejected'] else 'REJECTED'}, binomial p = {err['p']:.3g}); flip fraction "
-               f"exponent {fit.exponent:.3f} [{fit.ci_low:.3f}, {fit.ci_high:.3f}] (claimed {FLIP_EXPONENT:g}: "
-               f"{'ok' if fit.passed else 'FAILED'}); 2 tests at {alpha:.3g} each (the claim's false-fail rate "
+               f"exponent {fit.exponent:.3f} [{fit.ci_low:.3f}, {fit.ci_high:.3f}] (claimed {FLIP_EXPONENT:g} "
+               f"+- {FLIP_MARGIN:g}: {'ok' if flips_ok else 'FAILED'}); 2 tests at {alpha:.3g} each (the claim's false-fail rate "
                f"{false_fail_rate:.3g}); control (shuffled labels) "
                + ("not run" if c_err is None else
                   f"{'rejected' if rejected else 'NOT rejected'}: test error {c_err['rate']:.3f} "
@@ -266,10 +280,15 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
         claim="sgd-structured-data", passed=passed, summary=summary, statistics=stats,
         false_fail_rate=false_fail_rate,
         detectable=(f"a population error of {err['detectable']:.3g} (eps = {eps:g}) at the widest width, and a flip "
-                    f"exponent off -1/2 by {fit.detectable:.2g}, each at power {1 - FALSE_PASS_RATE:g}"),
+                    f"exponent beyond -1/2 +- {FLIP_MARGIN:g} by {fit.detectable:.2g}, each at power {1 - FALSE_PASS_RATE:g}"),
         negative_control=("the widest width's networks trained on the training labels shuffled across the samples "
                           "(no structure): the test error stays near chance, so the error test must reject eps"),
         negative_control_rejected=rejected, convergence=series, table=table)
+
+
+def key_numbers(v: Verdict) -> tuple[KeyNumber, ...]:
+    """The flip exponent, claimed -1/2 within ``FLIP_MARGIN``."""
+    return tuple(replace(from_series(c, v.claim), margin=FLIP_MARGIN) for c in v.convergence)
 
 
 def figure(df, v: Verdict, path) -> None:
@@ -317,4 +336,5 @@ CLAIM = Claim(
                "the fraction of hidden units whose activation pattern on the data changes decays as m^-1/2."),
     sources=("Li & Liang 2018, Thm 4.1, Sec. 5", "Zhang et al. 2017"),
     grids=GRIDS, run_task=run_task, verdict=verdict, split=split, check=check, figure=figure, keys=KEYS,
+    key_numbers=key_numbers,
 )
