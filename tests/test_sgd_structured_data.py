@@ -59,10 +59,11 @@ def _planted(flip=-0.5, error=0.0, control_error=0.65, seed=0, m=16, n_test=500)
     cells = [(w, 0, error) for w in WIDTHS] + [(WIDTHS[-1], 1, control_error)]
     for w, control, e in cells:
         q = {"test_error": rng.binomial(n_test, e, m) / n_test, "train_error": np.zeros(m),
-             "test_error_init": np.full(m, 0.66), "flip_fraction": 1.4 * w**flip * np.exp(0.15 * rng.standard_normal(m)),
-             "steps_to_eps": np.full(m, 30.0)}
+             "test_error_init": np.full(m, 0.66), "steps_to_eps": np.full(m, 30.0),
+             "flip_fraction": 1.4 * w**flip * np.exp(0.15 * rng.standard_normal(m))}
         rows += [{"width": w, "quantity": k, "value": float(v), "stderr": 0.0, "n_networks": m, "network": i,
-                  "n_test": n_test, "eps": 0.02, "control": control} for k, vals in q.items() for i, v in enumerate(vals)]
+                  "n_test": n_test, "eps": 0.02, "control": control}
+                 for k, vals in q.items() for i, v in enumerate(vals)]
     return pd.DataFrame(rows)
 
 
@@ -101,7 +102,8 @@ def test_run_task_rows():
     for t in (tasks[0], tasks[-1]):
         rows = pd.DataFrame(sd.run_task(Task(sd.CLAIM.id, "k", dict(t.params), task_seed(0, sd.CLAIM.id, t.key))))
         per = rows.pivot_table(index="network", columns="quantity", values="value")
-        assert set(rows["quantity"]) == {"test_error", "train_error", "test_error_init", "flip_fraction", "steps_to_eps"}
+        assert set(rows["quantity"]) == {"test_error", "train_error", "test_error_init", "flip_fraction",
+                                         "steps_to_eps"}
         assert np.all((per["flip_fraction"] > 0) & (per["flip_fraction"] < 0.5))
         assert np.all(per["test_error_init"] > 0.2)
     assert per["test_error"].mean() > 0.3     # the shuffled-label control does not generalize

@@ -269,14 +269,14 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
                f"{err['rate']:.4f} ({err['errors']}/{err['samples']} fresh samples; <= eps = {eps:g}: "
                f"{'ok' if not err['rejected'] else 'REJECTED'}, binomial p = {err['p']:.3g}); flip fraction "
                f"exponent {fit.exponent:.3f} [{fit.ci_low:.3f}, {fit.ci_high:.3f}] (claimed {FLIP_EXPONENT:g} "
-               f"+- {FLIP_MARGIN:g}: {'ok' if flips_ok else 'FAILED'}); 2 tests at {alpha:.3g} each (the claim's false-fail rate "
-               f"{false_fail_rate:.3g}); control (shuffled labels) "
+               f"+- {FLIP_MARGIN:g}: {'ok' if flips_ok else 'FAILED'}); 2 tests at {alpha:.3g} each (the claim's "
+               f"false-fail rate {false_fail_rate:.3g}); control (shuffled labels) "
                + ("not run" if c_err is None else
                   f"{'rejected' if rejected else 'NOT rejected'}: test error {c_err['rate']:.3f} "
                   f"(p = {c_err['p']:.2g}), train error {c_train:.3f}"))
     stats = {"test error (widest)": err["rate"], "test error p": err["p"], "eps": eps,
              "flip exponent": fit.exponent, "flip exponent low": fit.ci_low, "flip exponent high": fit.ci_high,
-             "level per test": 1 - alpha,
+             "flip margin": FLIP_MARGIN, "level per test": 1 - alpha,
              "control: test error": c_err["rate"] if c_err else float("nan"),
              "control: test error p": c_err["p"] if c_err else float("nan"), "control: train error": c_train}
     series = (width_series(flips, flips.iloc[:0], fit, "flip fraction: two-layer ReLU, SGD", FLIP_EXPONENT,
@@ -285,7 +285,8 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
         claim="sgd-structured-data", passed=passed, summary=summary, statistics=stats,
         false_fail_rate=false_fail_rate,
         detectable=(f"a population error of {err['detectable']:.3g} (eps = {eps:g}) at the widest width, and a flip "
-                    f"exponent beyond -1/2 +- {FLIP_MARGIN:g} by {fit.detectable:.2g}, each at power {1 - FALSE_PASS_RATE:g}"),
+                    f"exponent beyond -1/2 +- {FLIP_MARGIN:g} by {fit.detectable:.2g}, each at power "
+                    f"{1 - FALSE_PASS_RATE:g}"),
         negative_control=("the widest width's networks trained on the training labels shuffled across the samples "
                           "(no structure): the test error stays near chance, so the error test must reject eps"),
         negative_control_rejected=rejected, convergence=series, table=table)
