@@ -109,7 +109,7 @@ def test_run_task_rows():
     assert per["test_error"].mean() > 0.3     # the shuffled-label control does not generalize
 
 
-@pytest.mark.parametrize("key, value", [("width", [64, 256]), ("batch_size", 7), ("eps", 0.7), ("classes", 1),
+@pytest.mark.parametrize("key, value", [("width", [64, 256]), ("batch_size", 7), ("eps", 0.7), ("classes", 1), ("components", 0), ("d_in", 1),
                                         ("delta", 1.99), ("steps", 5), ("n_test", 20)])
 def test_check_refuses(key, value):
     with pytest.raises(GridError, match=key):

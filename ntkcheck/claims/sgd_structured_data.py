@@ -114,6 +114,10 @@ def check(grid: dict) -> None:
         raise GridError("n_networks", "needs >= 2 networks (the fit resamples networks)")
     if grid["classes"] < 2:
         raise GridError("classes", "needs >= 2 classes")
+    if grid["components"] < 1:
+        raise GridError("components", "needs >= 1 component per class")
+    if grid["d_in"] < 2:
+        raise GridError("d_in", "needs >= 2 (the unit sphere of R^d_in holds the data)")
     if not 0 < grid["eps"] < 1 - 1 / grid["classes"]:
         raise GridError("eps", "must lie in (0, 1 - 1/classes): below chance, or the control cannot be rejected")
     if not 0 < grid["delta"] < 2:
