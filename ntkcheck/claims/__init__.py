@@ -118,7 +118,7 @@ ENTRY_POINT_GROUP = "ntkcheck.claims"
 _MODULES = ("kernel_mean", "nngp_gaussian", "relu_fourth_moment", "ntk_init_convergence", "ntk_finite_width",
             "lazy_kernel", "linearization", "loss_decay", "critical_lr", "jacot_figure_1",
             "readout_posterior", "ntk_ensemble", "linear_convergence", "mean_field", "four_point_vertex",
-            "ntk_fluctuations", "lottery_ticket", "deep_convergence")
+            "ntk_fluctuations", "lottery_ticket", "deep_convergence", "sgd_structured_data")
 
 
 def plugin_entry_points():
