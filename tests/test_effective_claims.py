@@ -11,12 +11,14 @@ from ntkcheck.claims._effective import GRIDS, entries
 CLAIMS = [four_point_vertex.CLAIM, ntk_fluctuations.CLAIM]
 
 WIDTHS = (64, 256, 1024)
+CONTROL_WIDTHS = (16, 32, 64)
 
 
-def _planted(scale: float = 1.0, seed: int = 0, rel_se: float = 0.005) -> pd.DataFrame:
+def _planted(scale: float = 1.0, seed: int = 0, rel_se: float = 0.005, control: float = 0.6) -> pd.DataFrame:
     """Rows of a run whose measured n Cov = V (1 + 3/n) + noise at ``rel_se`` x |V|, with the
-    stored prediction ``scale`` x V (in one task per cell, as the split does); the control's
-    prediction is 0.7 V."""
+    stored prediction ``scale`` x V (in one task per cell, as the split does); the power check's
+    wrong prediction is 0.7 V; the control's networks measure ``control`` x V (1 + 3/n) at
+    widths 16, 32, 64 with 4 x the noise."""
     rng = np.random.default_rng(seed)
     rows = []
     for cell, (act, depth) in enumerate([("tanh", 1), ("tanh", 3), ("relu", 3)]):
@@ -29,8 +31,13 @@ def _planted(scale: float = 1.0, seed: int = 0, rel_se: float = 0.005) -> pd.Dat
                 rows.append({**base, "quantity": "n_cov", "value": V * (1 + 3 / n) + se * rng.standard_normal(),
                              "stderr": se})
                 rows += [{**base, "quantity": q, "value": v, "stderr": 0.0}
-                         for q, v in (("prediction", scale * V), ("prediction_error", 1e-12), ("control", 0.7 * V))
+                         for q, v in (("prediction", scale * V), ("prediction_error", 1e-12), ("power_target", 0.7 * V))
                          if n == WIDTHS[0]]
+            for n in CONTROL_WIDTHS:
+                se = 4 * rel_se * abs(V)
+                rows.append({"activation": act, "depth": depth, "width": n, "n_networks": 500, "entry": entry,
+                             "quantity": "n_cov_control", "stderr": se,
+                             "value": control * V * (1 + 3 / n) + se * rng.standard_normal()})
     return pd.DataFrame(rows)
 
 
@@ -47,6 +54,12 @@ def test_true_prediction_passes_and_controls_are_rejected(claim, rel_se):
     assert v.statistics["power_holm_p[x1.1]"] < v.false_fail_rate, v.summary
 
 
+@pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.id)
+def test_control_that_agrees_with_the_prediction_is_not_rejected(claim):
+    v = claim.judge(_planted(control=1.0, rel_se=QUICK_REL_SE))
+    assert v.passed and not v.negative_control_rejected, v.summary
+
+
 @pytest.mark.parametrize("rel_se", [0.005, QUICK_REL_SE])
 @pytest.mark.parametrize("scale", [0.9, 1.1])
 @pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.id)
@@ -61,6 +74,8 @@ def test_grids_too_small_are_refused():
         claim.check({**GRIDS["quick"], "width": [64]})
     with pytest.raises(ValueError, match="chunk: needs >= 3 networks"):
         claim.check({**GRIDS["quick"], "chunk": 2})
+    with pytest.raises(ValueError, match="control_width: needs >= 2 widths"):
+        claim.check({**GRIDS["quick"], "control_width": [16, 16]})
 
 
 def test_one_task_per_cell_stores_the_prediction():
@@ -68,7 +83,11 @@ def test_one_task_per_cell_stores_the_prediction():
     tasks = [p for _, p in CLAIMS[0].split(grid)]
     predicting = [(p["activation"], p["depth"]) for p in tasks if p["predict"]]
     assert sorted(predicting) == sorted({(p["activation"], p["depth"]) for p in tasks})
-    assert all(p["width"] == min(grid["width"]) and p["chunk"] == 0 for p in tasks if p["predict"])
+    assert all(p["width"] == min(grid["width"]) and p["chunk"] == 0 and "weights" not in p
+               for p in tasks if p["predict"])
+    control = [p for p in tasks if "weights" in p]
+    assert len(control) == len(grid["activation"]) * len(grid["control_width"])
+    assert {p["n_networks"] for p in control} == {grid["control_networks"]}
 
 
 @pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.id)
@@ -88,7 +107,7 @@ def test_one_task_measures_its_prediction(claim):
     grid = {**claim.grid("quick"), "activation": ["tanh"], "depth": [3], "width": [256], "n_networks": 3000,
             "chunk": 3000}
     claim.check({**grid, "width": [256, 512]})
-    (task,) = claim.tasks(grid, seed=1)
+    (task,) = [t for t in claim.tasks(grid, seed=1) if "weights" not in t.params]
     df = pd.DataFrame([{**{k: task.params[k] for k in PARAM_COLUMNS if k in task.params}, **r}
                        for r in claim.run_task(task)])
     wide = df.pivot_table(index="entry", columns="quantity", values="value")

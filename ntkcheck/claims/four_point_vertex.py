@@ -11,9 +11,9 @@ The exact ReLU / linear single-input case is relu-fourth-moment.
 Measurement.  f given the last hidden layer is N(0, G) with G the readout kernel
 (:func:`ntkcheck.moments.readout_kernel`), so the connected four-point function of f is exactly
 ``Cov(G_ab, G_cd) + Cov(G_ac, G_bd) + Cov(G_ad, G_bc)``, and ``V_(ab)(cd)`` is measured entry by
-entry as ``n Cov(G_ab, G_cd)`` (the readout noise integrated out).  Test and controls as in
-:mod:`ntkcheck.claims._effective`; the control is the vertex without its propagation term
-(:func:`ntkcheck.effective.local_vertex`).  At quick (depth 2, widths 16, 64, 256, 7000
+entry as ``n Cov(G_ab, G_cd)`` (the readout noise integrated out).  Test, negative control
+(Rademacher weights) and power checks as in :mod:`ntkcheck.claims._effective`; the power check's
+wrong prediction is the vertex without its propagation term (:func:`ntkcheck.effective.local_vertex`).  At quick (depth 2, widths 16, 64, 256, 7000
 networks each, ~8 s CPU) the most precise test detects a vertex ~9 % off and a vertex 10 % off
 is rejected by the power check.
 """
@@ -30,7 +30,7 @@ def _measure(spec, sample):
 
 
 def _predict(spec, X):
-    """V, its quadrature error and the control (the local term alone), each (N, N, N, N)."""
+    """V, its quadrature error and the power check's wrong prediction (the local term alone), each (N, N, N, N)."""
     V = four_point_vertex(spec, X)
     return V.value[-1], V.error[-1], local_vertex(spec, X).value
 

@@ -9,8 +9,9 @@ with A and B the output's NTK variance tensors (:func:`ntkcheck.effective.ntk_co
 The exact ReLU single-input case is ntk-finite-width.
 
 Measurement.  ``n Cov(Theta_hat_ab, Theta_hat_cd)`` entry by entry from the exact sampler's
-empirical NTKs.  Test and controls as in :mod:`ntkcheck.claims._effective`; the control is the
-prediction without its B terms (A alone: the neuron-diagonal pairing only).  At quick (depth 2,
+empirical NTKs.  Test, negative control (Rademacher weights) and power checks as in
+:mod:`ntkcheck.claims._effective`; the power check's wrong prediction is the prediction without its
+B terms (A alone: the neuron-diagonal pairing only).  At quick (depth 2,
 widths 16, 64, 256, 7000 networks each, ~7 s CPU) the most precise test detects a covariance
 10-11 % off (seeds 0-19) and a covariance 10 % off is rejected by the power check.
 """
@@ -26,7 +27,8 @@ def _measure(spec, sample):
 
 
 def _predict(spec, X):
-    """n Cov(Theta_hat) = A + B + B, its quadrature error and the control (A alone), each (N, N, N, N)."""
+    """n Cov(Theta_hat) = A + B + B, its quadrature error and the power check's wrong prediction (A alone),
+    each (N, N, N, N)."""
     n = spec.widths[-1]
     cov = ntk_covariance(spec, X)
     return n * cov.value, n * cov.error, layer_tensors(spec, X).ntk_a[-1]
