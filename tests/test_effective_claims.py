@@ -1,12 +1,16 @@
 """The four-point-vertex and ntk-fluctuations claims: their verdicts on planted data (at a small
 noise and at the quick budget's), the split, the figure and key numbers, and one task each
 against the claim's own prediction."""
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from ntkcheck.claims import PARAM_COLUMNS, four_point_vertex, ntk_fluctuations
-from ntkcheck.claims._effective import GRIDS, entries
+from ntkcheck.claims._effective import GRIDS, entries, inputs
+from ntkcheck.claims.initcommon import cell_spec
+from ntkcheck.sampler import sample_init
 
 CLAIMS = [four_point_vertex.CLAIM, ntk_fluctuations.CLAIM]
 
@@ -114,3 +118,50 @@ def test_one_task_measures_its_prediction(claim):
     se = df[df.quantity == "n_cov"].set_index("entry")["stderr"]
     pred = wide["prediction"]
     assert np.all(np.abs(wide["n_cov"] - pred) <= 5 * se + 10 * np.abs(pred) / 256)
+
+
+def _rademacher_one_hidden_layer(spec, X) -> tuple[np.ndarray, np.ndarray]:
+    """The control's law for one hidden layer (NTK parameterization), exactly: n Cov(G_ab, G_cd)
+    and n Cov(Theta_hat_ab, Theta_hat_cd), (N, N, N, N).  The n neurons are i.i.d., so n Cov is
+    the covariance of one neuron's summands g_ab = C_W s_a s_b and m_ab = C_W s_a s_b + C_W
+    Theta^1_ab s'_a s'_b (the readout weights' squares are 1; Gaussian ones would add
+    Var(w^2) = 2 times C_W^2 Theta^1 Theta^1 <s's's's'>, the B terms), with z_a = (sigma_w / sqrt(d))
+    u.x_a + sigma_b beta over the 2^d equally likely signs u and Gauss-Hermite beta."""
+    d = X.shape[1]
+    C_W, C_b = spec.sigma_w**2, spec.sigma_b**2
+    theta1 = C_W * X @ X.T / d + C_b
+    signs = np.array(list(itertools.product((-1.0, 1.0), repeat=d)))
+    beta, wb = np.polynomial.hermite_e.hermegauss(80)
+    z = (spec.sigma_w / np.sqrt(d)) * (signs @ X.T)[:, None, :] + spec.sigma_b * beta[None, :, None]
+    w = np.broadcast_to(wb / wb.sum() / len(signs), z.shape[:2]).ravel()
+    s, ds = spec.act.fn(z).reshape(-1, len(X)), spec.act.deriv(z).reshape(-1, len(X))
+    g = C_W * s[:, :, None] * s[:, None, :]
+    m = g + C_W * theta1 * ds[:, :, None] * ds[:, None, :]
+
+    def cov(t):
+        c = t - np.tensordot(w, t, 1)
+        return np.tensordot(w, c[:, :, :, None, None] * c[:, None, None, :, :], 1)
+    return cov(g), cov(m)
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+def test_control_networks_follow_their_own_law_not_the_gaussian_prediction(act):
+    """One hidden layer, width 16, 4,000 dense networks with Rademacher weights: each measured
+    n Cov is within 5 standard errors of the exact Rademacher law, and the Gaussian-weight
+    prediction (four-point-vertex's and ntk-fluctuations') is > 5 standard errors off in some entry
+    of each: the negative control's networks are a setting where the prediction is wrong."""
+    grid = {**GRIDS["quick"], "activation": act, "depth": 1, "width": 16}
+    spec, X = cell_spec(grid), inputs(grid)
+    sample = sample_init(spec, X, 4000, seed=np.random.SeedSequence([20, 24]), method="dense",
+                         weights="rademacher")
+    exact = _rademacher_one_hidden_layer(spec, X)
+    for claim, module, law in zip(CLAIMS, (four_point_vertex, ntk_fluctuations), exact):
+        S = module._measure(spec, sample)
+        gaussian = module._predict(spec, X)[0]
+        off = []
+        for a, b, c, d in entries(len(X)):
+            prod = (S[:, a, b] - S[:, a, b].mean()) * (S[:, c, d] - S[:, c, d].mean())
+            value, se = 16 * prod.mean(), 16 * prod.std() / np.sqrt(len(prod))
+            assert abs(value - law[a, b, c, d]) < 5 * se, (claim.id, (a, b, c, d), value, law[a, b, c, d], se)
+            off.append(abs(value - gaussian[a, b, c, d]) / se)
+        assert max(off) > 5, (claim.id, off)
