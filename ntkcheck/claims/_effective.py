@@ -226,13 +226,15 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE, *, claim: str, w
 
 def figure(df, v: Verdict, path, *, quantity: str) -> None:
     """n Cov_hat against 1/n per entry with 95 % intervals, the fitted line a + b/n, at 1/n = 0
-    the fitted intercept's 95 % interval and the prediction (star); one panel per cell."""
+    the fitted intercept's 95 % interval and the prediction (star), and the negative control's
+    networks (open markers); one panel per cell."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     wide = measurements(df)
+    control = measurements(df, "n_cov_control").set_index(CELL)
     fits = v.table.set_index(CELL)
     cells = list(wide.groupby(["activation", "depth"], sort=True))
     cols = min(len(cells), 4)
@@ -249,6 +251,10 @@ def figure(df, v: Verdict, path, *, quantity: str) -> None:
             ax.plot(line, fit["prediction"] + fit["intercept"] + fit["slope"] * line, color=color, lw=0.7)
             ax.errorbar([0.0], [fit["prediction"] + fit["intercept"]], yerr=Z95 * fit["se"], color=color, capsize=3)
             ax.plot([0.0], [fit["prediction"]], marker="*", ms=8, color=color, mec="k", mew=0.5, ls="none")
+            if (act, depth, entry) in control.index:
+                c = control.loc[[(act, depth, entry)]]
+                ax.errorbar(1.0 / c["width"].to_numpy(), c["n_cov"], yerr=Z95 * c["stderr"], marker="o", ms=3,
+                            mfc="none", capsize=2, ls="none", color=color, lw=0.6)
         ax.set_title(f"{act}, $L$ = {depth}", fontsize=9)
         ax.set_xlabel("$1/n$")
         ax.legend(fontsize=6, title="entry (ab,cd)", title_fontsize=6)
@@ -256,7 +262,8 @@ def figure(df, v: Verdict, path, *, quantity: str) -> None:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel(quantity)
-    fig.suptitle("Measured (95% intervals), fit a + b/n, prediction at 1/n = 0 (star)", fontsize=10)
+    fig.suptitle("Measured (95% intervals), fit a + b/n, prediction at 1/n = 0 (star); open: control",
+                 fontsize=10)
     save_figure(fig, path)
 
 
