@@ -165,3 +165,9 @@ def test_control_networks_follow_their_own_law_not_the_gaussian_prediction(act):
             assert abs(value - law[a, b, c, d]) < 5 * se, (claim.id, (a, b, c, d), value, law[a, b, c, d], se)
             off.append(abs(value - gaussian[a, b, c, d]) / se)
         assert max(off) > 5, (claim.id, off)
+
+
+def test_results_without_the_control_report_it_not_run():
+    df = _planted()
+    v = CLAIMS[0].judge(df[df.quantity != "n_cov_control"])
+    assert v.passed and not v.negative_control_rejected and "not run" in v.summary, v.summary

@@ -182,8 +182,10 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE, *, claim: str, w
     """The claim's verdict (module docstring); ``wrong`` describes the power check's wrong prediction."""
     wide = measurements(df)
     main, parts = _family(wide, "prediction", false_fail_rate, claim)
-    control = _family(measurements(df, "n_cov_control"), "prediction", false_fail_rate,
-                      f"control: {CONTROL_WEIGHTS} weights")[0]
+    controlled = measurements(df, "n_cov_control")
+    # results without the control's rows (a grid run before it) report it as not run, not rejected
+    control = (_family(controlled, "prediction", false_fail_rate, f"control: {CONTROL_WEIGHTS} weights")[0]
+               if len(controlled) else None)
     # power checks: the claim's own data re-scored against wrong targets (not settings where the claim is false)
     deep = wide[wide.depth >= 2]
     power = {"zero": _family(wide.assign(zero=0.0), "zero", false_fail_rate, "power: 0")[0]}
@@ -191,7 +193,7 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE, *, claim: str, w
         power["wrong"] = _family(deep, "power_target", false_fail_rate, f"power: {wrong}")[0]
     power.update({f"x{s:g}": _family(wide.assign(off=s * wide["prediction"]), "off", false_fail_rate,
                                      f"power: prediction x {s:g}")[0] for s in POWER_SCALES})
-    rejected = not control.passed
+    rejected = control is not None and not control.passed
     last = wide.sort_values("width").groupby(CELL).last()
     widths = wide.groupby(CELL)["width"].agg(lambda w: "/".join(str(int(n)) for n in sorted(w)))
     table = pd.DataFrame([{"activation": act, "depth": depth, "entry": entry, "widths": widths[(act, depth, entry)],
@@ -204,13 +206,14 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE, *, claim: str, w
              "min_detectable_rel": float(rel.min()), "median_detectable_rel": float(rel.median()),
              "max_detectable_rel": float(rel.max()),
              "max_quadrature_error_rel": float((last["prediction_error"] / last["prediction"].abs()).max()),
-             "control_holm_p": control.pvalue,
+             "control_holm_p": control.pvalue if control else math.nan,
              **{f"power_holm_p[{k}]": c.pvalue for k, c in power.items()}}
     passed = bool(main.passed)
     summary = (f"{'pass' if passed else 'FAIL'}: intercepts of n Cov - prediction over {len(parts)} (cell, entry) "
                f"tests, max |z| = {stats['max_abs_z']:.2f}, Holm p = {main.pvalue:.2g} at false-fail rate "
                f"{false_fail_rate:.3g}; control ({CONTROL_WEIGHTS} weights) "
-               f"{'rejected' if rejected else 'NOT rejected'} (Holm p = {control.pvalue:.2g}); power checks: "
+               + (f"{'rejected' if rejected else 'NOT rejected'} (Holm p = {control.pvalue:.2g})" if control
+                  else "not run (no control rows)") + "; power checks: "
                + ", ".join(f"{k} {'rejected' if not c.passed else 'not rejected'} (Holm p = {c.pvalue:.2g})"
                            for k, c in power.items()))
     return Verdict(
