@@ -23,7 +23,7 @@ in the mean-field one the readout has C_W = lambda_W = sigma_w^2 / n_L.  The inp
 (l = 0) reads ``sigma(z^0) = x`` with n_0 = d.  The recursions below hold for any widths
 n_1..n_L; r_l = n_l / n_{l-1} is their ratio.
 
-Tensors (PDLT §4.3 and §8.2-8.3).  For neurons i and inputs alpha, at layer l + 1:
+Tensors (PDLT §4.2-4.3 and ch. 8).  For neurons i and inputs alpha, at layer l + 1:
 
     E[z_{i1 a1} z_{i2 a2} z_{i3 a3} z_{i4 a4}]_connected
         = (1/n_l) [d_{i1i2} d_{i3i4} V_{(a1a2)(a3a4)} + d_{i1i3} d_{i2i4} V_{(a1a3)(a2a4)}
@@ -69,7 +69,7 @@ and the off-diagonal NTK entries obey E[H_{j1j2;12} H_{j1j2;34}] = B_{1234} / n_
 ``g_12 = C_W sigma_1 sigma_2`` and ``m_12 = lambda_W sigma_1 sigma_2 + C_W Theta_12
 sigma'_1 sigma'_2`` (the per-neuron summands at H = Theta; Dd = <sigma'_1 sigma'_2>):
 
-    V' = <g g> - <g><g> + (r/4) sum V <dd g_12> <dd g_34>                          (PDLT §4.3)
+    V' = <g g> - <g><g> + (r/4) sum V <dd g_12> <dd g_34>                       (PDLT §4.2-4.3)
     D' = <m g> - <m><g> + r [(1/4) sum V <dd m_12> <dd g_34>
                              + (C_W/2) Dd_12 sum D_{(12)(cd)} <dd_cd g_34>]          (PDLT §8.2)
     A' = <m m> - <m><m> + r [(1/4) sum V <dd m_12> <dd m_34>
@@ -78,10 +78,14 @@ sigma'_1 sigma'_2`` (the per-neuron summands at H = Theta; Dd = <sigma'_1 sigma'
     B'_1234 = C_W^2 [<sigma'_1 sigma'_2 sigma'_3 sigma'_4> Theta_12 Theta_34
                      + r <sigma'_1 sigma'_3> <sigma'_2 sigma'_4> B_1234]             (PDLT §8.3)
 
-(primes: layer l + 1; unprimed tensors and r = r_l: layer l).  The book's sections are cited,
-not its equation numbers: the recursions are derived here in this module's index order, and
-checked against exact finite-width laws (tests/test_effective.py).  The mean metric follows from
-the same expansion applied to E[sigma_1 sigma_2] (PDLT §4.4):
+(primes: layer l + 1; unprimed tensors and r = r_l: layer l).  Sources, by the section titles of
+arXiv:2106.10165v2: the second layer's vertex (V' at l = 1, the local term alone) is §4.2 ("Second
+Layer: Genesis of Non-Gaussianity"), eqs. (4.42)-(4.43) in that version's numbering; V' at deeper
+layers §4.3 ("Deeper Layers: Accumulation of Non-Gaussianity"), its single-input form §5.4
+("Fluctuations"); the NLO metric K1 §4.5 ("Subleading Corrections"); A, B and D ch. 8.  Further
+equation numbers are not cited: the recursions are derived here, in this module's index order,
+and checked against exact finite-width laws instead (tests/test_effective.py).  The mean metric
+follows from the same expansion applied to E[sigma_1 sigma_2] (PDLT §4.5):
 
     K1' = r C_W [(1/2) sum K1_{ab} <d_a d_b sigma_1 sigma_2>
                  + (1/8) sum V_{(ab)(cd)} <d_a d_b d_c d_d sigma_1 sigma_2>].
@@ -199,7 +203,7 @@ def ntk_covariance(spec: MLP, X) -> Prediction:
 
 
 def nlo_metric(spec: MLP, X) -> Prediction:
-    """K1^l of every layer l = 1..L+1, (L+1, N, N): E[z_a z_b] = K_ab + K1_ab / n_{l-1} (PDLT §4.4);
+    """K1^l of every layer l = 1..L+1, (L+1, N, N): E[z_a z_b] = K_ab + K1_ab / n_{l-1} (PDLT §4.5);
     the output's is ``[-1]``, so E[f_a f_b] = K_ab + K1_ab / n_L to leading order."""
     return _predict(spec, X, lambda t: t.nlo_metric)
 

@@ -29,6 +29,10 @@ from .stax import draw_affine  # noqa: F401 -- re-exported: the draw every dense
 
 #: Default memory cap for one chunk of networks (weights and activations).
 MAX_BYTES = 2 * 1024**3
+#: Laws of the weights (the biases are Gaussian under both): ``"gaussian"``, N(0, s_w^2), the
+#: law every theory here assumes; ``"rademacher"``, +-s_w with probability 1/2 each (the same
+#: variance, fourth cumulant -2 s_w^4), a setting where the finite-width theory is wrong.
+WEIGHT_LAWS = ("gaussian", "rademacher")
 
 
 @dataclass(frozen=True)
@@ -106,13 +110,16 @@ def flat(spec, d_in: int) -> FlatNetwork:
 
 
 def init_params(spec, d_in: int, seed, start: int = 0, stop: int = 1,
-                dtype=np.float64) -> DenseParams:
+                dtype=np.float64, weights: str = "gaussian") -> DenseParams:
     """Initial parameters of networks ``start .. stop-1`` of the run seeded by ``seed``.
 
     Network i draws W^1, b^1, W^2, b^2, ... in order from its own generator
     (:func:`ntkcheck.seeding.network_rngs`), so the same i is the same network
-    whatever the chunking.
+    whatever the chunking.  ``weights`` is the weights' law (:data:`WEIGHT_LAWS`).
     """
+    if weights not in WEIGHT_LAWS:
+        raise ValueError(f"weights must be one of {WEIGHT_LAWS}, got {weights!r}")
+    draw = draw_affine if weights == "gaussian" else _draw_rademacher
     net = flat(spec, d_in)
     dims, scales = net.dims, net.scales
     m = stop - start
@@ -120,8 +127,17 @@ def init_params(spec, d_in: int, seed, start: int = 0, stop: int = 1,
     biases = [np.empty((m, dims[l + 1]), dtype=dtype) for l in range(len(dims) - 1)]
     for i, rng in enumerate(network_rngs(seed, start, stop)):
         for W, b, (_, _, s_w, s_b) in zip(weights, biases, scales):
-            draw_affine(rng, W[i], b[i], s_w, s_b)
+            draw(rng, W[i], b[i], s_w, s_b)
     return DenseParams(tuple(weights), tuple(biases))
+
+
+def _draw_rademacher(rng: np.random.Generator, W: np.ndarray, b: np.ndarray, s_w: float, s_b: float) -> None:
+    """Fill W with +-s_w (probability 1/2 each) and then b with N(0, s_b^2), in place."""
+    W[...] = rng.integers(0, 2, size=W.shape, dtype=np.int8)
+    W *= 2 * s_w
+    W -= s_w
+    rng.standard_normal(out=b, dtype=b.dtype)
+    b *= s_b
 
 
 def forward(spec, params: DenseParams, X: np.ndarray, keep_posts: bool = False):

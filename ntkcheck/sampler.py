@@ -60,7 +60,7 @@ from scipy.linalg import lapack
 from . import blas, stax
 from .display import short_repr
 from .kernels import network, refuse_overflow
-from .networks import MAX_BYTES, _gram, empirical_ntk_from, flat, flat_network, forward, init_params
+from .networks import MAX_BYTES, WEIGHT_LAWS, _gram, empirical_ntk_from, flat, flat_network, forward, init_params
 from .resources import check_sample, die_with_parent
 from .seeding import network_rngs
 
@@ -112,7 +112,8 @@ class InitSample:
 
 
 def sample_init(spec: MLP | stax.Layer, X, n_networks: int, seed=0, method: str = "exact",
-                max_bytes: int = MAX_BYTES, jobs: int | None = 1, dtype=np.float64) -> InitSample:
+                max_bytes: int = MAX_BYTES, jobs: int | None = 1, dtype=np.float64,
+                weights: str = "gaussian") -> InitSample:
     """Outputs, empirical NTKs and layer Grams of ``n_networks`` networks at init.
 
     Parameters
@@ -148,6 +149,9 @@ def sample_init(spec: MLP | stax.Layer, X, n_networks: int, seed=0, method: str 
         lambda): then in this process.
     dtype : float64 or float32
         Working precision of ``method="dense"`` (the exact sampler is float64).
+    weights : {"gaussian", "rademacher"}
+        The weights' law (:data:`ntkcheck.networks.WEIGHT_LAWS`); ``"rademacher"`` needs
+        ``method="dense"`` and an MLP's network (Dense layers and nonlinearities).
 
     Returns
     -------
@@ -172,12 +176,18 @@ def sample_init(spec: MLP | stax.Layer, X, n_networks: int, seed=0, method: str 
         raise ValueError(f"dtype must be float64 or float32, got {dtype!r}") from None
     if dtype not in (np.float64, np.float32) or (method == "exact" and dtype != np.float64):
         raise ValueError(f"dtype must be float64 (or float32 with method='dense'), got {dtype}")
+    if weights not in WEIGHT_LAWS:
+        raise ValueError(f"weights must be one of {WEIGHT_LAWS}, got {weights!r}")
     net = network(spec)
     X = spec.check_inputs(X, None, names=("X", "X2"))[0]
-    if X.ndim == 2 and flat_network(spec, X.shape[1]) is not None:
+    chain = X.ndim == 2 and flat_network(spec, X.shape[1]) is not None
+    if weights != "gaussian" and (method != "dense" or not chain):
+        raise ValueError(f"weights={weights!r} needs method='dense' and Dense layers with one nonlinearity "
+                         "between each two (the exact sampler conditions on Gaussian weights)")
+    if chain:
         if method == "exact":
             return _sample(spec, X, n_networks, seed, max_bytes, _exact_chunk, exact_bytes_per_network, jobs)
-        return _sample(spec, X, n_networks, seed, max_bytes, partial(_dense_chunk, dtype=dtype),
+        return _sample(spec, X, n_networks, seed, max_bytes, partial(_dense_chunk, dtype=dtype, weights=weights),
                        partial(dense_bytes_per_network, itemsize=dtype.itemsize), jobs)
     if method == "exact":
         _exact_layers(net)
@@ -263,11 +273,11 @@ def dense_bytes_per_network(spec, d_in: int, n_inputs: int, itemsize: int = 8) -
     return itemsize * (n_weights + 4 * n_inputs * sum(dims))
 
 
-def _dense_chunk(spec, X, seed, start, stop, workspace: dict, dtype=np.float64):
-    """Networks ``start .. stop-1`` with real weights (``workspace`` unused).  Chunks are
+def _dense_chunk(spec, X, seed, start, stop, workspace: dict, dtype=np.float64, weights: str = "gaussian"):
+    """Networks ``start .. stop-1`` with real weights of law ``weights`` (``workspace`` unused).  Chunks are
     cache-sized (``CHUNK_BYTES``): the weights are drawn, scaled, used by the forward pass and
     by back-propagation while they stay in cache."""
-    params = init_params(spec, X.shape[1], seed, start, stop, dtype)
+    params = init_params(spec, X.shape[1], seed, start, stop, dtype, weights)
     f, pre, posts = forward(spec, params, X, keep_posts=True)
     ntk = empirical_ntk_from(spec, params, X, pre, posts=posts)
     pre_grams = np.stack([_gram(h) / h.shape[-1] for h in pre], axis=1)

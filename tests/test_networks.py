@@ -3,7 +3,7 @@ analytic kernels, determinism, and input validation."""
 import numpy as np
 import pytest
 
-from ntkcheck import MLP, empirical_ntk, forward, init_params, nngp_kernel, ntk_kernel, sample_dense
+from ntkcheck import MLP, empirical_ntk, forward, init_params, nngp_kernel, ntk_kernel, sample_dense, sample_init
 from ntkcheck.networks import DenseParams
 
 
@@ -86,3 +86,24 @@ def test_params_shapes():
     assert isinstance(p, DenseParams) and p.n_networks == 4
     assert [w.shape for w in p.weights] == [(4, 3, 5), (4, 4, 3), (4, 2, 4)]
     assert [b.shape for b in p.biases] == [(4, 3), (4, 4), (4, 2)]
+
+
+def test_rademacher_weights_are_plus_minus_the_gaussian_std_with_gaussian_biases():
+    spec = MLP(depth=2, width=64, activation="relu", sigma_w=1.5, sigma_b=0.2)
+    gauss = init_params(spec, 3, seed=4, stop=50)
+    rad = init_params(spec, 3, seed=4, stop=50, weights="rademacher")
+    for Wg, Wr in zip(gauss.weights, rad.weights):
+        s_w = np.abs(Wr).max()
+        assert np.allclose(np.abs(Wr), s_w)                      # +-s_w only
+        assert abs(np.mean(Wr > 0) - 0.5) < 0.02                 # each sign with probability 1/2
+        assert abs(Wg.std() / s_w - 1) < 0.05                    # the Gaussian law's standard deviation
+    for bg, br in zip(gauss.biases[:-1], rad.biases[:-1]):     # the hidden layers' 3,200 biases each
+        assert abs(br.std() / bg.std() - 1) < 0.1
+
+
+def test_weight_law_refused_by_name():
+    spec = MLP(depth=1, width=8)
+    with pytest.raises(ValueError, match="weights must be one of"):
+        init_params(spec, 3, seed=0, weights="uniform")
+    with pytest.raises(ValueError, match="weights='rademacher' needs method='dense'"):
+        sample_init(spec, np.ones((2, 3)), 4, method="exact", weights="rademacher")
