@@ -104,7 +104,7 @@ class GlobalSelfAttention(Layer):
         if self.linear_scaling:
             G1 = self._weights(cov1)
             G2 = G1 if cov2 is None else self._weights(cov2)
-            nngp, ntk = _sandwich(G1, (state.nngp, state.ntk), G2, k, ov2, bias)
+            nngp, ntk = _sandwich(G1, (state.nngp, state.ntk), G2, k, ov2, bias, state.pairs)
             covs = [None if c is None else ov2 * (G @ c @ G.transpose(0, 2, 1)) + bias
                     for c, G in ((cov1, G1), (cov2, G2))]
         else:
@@ -119,7 +119,7 @@ class GlobalSelfAttention(Layer):
         back = lambda x: _pairs_back(x.reshape(x.shape[:1] + state.spatial * 2), 1, k)  # noqa: E731
         return SpatialState(nngp, ntk, back(covs[0]), None if covs[1] is None else back(covs[1]),
                             state.spatial + (self.n_chan_out,), is_gaussian=True, fresh=True,
-                            affine_seen=state.affine_seen + 1, n_affine=state.n_affine)
+                            affine_seen=state.affine_seen + 1, n_affine=state.n_affine, pairs=state.pairs)
 
     def _weights(self, cov):
         """The limit attention weights of each input, mech(sigma_QK cov) (N, P, P) (Hron et al.
@@ -208,15 +208,20 @@ class GlobalSelfAttention(Layer):
         return Dense(self.n_chan_out, W_std=self.W_out_std * self.W_value_std / math.sqrt(C), b_std=self.b_std)
 
 
-def _sandwich(G1, kernels, G2, k, scale, shift):
+def _sandwich(G1, kernels, G2, k, scale, shift, pairs=None):
     """``scale G1(x) A(x, x') G2(x')^T + shift`` for A = K and A = Theta + 2 K, the kernels (N1,
     N2, L1, L1', ..., Lk, Lk') over position pairs and G1, G2 (N, P, P) the attention weights of
     each input over the P = L1 ... Lk flattened positions.  The products run as two batched
     matrix products on the layout (N1, [K; Theta], P, N2, P'), where the weights of each side act
     on contiguous rows, instead of one P x P product per input pair: on the left, per input x,
     [[G, 0], [2 G, G]] (scaled) times [K; Theta] gives [G K; G (Theta + 2 K)] (the sum inside
-    the product); on the right, per input x', G2(x') on the strided rows of its column block."""
+    the product); on the right, per input x', G2(x') on the strided rows of its column block.
+    With ``pairs`` (i1, i2) the kernels (P, 1, ...) list input pairs (see
+    :class:`ntkcheck.states.SpatialState`): the weights are gathered per pair, and the right
+    product is one per pair."""
     K, T = kernels
+    if pairs is not None:
+        G1, G2 = G1[pairs[0]], G2[pairs[1]]
     N1, N2, P = K.shape[0], K.shape[1], G1.shape[-1]
     spatial = K.shape[2::2]
     # (N1, N2, L1, L1', ...) -> (N1, L1, ..., N2, L1', ...): the rows and columns of the full matrix
@@ -228,8 +233,11 @@ def _sandwich(G1, kernels, G2, k, scale, shift):
     left[:, :P, :P] = left[:, P:, P:] = scale * G1
     left[:, P:, :P] = 2 * scale * G1
     L = np.matmul(left, Z.reshape(N1, 2 * P, N2 * P))                      # (N1, 2, i, N2, P')
-    right = np.matmul(L.reshape(N1 * 2 * P, N2, P).transpose(1, 0, 2),
-                      np.ascontiguousarray(G2.transpose(0, 2, 1)))          # (N2, N1 2 i, j)
+    if pairs is None:
+        right = np.matmul(L.reshape(N1 * 2 * P, N2, P).transpose(1, 0, 2),
+                          np.ascontiguousarray(G2.transpose(0, 2, 1)))      # (N2, N1 2 i, j)
+    else:                                                                   # N2 = 1: (pairs, 2 i, j)
+        right = np.matmul(L.reshape(N1, 2 * P, P), G2.transpose(0, 2, 1))
     # back to ([K; Theta], N1, N2, L1, L1', ...), shifted in the same pass
     out = np.empty((2,) + K.shape)
     perm = (2, 1, 0) + tuple(a for d in range(k) for a in (3 + d, 3 + k + d))
