@@ -233,11 +233,12 @@ def _sandwich(G1, kernels, G2, k, scale, shift, pairs=None):
     left[:, :P, :P] = left[:, P:, P:] = scale * G1
     left[:, P:, :P] = 2 * scale * G1
     L = np.matmul(left, Z.reshape(N1, 2 * P, N2 * P))                      # (N1, 2, i, N2, P')
+    # into Z's memory, no longer needed (a fresh array costs its page faults)
     if pairs is None:
-        right = np.matmul(L.reshape(N1 * 2 * P, N2, P).transpose(1, 0, 2),
-                          np.ascontiguousarray(G2.transpose(0, 2, 1)))      # (N2, N1 2 i, j)
+        right = np.matmul(L.reshape(N1 * 2 * P, N2, P).transpose(1, 0, 2), np.ascontiguousarray(G2.transpose(0, 2, 1)),
+                          out=Z.reshape(N2, N1 * 2 * P, P))                 # (N2, N1 2 i, j)
     else:                                                                   # N2 = 1: (pairs, 2 i, j)
-        right = np.matmul(L.reshape(N1, 2 * P, P), G2.transpose(0, 2, 1))
+        right = np.matmul(L.reshape(N1, 2 * P, P), G2.transpose(0, 2, 1), out=Z.reshape(N1, 2 * P, P))
     # back to ([K; Theta], N1, N2, L1, L1', ...), shifted in the same pass
     out = np.empty((2,) + K.shape)
     perm = (2, 1, 0) + tuple(a for d in range(k) for a in (3 + d, 3 + k + d))

@@ -48,7 +48,8 @@ class Activation(Layer):
         cov1 = self.act.dual(_spread(var1, k, 0, 1), state.cov1, _spread(var1, k, 1, 1))[0]
         cov2 = None if state.cov2 is None else \
             self.act.dual(_spread(var2, k, 0, 1), state.cov2, _spread(var2, k, 1, 1))[0]
-        return replace(state, nngp=nngp, ntk=dot * state.ntk, cov1=cov1, cov2=cov2,
+        dot *= state.ntk            # the dual's own array (as in flat_kernel)
+        return replace(state, nngp=nngp, ntk=dot, cov1=cov1, cov2=cov2,
                        is_gaussian=False, fresh=False)
 
     def chain(self):
