@@ -98,15 +98,15 @@ class GlobalSelfAttention(Layer):
                 "width (Hron et al. 2020, sec. 3); use linear_scaling=True or IDENTITY")
         k, P = len(state.spatial), math.prod(state.spatial)
         flat = lambda x, nb: _pairs_last(x, nb, k).reshape(x.shape[:nb] + (P, P))  # noqa: E731
-        cov1 = flat(state.cov1, 1)
-        cov2 = None if state.cov2 is None else flat(state.cov2, 1)
+        # both inputs' own covariances at once (a few small arrays: the calls are the cost)
+        n1 = len(state.cov1)
+        cov = flat(state.cov1 if state.cov2 is None else np.concatenate([state.cov1, state.cov2]), 1)
         ov2, bias = (self.W_out_std * self.W_value_std) ** 2, (self.b_std or 0.0) ** 2
         if self.linear_scaling:
-            G1 = self._weights(cov1)
-            G2 = G1 if cov2 is None else self._weights(cov2)
+            G = self._weights(cov)
+            G1, G2 = (G, G) if state.cov2 is None else (G[:n1], G[n1:])
             nngp, ntk = _sandwich(G1, (state.nngp, state.ntk), G2, k, ov2, bias, state.pairs)
-            covs = [None if c is None else ov2 * (G @ c @ G.transpose(0, 2, 1)) + bias
-                    for c, G in ((cov1, G1), (cov2, G2))]
+            cov = ov2 * (G @ cov @ G.transpose(0, 2, 1)) + bias
         else:
             K, T = flat(state.nngp, 2), flat(state.ntk, 2)
             s2 = (self.W_query_std * self.W_key_std) ** 2 * ov2
@@ -114,10 +114,9 @@ class GlobalSelfAttention(Layer):
             kt = np.einsum("xyij,xyij->xy", K, T)[..., None, None]
             nngp = _pairs_back((s2 * kk * K + bias).reshape(K.shape[:2] + state.spatial * 2), 2, k)
             ntk = _pairs_back((s2 * (2 * kt * K + kk * (T + 4 * K)) + bias).reshape(nngp.shape), 2, k)
-            covs = [None if c is None else s2 * np.einsum("xij,xij->x", c, c)[:, None, None] * c + bias
-                    for c in (cov1, cov2)]
-        back = lambda x: _pairs_back(x.reshape(x.shape[:1] + state.spatial * 2), 1, k)  # noqa: E731
-        return SpatialState(nngp, ntk, back(covs[0]), None if covs[1] is None else back(covs[1]),
+            cov = s2 * np.einsum("xij,xij->x", cov, cov)[:, None, None] * cov + bias
+        cov = _pairs_back(cov.reshape(cov.shape[:1] + state.spatial * 2), 1, k)
+        return SpatialState(nngp, ntk, cov[:n1], None if state.cov2 is None else cov[n1:],
                             state.spatial + (self.n_chan_out,), is_gaussian=True, fresh=True,
                             affine_seen=state.affine_seen + 1, n_affine=state.n_affine, pairs=state.pairs)
 

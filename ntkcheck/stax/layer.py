@@ -111,7 +111,9 @@ def _spread(var: np.ndarray, k: int, which: int, nb: int, batch: int | None = No
     full = list(shape)
     for d in range(k):
         shape[nb + 2 * d + which] = full[nb + 2 * d] = full[nb + 2 * d + 1] = var.shape[1 + d]
-    return np.ascontiguousarray(np.broadcast_to(var.reshape(shape), full))
+    out = np.empty(full, dtype=var.dtype)      # (np.broadcast_to costs ~10 us more per call)
+    out[...] = var.reshape(shape)
+    return out
 
 
 def _spread_pairs(state: SpatialState, var1: np.ndarray, var2: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -63,16 +63,18 @@ class LayerNorm(Layer):
             if positions:
                 v = np.broadcast_to(np.mean(v, axis=tuple(1 + d for d in positions), keepdims=True), v.shape)
             return 1 / np.sqrt(v)
-        s1 = scale(state.cov1)
-        s2 = s1 if state.cov2 is None else scale(state.cov2)
+        # both inputs' own covariances at once (a few small arrays: the calls are the cost)
+        n1 = len(state.cov1)
+        cov = state.cov1 if state.cov2 is None else np.concatenate([state.cov1, state.cov2])
+        s = scale(cov)
+        s1, s2 = (s, s) if state.cov2 is None else (s[:n1], s[n1:])
         # every kernel by the product of its two scales, so that K(x,i; x,i) and the variance of
         # (x, i) stay equal to the bit (a correlation of exactly 1 where relu's dual is steepest)
         pair = _outer(s1, s2, k, state.pairs)
-        cov2 = None if state.cov2 is None else state.cov2 * (_spread(s2, k, 0, 1) * _spread(s2, k, 1, 1))
         nngp = state.nngp * pair
         ntk = np.multiply(state.ntk, pair, out=pair)        # a fresh array fewer (page faults)
-        return replace(state, nngp=nngp, ntk=ntk,
-                       cov1=state.cov1 * (_spread(s1, k, 0, 1) * _spread(s1, k, 1, 1)), cov2=cov2)
+        cov = cov * (_spread(s, k, 0, 1) * _spread(s, k, 1, 1))
+        return replace(state, nngp=nngp, ntk=ntk, cov1=cov[:n1], cov2=None if state.cov2 is None else cov[n1:])
 
     def out_shape(self, shape):
         shape = _single_shape(self, shape)
