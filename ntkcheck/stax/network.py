@@ -20,9 +20,10 @@ from .widths import layers
 #: A spatial recursion whose kernels have more entries than this (input pairs x position pairs)
 #: runs in tiles of input pairs (see :func:`spatial_kernels`).
 SPLIT_ENTRIES = 2**17
-#: Entries of one tile's kernels: large enough that a step's fixed cost per call (~1.5 ms per
-#: pass through a 2-block transformer) stays small, small enough that a square X2 = X1 skips most
-#: of its lower triangle (64 sequences of length 8: 6 tiles, 2/3 of the work).
+#: Entries of one tile's kernels (and at most of one chunk of listed pairs): large enough that a
+#: step's fixed cost per call (~2 ms per pass through a 2-block transformer) stays small, small
+#: enough for the caches (64 sequences of length 8: 3 tiles above the diagonal and the diagonal
+#: tiles' upper triangles in 2 chunks, 54% of the 64 x 64 input pairs; larger tiles were slower).
 TILE_ENTRIES = 2**15
 
 
@@ -34,8 +35,8 @@ def spatial_kernels(net: Layer, X1: np.ndarray, X2: np.ndarray | None, threads: 
     Every step is entrywise in the input pair (given each input's own covariance), so a recursion
     with more than :data:`SPLIT_ENTRIES` entries runs in tiles of input pairs, each carried
     through all layers, only on and above the diagonal when X2 is None (the kernels of (x', x)
-    are those of (x, x') transposed; mirrored within the diagonal tiles too, so the output is
-    exactly symmetric), the tiles spread over up to ``threads`` (at most 2) threads (numpy
+    are those of (x, x') transposed, so the output is exactly symmetric; see :func:`_tiled`),
+    the tiles spread over up to ``threads`` (at most 2) threads (numpy
     releases the GIL in its loops); the tiles depend on the sizes only, so the result does not
     depend on the thread count.  BLAS runs single-threaded: its products here (the input Gram,
     attention) are small, and a second BLAS thread costs more in synchronisation than it saves
