@@ -8,10 +8,13 @@ scripts/compare_neural_tangents.py for the installation), named by ``--nt-python
     python benchmarks/bench_attention.py --nt-python ntref/bin/python [--repeats 15]
 
 Each library runs in its own process, started once, that builds its kernel function, runs it once
-(neural-tangents compiles it) and then times one call per request; the driver asks the two in turn
-(neural-tangents, ntkcheck, neural-tangents, ...) so that both see the same machine load, and prints
-every wall time, the medians, their ratio and the largest difference between the two libraries'
-kernels (off the diagonal and on it, where relu's derivative kernel is steepest).  Both see the same inputs (a temporary .npy file written by the driver).
+(neural-tangents compiles it) and then times one call per request, in wall and in the process's
+CPU seconds (all its threads); the driver asks the two in turn (neural-tangents, ntkcheck,
+neural-tangents, ...) so that both see the same machine load, and prints every wall time, the
+medians and the minima (on a shared machine the minimum is the least disturbed call) with their
+ratios ntkcheck / neural-tangents, the same for CPU time, and the largest difference between the
+two libraries' kernels (off the diagonal and on it, where relu's derivative kernel is steepest).
+Both see the same inputs (a temporary .npy file written by the driver).
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def worker(library: str, inputs: str, out: str) -> None:
     """Build the kernel function, compute once (saved to ``out``), then time one call per line of
-    stdin and print its wall seconds."""
+    stdin and print its wall and CPU seconds."""
     sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
     from stax_networks import transformer
     X = np.load(inputs)
@@ -60,9 +63,9 @@ def worker(library: str, inputs: str, out: str) -> None:
     np.save(out, np.stack(run()))
     print("ready", flush=True)
     for _ in sys.stdin:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         run()
-        print(time.perf_counter() - t, flush=True)
+        print(time.perf_counter() - t, time.process_time() - c, flush=True)
 
 
 def main() -> None:
@@ -86,12 +89,14 @@ def main() -> None:
             if p.stdout.readline().strip() != "ready":
                 sys.exit(f"the {name} worker failed to start (run it by hand: {pythons[name]} {__file__} "
                          f"--worker {name} X.npy out.npy)")
-        times = {name: [] for name in procs}
+        times, cpu = {name: [] for name in procs}, {name: [] for name in procs}
         for _ in range(args.repeats):
             for name, p in procs.items():
                 p.stdin.write("go\n")
                 p.stdin.flush()
-                times[name].append(float(p.stdout.readline()))
+                wall, used = map(float, p.stdout.readline().split())
+                times[name].append(wall)
+                cpu[name].append(used)
         for p in procs.values():
             p.stdin.close()
             p.wait()
@@ -99,13 +104,14 @@ def main() -> None:
     off = ~np.eye(len(ref[0]), dtype=bool)
     diff = {name: (np.abs(a - b)[off].max() / np.abs(b).max(), np.abs(np.diag(a) - np.diag(b)).max() / np.abs(b).max())
             for name, a, b in zip(("NNGP", "NTK"), ours, ref)}
-    med = {name: statistics.median(t) for name, t in times.items()}
     print("transformer encoder, 2 blocks, 64 x 8 x 8, NNGP + NTK; wall ms per call, alternating:")
     for name, t in times.items():
         print(f"  {name:16s} " + " ".join(f"{1e3 * x:.0f}" for x in t))
-    print(f"median: neural-tangents (jit) {1e3 * med['neural-tangents']:.1f} ms, ntkcheck "
-          f"{1e3 * med['ntkcheck']:.1f} ms; ratio ntkcheck / neural-tangents = "
-          f"{med['ntkcheck'] / med['neural-tangents']:.2f}")
+    for clock, values in (("wall", times), ("CPU", cpu)):
+        for stat, fn in (("median", statistics.median), ("min", min)):
+            nt, ours = fn(values["neural-tangents"]), fn(values["ntkcheck"])
+            print(f"{clock} {stat}: neural-tangents (jit) {1e3 * nt:.1f} ms, ntkcheck {1e3 * ours:.1f} ms; "
+                  f"ratio ntkcheck / neural-tangents = {ours / nt:.2f}")
     # relu's derivative kernel is steepest at correlation 1, where a rounding of (x, x)'s correlation shows
     print("largest difference relative to the largest entry, off the diagonal / on (x, x): "
           + ", ".join(f"{name} {a:.1e} / {b:.1e}" for name, (a, b) in diff.items()))

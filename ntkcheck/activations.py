@@ -437,8 +437,9 @@ def _corr_and_scales(k11, k12, k22):
     omc2 *= 1 + c
     if omc2.size and omc2.min() < 16.5 * np.finfo(float).eps:
         near = np.abs(c) > 1 - 8 * np.finfo(float).eps     # also clips |c| > 1
-        c[near] = np.sign(c[near])
-        omc2[near] = 0.0
+        # masked copies, not fancy indexing (which gathers and scatters, ~5x slower)
+        np.copyto(c, np.sign(c), where=near)
+        np.copyto(omc2, 0.0, where=near)
     return c, omc2, s1, s2
 
 

@@ -72,6 +72,11 @@ METHODS = ("exact", "dense")
 #: CPU caches avoid page faults on fresh arrays (width 900, N = 16, depth 3: 1.5 ms
 #: per network with 8 MB chunks, 2.8 ms with 2 GB chunks).
 CHUNK_BYTES = 8 * 1024**2
+#: The same target for stax networks in the dense sampler: each of their layers costs ~0.1 ms
+#: of Python per call whatever the number of networks, which at small widths outweighs the
+#: cache (transformer of width 64 on 8 sequences of length 8, ~8 MB per network: ~9 ms of CPU
+#: per network one at a time, ~6 ms fifteen at a time).
+STAX_CHUNK_BYTES = 128 * 1024**2
 #: Working memory of the networks of one task when ``jobs > 1`` (~1.4 s of work at width
 #: 900, N = 16, depth 3): more than one task pays for starting the processes (~1 s each).
 #: Fixed, so the work split does not depend on jobs.
@@ -193,7 +198,7 @@ def sample_init(spec: MLP | stax.Layer, X, n_networks: int, seed=0, method: str 
         _exact_layers(net)
         return _sample(spec, X, n_networks, seed, max_bytes, _exact_stax_chunk, stax.bytes_per_network, jobs)
     return _sample(spec, X, n_networks, seed, max_bytes, partial(_stax_dense_chunk, dtype=dtype),
-                   partial(stax.bytes_per_network, itemsize=dtype.itemsize), jobs)
+                   partial(stax.bytes_per_network, itemsize=dtype.itemsize), jobs, chunk_bytes=STAX_CHUNK_BYTES)
 
 
 def sample_dense(spec: MLP | stax.Layer, X, n_networks: int, seed=0, max_bytes: int = MAX_BYTES,
@@ -205,7 +210,7 @@ def sample_dense(spec: MLP | stax.Layer, X, n_networks: int, seed=0, max_bytes: 
 
 
 def _sample(spec, X, n_networks, seed, max_bytes, chunk_fn: Callable, bytes_fn: Callable,
-            jobs: int | None = 1, block_bytes: int = BLOCK_BYTES) -> InitSample:
+            jobs: int | None = 1, block_bytes: int = BLOCK_BYTES, chunk_bytes: int = CHUNK_BYTES) -> InitSample:
     net = network(spec)
     X = spec.check_inputs(X, None, names=("X", "X2"))[0]
     if isinstance(n_networks, bool) or not isinstance(n_networks, (int, np.integer)) or n_networks < 1:
@@ -224,7 +229,7 @@ def _sample(spec, X, n_networks, seed, max_bytes, chunk_fn: Callable, bytes_fn: 
         per_network = bytes_fn(spec, X.shape[1:], n)
         what = f"sample_init of {n_networks} networks ({per_network} bytes each) on {n} inputs"
     check_sample(8 * int(n_networks) * (n * d_out + n * n + 2 * depth * n * n) + per_network, what)
-    chunk = max(1, int(min(max_bytes, CHUNK_BYTES) // per_network))
+    chunk = max(1, int(min(max_bytes, chunk_bytes) // per_network))
     block = max(1, int(block_bytes // per_network))
     if jobs > 1 and n_networks > block and _picklable(spec):
         starts = range(0, int(n_networks), block)

@@ -50,6 +50,10 @@ class SpatialState:
     other branch (what a sum of branches needs for its kernel to be the sum of kernels).
     ``affine_seen`` of the network's ``n_affine`` affine layers (depth first) are behind
     the value: where an overflow error says it arose.
+    ``pairs``: None, or index arrays (i1, i2) of length P: then ``nngp`` and ``ntk`` are (P, 1,
+    L1, L1', ...), entry p between input i1[p] of ``cov1`` and input i2[p] of ``cov2`` (of
+    ``cov1`` when it is None) -- a list of input pairs, such as the upper triangle of a square
+    kernel, instead of all of them.
     """
 
     nngp: np.ndarray
@@ -61,6 +65,7 @@ class SpatialState:
     fresh: bool
     affine_seen: int = 0
     n_affine: int = 0
+    pairs: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def spatial(self) -> tuple[int, ...]:

@@ -302,6 +302,30 @@ def test_spatial_kernels_in_tiles(monkeypatch, act):
             assert np.array_equal(tiled[0].nngp, tiled[0].nngp.T) and np.array_equal(tiled[0].ntk, tiled[0].ntk.T)
 
 
+@pytest.mark.parametrize("act", ["relu", "erf"])
+def test_listed_pairs_equal_the_full_kernels(act):
+    """A state listing input pairs (SpatialState.pairs, what the tiles on the diagonal of a square
+    kernel run) gives the full recursion's kernels at those pairs, through every layer that
+    relates a kernel entry to its two inputs (activations, LayerNorm over channels and over
+    positions, attention with either scaling) and those acting on positions."""
+    tail = [S.GlobalSelfAttention(6, 4, 4, 2, b_std=0.2), S.LayerNorm(axis=(1, 2)), S.Activation(act),
+            S.GlobalSelfAttention(6, 3, 3, 2, linear_scaling=False, attention_mechanism="IDENTITY"),
+            S.AvgPool((2,), padding="SAME"), S.Activation(act), S.GlobalAvgPool(), S.Dense(1)]
+    net = S.serial(S.Conv(6, (3,), padding="CIRCULAR", W_std=1.5, b_std=0.1), S.FanOut(2),
+                   S.parallel(S.Identity(), S.serial(S.Activation(act), S.Conv(6, (2,), padding="SAME"))),
+                   S.FanInSum(), S.LayerNorm(), *tail)
+    X = np.random.default_rng(1).standard_normal((5, 4, 2))
+    full = network._spatial_output(net, S.input_state(X, None))
+    state = S.input_state(X, None)
+    rows, cols = np.triu_indices(len(X))
+    rows, cols = rows[[0, 3, 4, 8, 9, 14]], cols[[0, 3, 4, 8, 9, 14]]        # on and off the diagonal
+    listed = network._spatial_output(net, replace(state, nngp=state.nngp[rows, cols][:, None],
+                                                  ntk=state.ntk[rows, cols][:, None], pairs=(rows, cols)))
+    for name in ("nngp", "ntk"):
+        np.testing.assert_allclose(getattr(listed, name)[:, 0], getattr(full, name)[rows, cols], rtol=1e-13, atol=0)
+    np.testing.assert_array_equal(listed.diag1, full.diag1)
+
+
 # --- extreme scales ----------------------------------------------------------
 
 #: Where a kernel's true value is below this it must come out finite (a margin for the layers

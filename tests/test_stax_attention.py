@@ -146,3 +146,16 @@ def test_errors():
         with pytest.raises(ValueError, match=match):
             S.GlobalSelfAttention(**{"n_chan_out": 4, "n_chan_key": 4, "n_chan_val": 4, "n_heads": 1, **kw})
     assert S.GlobalSelfAttention(4, 4, 4, 1, attention_mechanism="relu").attention_mechanism == "RELU"
+
+
+def test_dense_transformer_samples_do_not_depend_on_the_chunking(monkeypatch):
+    """sample_init runs stax networks in chunks of up to STAX_CHUNK_BYTES: a transformer's
+    networks are the same arrays one at a time and many at once (batched products per network)."""
+    from ntkcheck import sampler
+    net = NETS.transformer(S, S.Relu, blocks=2, width=8)
+    X = np.random.default_rng(3).standard_normal((3, 4, 3))
+    many = sample_init(net, X, 5, seed=2, method="dense")
+    monkeypatch.setattr(sampler, "STAX_CHUNK_BYTES", 1)
+    one = sample_init(net, X, 5, seed=2, method="dense")
+    np.testing.assert_array_equal(one.f, many.f)
+    np.testing.assert_array_equal(one.ntk, many.ntk)

@@ -64,7 +64,7 @@ from .. import stax
 from .. import blas
 from ..kernels import output_kernels
 from ..moments import readout_kernel
-from ..sampler import CHUNK_BYTES, sample_init
+from ..sampler import STAX_CHUNK_BYTES, sample_init
 from ..spec import MLP
 from . import GridError
 
@@ -212,7 +212,7 @@ def sample(net: MLP | stax.Layer, X: np.ndarray, n_networks: int, seed, method: 
         raise ValueError(f"{net!r:.60}: the network must end in Dense(1)")
     body = stax.serial(*net.layers[:-1])
     # chunks that stay in the caches, single-threaded BLAS: as sample_init does
-    step = max(1, CHUNK_BYTES // stax.bytes_per_network(net, X.shape[1:], len(X)))
+    step = max(1, STAX_CHUNK_BYTES // stax.bytes_per_network(net, X.shape[1:], len(X)))
     fs, ntks, reads = [], [], []
     with blas.single_threaded():
         for start in range(0, n_networks, step):

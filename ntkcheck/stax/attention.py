@@ -98,15 +98,15 @@ class GlobalSelfAttention(Layer):
                 "width (Hron et al. 2020, sec. 3); use linear_scaling=True or IDENTITY")
         k, P = len(state.spatial), math.prod(state.spatial)
         flat = lambda x, nb: _pairs_last(x, nb, k).reshape(x.shape[:nb] + (P, P))  # noqa: E731
-        cov1 = flat(state.cov1, 1)
-        cov2 = None if state.cov2 is None else flat(state.cov2, 1)
+        # both inputs' own covariances at once (a few small arrays: the calls are the cost)
+        n1 = len(state.cov1)
+        cov = flat(state.cov1 if state.cov2 is None else np.concatenate([state.cov1, state.cov2]), 1)
         ov2, bias = (self.W_out_std * self.W_value_std) ** 2, (self.b_std or 0.0) ** 2
         if self.linear_scaling:
-            G1 = self._weights(cov1)
-            G2 = G1 if cov2 is None else self._weights(cov2)
-            nngp, ntk = _sandwich(G1, (state.nngp, state.ntk), G2, k, ov2, bias)
-            covs = [None if c is None else ov2 * (G @ c @ G.transpose(0, 2, 1)) + bias
-                    for c, G in ((cov1, G1), (cov2, G2))]
+            G = self._weights(cov)
+            G1, G2 = (G, G) if state.cov2 is None else (G[:n1], G[n1:])
+            nngp, ntk = _sandwich(G1, (state.nngp, state.ntk), G2, k, ov2, bias, state.pairs)
+            cov = ov2 * (G @ cov @ G.transpose(0, 2, 1)) + bias
         else:
             K, T = flat(state.nngp, 2), flat(state.ntk, 2)
             s2 = (self.W_query_std * self.W_key_std) ** 2 * ov2
@@ -114,12 +114,11 @@ class GlobalSelfAttention(Layer):
             kt = np.einsum("xyij,xyij->xy", K, T)[..., None, None]
             nngp = _pairs_back((s2 * kk * K + bias).reshape(K.shape[:2] + state.spatial * 2), 2, k)
             ntk = _pairs_back((s2 * (2 * kt * K + kk * (T + 4 * K)) + bias).reshape(nngp.shape), 2, k)
-            covs = [None if c is None else s2 * np.einsum("xij,xij->x", c, c)[:, None, None] * c + bias
-                    for c in (cov1, cov2)]
-        back = lambda x: _pairs_back(x.reshape(x.shape[:1] + state.spatial * 2), 1, k)  # noqa: E731
-        return SpatialState(nngp, ntk, back(covs[0]), None if covs[1] is None else back(covs[1]),
+            cov = s2 * np.einsum("xij,xij->x", cov, cov)[:, None, None] * cov + bias
+        cov = _pairs_back(cov.reshape(cov.shape[:1] + state.spatial * 2), 1, k)
+        return SpatialState(nngp, ntk, cov[:n1], None if state.cov2 is None else cov[n1:],
                             state.spatial + (self.n_chan_out,), is_gaussian=True, fresh=True,
-                            affine_seen=state.affine_seen + 1, n_affine=state.n_affine)
+                            affine_seen=state.affine_seen + 1, n_affine=state.n_affine, pairs=state.pairs)
 
     def _weights(self, cov):
         """The limit attention weights of each input, mech(sigma_QK cov) (N, P, P) (Hron et al.
@@ -208,15 +207,20 @@ class GlobalSelfAttention(Layer):
         return Dense(self.n_chan_out, W_std=self.W_out_std * self.W_value_std / math.sqrt(C), b_std=self.b_std)
 
 
-def _sandwich(G1, kernels, G2, k, scale, shift):
+def _sandwich(G1, kernels, G2, k, scale, shift, pairs=None):
     """``scale G1(x) A(x, x') G2(x')^T + shift`` for A = K and A = Theta + 2 K, the kernels (N1,
     N2, L1, L1', ..., Lk, Lk') over position pairs and G1, G2 (N, P, P) the attention weights of
     each input over the P = L1 ... Lk flattened positions.  The products run as two batched
     matrix products on the layout (N1, [K; Theta], P, N2, P'), where the weights of each side act
     on contiguous rows, instead of one P x P product per input pair: on the left, per input x,
     [[G, 0], [2 G, G]] (scaled) times [K; Theta] gives [G K; G (Theta + 2 K)] (the sum inside
-    the product); on the right, per input x', G2(x') on the strided rows of its column block."""
+    the product); on the right, per input x', G2(x') on the strided rows of its column block.
+    With ``pairs`` (i1, i2) the kernels (P, 1, ...) list input pairs (see
+    :class:`ntkcheck.states.SpatialState`): the weights are gathered per pair, and the right
+    product is one per pair."""
     K, T = kernels
+    if pairs is not None:
+        G1, G2 = G1[pairs[0]], G2[pairs[1]]
     N1, N2, P = K.shape[0], K.shape[1], G1.shape[-1]
     spatial = K.shape[2::2]
     # (N1, N2, L1, L1', ...) -> (N1, L1, ..., N2, L1', ...): the rows and columns of the full matrix
@@ -228,8 +232,12 @@ def _sandwich(G1, kernels, G2, k, scale, shift):
     left[:, :P, :P] = left[:, P:, P:] = scale * G1
     left[:, P:, :P] = 2 * scale * G1
     L = np.matmul(left, Z.reshape(N1, 2 * P, N2 * P))                      # (N1, 2, i, N2, P')
-    right = np.matmul(L.reshape(N1 * 2 * P, N2, P).transpose(1, 0, 2),
-                      np.ascontiguousarray(G2.transpose(0, 2, 1)))          # (N2, N1 2 i, j)
+    # into Z's memory, no longer needed (a fresh array costs its page faults)
+    if pairs is None:
+        right = np.matmul(L.reshape(N1 * 2 * P, N2, P).transpose(1, 0, 2), np.ascontiguousarray(G2.transpose(0, 2, 1)),
+                          out=Z.reshape(N2, N1 * 2 * P, P))                 # (N2, N1 2 i, j)
+    else:                                                                   # N2 = 1: (pairs, 2 i, j)
+        right = np.matmul(L.reshape(N1, 2 * P, P), G2.transpose(0, 2, 1), out=Z.reshape(N1, 2 * P, P))
     # back to ([K; Theta], N1, N2, L1, L1', ...), shifted in the same pass
     out = np.empty((2,) + K.shape)
     perm = (2, 1, 0) + tuple(a for d in range(k) for a in (3 + d, 3 + k + d))

@@ -1,6 +1,7 @@
 """Branching: ``FanOut``, ``FanInSum`` and ``FanInConcat`` (Yang 2019: sums of independent branches)."""
 from __future__ import annotations
 
+import functools
 import numbers
 from dataclasses import dataclass, replace
 
@@ -59,7 +60,8 @@ class FanInSum(Layer):
             self._fail("more than one branch does not end in an affine layer: the branches are "
                        "correlated and the kernel of their sum is not the sum of their kernels")
         first = state[0]
-        total = lambda name: sum(getattr(s, name) for s in state)  # noqa: E731
+        # the first branch's array plus the others (sum() would start with a pass 0 + array)
+        total = lambda name: functools.reduce(np.add, (getattr(s, name) for s in state))  # noqa: E731
         return replace(first, nngp=total("nngp"), ntk=total("ntk"), cov1=total("cov1"),
                        cov2=None if first.cov2 is None else total("cov2"),
                        is_gaussian=all(s.is_gaussian for s in state), fresh=all(s.fresh for s in state),

@@ -8,7 +8,7 @@ import numpy as np
 from ..activations import Activation as _Act
 from ..activations import get_activation
 from ..states import KernelState
-from .layer import Layer, _single_shape, _spread, _variances
+from .layer import Layer, _single_shape, _spread, _spread_pairs, _variances
 
 
 @dataclass(frozen=True, repr=False)
@@ -43,11 +43,15 @@ class Activation(Layer):
         k = len(state.spatial)
         var1 = _variances(state.cov1, k)
         var2 = var1 if state.cov2 is None else _variances(state.cov2, k)
-        nngp, dot = self.act.dual(_spread(var1, k, 0, 2), state.nngp, _spread(var2, k, 1, 2))
-        cov1 = self.act.dual(_spread(var1, k, 0, 1), state.cov1, _spread(var1, k, 1, 1))[0]
-        cov2 = None if state.cov2 is None else \
-            self.act.dual(_spread(var2, k, 0, 1), state.cov2, _spread(var2, k, 1, 1))[0]
-        return replace(state, nngp=nngp, ntk=dot * state.ntk, cov1=cov1, cov2=cov2,
+        k11, k22 = _spread_pairs(state, var1, var2, k)
+        nngp, dot = self.act.dual(k11, state.nngp, k22)
+        # both inputs' own covariances in one call (a few small arrays: the calls are the cost)
+        var = var1 if state.cov2 is None else np.concatenate([var1, var2])
+        cov = state.cov1 if state.cov2 is None else np.concatenate([state.cov1, state.cov2])
+        cov = self.act.dual(_spread(var, k, 0, 1), cov, _spread(var, k, 1, 1))[0]
+        cov1, cov2 = (cov, None) if state.cov2 is None else (cov[:len(var1)], cov[len(var1):])
+        dot *= state.ntk            # the dual's own array (as in flat_kernel)
+        return replace(state, nngp=nngp, ntk=dot, cov1=cov1, cov2=cov2,
                        is_gaussian=False, fresh=False)
 
     def chain(self):

@@ -59,7 +59,7 @@ def _affine(layer, patch: SpatialState, fan_in, shape):
     nngp, ntk, fwd, bias = affine_kernel(patch.nngp, patch.ntk, a, c, s_w, s_b, fan_in)
     cov2 = None if patch.cov2 is None else fwd * patch.cov2 + bias
     return SpatialState(nngp, ntk, fwd * patch.cov1 + bias, cov2, shape, is_gaussian=True, fresh=True,
-                        affine_seen=patch.affine_seen + 1, n_affine=patch.n_affine)
+                        affine_seen=patch.affine_seen + 1, n_affine=patch.n_affine, pairs=patch.pairs)
 
 
 @dataclass(frozen=True)

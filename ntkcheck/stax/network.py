@@ -20,9 +20,10 @@ from .widths import layers
 #: A spatial recursion whose kernels have more entries than this (input pairs x position pairs)
 #: runs in tiles of input pairs (see :func:`spatial_kernels`).
 SPLIT_ENTRIES = 2**17
-#: Entries of one tile's kernels: large enough that a step's fixed cost per call (~1.5 ms per
-#: pass through a 2-block transformer) stays small, small enough that a square X2 = X1 skips most
-#: of its lower triangle (64 sequences of length 8: 6 tiles, 2/3 of the work).
+#: Entries of one tile's kernels (and at most of one chunk of listed pairs): large enough that a
+#: step's fixed cost per call (~2 ms per pass through a 2-block transformer) stays small, small
+#: enough for the caches (64 sequences of length 8: 3 tiles above the diagonal and the diagonal
+#: tiles' upper triangles in 2 chunks, 54% of the 64 x 64 input pairs; larger tiles were slower).
 TILE_ENTRIES = 2**15
 
 
@@ -34,8 +35,8 @@ def spatial_kernels(net: Layer, X1: np.ndarray, X2: np.ndarray | None, threads: 
     Every step is entrywise in the input pair (given each input's own covariance), so a recursion
     with more than :data:`SPLIT_ENTRIES` entries runs in tiles of input pairs, each carried
     through all layers, only on and above the diagonal when X2 is None (the kernels of (x', x)
-    are those of (x, x') transposed; mirrored within the diagonal tiles too, so the output is
-    exactly symmetric), the tiles spread over up to ``threads`` (at most 2) threads (numpy
+    are those of (x, x') transposed, so the output is exactly symmetric; see :func:`_tiled`),
+    the tiles spread over up to ``threads`` (at most 2) threads (numpy
     releases the GIL in its loops); the tiles depend on the sizes only, so the result does not
     depend on the thread count.  BLAS runs single-threaded: its products here (the input Gram,
     attention) are small, and a second BLAS thread costs more in synchronisation than it saves
@@ -49,24 +50,45 @@ def spatial_kernels(net: Layer, X1: np.ndarray, X2: np.ndarray | None, threads: 
 
 
 def _tiled(net: Layer, state: SpatialState, threads: int) -> KernelState:
-    """:func:`_spatial_output` on tiles of input pairs, assembled (mirrored when X2 is X1)."""
+    """:func:`_spatial_output` on tiles of input pairs, assembled.  When X2 is X1, only the tiles
+    above the diagonal, mirrored, and the pairs on and above the diagonal of the diagonal tiles,
+    in chunks of listed pairs (a state with ``pairs``, see :class:`ntkcheck.states.SpatialState`;
+    a diagonal tile would compute both of its halves)."""
     same = state.cov2 is None
-    cov2 = state.cov1 if same else state.cov2
     n1, n2 = state.nngp.shape[:2]
-    step = max(1, math.isqrt(TILE_ENTRIES // (state.nngp[0, 0].size or 1)))
-    tiles = tile_bounds(n1, n2, step, same)
+    size = state.nngp[0, 0].size or 1
+    step = max(1, math.isqrt(TILE_ENTRIES // size))
+    tiles = [t for t in tile_bounds(n1, n2, step, same) if not same or t[0] != t[2]]
+    chunks = []
+    if same:
+        rows, cols = np.concatenate([np.add(np.triu_indices(min(i + step, n1) - i), i)
+                                     for i in range(0, n1, step)], axis=1)
+        ends = np.linspace(0, len(rows), -(-len(rows) // (step * step)) + 1).astype(int)
+        chunks = [(rows[a:z], cols[a:z]) for a, z in zip(ends[:-1], ends[1:])]
 
-    def tile(bounds):
-        i0, i1, j0, j1 = bounds
+    def run(part):
+        if len(part) == 2:          # listed pairs among inputs lo .. hi - 1
+            r, c = part
+            lo, hi = r.min(), c.max() + 1
+            return _spatial_output(net, replace(state, nngp=state.nngp[r, c][:, None], ntk=state.ntk[r, c][:, None],
+                                                cov1=state.cov1[lo:hi], pairs=(r - lo, c - lo)))
+        i0, i1, j0, j1 = part
         return _spatial_output(net, replace(state, nngp=state.nngp[i0:i1, j0:j1], ntk=state.ntk[i0:i1, j0:j1],
-                                            cov1=state.cov1[i0:i1], cov2=cov2[j0:j1]))
+                                            cov1=state.cov1[i0:i1], cov2=(state.cov1 if same else state.cov2)[j0:j1]))
+    parts = tiles + chunks
     with ThreadPoolExecutor(max(1, min(threads, 2))) as pool:
-        parts = list(pool.map(tile, tiles))
+        outs = list(pool.map(run, parts))
     nngp, ntk, diag1, diag2 = np.empty((n1, n2)), np.empty((n1, n2)), np.empty(n1), np.empty(n2)
-    for (i0, i1, j0, j1), part in zip(tiles, parts):
-        put_tile(nngp, part.nngp, (i0, i1, j0, j1), same)
-        put_tile(ntk, part.ntk, (i0, i1, j0, j1), same)
-        diag1[i0:i1], diag2[j0:j1] = part.diag1, part.diag2
+    for part, out in zip(parts, outs):
+        if len(part) == 2:
+            r, c = part
+            nngp[r, c] = nngp[c, r] = out.nngp[:, 0]
+            ntk[r, c] = ntk[c, r] = out.ntk[:, 0]
+            diag1[r.min():c.max() + 1] = out.diag1
+        else:
+            put_tile(nngp, out.nngp, part, same)
+            put_tile(ntk, out.ntk, part, same)
+            diag1[part[0]:part[1]], diag2[part[2]:part[3]] = out.diag1, out.diag2
     return KernelState(nngp, ntk, diag1, diag1 if same else diag2)
 
 

@@ -63,14 +63,18 @@ class LayerNorm(Layer):
             if positions:
                 v = np.broadcast_to(np.mean(v, axis=tuple(1 + d for d in positions), keepdims=True), v.shape)
             return 1 / np.sqrt(v)
-        s1 = scale(state.cov1)
-        s2 = s1 if state.cov2 is None else scale(state.cov2)
+        # both inputs' own covariances at once (a few small arrays: the calls are the cost)
+        n1 = len(state.cov1)
+        cov = state.cov1 if state.cov2 is None else np.concatenate([state.cov1, state.cov2])
+        s = scale(cov)
+        s1, s2 = (s, s) if state.cov2 is None else (s[:n1], s[n1:])
         # every kernel by the product of its two scales, so that K(x,i; x,i) and the variance of
         # (x, i) stay equal to the bit (a correlation of exactly 1 where relu's dual is steepest)
-        pair = _outer(s1, s2, k)
-        cov2 = None if state.cov2 is None else state.cov2 * (_spread(s2, k, 0, 1) * _spread(s2, k, 1, 1))
-        return replace(state, nngp=state.nngp * pair, ntk=state.ntk * pair,
-                       cov1=state.cov1 * (_spread(s1, k, 0, 1) * _spread(s1, k, 1, 1)), cov2=cov2)
+        pair = _outer(s1, s2, k, state.pairs)
+        nngp = state.nngp * pair
+        ntk = np.multiply(state.ntk, pair, out=pair)        # a fresh array fewer (page faults)
+        cov = cov * (_spread(s, k, 0, 1) * _spread(s, k, 1, 1))
+        return replace(state, nngp=nngp, ntk=ntk, cov1=cov[:n1], cov2=None if state.cov2 is None else cov[n1:])
 
     def out_shape(self, shape):
         shape = _single_shape(self, shape)
@@ -98,13 +102,20 @@ class LayerNorm(Layer):
         return tuple(lead + d for d in self._positions((1,) * (ndim - lead))) + (ndim - 1,)
 
 
-def _outer(s1: np.ndarray, s2: np.ndarray, k: int) -> np.ndarray:
+def _outer(s1: np.ndarray, s2: np.ndarray, k: int, pairs=None) -> np.ndarray:
     """s1(x, i) s2(x', j) over (N1, N2, L1, L1', ..., Lk, Lk') for s1 (N1, L1, ..., Lk) and s2 (N2,
-    ...): formed with the P x P position pairs of each input pair contiguous (a broadcast with
-    the positions innermost runs one short loop per row, ~10x slower), then viewed interleaved."""
-    N1, N2, spatial = len(s1), len(s2), s1.shape[1:]
+    ...), or over (P, 1, ...) for the input pairs (x, x') = (i1[p], i2[p]) of ``pairs`` (see
+    :class:`ntkcheck.states.SpatialState`): formed with the position pairs of each input pair
+    contiguous (a broadcast with the positions innermost runs one short loop per row, ~10x
+    slower), then viewed interleaved."""
+    spatial = s1.shape[1:]
     P = math.prod(spatial)
-    rows = np.repeat(s1.reshape(N1, P), P, axis=1)          # s1(x, i) at i P + j
-    cols = np.tile(s2.reshape(N2, P), P)                    # s2(x', j) at i P + j
-    pair = (rows[:, None] * cols[None]).reshape((N1, N2) + spatial * 2)
+    if pairs is not None:
+        s1, s2 = s1[pairs[0]], s2[pairs[1]]
+    rows = np.repeat(s1.reshape(len(s1), P), P, axis=1)     # s1(x, i) at i P + j
+    cols = np.tile(s2.reshape(len(s2), P), P)               # s2(x', j) at i P + j
+    if pairs is None:
+        pair = (rows[:, None] * cols[None]).reshape((len(s1), len(s2)) + spatial * 2)
+    else:
+        pair = (rows * cols).reshape((len(s1), 1) + spatial * 2)
     return pair.transpose((0, 1) + tuple(a for d in range(k) for a in (2 + d, 2 + k + d)))
