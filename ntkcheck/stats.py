@@ -336,7 +336,7 @@ def kernel_entries(stack, kernel) -> tuple[np.ndarray, np.ndarray, np.ndarray, t
 
 
 def covariance_test(samples, kernel, bias=0.0, false_fail_rate: float = 1e-3, false_pass_rate: float = 1e-3,
-                    name: str = "covariance") -> TestResult:
+                    name: str = "covariance", n_boot: int | None = None) -> TestResult:
     """Test E[x x^T] = kernel for zero-mean draws (e.g. network outputs vs the NNGP).
 
     samples : (M, N) draws, or (M, N, k) with k i.i.d. outputs per draw (their
@@ -344,7 +344,8 @@ def covariance_test(samples, kernel, bias=0.0, false_fail_rate: float = 1e-3, fa
     kernel : (N, N) claimed second-moment matrix.  bias : allowance per entry.
 
     :func:`mean_test` on the products ``x_i x_j`` (i <= j) with scale
-    ``sqrt(K_ii K_jj)`` from the sample diagonal, so ``detectable`` is relative.
+    ``sqrt(K_ii K_jj)`` from the sample diagonal (``details["scale"]``), so ``detectable`` is
+    relative; ``n_boot``: its bootstrap's resamples (default: sized to ``false_fail_rate``).
     """
     x = np.asarray(samples, dtype=float)
     if x.ndim == 2:
@@ -353,8 +354,8 @@ def covariance_test(samples, kernel, bias=0.0, false_fail_rate: float = 1e-3, fa
         raise ValueError(f"samples must have shape (M, N) or (M, N, k), got {np.shape(samples)}")
     products = np.einsum("mik,mjk->mij", x, x) / x.shape[2]
     draws, target, scale, (rows, cols) = kernel_entries(products, kernel)
-    res = mean_test(draws, target, bias, false_fail_rate, false_pass_rate, scale=scale, name=name)
-    return _with_details(res, index=(rows, cols))
+    res = mean_test(draws, target, bias, false_fail_rate, false_pass_rate, scale=scale, name=name, n_boot=n_boot)
+    return _with_details(res, index=(rows, cols), scale=scale)
 
 
 def _with_details(res: TestResult, **extra) -> TestResult:
@@ -430,18 +431,14 @@ def gaussianity_test(samples, cov, seed=0, mean=None, n_projections: int | None 
                         special.chdtr(n, r2)[:, None]], axis=1)
     a2 = ad_statistic(u)
     p_ad = ad_pvalue(a2)
-    # radial 4th moment: chi^2_N moments E r^4 = N(N+2), E r^8 = N(N+2)(N+4)(N+6)
-    m4 = n * (n + 2.0)
-    sd4 = math.sqrt(n * (n + 2.0) * (n + 4.0) * (n + 6.0) - m4 * m4)
+    m4, sd4 = _radius_fourth_moments(n)
     zk = (np.mean(r2 * r2) - m4) / (sd4 / math.sqrt(m))
     labels = ([f"AD marginal {i}" for i in range(n)] + [f"AD projection {j}" for j in range(n_proj)]
               + ["AD radius", "radial kurtosis"])
     pvals = np.append(p_ad, 2 * special.ndtr(-abs(zk)))
     comb = _holm_pvalues(pvals)
     pvalue = float(comb.min())
-    k = len(pvals)
-    crit = sps.norm.isf(alpha / (2 * k)) + sps.norm.isf(beta)
-    detectable = crit * sd4 / math.sqrt(m) / m4
+    detectable = radial_kurtosis_detectable(n, m, len(pvals), alpha, beta)
     return TestResult(
         name=name, statistic=float(a2.max()), pvalue=pvalue, passed=bool(pvalue > alpha),
         false_fail_rate=alpha, detectable=detectable, n_samples=m, false_pass_rate=beta,
@@ -449,6 +446,26 @@ def gaussianity_test(samples, cov, seed=0, mean=None, n_projections: int | None 
                  "ad_statistics": a2, "kurtosis_z": float(zk),
                  "relative_radial_kurtosis": float(np.mean(r2 * r2) / m4 - 1),
                  "detectable_units": "relative excess of E|z|^4"})
+
+
+def radial_kurtosis_detectable(n_dims: int, n_draws: int, n_tests: int, false_fail_rate: float = 1e-3,
+                               false_pass_rate: float = 1e-3) -> float:
+    """:func:`gaussianity_test`'s ``detectable``: the smallest relative excess of ``E|z|^4`` over
+    ``N(N + 2)`` (N = ``n_dims``) that its radial kurtosis z-test on ``n_draws`` draws, one of
+    ``n_tests`` Holm components at ``false_fail_rate``, detects with probability >= 1 -
+    ``false_pass_rate`` (chi^2_N moments, normal approximation)."""
+    alpha = _rate(false_fail_rate, "false_fail_rate")
+    beta = _rate(false_pass_rate, "false_pass_rate")
+    m4, sd4 = _radius_fourth_moments(n_dims)
+    crit = sps.norm.isf(alpha / (2 * n_tests)) + sps.norm.isf(beta)
+    return float(crit * sd4 / math.sqrt(n_draws) / m4)
+
+
+def _radius_fourth_moments(n: int) -> tuple[float, float]:
+    """Mean and sd of ``|z|^4`` for ``z ~ N(0, I_n)``: chi^2_n moments ``E r^4 = n(n+2)``,
+    ``E r^8 = n(n+2)(n+4)(n+6)``."""
+    m4 = n * (n + 2.0)
+    return m4, math.sqrt(n * (n + 2.0) * (n + 4.0) * (n + 6.0) - m4 * m4)
 
 
 # --- combination --------------------------------------------------------------
