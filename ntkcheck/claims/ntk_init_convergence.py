@@ -59,7 +59,7 @@ series (for one Gaussian layer ``Var(1/s^2) / E(1/s^2)^2 = 2/(n - 5)``), and kap
 12.2 +- 0.6 for the layernorm-mlp (200 quick seeds, widths 32..512, the model fitting with chi^2 0.7
 on 3 dof) and 7.5 +- 1.5 for the transformer (40 seeds).  The mean's O(1/n) bias is not the
 cause: its square is <= 1.4 % of ``E e^2`` at n = 16.  Over the widths 16..256 the layernorm-mlp's
-exponent came out -0.60 on average (2 of 60 seeds failed the rate test), so the LayerNorm cells
+exponent came out -0.60 on average (5 of 200 seeds failed the rate test), so the LayerNorm cells
 (``architectures.LAYERNORM``) are tested against the band ``[-1/2 + next_order_bias(widths,
 LAYERNORM_KAPPA), -1/2]`` (kappa bounded by :data:`LAYERNORM_KAPPA`; the interval must meet the
 band, :func:`ntkcheck.stats.power_law_fit`'s ``bias``), at widths >= 2 LAYERNORM_KAPPA where the
