@@ -29,7 +29,10 @@ inputs (:func:`ntkcheck.claims.kernel_mean.inputs`), M networks from the exact s
   (computed in the verdict from the stored per-block means, so planted kernels can be
   fed to it).  At widths >= 10^4 it resolves relative covariance errors of ~0.1 %, far
   below the O(1/n) finite-width bias it must not see.  All of them one Holm family at
-  the rest of the level.
+  the rest of the level.  The tasks store the tests' p-values and what their detectables need
+  (components or kernel entries, the largest relative standard error); the verdict states the
+  detectables at its own level, which depends on how many claims are registered (task data
+  must not: the covariance tests' bootstrap draws a fixed :data:`TEST_BOOT` resamples).
 
 Negative control (a setting where the claim is false): at the small widths ``<=
 control_max_width`` (with ``control_networks`` networks) f is far from Gaussian (its excess
