@@ -11,13 +11,15 @@ import pandas as pd
 import pytest
 
 from ntkcheck import MLP, sample_init
-from ntkcheck.claims import GridError, get_claim
+from ntkcheck.claims import GridError, architectures, get_claim
+from ntkcheck.claims import nngp_gaussian as ng
 from ntkcheck.claims import ntk_finite_width as nfw
+from ntkcheck.claims import ntk_init_convergence as nic
 from ntkcheck.claims import relu_fourth_moment as r4
 from ntkcheck.moments import (block_array, block_rows, log_ratio, multiplier_moment, norm_ratio, norm_ratio_bias,
                               norm_ratio_law, readout_variance, relu_ntk_moments, relu_ntk_ratio)
 from ntkcheck.runner import run_task
-from ntkcheck.stats import mean_test
+from ntkcheck.stats import mean_test, radial_kurtosis_detectable
 from ntkcheck.store import columns_of, csv_text
 
 
@@ -562,6 +564,74 @@ def test_ntk_init_convergence_control_grid_checks():
         with pytest.raises(GridError) as err:
             claim.check(claim.grid("quick", {key: value}))
         assert err.value.key == named
+
+
+@pytest.fixture(scope="module")
+def conv_ln_rows():
+    return run_claim("ntk-init-convergence", architecture=["layernorm-mlp"])
+
+
+def test_ntk_init_convergence_layernorm_cell_tests_a_band(conv_ln_rows):
+    """The quick layernorm-mlp cell runs from width 32 and is tested against the band its bounded
+    next-order term allows; its x1.3 power check is rejected."""
+    claim = get_claim("ntk-init-convergence")
+    cells = conv_ln_rows[conv_ln_rows.role.ne("control")]
+    assert set(cells.width) == {32, 64, 128, 256} and set(cells.architecture) == {"layernorm-mlp"}
+    v = claim.verdict(conv_ln_rows)
+    allowance = nic.next_order_bias(np.array([32, 64, 128, 256.0]), nic.LAYERNORM_KAPPA)
+    assert -0.09 < allowance < -0.08
+    assert v.verified, v.summary
+    assert f"layernorm-mlp band [{-0.5 + allowance:.3f}, -0.5]" in v.summary
+    assert "(power check rejected in layernorm-mlp)" in v.summary
+    assert v.statistics["allowance[layernorm-mlp,relu,L=2,sigma_b=0.1]"] == allowance
+    assert v.table.allowance.tolist() == [allowance]
+
+
+@pytest.mark.parametrize("exponent", [-1.0, -0.1])
+def test_ntk_init_convergence_layernorm_cell_fails_a_wrong_rate(conv_ln_rows, exponent):
+    """RMS errors falling like n^-1 or n^-0.1 (e^2 rescaled by (n/32)^(2 exponent + 1)) fail the
+    band: the allowance is 0.08 wide, not a free exponent."""
+    bad = conv_ln_rows.copy()
+    hit = (bad.quantity == "e2") & bad.role.ne("control")
+    bad.loc[hit, "value"] *= (bad.loc[hit, "width"] / 32) ** (2 * exponent + 1)
+    assert not get_claim("ntk-init-convergence").verdict(bad).passed
+
+
+def test_next_order_bias_is_the_fits_slope_of_the_correction():
+    widths = np.array([32.0, 64.0, 128.0, 256.0, 512.0])
+    slope = np.polyfit(np.log(widths), 0.5 * np.log1p(12 / widths), 1)[0]
+    assert nic.next_order_bias(widths, 12.0) == pytest.approx(slope)
+    assert nic.next_order_bias(widths, 0.0) == 0.0
+
+
+def test_ntk_init_convergence_layernorm_widths_grid():
+    """``layernorm_width`` sets the LayerNorm cells' widths (the others keep ``arch_width``) and
+    must start at 2 x LAYERNORM_KAPPA; errors name the key that set the widths."""
+    claim = get_claim("ntk-init-convergence")
+    grid = claim.grid("quick", {"architecture": ["cnn-gap", "layernorm-mlp", "transformer"]})
+    widths = {sub["architecture"]: sub["width"] for sub in architectures.expand(grid)}
+    assert widths == {"cnn-gap": [16, 32, 64, 128, 256], "layernorm-mlp": [32, 64, 128, 256],
+                      "transformer": [32, 64, 128, 256]}
+    assert architectures.grid_key(grid, "transformer", "width") == "layernorm_width"
+    assert architectures.grid_key(grid, "cnn-gap", "width") == "arch_width"
+    assert architectures.grid_key(grid, "mlp", "width") == "width"
+    with pytest.raises(GridError, match="LayerNorm cells' widths must be >= 32") as err:
+        claim.check(claim.grid("quick", {"layernorm_width": [16, 32, 64]}))
+    assert err.value.key == "layernorm_width"
+
+
+def test_nngp_gaussian_detectables_follow_the_verdicts_level(nngp_rows):
+    """Task rows store what the detectables need, not detectables at the registry's level; the
+    verdict states them at its own level and ignores a stored ``detectable`` column."""
+    assert "detectable" not in nngp_rows and {"n_tests", "relative_se"} <= set(nngp_rows)
+    verdict = get_claim("nngp-gaussian").verdict
+    v, coarse = verdict(nngp_rows, 1e-3), verdict(nngp_rows, 0.1)
+    assert v.statistics["max_gaussianity_detectable"] == pytest.approx(radial_kurtosis_detectable(
+        3, 200, 11, (1 - ng.FIT_SHARE) * 1e-3))
+    assert coarse.statistics["max_gaussianity_detectable"] < v.statistics["max_gaussianity_detectable"]
+    assert coarse.statistics["max_covariance_detectable"] < v.statistics["max_covariance_detectable"] < 1
+    old = verdict(nngp_rows.assign(detectable=123.0), 1e-3)
+    assert old.statistics == v.statistics and old.passed == v.passed
 
 
 def test_nngp_gaussian_names_its_real_control_and_the_power_check():

@@ -72,8 +72,8 @@ SMALL = {"kernel-mean": dict(arch_width=[16, 32], arch_n_networks=64, arch_chunk
 @pytest.mark.parametrize("claim_id", CLAIMS)
 def test_swapped_same_padding_fails_the_reference_check(claim_id, swapped_same_padding, monkeypatch):
     """The mutated code's samples match its own kernels; only the frozen reference tells."""
-    # a coarse level for the stored large-width tests: their bootstrap is not what this tests
-    monkeypatch.setattr(nngp_gaussian, "TEST_RATE", 0.05)
+    # a coarse bootstrap for the stored large-width tests: it is not what this tests
+    monkeypatch.setattr(nngp_gaussian, "TEST_BOOT", 999)
     X = A.inputs("cnn-gap", 3, 4)
     net = A.build("cnn-gap", "relu", 2, 16, 1.5, 0.1)
     ref = A.references()[A.reference_key({"architecture": "cnn-gap", "activation": "relu", "depth": 2,

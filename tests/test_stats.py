@@ -266,6 +266,26 @@ def test_power_law_stderr_and_detectable():
     assert fit.ci_high - fit.ci_low == pytest.approx(2 * t_a * fit.stderr)
 
 
+def test_power_law_fit_bias_band():
+    """A known exponent bias makes the claim a band: errors with a next-order 1/n term (steeper
+    fit) fail the point -1/2 and pass the band it bounds; bias 0 is the point test."""
+    rng = np.random.default_rng(5)
+    widths = np.array([32.0, 64.0, 128.0, 256.0])
+    groups = [(w**-1 * (1 + 16 / w)) * rng.gamma(400.0, 1 / 400, 40) for w in widths]   # E e^2 (1 + kappa/n)
+    sqrt_mean = lambda b: np.sqrt(b.mean(axis=-1))       # noqa: E731
+    point = stats.power_law_fit(widths, groups, -0.5, seed=0, statistic=sqrt_mean, n_boot=2000)
+    assert not point.passed and point.exponent < -0.55
+    bias = float(stats.slope_weights(widths) @ (0.5 * np.log1p(16 / widths)))
+    band = stats.power_law_fit(widths, groups, -0.5, seed=0, statistic=sqrt_mean, n_boot=2000, bias=bias)
+    assert band.passed and band.exponent == point.exponent and band.details["bias"] == bias
+    assert band.detectable == pytest.approx(point.detectable + abs(bias))
+    assert band.pvalue > point.pvalue
+    same = stats.power_law_fit(widths, groups, -0.5, seed=0, statistic=sqrt_mean, n_boot=2000, bias=0.0)
+    assert (same.passed, same.pvalue, same.detectable) == (point.passed, point.pvalue, point.detectable)
+    with pytest.raises(ValueError, match="bias"):
+        stats.power_law_fit(widths, groups, -0.5, bias=math.nan)
+
+
 def test_power_law_fit_statistic_and_plateau():
     rng = np.random.default_rng(11)
     widths = [32, 128, 512, 2048]

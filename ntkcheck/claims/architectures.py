@@ -38,7 +38,8 @@ In the MLP, CNNs and the layernorm-mlp ``depth`` is the number of hidden affine 
 (:func:`ntkcheck.stax.depth`), in the residual network and the transformer the number of
 hidden affine layers outside the blocks plus the blocks; each Dense and Conv layer has
 ``W_std = sigma_w``, ``b_std = sigma_b``.  A grid names them with the list
-``"architecture"``; the non-MLP cells take their own, smaller sweep from the ``arch_*`` keys
+``"architecture"``; the non-MLP cells take their own, smaller sweep from the ``arch_*`` keys,
+and the :data:`LAYERNORM` cells from the ``layernorm_*`` keys where a grid has them
 (:func:`expand`).
 
 What a non-MLP cell tests.  Its samples (real weights) and its targets (the recursion of
@@ -76,6 +77,12 @@ METHOD = {"mlp": "exact", **{a: "dense" for a in ARCHITECTURES[1:]}}
 SEQUENCES = ("cnn-gap", "cnn-flatten", "transformer")
 #: Prefix of the grid keys of the non-MLP cells: ``arch_<key>`` replaces ``<key>`` in them.
 PREFIX = "arch_"
+#: The architectures with LayerNorm, whose finite-width corrections are larger (a grid may give
+#: them their own widths).
+LAYERNORM = ("layernorm-mlp", "transformer")
+#: Prefix of the grid keys of the :data:`LAYERNORM` cells: ``layernorm_<key>`` replaces ``<key>``
+#: in them, after the ``arch_*`` keys.
+LAYERNORM_PREFIX = "layernorm_"
 #: Largest error |K - K_ref| / sqrt(K_ref_ii K_ref_jj) of a cell's kernels against the frozen
 #: reference: both are float64 closed-form recursions (relu, erf), which agree to ~1e-15.
 REFERENCE_TOLERANCE = 1e-9
@@ -137,17 +144,32 @@ def inputs(architecture: str, n_inputs: int, d_in: int, positions: int = 4) -> n
 
 def expand(grid: dict) -> list[dict]:
     """The grid's sub-grids, one per entry of ``grid["architecture"]``, with ``architecture`` a
-    scalar and the ``arch_*`` keys removed.  The MLP sub-grid is the grid itself; the others take
-    ``activation``, ``depth``, ``width`` and ``n_networks`` from the ``arch_*`` keys (they are
-    sampled with real weights, so they get their own, smaller sweep)."""
-    base = {k: v for k, v in grid.items() if not k.startswith(PREFIX) and k != "architecture"}
+    scalar and the ``arch_*`` and ``layernorm_*`` keys removed.  The MLP sub-grid is the grid
+    itself; the others take ``activation``, ``depth``, ``width`` and ``n_networks`` from the
+    ``arch_*`` keys (they are sampled with real weights, so they get their own, smaller sweep),
+    the :data:`LAYERNORM` cells then from the ``layernorm_*`` keys."""
+    base = {k: v for k, v in grid.items()
+            if not k.startswith((PREFIX, LAYERNORM_PREFIX)) and k != "architecture"}
     out = []
     for arch in grid["architecture"]:
         sub = {**base, "architecture": arch}
-        if arch != "mlp":
-            sub.update({k[len(PREFIX):]: v for k, v in grid.items() if k.startswith(PREFIX)})
+        for prefix in _prefixes(arch):
+            sub.update({k[len(prefix):]: v for k, v in grid.items() if k.startswith(prefix)})
         out.append(sub)
     return out
+
+
+def grid_key(grid: dict, architecture: str, key: str) -> str:
+    """The key of ``grid`` that sets ``key`` in the sub-grid of ``architecture`` (:func:`expand`),
+    for error messages."""
+    return next((p + key for p in reversed(_prefixes(architecture)) if p + key in grid), key)
+
+
+def _prefixes(architecture: str) -> tuple[str, ...]:
+    """The key prefixes that apply to an architecture's sub-grid, in the order they apply."""
+    if architecture == "mlp":
+        return ()
+    return (PREFIX, LAYERNORM_PREFIX) if architecture in LAYERNORM else (PREFIX,)
 
 
 def check(grid: dict, check_one) -> None:

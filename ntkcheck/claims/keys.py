@@ -45,6 +45,8 @@ GLOSSARY = {
     "arch_chunk": "networks per task in the non-MLP architecture cells",
     "arch_control_n_networks": "networks per width of the negative control in the non-MLP architecture cells",
     "arch_test_min_width": "non-MLP cells: smallest width at which the Gaussianity tests run",
+    "layernorm_width": "widths of the LayerNorm architecture cells (layernorm-mlp, transformer), replacing "
+                       "arch_width in them",
     "arch_power_factor": "non-MLP cells: the power check's kernel factor (the claim's samples re-scored against "
                          "factor x Theta)",
     "power_factor": "the power check's kernel factor: the claim's samples re-scored against factor x Theta",

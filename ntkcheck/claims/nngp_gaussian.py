@@ -29,7 +29,10 @@ inputs (:func:`ntkcheck.claims.kernel_mean.inputs`), M networks from the exact s
   (computed in the verdict from the stored per-block means, so planted kernels can be
   fed to it).  At widths >= 10^4 it resolves relative covariance errors of ~0.1 %, far
   below the O(1/n) finite-width bias it must not see.  All of them one Holm family at
-  the rest of the level.
+  the rest of the level.  The tasks store the tests' p-values and what their detectables need
+  (components or kernel entries, the largest relative standard error); the verdict states the
+  detectables at its own level, which depends on how many claims are registered (task data
+  must not: the covariance tests' bootstrap draws a fixed :data:`TEST_BOOT` resamples).
 
 Negative control (a setting where the claim is false): at the small widths ``<=
 control_max_width`` (with ``control_networks`` networks) f is far from Gaussian (its excess
@@ -77,15 +80,22 @@ from .. import stax
 from ..kernels import output_kernels
 from ..moments import block_array, block_rows, log_ratio
 from ..seeding import child
-from ..stats import TestResult, covariance_test, gaussianity_test, holm, kernel_entries, power_law_fit
+from ..stats import (TestResult, covariance_test, gaussianity_test, holm, kernel_entries, power_law_fit,
+                     radial_kurtosis_detectable, sidak_level, slope_weights)
 from . import CLAIM_FALSE_FAIL_RATE, Claim, Convergence, GridError, Task, Verdict, grid_cells, pool, task_key
 from . import architectures
 from .initcommon import Z95, check_blocks, check_cells
 
 #: Share of the claim's level spent on the kurtosis fits; the rest goes to the large-width tests.
 FIT_SHARE = 10 / 11
-#: Level of the large-width tests at the default family rate (the detectables stored by run_task).
-TEST_RATE = (1 - FIT_SHARE) * CLAIM_FALSE_FAIL_RATE
+#: Resamples of the covariance tests' bootstrap, fixed so that task data do not depend on the
+#: claim's level, which depends on how many claims are registered (it was the default of
+#: :func:`ntkcheck.stats.mean_test`, 5 / level - 1: 76,641 with 14 claims).  This is that default
+#: with 18 claims, so task data made then are reproduced draw for draw.  Its p-values floor at
+#: 1 / (TEST_BOOT + 1) ~ 1e-5.
+TEST_BOOT = 98_531
+#: False-pass rate of the detectables (:func:`ntkcheck.stats.mean_test`, :func:`gaussianity_test`).
+FALSE_PASS_RATE = 1e-3
 N_BOOT = 20000
 CELL = ["architecture", "activation", "depth", "sigma_b"]
 TESTS = ("gaussianity", "covariance", "covariance_control")
@@ -196,12 +206,11 @@ def run_task(task: Task) -> list[dict]:
     n = p["width"]
     if n >= p["test_min_width"] or n <= p["control_max_width"]:
         wrong = output_kernels(architectures.network(p, p["power_sigma_w_factor"]), X).nngp
-        results = {"gaussianity": gaussianity_test(f, K, seed=child(task.seed, 1),
-                                                   false_fail_rate=TEST_RATE),
-                   "covariance": covariance_test(f, K, false_fail_rate=TEST_RATE),
-                   "covariance_control": covariance_test(f, wrong, false_fail_rate=TEST_RATE)}
+        results = {"gaussianity": gaussianity_test(f, K, seed=child(task.seed, 1)),
+                   "covariance": covariance_test(f, K, n_boot=TEST_BOOT),
+                   "covariance_control": covariance_test(f, wrong, n_boot=TEST_BOOT)}
         role = "claim" if n >= p["test_min_width"] else "control"
-        rows += [{"quantity": name, "value": r.pvalue, "statistic": r.statistic, "detectable": r.detectable,
+        rows += [{"quantity": name, "value": r.pvalue, "statistic": r.statistic, **_detectable_inputs(r),
                   "role": role} for name, r in results.items()]
         if role == "claim":
             draws, target, _, (i, j) = kernel_entries(readout, K)
@@ -223,10 +232,45 @@ def _attention_task(task: Task) -> list[dict]:
                                          p["n_networks"], child(task.seed, 0), "dense", ntk=False)
     K = readout.mean(axis=0)
     G, f2 = np.einsum("mii->mi", readout) / np.diag(K), f**2 / np.diag(K)
-    r = gaussianity_test(f, K, seed=child(task.seed, 1), false_fail_rate=TEST_RATE)
+    r = gaussianity_test(f, K, seed=child(task.seed, 1))
     rows = block_rows({"G": G, "G^2": G**2}, p["block"]) + block_rows({"f^2": f2, "f^4": f2**2}, p["n_networks"])
-    rows.append({"quantity": "gaussianity", "value": r.pvalue, "statistic": r.statistic, "detectable": r.detectable})
+    rows.append({"quantity": "gaussianity", "value": r.pvalue, "statistic": r.statistic, **_detectable_inputs(r)})
     return [{**row, "role": "attention", "attention": p["attention"], "in_fit": True} for row in rows]
+
+
+def _detectable_inputs(result: TestResult) -> dict:
+    """What the verdict needs to state a stored test's detectable at its own level (not stored:
+    the level depends on the claims registered): the test's components or kernel entries
+    ``n_tests`` and, for a covariance test, ``relative_se``, the largest standard error of an
+    entry relative to its scale ``sqrt(K_ii K_jj)``."""
+    if "components" in result.details:      # gaussianity_test
+        return {"n_tests": len(result.details["components"])}
+    return {"n_tests": result.details["n_tests"],
+            "relative_se": float(np.max(result.stderr / result.details["scale"]))}
+
+
+def _detectables(tests, rate: float) -> np.ndarray:
+    """Each stored test's ``detectable`` at the verdict's level ``rate`` (each test at that rate,
+    false-pass rate :data:`FALSE_PASS_RATE`): the Gaussianity test's of its radial kurtosis
+    (:func:`ntkcheck.stats.radial_kurtosis_detectable`), a covariance test's ``(t_{Sidak} +
+    t_{1-b}) x relative_se`` (the Student-t critical value of :func:`ntkcheck.stats.mean_test`;
+    its bootstrap-t value, where it ran to the end, is close).  Rows from before these columns:
+    a Gaussianity test has :func:`ntkcheck.stats.gaussianity_test`'s default 3N + 2 components,
+    a covariance test's is NaN (its stored ``detectable``, at the level of the registry it ran
+    under, is ignored)."""
+    def column(name, default=math.nan):
+        return (tests[name] if name in tests else pd.Series(math.nan, index=tests.index)).fillna(default).to_numpy(float)
+    m, n_tests, rel_se = column("n_networks"), column("n_tests"), column("relative_se")
+    n_inputs = column("n_inputs", architectures.INPUTS_BEFORE["n_inputs"])
+    gauss = (tests["quantity"] == "gaussianity").to_numpy()
+    n_tests = np.where(gauss & np.isnan(n_tests), 3 * n_inputs + 2, n_tests)
+    out = np.full(len(tests), np.nan)
+    for r, (g, n, mm, k, se) in enumerate(zip(gauss, n_inputs, m, n_tests, rel_se)):
+        if g:
+            out[r] = radial_kurtosis_detectable(int(n), int(mm), int(k), rate, FALSE_PASS_RATE)
+        elif not np.isnan(k):
+            out[r] = (student.isf(sidak_level(rate, int(k)) / 2, mm - 1) + student.isf(FALSE_PASS_RATE, mm - 1)) * se
+    return out
 
 
 def _attention_fits(att, alpha: float) -> dict:
@@ -291,8 +335,7 @@ def _excess_detectable(fit, kurt, large) -> float:
     width, so this is far below what a test on the draws of f alone detects.  NaN if no
     large width is in the fit (or the fit detects nothing finite)."""
     w = np.asarray(fit.details["widths"], dtype=float)
-    lw = np.log(w) - np.log(w).mean()
-    c = lw / (lw @ lw)
+    c = slope_weights(w)
     hit = np.isin(w, large) & (c > 0)
     if not hit.any() or not math.isfinite(fit.detectable):
         return math.nan
@@ -310,9 +353,10 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
     attention = df["role"].eq("attention") if "role" in df else pd.Series(False, index=df.index)
     att, df = df[attention], df[~attention]
     df = architectures.fill(df).assign(i=df["i"].fillna(-1).astype(int))
-    tests = df[df.quantity.isin(TESTS)]
     cells = list(df.groupby(CELL, sort=True))
     test_rate = (1 - FIT_SHARE) * false_fail_rate   # the large-width tests' share
+    tests = df[df.quantity.isin(TESTS)]
+    tests = tests.assign(detectable=_detectables(tests, test_rate))
     alpha_fit = FIT_SHARE * false_fail_rate / len(cells)
     fits, excess, series, table = {}, {}, [], []
     for key, g in cells:
