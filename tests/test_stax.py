@@ -315,12 +315,10 @@ def test_listed_pairs_equal_the_full_kernels(act):
                    S.parallel(S.Identity(), S.serial(S.Activation(act), S.Conv(6, (2,), padding="SAME"))),
                    S.FanInSum(), S.LayerNorm(), *tail)
     X = np.random.default_rng(1).standard_normal((5, 4, 2))
-    full = network._spatial_output(net, S.input_state(X, None))
-    state = S.input_state(X, None)
+    full = network._spatial_output(net, X, None, 0)
     rows, cols = np.triu_indices(len(X))
     rows, cols = rows[[0, 3, 4, 8, 9, 14]], cols[[0, 3, 4, 8, 9, 14]]        # on and off the diagonal
-    listed = network._spatial_output(net, replace(state, nngp=state.nngp[rows, cols][:, None],
-                                                  ntk=state.ntk[rows, cols][:, None], pairs=(rows, cols)))
+    listed = network._spatial_output(net, X, None, 0, (rows, cols))
     for name in ("nngp", "ntk"):
         np.testing.assert_allclose(getattr(listed, name)[:, 0], getattr(full, name)[rows, cols], rtol=1e-13, atol=0)
     np.testing.assert_array_equal(listed.diag1, full.diag1)
