@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import blas
 from ..seeding import network_rngs
-from ..states import KernelState, put_tile, tile_bounds
+from ..states import KernelState, put_tile, refuse_overflow, tile_bounds
 from .combinators import Parallel, Serial, _checked
 from .layer import Layer, _is_branches, input_state
 from .linear import _AffineParams, _Conv
@@ -97,15 +97,22 @@ def _tiled(net: Layer, X1: np.ndarray, X2: np.ndarray | None, n_affine: int, thr
 
 def _spatial_output(net: Layer, X1: np.ndarray, X2: np.ndarray | None, n_affine: int, pairs=None) -> KernelState:
     """The output kernels of inputs X1 and X2 (or of their listed ``pairs``)."""
-    # an input Gram beyond float64 is refused at the first layer, every kernel by name after each
-    # layer (_checked)
-    with np.errstate(over="ignore", invalid="ignore"):
-        state = _checked(net, replace(input_state(X1, X2, pairs), n_affine=n_affine))
+    with np.errstate(over="ignore", invalid="ignore"):   # refused by name after each layer (_checked)
+        state = replace(input_state(X1, X2, pairs), n_affine=n_affine)
+        # an input Gram beyond float64 range is refused at the first layer, as the layer's own
+        # search would (it raises no flag on entries that are already infinite)
+        first = next(layers(net))
+        refuse_overflow([("NNGP kernel", x) for x in (state.cov1, state.cov2, state.nngp) if x is not None],
+                        first, int(first.affine), n_affine)
+        state = _checked(net, state)
     if isinstance(state, tuple):
         raise ValueError(f"the network ends with {len(state)} branches: join them with FanInSum()")
     if state.spatial:
         raise ValueError(f"the network's output still has positions {state.spatial}: "
                          "end it with GlobalAvgPool() or Flatten()")
+    # the entries are searched only after a step that raised a floating-point flag (_checked):
+    # an activation that silences its own may hide one
+    refuse_overflow((("NNGP kernel", state.nngp), ("NTK kernel", state.ntk)), net, n_affine, n_affine)
     cov2 = state.cov1 if state.cov2 is None else state.cov2
     return KernelState(state.nngp, state.ntk, state.cov1, cov2)
 
