@@ -11,7 +11,7 @@ import numpy as np
 from .. import blas
 from ..seeding import network_rngs
 from ..states import KernelState, put_tile, refuse_overflow, tile_bounds
-from .combinators import Parallel, Serial, _checked
+from .combinators import FlagCount, Parallel, Serial, _checked
 from .layer import Layer, _is_branches, input_state
 from .linear import _AffineParams, _Conv
 from .widths import layers
@@ -97,7 +97,8 @@ def _tiled(net: Layer, X1: np.ndarray, X2: np.ndarray | None, n_affine: int, thr
 
 def _spatial_output(net: Layer, X1: np.ndarray, X2: np.ndarray | None, n_affine: int, pairs=None) -> KernelState:
     """The output kernels of inputs X1 and X2 (or of their listed ``pairs``)."""
-    with np.errstate(over="ignore", invalid="ignore"):   # refused by name after each layer (_checked)
+    # refused by name after each layer that raised a flag (_checked)
+    with np.errstate(over="call", divide="call", invalid="call", call=FlagCount()):
         state = replace(input_state(X1, X2, pairs), n_affine=n_affine)
         # an input Gram beyond float64 range is refused at the first layer, as the layer's own
         # search would (it raises no flag on entries that are already infinite)
