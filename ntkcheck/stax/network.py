@@ -21,9 +21,10 @@ from .widths import layers
 #: runs in tiles of input pairs (see :func:`spatial_kernels`).
 SPLIT_ENTRIES = 2**17
 #: Entries of one tile's kernels (and at most of one chunk of listed pairs): large enough that a
-#: step's fixed cost per call (~2 ms per pass through a 2-block transformer) stays small, small
+#: step's fixed cost per call (~1 ms per pass through a 2-block transformer) stays small, small
 #: enough for the caches (64 sequences of length 8: 3 tiles above the diagonal and the diagonal
-#: tiles' upper triangles in 2 chunks, 54% of the 64 x 64 input pairs; larger tiles were slower).
+#: tiles' upper triangles in 2 chunks, 54% of the 64 x 64 input pairs; 2**16 was no faster, larger
+#: tiles slower).
 TILE_ENTRIES = 2**15
 
 
