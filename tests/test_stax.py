@@ -315,12 +315,10 @@ def test_listed_pairs_equal_the_full_kernels(act):
                    S.parallel(S.Identity(), S.serial(S.Activation(act), S.Conv(6, (2,), padding="SAME"))),
                    S.FanInSum(), S.LayerNorm(), *tail)
     X = np.random.default_rng(1).standard_normal((5, 4, 2))
-    full = network._spatial_output(net, S.input_state(X, None))
-    state = S.input_state(X, None)
+    full = network._spatial_output(net, X, None, 0)
     rows, cols = np.triu_indices(len(X))
     rows, cols = rows[[0, 3, 4, 8, 9, 14]], cols[[0, 3, 4, 8, 9, 14]]        # on and off the diagonal
-    listed = network._spatial_output(net, replace(state, nngp=state.nngp[rows, cols][:, None],
-                                                  ntk=state.ntk[rows, cols][:, None], pairs=(rows, cols)))
+    listed = network._spatial_output(net, X, None, 0, (rows, cols))
     for name in ("nngp", "ntk"):
         np.testing.assert_allclose(getattr(listed, name)[:, 0], getattr(full, name)[rows, cols], rtol=1e-13, atol=0)
     np.testing.assert_array_equal(listed.diag1, full.diag1)
@@ -387,3 +385,18 @@ def test_extreme_conv_weight_scale_is_refused_naming_the_layer():
                    S.FanInSum(), S.Relu(), S.GlobalAvgPool(), S.Dense(1))
     with pytest.raises(OverflowError, match=r"at conv layer 2 of 3"):     # counted depth first, branches too
         output_kernels(res, X[:, 0])
+
+
+def test_overflow_a_layer_hides_is_refused_at_the_output():
+    """Kernels are searched for entries beyond float64 only after a step that raised a
+    floating-point flag; a nonlinearity that silences its own overflow is caught at the output."""
+    def dual(k11, k12, k22):
+        with np.errstate(over="ignore"):
+            return k12 * 1e308 * 10, np.ones_like(k12)
+    from ntkcheck.activations import Activation
+    hiding = S.Activation(Activation("hiding", np.tanh, np.tanh, dual))
+    X = np.random.default_rng(0).standard_normal((3, 4, 2))
+    net = S.serial(S.Conv(4, (2,)), S.GlobalAvgPool(), hiding, S.Dense(1))    # no later step raises a flag
+    with pytest.raises(OverflowError, match=r"the NNGP kernel exceeds float64 range at .* after affine layer 2 of 2"):
+        output_kernels(net, X)
+    assert np.all(np.isfinite(output_kernels(S.serial(S.Conv(4, (2,)), S.Relu(), S.GlobalAvgPool(), S.Dense(1)), X).ntk))

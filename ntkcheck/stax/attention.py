@@ -110,11 +110,12 @@ class GlobalSelfAttention(Layer):
         else:
             K, T = flat(state.nngp, 2), flat(state.ntk, 2)
             s2 = (self.W_query_std * self.W_key_std) ** 2 * ov2
-            kk = np.einsum("xyij,xyij->xy", K, K)[..., None, None]
-            kt = np.einsum("xyij,xyij->xy", K, T)[..., None, None]
+            # sums of products by ufuncs, not einsum, which raises no overflow flag (see _checked)
+            kk = np.sum(K * K, axis=(2, 3), keepdims=True)
+            kt = np.sum(K * T, axis=(2, 3), keepdims=True)
             nngp = _pairs_back((s2 * kk * K + bias).reshape(K.shape[:2] + state.spatial * 2), 2, k)
             ntk = _pairs_back((s2 * (2 * kt * K + kk * (T + 4 * K)) + bias).reshape(nngp.shape), 2, k)
-            cov = s2 * np.einsum("xij,xij->x", cov, cov)[:, None, None] * cov + bias
+            cov = s2 * np.sum(cov * cov, axis=(1, 2), keepdims=True) * cov + bias
         cov = _pairs_back(cov.reshape(cov.shape[:1] + state.spatial * 2), 1, k)
         return SpatialState(nngp, ntk, cov[:n1], None if state.cov2 is None else cov[n1:],
                             state.spatial + (self.n_chan_out,), is_gaussian=True, fresh=True,

@@ -14,16 +14,31 @@ PADDINGS = ("VALID", "SAME", "CIRCULAR")
 _LETTERS = "abcdefghijklm"
 
 
-def input_state(X1: np.ndarray, X2: np.ndarray | None) -> SpatialState:
-    """The input kernel x . x' / C over channels, for every pair of positions (Theta = 0)."""
-    k = X1.ndim - 2
-    sp1, sp2 = _LETTERS[:k], _LETTERS[k:2 * k]
-    pairs = "".join(a + b for a, b in zip(sp1, sp2))
-    C = X1.shape[-1]
-    gram = np.einsum(f"n{sp1}z,N{sp2}z->nN{pairs}", X1, X1 if X2 is None else X2, optimize=True) / C
-    cov = lambda X: np.einsum(f"n{sp1}z,n{sp2}z->n{pairs}", X, X, optimize=True) / C  # noqa: E731
-    return SpatialState(gram, np.zeros_like(gram), cov(X1), None if X2 is None else cov(X2),
-                        X1.shape[1:], is_gaussian=False, fresh=False)
+def input_state(X1: np.ndarray, X2: np.ndarray | None, pairs=None) -> SpatialState:
+    """The input kernel x . x' / C over channels, for every pair of positions (Theta = 0); with
+    ``pairs`` (i1, i2), for the listed input pairs only (see :class:`ntkcheck.states.SpatialState`)."""
+    k, C = X1.ndim - 2, X1.shape[-1]
+    other = X1 if X2 is None else X2
+    if pairs is not None:
+        gram = _paired_gram(X1[pairs[0]], other[pairs[1]], k)[:, None]
+    else:   # one matrix product (N2 P', C) x (C, N1 P), viewed as (N1, N2, L1, L1', ...)
+        spatial = X1.shape[1:-1]
+        flat = other.reshape(-1, C) @ X1.reshape(-1, C).T
+        flat /= C
+        gram = flat.reshape((len(other),) + spatial + (len(X1),) + spatial).transpose(
+            (k + 1, 0) + tuple(a for d in range(k) for a in (k + 2 + d, 1 + d)))
+    return SpatialState(gram, np.zeros_like(gram), _paired_gram(X1, X1, k),
+                        None if X2 is None else _paired_gram(X2, X2, k),
+                        X1.shape[1:], is_gaussian=False, fresh=False, pairs=pairs)
+
+
+def _paired_gram(A: np.ndarray, B: np.ndarray, k: int) -> np.ndarray:
+    """a . b / C over channels between input p of A and input p of B, for every pair of
+    positions: (P, L1, L1', ..., Lk, Lk'), one batched matrix product."""
+    spatial, C = A.shape[1:-1], A.shape[-1]
+    out = A.reshape(len(A), -1, C) @ B.reshape(len(B), -1, C).transpose(0, 2, 1)
+    out /= C
+    return out.reshape((len(A),) + spatial * 2).transpose((0,) + tuple(a for d in range(k) for a in (1 + d, 1 + k + d)))
 
 
 class Layer:

@@ -10,8 +10,8 @@ import numpy as np
 
 from .. import blas
 from ..seeding import network_rngs
-from ..states import KernelState, SpatialState, put_tile, tile_bounds
-from .combinators import Parallel, Serial, _checked
+from ..states import KernelState, put_tile, refuse_overflow, tile_bounds
+from .combinators import FlagCount, Parallel, Serial, _checked
 from .layer import Layer, _is_branches, input_state
 from .linear import _AffineParams, _Conv
 from .widths import layers
@@ -21,9 +21,10 @@ from .widths import layers
 #: runs in tiles of input pairs (see :func:`spatial_kernels`).
 SPLIT_ENTRIES = 2**17
 #: Entries of one tile's kernels (and at most of one chunk of listed pairs): large enough that a
-#: step's fixed cost per call (~2 ms per pass through a 2-block transformer) stays small, small
+#: step's fixed cost per call (~1 ms per pass through a 2-block transformer) stays small, small
 #: enough for the caches (64 sequences of length 8: 3 tiles above the diagonal and the diagonal
-#: tiles' upper triangles in 2 chunks, 54% of the 64 x 64 input pairs; larger tiles were slower).
+#: tiles' upper triangles in 2 chunks, 54% of the 64 x 64 input pairs; 2**16 was no faster, larger
+#: tiles slower).
 TILE_ENTRIES = 2**15
 
 
@@ -41,22 +42,27 @@ def spatial_kernels(net: Layer, X1: np.ndarray, X2: np.ndarray | None, threads: 
     depend on the thread count.  BLAS runs single-threaded: its products here (the input Gram,
     attention) are small, and a second BLAS thread costs more in synchronisation than it saves
     (see :mod:`ntkcheck.blas`)."""
+    n_affine = sum(layer.affine for layer in layers(net))
+    n2 = len(X1 if X2 is None else X2)
     with blas.single_threaded():
-        with np.errstate(over="ignore"):        # an input Gram beyond float64 is refused at the first layer
-            state = replace(input_state(X1, X2), n_affine=sum(layer.affine for layer in layers(net)))
-        if state.nngp.size <= SPLIT_ENTRIES or len(X1) < 2:
-            return _spatial_output(net, state)
-        return _tiled(net, state, threads)
+        if len(X1) * n2 * math.prod(X1.shape[1:-1]) ** 2 <= SPLIT_ENTRIES or len(X1) < 2:
+            return _spatial_output(net, X1, X2, n_affine)
+        # a 4 MB block allocated and freed raises glibc malloc's dynamic mmap threshold above
+        # every tile array, so that they come from the heap instead of fresh zeroed pages
+        # (~5000 page faults, ~4 ms per transformer call otherwise; elsewhere a no-op)
+        np.empty(2**19)
+        return _tiled(net, X1, X2, n_affine, threads)
 
 
-def _tiled(net: Layer, state: SpatialState, threads: int) -> KernelState:
+def _tiled(net: Layer, X1: np.ndarray, X2: np.ndarray | None, n_affine: int, threads: int) -> KernelState:
     """:func:`_spatial_output` on tiles of input pairs, assembled.  When X2 is X1, only the tiles
     above the diagonal, mirrored, and the pairs on and above the diagonal of the diagonal tiles,
     in chunks of listed pairs (a state with ``pairs``, see :class:`ntkcheck.states.SpatialState`;
-    a diagonal tile would compute both of its halves)."""
-    same = state.cov2 is None
-    n1, n2 = state.nngp.shape[:2]
-    size = state.nngp[0, 0].size or 1
+    a diagonal tile would compute both of its halves).  Each tile's input kernels are formed
+    from its own inputs (not cut from the whole input Gram, which costs more than they do)."""
+    same = X2 is None
+    n1, n2 = len(X1), len(X1 if same else X2)
+    size = math.prod(X1.shape[1:-1]) ** 2
     step = max(1, math.isqrt(TILE_ENTRIES // size))
     tiles = [t for t in tile_bounds(n1, n2, step, same) if not same or t[0] != t[2]]
     chunks = []
@@ -70,11 +76,9 @@ def _tiled(net: Layer, state: SpatialState, threads: int) -> KernelState:
         if len(part) == 2:          # listed pairs among inputs lo .. hi - 1
             r, c = part
             lo, hi = r.min(), c.max() + 1
-            return _spatial_output(net, replace(state, nngp=state.nngp[r, c][:, None], ntk=state.ntk[r, c][:, None],
-                                                cov1=state.cov1[lo:hi], pairs=(r - lo, c - lo)))
+            return _spatial_output(net, X1[lo:hi], None, n_affine, (r - lo, c - lo))
         i0, i1, j0, j1 = part
-        return _spatial_output(net, replace(state, nngp=state.nngp[i0:i1, j0:j1], ntk=state.ntk[i0:i1, j0:j1],
-                                            cov1=state.cov1[i0:i1], cov2=(state.cov1 if same else state.cov2)[j0:j1]))
+        return _spatial_output(net, X1[i0:i1], (X1 if same else X2)[j0:j1], n_affine)
     parts = tiles + chunks
     with ThreadPoolExecutor(max(1, min(threads, 2))) as pool:
         outs = list(pool.map(run, parts))
@@ -92,14 +96,25 @@ def _tiled(net: Layer, state: SpatialState, threads: int) -> KernelState:
     return KernelState(nngp, ntk, diag1, diag1 if same else diag2)
 
 
-def _spatial_output(net: Layer, state: SpatialState) -> KernelState:
-    with np.errstate(over="ignore", invalid="ignore"):    # refused by name after each layer (_checked)
+def _spatial_output(net: Layer, X1: np.ndarray, X2: np.ndarray | None, n_affine: int, pairs=None) -> KernelState:
+    """The output kernels of inputs X1 and X2 (or of their listed ``pairs``)."""
+    # refused by name after each layer that raised a flag (_checked)
+    with np.errstate(over="call", divide="call", invalid="call", call=FlagCount()):
+        state = replace(input_state(X1, X2, pairs), n_affine=n_affine)
+        # an input Gram beyond float64 range is refused at the first layer, as the layer's own
+        # search would (it raises no flag on entries that are already infinite)
+        first = next(layers(net))
+        refuse_overflow([("NNGP kernel", x) for x in (state.cov1, state.cov2, state.nngp) if x is not None],
+                        first, int(first.affine), n_affine)
         state = _checked(net, state)
     if isinstance(state, tuple):
         raise ValueError(f"the network ends with {len(state)} branches: join them with FanInSum()")
     if state.spatial:
         raise ValueError(f"the network's output still has positions {state.spatial}: "
                          "end it with GlobalAvgPool() or Flatten()")
+    # the entries are searched only after a step that raised a floating-point flag (_checked):
+    # an activation that silences its own may hide one
+    refuse_overflow((("NNGP kernel", state.nngp), ("NTK kernel", state.ntk)), net, n_affine, n_affine)
     cov2 = state.cov1 if state.cov2 is None else state.cov2
     return KernelState(state.nngp, state.ntk, state.cov1, cov2)
 
