@@ -327,7 +327,8 @@ def family_row(outcomes: list[dict]) -> dict:
     return {"claim": FAMILY, "seeds": n, "claim_failures": fails,
             "controls_not_rejected": sum(any(not r["control_rejected"] for r in rows if not r["error"])
                                          for rows in complete),
-            "verdict_errors": sum(len(rows) for rows in by_seed.values()) - sum(len(rows) for rows in complete),
+            # seeds at which some verdict raised (not the verdicts outside the complete seeds)
+            "verdict_errors": sum(any(r["error"] for r in rows) for rows in by_seed.values()),
             "stated_false_fail_rate": stated, "measured_rate": fails / n if n else math.nan,
             "ci_low": lo, "ci_high": hi, "ci_level": CI_LEVEL, "pvalue": p, "test_level": TEST_LEVEL,
             "consistent": bool(n and p > TEST_LEVEL)}
