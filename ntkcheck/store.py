@@ -480,7 +480,8 @@ class Store:
             raise ValueError(f"{path}: {problem}; re-run the study to rebuild it")
         exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
         try:
-            df = pd.read_csv(path, **exact)   # floats exactly as written
+            # one pass over the file: column types inferred from all rows, not per chunk
+            df = pd.read_csv(path, low_memory=False, **exact)   # floats exactly as written
         except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
             raise ValueError(f"{path}: not a readable results table: {str(err).splitlines()[0]}") from None
         missing = [c for c in ("claim", "task", "quantity", "value") if c not in df.columns]
