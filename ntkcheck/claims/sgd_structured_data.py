@@ -81,6 +81,7 @@ from ._training import FALSE_PASS_RATE, geometric_mean, network_rows, width_fit,
 FLIP_EXPONENT = -0.5
 #: Equivalence margin of the flip exponent: its O(m^-1/2) relative corrections bend the local
 #: slope (measured -0.47...-0.49 over widths 256-16384); a fifth of the half-unit slips it catches.
+#: Chosen, not derived (the theory gives the leading order only); set after a standard run.
 FLIP_MARGIN = 0.1
 #: Test-error checkpoints per run, and the test samples each one uses.
 CHECKS, CHECK_POINTS = 10, 50
