@@ -81,7 +81,7 @@ class Trajectory:
     dtheta_sq: np.ndarray
     theta0_sq: np.ndarray
     diverged: np.ndarray
-    lr: float
+    lr: float | np.ndarray
     dt: float
     step_error: np.ndarray | None = None
 
@@ -151,6 +151,14 @@ def _check_run(spec: MLP, X, y, X_test, lr, steps, dt):
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
         raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
     return X, y, X_test
+
+
+def _check_rates(lr, m: int) -> np.ndarray:
+    rates = np.asarray(lr, dtype=float)
+    if rates.shape != (m,) or not np.all(np.isfinite(rates) & (rates >= 0)):
+        raise ValueError(f"lr must be a finite number > 0, or {m} numbers >= 0 (one per network; 0 freezes a "
+                         f"network), got shape {rates.shape}")
+    return rates
 
 
 def _record_steps(record, steps: int) -> np.ndarray:
@@ -282,14 +290,15 @@ def _check_threads(threads) -> int:
     return int(threads)
 
 
-def train_params(spec: MLP, params: DenseParams, X, y, lr: float, steps: int, *, X_test=None,
+def train_params(spec: MLP, params: DenseParams, X, y, lr: float | np.ndarray, steps: int, *, X_test=None,
                  record=None, readout_only: bool = False, centered: bool = False,
                  record_ntk: bool = False, dt: float = 1.0, blowup: float = 1e6,
                  track_weights: bool = True, threads: int | None = None, batch_size: int | None = None,
                  orders: np.ndarray | None = None) -> Trajectory:
     """Gradient descent on the MSE loss from ``params`` (updated in place).
 
-    ``steps`` steps of ``theta <- theta - dt * lr * grad L``; ``record`` lists the
+    ``steps`` steps of ``theta <- theta - dt * lr * grad L`` (``lr`` one rate, or one per
+    network, shape (M,), 0 for a network to stay put); ``record`` lists the
     steps (0..steps, default all) at which outputs, kernels and weight changes
     are kept; the loss is kept at every step.  ``readout_only`` trains the last
     layer only (then Theta_hat is the readout kernel).  ``centered`` trains
@@ -309,7 +318,10 @@ def train_params(spec: MLP, params: DenseParams, X, y, lr: float, steps: int, *,
     (:mod:`ntkcheck.blas`).  Every network's arithmetic is the same whatever the
     grouping and the thread count, so are the results.
     """
-    X, y, X_test = _check_run(spec, X, y, X_test, lr, steps, dt)
+    per_network = np.ndim(lr) == 1
+    if per_network:
+        lr = _check_rates(lr, params.n_networks)
+    X, y, X_test = _check_run(spec, X, y, X_test, 1.0 if per_network else lr, steps, dt)
     rec = _record_steps(record, steps)
     threads = _check_threads(threads)
     orders = _check_orders(batch_size, orders, params.n_networks, len(X), steps)
@@ -323,15 +335,17 @@ def train_params(spec: MLP, params: DenseParams, X, y, lr: float, steps: int, *,
                      loss=np.full((m, steps + 1), np.inf), ntk=np.full((m, len(rec), n_all, n_all), np.nan)
                      if record_ntk else None, dtheta_sq=np.full((m, len(rec), len(spec.widths) + 1), np.nan),
                      theta0_sq=np.full((m, len(spec.widths) + 1), np.nan), diverged=np.zeros(m, dtype=bool),
-                     lr=float(lr), dt=float(dt))
+                     lr=lr if per_network else float(lr), dt=float(dt))
     f_rec = np.full((m, len(rec), n_all), np.nan)
     size = max(1, GROUP_BYTES // train_bytes_per_network(spec, d_in, n_all, track_weights=False))
     groups = [slice(s, min(m, s + size)) for s in range(0, m, size)]
     # theta_0 copies, handed from one group to the next: fresh memory costs a page fault
     # per 4 KiB, more than the copy itself
     spares = queue.SimpleQueue()
-    run = partial(_train_group, spec, params, X, X_all, y, rec, lr * dt, readout_only, centered, blowup,
-                  track_weights, out, f_rec, spares, batch_size, orders)
+    # per-network rates scale each network's cotangent (the gradient is linear in it)
+    run = partial(_train_group, spec, params, X, X_all, y, rec, dt if per_network else lr * dt, readout_only,
+                  centered, blowup, track_weights, out, f_rec, spares, batch_size, orders,
+                  lr if per_network else None)
     with blas.single_threaded():
         if min(threads, len(groups)) > 1:
             with ThreadPoolExecutor(min(threads, len(groups))) as pool:
@@ -346,7 +360,7 @@ def train_params(spec: MLP, params: DenseParams, X, y, lr: float, steps: int, *,
 def _train_group(spec: MLP, params: DenseParams, X, X_all, y, rec, step: float, readout_only: bool,
                  centered: bool, blowup: float, track_weights: bool, out: Trajectory, f_rec: np.ndarray,
                  spares: queue.SimpleQueue, batch_size: int | None, orders: np.ndarray | None,
-                 group: slice) -> None:
+                 rates: np.ndarray | None, group: slice) -> None:
     """Train networks ``group`` of ``params`` (in place) and write their records
     into ``out``'s arrays and ``f_rec`` (rows ``group``); the copy of the initial
     weights goes into a spare from ``spares`` (given back at the end) if there is one."""
@@ -369,7 +383,8 @@ def _train_group(spec: MLP, params: DenseParams, X, X_all, y, rec, step: float, 
             np.copyto(a0, a)
     try:
         _train_steps(spec, params, X, X_all, y, rec, step, readout_only, centered, blowup, theta0, f_rec, loss,
-                     dsq, ntk_rec, diverged, batch_size, None if orders is None else orders[group])
+                     dsq, ntk_rec, diverged, batch_size, None if orders is None else orders[group],
+                     None if rates is None else rates[group])
     finally:
         if spare is not None:
             spares.put(spare)
@@ -377,9 +392,11 @@ def _train_group(spec: MLP, params: DenseParams, X, X_all, y, rec, step: float, 
 
 def _train_steps(spec: MLP, params: DenseParams, X, X_all, y, rec, step: float, readout_only: bool,
                  centered: bool, blowup: float, theta0: DenseParams | None, f_rec, loss, dsq, ntk_rec,
-                 diverged, batch_size: int | None = None, orders: np.ndarray | None = None) -> None:
+                 diverged, batch_size: int | None = None, orders: np.ndarray | None = None,
+                 rates: np.ndarray | None = None) -> None:
     """The steps of :func:`_train_group` (weight changes against ``theta0`` unless None;
-    mini-batches of ``batch_size`` from ``orders`` unless None)."""
+    mini-batches of ``batch_size`` from ``orders`` unless None; each network's step
+    times ``rates`` unless None)."""
     n, d_in, steps = len(X), X.shape[1], loss.shape[1] - 1
     f0 = forward(spec, params, X_all)[0][..., 0] if centered else 0.0
     alive = np.ones(params.n_networks, dtype=bool)
@@ -409,7 +426,7 @@ def _train_steps(spec: MLP, params: DenseParams, X, X_all, y, rec, step: float, 
         cot = np.where(alive[:, None], r, 0.0)
         if orders is not None:     # inputs outside the batch: zero cotangent
             cot *= batch_mask(orders, batch_size, k)
-        cot = cot[..., None] / n
+        cot = cot[..., None] / n if rates is None else cot[..., None] * (rates / n)[:, None, None]
         _gd_step(spec, params, X, pre, posts, cot, step, readout_only)
     diverged[...] = ~alive
 

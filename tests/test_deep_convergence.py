@@ -92,8 +92,29 @@ def test_check_refuses(key, value):
         dc.check({**dc.GRIDS["quick"], key: value})
 
 
-def test_an_unstable_network_fails():
+@pytest.mark.parametrize("width, fails", [(16, False), (256, True)])
+def test_a_diverged_network_fails_only_at_the_widest_width(width, fails):
     df = _planted()
-    bad = (df["quantity"] == "rate_error") & (df["width"] == 16) & (df["network"] == 0) & (df["depth"] == 4)
+    bad = (df["quantity"] == "rate_error") & (df["width"] == width) & (df["network"] == 0) & (df["depth"] == 4)
     v = dc.CLAIM.judge(df.assign(value=np.where(bad, np.nan, df["value"])))
-    assert not v.passed and "UNSTABLE" in v.summary
+    assert v.passed != fails, v.summary
+    assert ("UNSTABLE" in v.summary) == fails and ("left out of the fits" in v.summary) != fails
+
+
+def test_train_until_stops_after_the_segment_where_every_network_is_done():
+    spec = dc.spec_of({**dc.GRIDS["quick"], "activation": "relu", "depth": 2, "width": 64})
+    X, y = dc.data(8, 4)
+    p0 = dc.init_params(spec, 4, 3, 0, 2)
+    copy = lambda: dc.init_params(spec, 4, 3, 0, 2)  # noqa: E731
+    lr = np.array([1.0, 1.5])
+    loss, diverged = dc.train_until(spec, copy(), X, y, lr, np.array([5, 5]), np.array([400, 400]), 1e-3, 400,
+                                    None, None)
+    seg = dc.SEGMENT_EPOCHS
+    hit = (loss <= 1e-3 * loss[:, :1]).any(1)
+    assert hit.all() and not diverged.any()
+    last = max((loss[i] <= 1e-3 * loss[i, 0]).argmax() for i in range(2))
+    assert loss.shape[1] - 1 == seg * (-(-last // seg))       # the first segment boundary past the last hit
+    # the segments' losses are one uninterrupted run's
+    from ntkcheck.train import train_params
+    ref = train_params(spec, p0, X, y, lr, loss.shape[1] - 1)
+    np.testing.assert_allclose(loss, ref.loss, rtol=1e-12)

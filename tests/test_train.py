@@ -117,6 +117,28 @@ def test_divergence_is_detected_and_frozen():
     assert np.isfinite(tr.loss[:, 0]).all()
 
 
+def test_per_network_rates_scale_each_networks_step():
+    spec = MLP(depth=2, width=16, activation="gelu")
+    p0 = init_params(spec, 3, 7, 0, 3)
+    rates = np.array([0.3, 0.0, 0.7])
+    got = train_params(spec, _copy(p0), X, Y, rates, 12, record=[0, 12])
+    assert np.array_equal(got.lr, rates)
+    for i, lr in enumerate(rates):
+        one = DenseParams(tuple(W[i:i + 1].copy() for W in p0.weights), tuple(b[i:i + 1].copy() for b in p0.biases))
+        if lr == 0:     # rate 0: the network stays where it is
+            assert np.all(got.loss[i] == got.loss[i, 0])
+            continue
+        ref = train_params(spec, one, X, Y, lr, 12, record=[0, 12])
+        np.testing.assert_allclose(got.loss[i], ref.loss[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("lr", [np.array([0.1, -0.1]), np.array([0.1, np.inf]), np.array([0.1, 0.2, 0.3])])
+def test_bad_per_network_rates(lr):
+    spec = MLP(depth=1, width=4)
+    with pytest.raises(ValueError, match="one per network"):
+        train_params(spec, init_params(spec, 3, 0, 0, 2), X, Y, lr, 3)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(spec=MLP(depth=1, width=4, d_out=2)), "scalar output"),
     (dict(y=np.zeros(5)), "targets"),

@@ -25,9 +25,14 @@ Theta_hat_t = Theta_hat_0 + O(n^{-1/2})); in expectation over orders this is the
 dynamics with step ``eta B/N`` up to O(eta^2) terms.  For GD, D_k = I.
 
 Measurement, per network (N = 8 inputs on the unit sphere of R^4, labels N(0, 1), as
-linear-convergence; NTK parameterization, sigma_w = 1.5, no bias; ``epochs`` passes over the
-data at ``lr_fraction`` x the critical rate ``2N/lambda_max(Theta)`` of the analytic NTK): the
-network's loss L_k and the linear model's L^lin_k from its own Theta_hat_0, f_0 and batches;
+linear-convergence; NTK parameterization, sigma_w = 1.5, no bias; each network at
+``lr_fraction`` x its own critical rate ``2N/lambda_max(Theta_hat_0)`` (Lee et al. 2019,
+sec. 2.4, applied to the finite network: the analytic kernel's rate put some narrow and deep
+networks' top mode at eta lambda_max / N = 1.97, on the edge, and 2 of 60 quick seeds had a
+width-16 network diverge); trained until every network has reached ``eps`` L_0 or spent
+:data:`REACH_FACTOR` x its linear model's iterations, at most ``epochs`` passes over the
+data (:func:`train_until`): the network's loss L_k and the linear model's L^lin_k from its own
+Theta_hat_0, f_0 and batches;
 the linear model's iterations to ``eps`` L_0 (``k_eps``); the fitted rate of log loss, the
 least-squares slope of ``-log(L_k/L_0)`` over k <= k_eps, for both, and the relative rate
 error ``|rate / rate_lin - 1|``; whether the network reached eps L_0; the relative spectral
@@ -39,15 +44,20 @@ than 1: gelu at sigma_w = 1 contracts the kernel with depth, the rate 2N/lambda_
 the networks of width <= 1024 leave the lazy regime (measured: rate error 0.4 at width 1024).
 
 Tests (per method, GD and SGD, Bonferroni over the fits at the claim's level): every network
-at the widest width of every cell reaches eps L_0 (exact: no error rate; a miss fails); three
+at the widest width of every cell reaches eps L_0 within :data:`REACH_FACTOR` x its linear
+model's iterations, and none diverges (exact: no error rate, a miss fails; its rate is
+measured by the calibration.  The margin is chosen: over quick seeds 0-11 the largest ratio
+at the widest width is 1.79, ReLU at depth 4.  The former fixed budget of 60 epochs at the
+analytic kernel's rate failed 2 of 60 quick seeds on networks whose linear model itself was
+not done); a narrower network that diverges is reported and left out of the fits; three
 width exponents, each pooled over the cells (:func:`pooled_fit`: the mean of the cells' slopes,
 with 4 cells x M networks per width, where a per-cell fit from M = 10 networks at the split
 level has a Student t quantile of ~8 and no power): the rate error is ``O(n^{-1/2})``, the
 largest relative spectral change of a layer is ``O(n^{-1/2})`` (Allen-Zhu et al.'s omega: an
 upper bound), and for ReLU the flip fraction is ``O(n^{-1/3})`` (their ``omega^{2/3}``), each
 by :func:`ntkcheck.claims._training.bound_passed` (the interval reaches the bound and excludes
-0).  Measured at quick (seed 0): rate error -0.58 (GD) and -0.63 (SGD), layer change -0.6,
-flips -0.43 (GD) and -0.50 (SGD): the heuristic ``n^{-1/2}`` for flips (a pre-activation moves
+0).  Measured at quick (seed 0): rate error -0.55 [-0.94, -0.16] (GD) and -0.57 [-0.97, -0.17]
+(SGD), layer change -0.55 and -0.60, flips -0.40 (GD) and -0.51 (SGD): the heuristic ``n^{-1/2}`` for flips (a pre-activation moves
 O(n^{-1/2}) and has a bounded density at 0) fits better than the bound.  Per cell exponents
 are reported, and they qualify the pooled rate error: at quick the gelu cells decay as ~ n^-1
 (Dyer & Gur-Ari's 1/n drift) and the ReLU cells only as ~ n^-0.3 over widths 16-256 (ReLU's
@@ -82,6 +92,12 @@ from .linear_convergence import data
 METHODS = ("gd", "sgd")
 #: Power iterations of the spectral norms (from a fixed start: the same numbers every run).
 POWER_STEPS = 30
+#: Training runs in segments of this many epochs, and stops at the end of the first segment
+#: after which every network is done (:func:`train_until`).
+SEGMENT_EPOCHS = 4
+#: A network "reaches eps" if it does within this many times its linear model's iterations
+#: (a chosen margin: the largest ratio at the widest quick width over seeds 0-11 is 1.79).
+REACH_FACTOR = 4
 #: Allen-Zhu et al.'s flip-fraction exponent (omega^{2/3}, omega ~ n^{-1/2}): the tested bound.
 FLIP_BOUND = -1.0 / 3.0
 
@@ -89,11 +105,11 @@ _BASE = {"n_train": 8, "d_in": 4, "sigma_b": 0.0, "parameterization": "ntk",
          "sigma_w": 1.5, "batch_size": 4, "lr_fraction": 0.5, "eps": 1e-3, "control_width": 1}
 GRIDS = {
     "quick": {**_BASE, "activation": ["relu", "gelu"], "depth": [2, 4], "method": ["gd", "sgd"],
-              "width": [16, 64, 256], "epochs": 60, "n_networks": 10, "chunk": 10},
+              "width": [16, 64, 256], "epochs": 200, "n_networks": 10, "chunk": 10},
     "standard": {**_BASE, "activation": ["relu", "gelu"], "depth": [2, 4, 8], "method": ["gd", "sgd"],
-                 "width": [64, 256, 1024], "epochs": 100, "n_networks": 16, "chunk": 8},
+                 "width": [64, 256, 1024], "epochs": 200, "n_networks": 16, "chunk": 8},
     "full": {**_BASE, "activation": ["relu", "gelu"], "depth": [2, 4, 8], "method": ["gd", "sgd"],
-             "width": [64, 128, 256, 512, 1024, 2048], "epochs": 150, "n_networks": 64, "chunk": 16},
+             "width": [64, 128, 256, 512, 1024, 2048], "epochs": 200, "n_networks": 64, "chunk": 16},
 }
 KEYS = {
     "method": "training: 'gd' (full batch) or 'sgd' (mini-batches of batch_size, a random order per epoch)",
@@ -138,15 +154,42 @@ def spectral_norms(A: np.ndarray, seed) -> np.ndarray:
     return np.linalg.norm(np.einsum("mpq,mq->mp", A, v), axis=1)
 
 
-def linear_losses(theta0: np.ndarray, r0: np.ndarray, step: float, n: int, masks) -> np.ndarray:
+def linear_losses(theta0: np.ndarray, r0: np.ndarray, step, n: int, masks) -> np.ndarray:
     """Losses (M, K+1) of the linear model ``r_{k+1} = (I - (step/N) Theta_hat_0 D_k) r_k``
-    (Lee et al. 2019, eq. 8, discretised; D_k the batch indicator, ``masks[k]`` (M, N))."""
+    (Lee et al. 2019, eq. 8, discretised; D_k the batch indicator, ``masks[k]`` (M, N); ``step``
+    one rate or one per network)."""
     r, out = r0.copy(), []
+    step = np.asarray(step, dtype=float)[..., None]
     for k in range(len(masks)):
         out.append(0.5 * np.einsum("mi,mi->m", r, r) / n)
-        r = r - (step / n) * np.einsum("mij,mj->mi", theta0, masks[k] * r)
+        r = r - step / n * np.einsum("mij,mj->mi", theta0, masks[k] * r)
     out.append(0.5 * np.einsum("mi,mi->m", r, r) / n)
     return np.stack(out, axis=1)
+
+
+def train_until(spec, params, X, y, lr, k_fit, k_max, eps: float, cap: int, batch_size, orders):
+    """Train ``params`` in place in segments of :data:`SEGMENT_EPOCHS` epochs until every
+    network has passed ``k_fit`` steps and either reached ``eps`` x its initial loss or passed
+    ``k_max`` steps (or diverged), at most ``cap`` steps.  Returns the losses (M, steps + 1)
+    and the diverged flags (M,).  Stopping early saves the steps a fixed budget spends on
+    networks already at eps; the segments are fixed, so the stopping step (and the weights
+    measured there) is the same every run."""
+    per_epoch = len(X) // (batch_size or len(X))
+    seg = SEGMENT_EPOCHS * per_epoch
+    losses, diverged, k = [], np.zeros(params.n_networks, dtype=bool), 0
+    while k < cap:
+        s = min(seg, cap - k)
+        # a network that diverged stays where it stopped (rate 0), its losses inf
+        tr = train_params(spec, params, X, y, np.where(diverged, 0.0, lr), s, record=[0, s], track_weights=False,
+                          batch_size=batch_size, orders=None if orders is None else orders[:, k // per_epoch:])
+        losses.append(np.where(diverged[:, None], np.inf, tr.loss)[:, 1 if k else 0:])
+        diverged |= tr.diverged
+        k += s
+        loss = np.concatenate(losses, axis=1)
+        reached = (loss <= eps * loss[:, :1]).any(1)
+        if np.all(diverged | ((k >= k_fit) & (reached | (k >= k_max)))):
+            break
+    return np.concatenate(losses, axis=1), diverged
 
 
 def fitted_rate(loss: np.ndarray, stop: np.ndarray) -> np.ndarray:
@@ -163,29 +206,37 @@ def run_task(task: Task) -> list[dict]:
     X, y = data(p["n_train"], p["d_in"])
     n, m = len(X), p["n_networks"]
     spec = spec_of(p)
-    lr = p["lr_fraction"] * critical_lr(p, X)
     params = init_params(spec, X.shape[1], task.seed, 0, m)
     w0 = [W.copy() for W in params.weights]
     f0, pre0, posts0 = forward(spec, params, X, keep_posts=True)
     theta0 = empirical_ntk_from(spec, params, X, pre0, posts=posts0)
+    eig = np.linalg.eigvalsh(theta0)
+    # each network below its own critical rate 2N / lambda_max(Theta_hat_0): the analytic
+    # kernel's rate puts a narrow or deep network's top mode near (or past) the edge.  A dead
+    # control network (Theta_hat_0 = 0: no gradient) keeps the analytic kernel's rate
+    lr = p["lr_fraction"] * np.where(eig[:, -1] > 0, 2 * n / np.maximum(eig[:, -1], 1e-300), critical_lr(p, X))
     sgd = p["method"] == "sgd"
     batch = p["batch_size"] if sgd else n
-    steps = p["epochs"] * (n // batch)     # the same epochs (passes over the data) for GD and SGD
-    orders = epoch_orders(n, batch, steps, child(task.seed, 1), 0, m)
-    tr = train_params(spec, params, X, y, lr, steps, record=[0, steps], batch_size=batch if sgd else None,
-                      orders=orders if sgd else None)
+    cap = p["epochs"] * (n // batch)     # the same epochs (passes over the data) for GD and SGD
+    orders = epoch_orders(n, batch, cap, child(task.seed, 1), 0, m)
     # each network's batch at step k (all inputs for GD)
-    lin = linear_losses(theta0, f0[..., 0] - y, lr, n, [batch_mask(orders, batch, k) for k in range(steps)])
+    lin = linear_losses(theta0, f0[..., 0] - y, lr, n, [batch_mask(orders, batch, k) for k in range(cap)])
     target = p["eps"] * lin[:, :1]
-    k_lin = np.where((lin <= target).any(1), (lin <= target).argmax(1), steps)
-    reached = (tr.loss <= p["eps"] * tr.loss[:, :1]).any(1) & ~tr.diverged
-    k_net = np.where(reached, (tr.loss <= p["eps"] * tr.loss[:, :1]).argmax(1), steps)
+    k_lin = np.where((lin <= target).any(1), (lin <= target).argmax(1), cap)
+    loss, diverged = train_until(spec, params, X, y, lr, k_lin, REACH_FACTOR * k_lin, p["eps"], cap,
+                                 batch if sgd else None, orders if sgd else None)
+    steps = loss.shape[1] - 1
+    hit = loss <= p["eps"] * loss[:, :1]
+    reached = hit.any(1) & ~diverged
+    k_net = np.where(reached, hit.argmax(1), steps)
+    reached &= k_net <= REACH_FACTOR * k_lin
+    lin = lin[:, :steps + 1]
     # a dead control network (width 1) has a flat loss: rate 0, its rate error NaN (never fitted)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rate, rate_lin = fitted_rate(tr.loss, np.maximum(k_lin, 2)), fitted_rate(lin, np.maximum(k_lin, 2))
+        kfit = np.maximum(np.minimum(k_lin, steps), 2)
+        rate, rate_lin = fitted_rate(loss, kfit), fitted_rate(lin, kfit)
         rate_error = np.abs(rate / rate_lin - 1)
-    lam_min = np.linalg.eigvalsh(theta0)[:, 0]
-    ntk_rate = -2 * np.log1p(-lr * lam_min / n) * batch / n
+    ntk_rate = -2 * np.log1p(-lr * eig[:, 0] / n) * batch / n
     _, pre1 = forward(spec, params, X)
     flips = np.mean(np.concatenate([(a > 0) != (b > 0) for a, b in zip(pre0, pre1)], axis=2), axis=(1, 2))
     layer = np.stack([spectral_norms(W - W_0, child(task.seed, 2, l)) / spectral_norms(W_0, child(task.seed, 3, l))
@@ -193,7 +244,7 @@ def run_task(task: Task) -> list[dict]:
     quantities = {"reached_eps": reached.astype(float), "iterations": k_net.astype(float),
                   "iterations_linear": k_lin.astype(float), "rate": rate, "rate_linear": rate_lin,
                   "rate_ntk": ntk_rate, "rate_error": rate_error, "flip_fraction": flips,
-                  "weight_change": layer.max(1), "diverged": tr.diverged.astype(float)}
+                  "weight_change": layer.max(1), "diverged": diverged.astype(float)}
     quantities.update({f"weight_change_layer{l + 1}": layer[:, l] for l in range(layer.shape[1])})
     return network_rows(quantities, method=p["method"], control=int(p.get("control", 0)))
 
@@ -223,9 +274,12 @@ FITS = (("rate_error", -0.5, True, None, r"rate error $|\rho/\rho_{lin} - 1|$"),
 def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
     df = df.assign(value=df["value"].astype(float))
     claim, ctrl = df[df["control"] == 0], df[df["control"] == 1]
-    # a diverged network or linear model (the rate above 2N/lambda_max(Theta_hat_0) of a narrow
-    # network) is outside the claim's regime: it fails the claim, and leaves the fits
+    # a network that diverged (its kernel grew past 2N/eta while training: a narrow network,
+    # outside the lazy regime) has no rate error and leaves the fits; dropping a narrow width's
+    # worst networks flattens the fitted decay, so the bounds get harder to pass, not easier.
+    # At the widest width it fails the claim.
     unstable = claim[(claim["quantity"] == "rate_error") & ~np.isfinite(claim["value"])]
+    unstable_top = unstable[unstable["width"] == claim["width"].max()]
     claim = claim[~claim.set_index(["activation", "depth", "method", "width", "network"]).index.isin(
         unstable.set_index(["activation", "depth", "method", "width", "network"]).index)]
     methods = sorted(claim["method"].unique())
@@ -267,13 +321,15 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
         cells.append(cell)
     cells, fits = pd.DataFrame(cells), pd.DataFrame(fits)
     reached = bool((cells["fraction reaching eps (widest)"] == 1.0).all())
-    passed = bool(reached and fits["passed"].all() and unstable.empty)
+    passed = bool(reached and fits["passed"].all() and unstable_top.empty)
     rejected = bool(len(ctrl) and (cells["control: fraction reaching eps"] < 1.0).all())
-    summary = (f"{'pass' if passed else 'FAIL'}: every network at the widest width reaches eps L_0 in "
+    summary = (f"{'pass' if passed else 'FAIL'}: every network at the widest width reaches eps L_0 (within "
+               f"{REACH_FACTOR}x its linear model's iterations) in "
                f"{int((cells['fraction reaching eps (widest)'] == 1.0).sum())}/{len(cells)} cells; "
-               + (f"{len(unstable)} networks UNSTABLE (network or linear model diverged; widths "
-                  f"{', '.join(str(int(w)) for w in sorted(unstable['width'].unique()))}): lr_fraction too large "
-                  "for them; " if len(unstable) else "")
+               + (f"{len(unstable_top)} networks of the widest width UNSTABLE (diverged); " if len(unstable_top) else "")
+               + (f"{len(unstable) - len(unstable_top)} narrower networks diverged (widths "
+                  f"{', '.join(str(int(w)) for w in sorted(unstable['width'].unique()))}; left out of the fits); "
+                  if len(unstable) > len(unstable_top) else "")
                + "pooled exponents "
                + "; ".join(f"{r.quantity} ({r.method}) {r.exponent:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}] "
                            f"({'<= ' if r.kind == 'bound' else ''}{r.claimed:.2g}: {'ok' if r.passed else 'FAILED'})"
