@@ -596,6 +596,28 @@ def stax_gradient_descent(net, X, y, lr: float, steps: int, *, n_networks: int =
     return _concat(parts)
 
 
+def stax_train_params(net, params, X, y, lr: float | np.ndarray, steps: int, *, record=None,
+                      batch_size: int | None = None, orders: np.ndarray | None = None,
+                      track_weights: bool = True, blowup: float = 1e6) -> Trajectory:
+    """:func:`train_params` for a stax network: train ``params`` (from
+    :func:`ntkcheck.stax.init_params`) in place by GD, or by mini-batch SGD through
+    ``batch_size`` and ``orders``; ``lr`` one rate or one per network (0 freezes one)."""
+    per_network = np.ndim(lr) == 1
+    m = len(next(_affine_layers(net, params))[1].W)
+    rates = _check_rates(lr, m) if per_network else None
+    X, y, _ = _check_stax_run(net, X, y, None, 1.0 if per_network else lr, steps, 1.0)
+    orders = _check_orders(batch_size, orders, m, len(X), steps)
+    with blas.single_threaded():
+        return _stax_train(net, params, X, y, np.zeros((0,) + X.shape[1:]), 1.0 if per_network else float(lr), steps,
+                           _record_steps(record, steps), False, False, blowup, track_weights,
+                           rates if per_network else float(lr), 1.0, rates, batch_size, orders)
+
+
+def affine_weights(net, params) -> list[np.ndarray]:
+    """The weights (M, out, in) of every Dense and Conv layer of a stax network, in network order."""
+    return [p.W for _, p in _affine_layers(net, params)]
+
+
 def _check_stax_run(net, X, y, X_test, lr, steps, dt):
     if not isinstance(net, stax.Layer):
         raise ValueError(f"net must be a stax network, got {type(net).__name__} {net!r:.40}")
@@ -663,8 +685,10 @@ def _stax_grads(layer, params, cache, g, grads: dict, need_input: bool = True):
 
 
 def _stax_train(net, params, X, y, X_test, step: float, steps: int, rec, centered: bool, record_ntk: bool,
-                blowup: float, track_weights: bool, lr: float, dt: float) -> Trajectory:
-    """Train the networks of ``params`` (in place) as :func:`_train_group` trains dense ones."""
+                blowup: float, track_weights: bool, lr, dt: float, rates: np.ndarray | None = None,
+                batch_size: int | None = None, orders: np.ndarray | None = None) -> Trajectory:
+    """Train the networks of ``params`` (in place) as :func:`_train_group` trains dense ones
+    (each network's step times ``rates`` unless None; mini-batches from ``orders`` unless None)."""
     X_all = np.concatenate([X, X_test])
     affine = list(_affine_layers(net, params))
     n, n_all, m = len(X), len(X_all), len(affine[0][1].W)
@@ -699,6 +723,10 @@ def _stax_train(net, params, X, y, X_test, step: float, steps: int, rec, centere
         # diverged networks get a zero cotangent: frozen at their last finite weights
         cot = np.zeros((m, 1, f_all.shape[1], 1))
         cot[:, 0, :n, 0] = np.where(alive[:, None], r, 0.0) / n     # test inputs (if any): zero
+        if rates is not None:
+            cot[:, 0, :n, 0] *= rates[:, None]
+        if orders is not None:     # inputs outside the batch: zero cotangent
+            cot[:, 0, :n, 0] *= batch_mask(orders, batch_size, k)
         grads: dict = {}
         _stax_grads(net, params, cache, cot, grads, need_input=False)
         for layer, p in affine:

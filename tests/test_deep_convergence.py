@@ -1,4 +1,6 @@
 """deep-convergence: the linear model, the spectral norms and the verdict on planted data."""
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -73,7 +75,7 @@ def test_a_converging_control_is_not_rejected():
 
 def test_run_task_rows():
     grid = {**dc.GRIDS["quick"], "activation": ["relu"], "depth": [2], "method": ["sgd"], "width": [32, 64, 128],
-            "n_networks": 3, "chunk": 3, "epochs": 40}
+            "n_networks": 3, "chunk": 3, "epochs": 40, "architecture": ["mlp"]}
     dc.check(grid)
     tasks = dc.CLAIM.tasks(grid, 0)
     assert sum(t.params.get("control", 0) for t in tasks) == 1 and len(tasks) == 4
@@ -85,7 +87,17 @@ def test_run_task_rows():
     assert np.all(per["weight_change"] >= per[[f"weight_change_layer{l}" for l in (1, 2, 3)]].max(axis=1) - 1e-12)
 
 
-@pytest.mark.parametrize("key, value", [("method", ["adam"]), ("batch_size", 3), ("control_width", 5),
+def test_run_task_resnet_rows():
+    grid = {**dc.GRIDS["quick"], "method": ["gd"], "width": [16, 32, 64], "n_networks": 3, "chunk": 3,
+            "architecture": ["resnet"], "arch_depth": [3]}
+    dc.check(grid)
+    task = next(t for t in dc.CLAIM.tasks(grid, 0) if t.params["width"] == 64)
+    per = pd.DataFrame(dc.run_task(task)).pivot_table(index="network", columns="quantity", values="value")
+    assert "flip_fraction" not in per and {"weight_change_layer3", "rate_error"} <= set(per.columns)
+    assert per["reached_eps"].all() and np.all(per["rate_error"] < 1)
+
+
+@pytest.mark.parametrize("key, value", [("method", ["adam"]), ("architecture", ["cnn-gap"]), ("batch_size", 3), ("control_width", 5),
                                         ("width", [16, 64]), ("lr_fraction", 1.5)])
 def test_check_refuses(key, value):
     with pytest.raises(GridError, match=key):
@@ -105,10 +117,9 @@ def test_train_until_stops_after_the_segment_where_every_network_is_done():
     spec = dc.spec_of({**dc.GRIDS["quick"], "activation": "relu", "depth": 2, "width": 64})
     X, y = dc.data(8, 4)
     p0 = dc.init_params(spec, 4, 3, 0, 2)
-    copy = lambda: dc.init_params(spec, 4, 3, 0, 2)  # noqa: E731
     lr = np.array([1.0, 1.5])
-    loss, diverged = dc.train_until(spec, copy(), X, y, lr, np.array([5, 5]), np.array([400, 400]), 1e-3, 400,
-                                    None, None)
+    train = partial(dc.train_params, spec, dc.init_params(spec, 4, 3, 0, 2), X, y)
+    loss, diverged = dc.train_until(train, lr, 8, np.array([5, 5]), np.array([400, 400]), 1e-3, 400, None, None)
     seg = dc.SEGMENT_EPOCHS
     hit = (loss <= 1e-3 * loss[:, :1]).any(1)
     assert hit.all() and not diverged.any()

@@ -132,6 +132,25 @@ def test_per_network_rates_scale_each_networks_step():
         np.testing.assert_allclose(got.loss[i], ref.loss[0], rtol=1e-12)
 
 
+def test_stax_train_params_in_place_per_network_rates_and_sgd():
+    from ntkcheck import stax
+    from ntkcheck.claims.architectures import build
+    from ntkcheck.train import affine_weights, epoch_orders, stax_gradient_descent, stax_train_params
+    net = build("resnet", "relu", 3, 16, 1.5, None)
+    params = stax.init_params(net, (3,), 5, 0, 3)
+    w0 = [W.copy() for W in affine_weights(net, params)]
+    tr = stax_train_params(net, params, X, Y, np.array([0.4, 0.4, 0.4]), 6)
+    np.testing.assert_allclose(tr.loss, stax_gradient_descent(net, X, Y, 0.4, 6, n_networks=3, seed=5).loss,
+                               rtol=1e-12)
+    assert all(np.any(W != W_0) for W, W_0 in zip(affine_weights(net, params), w0))    # trained in place
+    # SGD: batch 2 of 6 inputs; a rate-0 network stays put; the same steps as the dense engine's masks
+    params = stax.init_params(net, (3,), 5, 0, 3)
+    orders = epoch_orders(6, 2, 6, 9, 0, 3)
+    sgd = stax_train_params(net, params, X, Y, np.array([0.05, 0.0, 0.02]), 6, batch_size=2, orders=orders)
+    assert np.all(sgd.loss[1] == sgd.loss[1, 0]) and sgd.loss[0, -1] < sgd.loss[0, 0]
+    assert not np.allclose(sgd.loss[0], tr.loss[0])
+
+
 @pytest.mark.parametrize("lr", [np.array([0.1, -0.1]), np.array([0.1, np.inf]), np.array([0.1, 0.2, 0.3])])
 def test_bad_per_network_rates(lr):
     spec = MLP(depth=1, width=4)
