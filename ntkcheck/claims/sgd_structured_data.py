@@ -2,24 +2,44 @@
 well-separated components generalizes, while its activation patterns barely change.
 
 Theorem.  Li & Liang 2018 ("Learning overparameterized neural networks via stochastic gradient
-descent on structured data", NeurIPS; arXiv 1808.01204, Thm 4.1): data of k classes, each a
-mixture of l components on the unit sphere, the supports of components of different classes at
-least delta apart and each of diameter at most lambda delta with lambda <= 1/(8l) (their
-separability and normalization assumptions); the network ``f_i(x) = sum_r a_ir relu(<w_r, x>)``,
-``i = 1..k``, with ``a_ir`` fixed and ``w_r(0) ~ N(0, I/m)``, only W trained by mini-batch SGD on
-the softmax cross-entropy.  For every eps > 0 there is ``M = poly(k, l, 1/delta, 1/eps)`` such that
-for every width ``m >= M``, SGD with batch size and iterations ``T = poly(k, l, 1/delta, 1/eps,
-log m)`` and learning rate ``eta = 1/(m poly(k, l, 1/delta, 1/eps, log m))`` reaches population
-error ``Pr[argmax_i f_i(x) != y] <= eps`` with high probability.  The proof couples the network
-with a "pseudo network" whose activation patterns are frozen at initialization: most hidden
-units keep their pattern on the data (their Sec. 5).
+descent on structured data", NeurIPS; arXiv 1808.01204): a two-layer ReLU network for k classes,
+``f_i(x) = sum_r a_ir relu(<w_r, x>)``, ``i = 1..k``, trained by SGD from random initialization on
+data whose classes are each a mixture of l components with compact supports, those of different
+classes at least delta apart, reaches a small population error once the width m is polynomial in
+k, l, 1/delta and 1/eps, although it can fit arbitrary labels (their abstract and main theorem).
+The proof couples the network with a "pseudo network" whose ReLU patterns stay at their initial
+values: all but a fraction of the hidden units, which grows with the distance tau the weights
+have moved, keep the pseudo network's pattern (their Lemma 5.1).
+
+Against the paper.  Its full text was not available when this was checked; the checked items rest
+on its abstract, its NeurIPS 2018 reviews (l distributions per class, compact well-separated
+supports, a loss L(w) written with the mixture probabilities p_ab, Lemma 5.1 with its tau and
+pseudo ReLU network) and its figure of the separability assumption (per class two balls of
+diameter 1/10, centres 2 apart: separable as l = 2 components, not as l = 1).
+- Data: k classes of l components, supports of different classes >= delta apart: as the paper
+  (its separability assumption).  Components equally likely: a special case of its weights p_ab.
+  Component diameter <= lambda delta with lambda <= 1/(8l), inputs of unit norm: not checked in
+  its text (the figure agrees: diameter 0.1 <= delta / 16 at delta = 1.9, l = 2).
+- Network: two-layer ReLU for k-class classification: as the paper.  The form ``f_i`` (no bias),
+  ``w_r(0) ~ N(0, I/m)``, ``a_ir`` uniform on {-1, +1} and fixed, only W trained, softmax
+  cross-entropy: not checked.
+- Theorem number 4.1, batch size and iterations T = poly(k, l, 1/delta, 1/eps, log m),
+  ``eta = 1/(m poly(...))``: not checked.  The flip rate below is derived for this module's
+  scaling (eta = lr_m / m, T fixed, w_r(0) ~ N(0, I/m)), not read off Lemma 5.1 (not checked).
+- Samples: differs: a fixed set of n_train samples is reused over epochs, because the
+  shuffled-label control needs a fixed training set; the paper's L(w) with p_ab suggests a
+  population loss (whether its SGD draws fresh samples each step: not checked).
+- Scale: differs: fixed small k, l, delta, eps and m = 256...16384, because the theorem's
+  polynomials are not explicit; eps at the widest width and the rate are tested, not M(eps).
+- Flips: differs: counted per (hidden unit, training input) pair, the quantity the derived bound
+  controls; Lemma 5.1 counts hidden units keeping the pseudo network's pattern.
 
 Flip rate (derived, the rate tested).  One stochastic gradient of ``w_r``, the batch mean of
 ``sum_i (p_i - y_i) a_ir 1[<w_r, x> > 0] x``, has norm <= 2 (``sum_i |p_i - y_i| <= 2``,
 ``|a_ir| = |x| = 1``), so after T steps ``|w_r(T) - w_r(0)| <= 2 eta T =: tau``;
 the pattern of unit r on input x can change only if ``|<w_r(0), x>| <= tau``, and
 ``<w_r(0), x> ~ N(0, 1/m)`` has density <= sqrt(m / (2 pi)), so the flipped fraction is at most
-``tau sqrt(2m/pi)``.  With T fixed and ``eta = lr_m / m`` (the theorem's scaling) tau ~ 1/m,
+``tau sqrt(2m/pi)``.  With T fixed and ``eta = lr_m / m`` (the 1/m of the theorem's eta) tau ~ 1/m,
 and the fraction is O(m^{-1/2}); it is Theta(m^{-1/2}) because each unit does move ~ tau (the
 outputs move O(1): it is the lazy regime, ``u_r = sqrt(m) w_r`` moves O(m^{-1/2}) in the NTK
 parameterization at rate lr_m).  Tested: the exponent -1/2 (within a margin, below).
@@ -41,7 +61,7 @@ Tests (each at half the claim's level): (1) population error <= eps at the wides
 exact one-sided binomial test of the test errors pooled over the widest width's networks (a sum
 of independent Binomial(n_test, p_i) with every p_i <= eps is stochastically below
 Binomial(M n_test, eps), so the test is exact for the claim "every network's error <= eps"),
-after the same ``steps`` at every width (the theorem's T does not grow with m beyond log m);
+after the same ``steps`` at every width (the theorem's T, read as above, grows only as log m);
 (2) the flip fraction's width exponent (geometric mean over networks,
 :func:`ntkcheck.claims._training.width_fit`) is -1/2 within ``FLIP_MARGIN`` = 0.1: its interval
 reaches [-0.6, -0.4] and excludes 0.  The margin allows for the O(m^{-1/2}) relative corrections
@@ -59,8 +79,9 @@ training labels shuffled across the training samples (every component then carri
 all classes): the network still fits what it can, but the test error stays near chance
 ``1 - 1/k``; test (1) must reject it.
 
-Sources: Li & Liang 2018 (NeurIPS), Thm 4.1 and Sec. 5; Zhang et al. 2017 ("Understanding deep
-learning requires rethinking generalization", ICLR) for the shuffled-label control.
+Sources: Li & Liang 2018 (NeurIPS), main theorem and Lemma 5.1 (Sec. 5), and its NeurIPS 2018
+reviews for the items checked above; Zhang et al. 2017 ("Understanding deep learning requires
+rethinking generalization", ICLR) for the shuffled-label control.
 """
 from __future__ import annotations
 
