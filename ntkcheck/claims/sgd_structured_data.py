@@ -366,7 +366,7 @@ CLAIM = Claim(
                "at rate ~1/m for a width-independent number of steps on a mixture of well-separated components "
                "(k classes, l components, separation delta) reaches population error <= eps at large width, and "
                "the fraction of hidden units whose activation pattern on the data changes decays as m^-1/2."),
-    sources=("Li & Liang 2018, Thm 4.1, Sec. 5", "Zhang et al. 2017"),
+    sources=("Li & Liang 2018, main theorem, Lemma 5.1", "Zhang et al. 2017"),
     grids=GRIDS, run_task=run_task, verdict=verdict, split=split, check=check, figure=figure, keys=KEYS,
     key_numbers=key_numbers,
 )
