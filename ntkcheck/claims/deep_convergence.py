@@ -131,7 +131,9 @@ GRIDS = {
 KEYS = {
     "method": "training: 'gd' (full batch) or 'sgd' (mini-batches of batch_size, a random order per epoch)",
     "batch_size": "inputs per SGD step (divides n_train)",
-    "epochs": "passes over the training inputs (GD: steps; SGD: steps x batch_size / n_train)",
+    "epochs": "at most this many passes over the training inputs (GD: steps; SGD: steps x batch_size / n_train); "
+              "training stops once every network is done",
+    "lr_fraction": "each network's learning rate as a fraction of its own critical rate 2N/lambda_max(Theta_hat_0)",
     "eps": "target loss as a fraction of the initial loss",
     "control_width": "width of the under-parameterized control (hidden units in all <= n_train)",
     "architecture": "'mlp' and/or 'resnet' (Dense(width), depth - 1 residual blocks x + Dense(phi(x)), phi, Dense(1))",
