@@ -80,12 +80,15 @@ sigma'_1 sigma'_2`` (the per-neuron summands at H = Theta; Dd = <sigma'_1 sigma'
 
 (primes: layer l + 1; unprimed tensors and r = r_l: layer l).  Sources, by the section titles of
 arXiv:2106.10165v2: the second layer's vertex (V' at l = 1, the local term alone) is §4.2 ("Second
-Layer: Genesis of Non-Gaussianity"), eqs. (4.42)-(4.43) in that version's numbering; V' at deeper
+Layer: Genesis of Non-Gaussianity"), eqs. (4.42)-(4.43) in that version's numbering (the same
+index order as here), and its two-point function, hence K1' = 0 at l = 1, eq. (4.41); V' at deeper
 layers §4.3 ("Deeper Layers: Accumulation of Non-Gaussianity"), its single-input form §5.4
-("Fluctuations"); the NLO metric K1 §4.5 ("Subleading Corrections"); A, B and D ch. 8.  Further
-equation numbers are not cited: the recursions are derived here, in this module's index order,
-and checked against exact finite-width laws instead (tests/test_effective.py).  The mean metric
-follows from the same expansion applied to E[sigma_1 sigma_2] (PDLT §4.5):
+("Fluctuations"); the NLO metric K1 §4.5 ("Subleading Corrections"); A, B and D ch. 8.  Only those
+three equations have been compared with the book's (as quoted with their numbers in a public
+formalization; docs/claims.md, four-point-vertex); no other equation number is cited: the
+recursions are derived here, in this module's index order, and checked against exact finite-width
+laws instead (tests/test_effective.py).  The mean metric follows from the same expansion applied
+to E[sigma_1 sigma_2] (PDLT §4.5):
 
     K1' = r C_W [(1/2) sum K1_{ab} <d_a d_b sigma_1 sigma_2>
                  + (1/8) sum V_{(ab)(cd)} <d_a d_b d_c d_d sigma_1 sigma_2>].
