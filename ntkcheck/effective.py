@@ -71,12 +71,12 @@ sigma'_1 sigma'_2`` (the per-neuron summands at H = Theta; Dd = <sigma'_1 sigma'
 
     V' = <g g> - <g><g> + (r/4) sum V <dd g_12> <dd g_34>                       (PDLT §4.2-4.3)
     D' = <m g> - <m><g> + r [(1/4) sum V <dd m_12> <dd g_34>
-                             + (C_W/2) Dd_12 sum D_{(12)(cd)} <dd_cd g_34>]          (PDLT §8.2)
+                             + (C_W/2) Dd_12 sum D_{(12)(cd)} <dd_cd g_34>]          (PDLT ch. 8)
     A' = <m m> - <m><m> + r [(1/4) sum V <dd m_12> <dd m_34>
                              + (C_W/2) (Dd_12 sum D_{(12)(cd)} <dd_cd m_34> + (12 <-> 34))
-                             + C_W^2 Dd_12 Dd_34 A_{(12)(34)}]                       (PDLT §8.3)
+                             + C_W^2 Dd_12 Dd_34 A_{(12)(34)}]                       (PDLT ch. 8)
     B'_1234 = C_W^2 [<sigma'_1 sigma'_2 sigma'_3 sigma'_4> Theta_12 Theta_34
-                     + r <sigma'_1 sigma'_3> <sigma'_2 sigma'_4> B_1234]             (PDLT §8.3)
+                     + r <sigma'_1 sigma'_3> <sigma'_2 sigma'_4> B_1234]             (PDLT ch. 8)
 
 (primes: layer l + 1; unprimed tensors and r = r_l: layer l).  Sources, by the section titles of
 arXiv:2106.10165v2: the second layer's vertex (V' at l = 1, the local term alone) is §4.2 ("Second
@@ -176,7 +176,7 @@ class LayerTensors:
         return (V + V.transpose(0, 2, 1, 3) + V.transpose(0, 2, 3, 1)) / self.widths[-1]
 
     def ntk_covariance(self) -> np.ndarray:
-        """Cov(Theta_hat_ab, Theta_hat_cd) = (A_(ab)(cd) + B_abcd + B_abdc) / n_L (PDLT §8.2)."""
+        """Cov(Theta_hat_ab, Theta_hat_cd) = (A_(ab)(cd) + B_abcd + B_abdc) / n_L (PDLT ch. 8)."""
         return (self.ntk_a[-1] + self.ntk_b[-1] + self.ntk_b[-1].transpose(0, 1, 3, 2)) / self.widths[-1]
 
 
@@ -201,7 +201,7 @@ def output_cumulant4(spec: MLP, X) -> Prediction:
 
 def ntk_covariance(spec: MLP, X) -> Prediction:
     """Cov(Theta_hat_ab, Theta_hat_cd) = (A_(ab)(cd) + B_abcd + B_abdc) / n_L, (N, N, N, N), at the
-    spec's width to leading order (PDLT §8.2); Theta_hat of one output unit."""
+    spec's width to leading order (PDLT ch. 8); Theta_hat of one output unit."""
     return _predict(spec, X, LayerTensors.ntk_covariance)
 
 
