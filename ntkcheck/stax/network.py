@@ -25,7 +25,7 @@ SPLIT_ENTRIES = 2**17
 #: enough for the caches (64 sequences of length 8: 3 tiles above the diagonal and the diagonal
 #: tiles' upper triangles in 2 chunks, 54% of the 64 x 64 input pairs; 2**16 was no faster, larger
 #: tiles slower).
-TILE_ENTRIES = 2**15
+TILE_ENTRIES = 2**16
 
 
 def spatial_kernels(net: Layer, X1: np.ndarray, X2: np.ndarray | None, threads: int = 1) -> KernelState:
