@@ -239,8 +239,8 @@ def _sandwich(G1, kernels, G2, k, scale, shift, pairs=None):
                           out=Z.reshape(N2, N1 * 2 * P, P))                 # (N2, N1 2 i, j)
     else:                                                                   # N2 = 1: (pairs, 2 i, j)
         right = np.matmul(L.reshape(N1, 2 * P, P), G2.transpose(0, 2, 1), out=Z.reshape(N1, 2 * P, P))
-    # back to ([K; Theta], N1, N2, L1, L1', ...), shifted in the same pass
-    out = np.empty((2,) + K.shape)
+    # back to ([K; Theta], N1, N2, L1, L1', ...), shifted in the same pass, into L's memory
+    out = L.reshape((2,) + K.shape)
     perm = (2, 1, 0) + tuple(a for d in range(k) for a in (3 + d, 3 + k + d))
     np.add(right.reshape((N2, N1, 2) + spatial * 2).transpose(perm), shift, out=out)
     return out[0], out[1]
