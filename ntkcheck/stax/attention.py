@@ -220,8 +220,6 @@ def _sandwich(G1, kernels, G2, k, scale, shift, pairs=None):
     :class:`ntkcheck.states.SpatialState`): the weights are gathered per pair, and the right
     product is one per pair."""
     K, T = kernels
-    if pairs is not None:
-        G1, G2 = G1[pairs[0]], G2[pairs[1]]
     N1, N2, P = K.shape[0], K.shape[1], G1.shape[-1]
     spatial = K.shape[2::2]
     # (N1, N2, L1, L1', ...) -> (N1, L1, ..., N2, L1', ...): the rows and columns of the full matrix
@@ -229,9 +227,11 @@ def _sandwich(G1, kernels, G2, k, scale, shift, pairs=None):
     Z = np.empty((N1, 2) + spatial + (N2,) + spatial)
     np.copyto(Z[:, 0], K.transpose(rows))
     np.copyto(Z[:, 1], T.transpose(rows))
-    left = np.zeros((N1, 2 * P, 2 * P))
+    left = np.zeros((len(G1), 2 * P, 2 * P))     # per input, then gathered per listed pair
     left[:, :P, :P] = left[:, P:, P:] = scale * G1
     left[:, P:, :P] = 2 * scale * G1
+    if pairs is not None:
+        left, G2 = left[pairs[0]], G2[pairs[1]]
     L = np.matmul(left, Z.reshape(N1, 2 * P, N2 * P))                      # (N1, 2, i, N2, P')
     # into Z's memory, no longer needed (a fresh array costs its page faults)
     if pairs is None:
