@@ -216,10 +216,10 @@ def _sandwich(G1, kernels, G2, k, scale, shift, pairs=None):
     on contiguous rows, instead of one P x P product per input pair: on the left, per input x,
     [[G, 0], [2 G, G]] (scaled) times [K; Theta] gives [G K; G (Theta + 2 K)] (the sum inside
     the product); on the right, per input x', G2(x') on the strided rows of its column block.
-    With ``pairs`` (i1, i2) the kernels (P, 1, ...) list input pairs (see
-    :class:`ntkcheck.states.SpatialState`): the weights are gathered per pair, and the right
-    product is one per pair."""
+    With ``pairs`` see :func:`_sandwich_listed`."""
     K, T = kernels
+    if pairs is not None:
+        return _sandwich_listed(G1, K, T, G2, k, scale, shift, pairs)
     N1, N2, P = K.shape[0], K.shape[1], G1.shape[-1]
     spatial = K.shape[2::2]
     # (N1, N2, L1, L1', ...) -> (N1, L1, ..., N2, L1', ...): the rows and columns of the full matrix
@@ -227,22 +227,36 @@ def _sandwich(G1, kernels, G2, k, scale, shift, pairs=None):
     Z = np.empty((N1, 2) + spatial + (N2,) + spatial)
     np.copyto(Z[:, 0], K.transpose(rows))
     np.copyto(Z[:, 1], T.transpose(rows))
-    left = np.zeros((len(G1), 2 * P, 2 * P))     # per input, then gathered per listed pair
+    left = np.zeros((N1, 2 * P, 2 * P))
     left[:, :P, :P] = left[:, P:, P:] = scale * G1
     left[:, P:, :P] = 2 * scale * G1
-    if pairs is not None:
-        left, G2 = left[pairs[0]], G2[pairs[1]]
     L = np.matmul(left, Z.reshape(N1, 2 * P, N2 * P))                      # (N1, 2, i, N2, P')
     # into Z's memory, no longer needed (a fresh array costs its page faults)
-    if pairs is None:
-        right = np.matmul(L.reshape(N1 * 2 * P, N2, P).transpose(1, 0, 2), np.ascontiguousarray(G2.transpose(0, 2, 1)),
-                          out=Z.reshape(N2, N1 * 2 * P, P))                 # (N2, N1 2 i, j)
-    else:                                                                   # N2 = 1: (pairs, 2 i, j)
-        right = np.matmul(L.reshape(N1, 2 * P, P), G2.transpose(0, 2, 1), out=Z.reshape(N1, 2 * P, P))
+    right = np.matmul(L.reshape(N1 * 2 * P, N2, P).transpose(1, 0, 2), np.ascontiguousarray(G2.transpose(0, 2, 1)),
+                      out=Z.reshape(N2, N1 * 2 * P, P))                     # (N2, N1 2 i, j)
     # back to ([K; Theta], N1, N2, L1, L1', ...), shifted in the same pass, into L's memory
     out = L.reshape((2,) + K.shape)
     perm = (2, 1, 0) + tuple(a for d in range(k) for a in (3 + d, 3 + k + d))
     np.add(right.reshape((N2, N1, 2) + spatial * 2).transpose(perm), shift, out=out)
+    return out[0], out[1]
+
+
+def _sandwich_listed(G1, K, T, G2, k, scale, shift, pairs):
+    """:func:`_sandwich` on kernels (P, 1, L1, L1', ...) listing the input pairs (i1, i2) of
+    ``pairs`` (see :class:`ntkcheck.states.SpatialState`): one P x P product per pair and side,
+    batched, with each input's scaled weights gathered per pair (a pair has no rows shared with
+    another, so the left product of :func:`_sandwich` would need its [[G, 0], [2 G, G]] per pair,
+    four times the kernels' size)."""
+    n, P = len(K), G1.shape[-1]
+    left, right = (scale * G1)[pairs[0]], G2.transpose(0, 2, 1)[pairs[1]]
+    GK = np.matmul(left, _pairs_last(K, 2, k).reshape(n, P, P))
+    GA = np.matmul(left, _pairs_last(T, 2, k).reshape(n, P, P))
+    GA += GK + GK                                                           # G (Theta + 2 K)
+    out = np.empty((2, n, P, P))
+    np.matmul(GK, right, out=out[0])
+    np.matmul(GA, right, out=out[1])
+    out += shift
+    out = _pairs_back(out.reshape((2, n, 1) + K.shape[2::2] * 2), 3, k)
     return out[0], out[1]
 
 
