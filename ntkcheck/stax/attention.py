@@ -211,52 +211,26 @@ class GlobalSelfAttention(Layer):
 def _sandwich(G1, kernels, G2, k, scale, shift, pairs=None):
     """``scale G1(x) A(x, x') G2(x')^T + shift`` for A = K and A = Theta + 2 K, the kernels (N1,
     N2, L1, L1', ..., Lk, Lk') over position pairs and G1, G2 (N, P, P) the attention weights of
-    each input over the P = L1 ... Lk flattened positions.  The products run as two batched
-    matrix products on the layout (N1, [K; Theta], P, N2, P'), where the weights of each side act
-    on contiguous rows, instead of one P x P product per input pair: on the left, per input x,
-    [[G, 0], [2 G, G]] (scaled) times [K; Theta] gives [G K; G (Theta + 2 K)] (the sum inside
-    the product); on the right, per input x', G2(x') on the strided rows of its column block.
-    With ``pairs`` see :func:`_sandwich_listed`."""
+    each input over the P = L1 ... Lk flattened positions; with ``pairs`` (i1, i2) the kernels
+    (P, 1, ...) list input pairs (see :class:`ntkcheck.states.SpatialState`).  One P x P
+    product per input pair and side, batched, on the kernels' own layout (no transposed copy of
+    them), with each input's weights scaled once; G (Theta + 2 K) as G Theta + 2 G K."""
     K, T = kernels
-    if pairs is not None:
-        return _sandwich_listed(G1, K, T, G2, k, scale, shift, pairs)
-    N1, N2, P = K.shape[0], K.shape[1], G1.shape[-1]
-    spatial = K.shape[2::2]
-    # (N1, N2, L1, L1', ...) -> (N1, L1, ..., N2, L1', ...): the rows and columns of the full matrix
-    rows = (0,) + tuple(2 + 2 * d for d in range(k)) + (1,) + tuple(3 + 2 * d for d in range(k))
-    Z = np.empty((N1, 2) + spatial + (N2,) + spatial)
-    np.copyto(Z[:, 0], K.transpose(rows))
-    np.copyto(Z[:, 1], T.transpose(rows))
-    left = np.zeros((N1, 2 * P, 2 * P))
-    left[:, :P, :P] = left[:, P:, P:] = scale * G1
-    left[:, P:, :P] = 2 * scale * G1
-    L = np.matmul(left, Z.reshape(N1, 2 * P, N2 * P))                      # (N1, 2, i, N2, P')
-    # into Z's memory, no longer needed (a fresh array costs its page faults)
-    right = np.matmul(L.reshape(N1 * 2 * P, N2, P).transpose(1, 0, 2), np.ascontiguousarray(G2.transpose(0, 2, 1)),
-                      out=Z.reshape(N2, N1 * 2 * P, P))                     # (N2, N1 2 i, j)
-    # back to ([K; Theta], N1, N2, L1, L1', ...), shifted in the same pass, into L's memory
-    out = L.reshape((2,) + K.shape)
-    perm = (2, 1, 0) + tuple(a for d in range(k) for a in (3 + d, 3 + k + d))
-    np.add(right.reshape((N2, N1, 2) + spatial * 2).transpose(perm), shift, out=out)
-    return out[0], out[1]
-
-
-def _sandwich_listed(G1, K, T, G2, k, scale, shift, pairs):
-    """:func:`_sandwich` on kernels (P, 1, L1, L1', ...) listing the input pairs (i1, i2) of
-    ``pairs`` (see :class:`ntkcheck.states.SpatialState`): one P x P product per pair and side,
-    batched, with each input's scaled weights gathered per pair (a pair has no rows shared with
-    another, so the left product of :func:`_sandwich` would need its [[G, 0], [2 G, G]] per pair,
-    four times the kernels' size)."""
-    n, P = len(K), G1.shape[-1]
-    left, right = (scale * G1)[pairs[0]], G2.transpose(0, 2, 1)[pairs[1]]
-    GK = np.matmul(left, _pairs_last(K, 2, k).reshape(n, P, P))
-    GA = np.matmul(left, _pairs_last(T, 2, k).reshape(n, P, P))
-    GA += GK + GK                                                           # G (Theta + 2 K)
-    out = np.empty((2, n, P, P))
+    n1, n2 = K.shape[:2]
+    P = G1.shape[-1]
+    left, right = scale * G1, G2.transpose(0, 2, 1)
+    if pairs is None:                       # broadcast over the other input of the pair
+        left, right = left[:, None], right[None]
+    else:
+        left, right = left[pairs[0]][:, None], right[pairs[1]][:, None]
+    GK = np.matmul(left, _pairs_last(K, 2, k).reshape(n1, n2, P, P))
+    GA = np.matmul(left, _pairs_last(T, 2, k).reshape(n1, n2, P, P))
+    GA += GK + GK
+    out = np.empty((2, n1, n2, P, P))
     np.matmul(GK, right, out=out[0])
     np.matmul(GA, right, out=out[1])
     out += shift
-    out = _pairs_back(out.reshape((2, n, 1) + K.shape[2::2] * 2), 3, k)
+    out = _pairs_back(out.reshape((2, n1, n2) + K.shape[2::2] * 2), 3, k)
     return out[0], out[1]
 
 
