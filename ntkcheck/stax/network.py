@@ -49,9 +49,13 @@ def spatial_kernels(net: Layer, X1: np.ndarray, X2: np.ndarray | None, threads: 
     with blas.single_threaded():
         if len(X1) * n2 * math.prod(X1.shape[1:-1]) ** 2 <= SPLIT_ENTRIES or len(X1) < 2:
             return _spatial_output(net, X1, X2, n_affine)
-        # a 4 MB block allocated and freed raises glibc malloc's dynamic mmap threshold above
-        # every tile array, so that they come from the heap instead of fresh zeroed pages
-        # (~5000 page faults, ~4 ms per transformer call otherwise; elsewhere a no-op)
+        # a 4 MB block allocated and freed raises glibc malloc's dynamic mmap and trim thresholds
+        # (to 4 and 8 MB) above every tile array and a tile's working set, so that the arrays
+        # come from the heap and freed ones are reused instead of returned and faulted in again
+        # (64 sequences of length 8: ~3500 page faults, 4-8 ms of system time per call
+        # otherwise).  Process-wide, as after any free of a block that large (glibc's own
+        # adjustment); a no-op elsewhere.  Buffers kept per tile would not do: they are fresh
+        # pages on each call, and most of the arrays are the steps' outputs.
         np.empty(2**19)
         return _tiled(net, X1, X2, n_affine, threads)
 
