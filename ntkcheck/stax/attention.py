@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..states import SpatialState
-from .layer import Layer, _check_positive_int, _single_shape
+from .layer import Layer, _check_positive_int, _pairs_back, _pairs_last, _single_shape
 from .linear import Dense, _affine_backward, _affine_forward, _affine_ntk, _AffineParams, draw_affine
 
 #: The attention mechanisms of neural-tangents' ``AttentionMechanism``.
@@ -257,13 +257,3 @@ def _mechanism_backward(name, logits, A, g):
     if name == "IDENTITY":
         return g
     return g * (logits > 0) if name == "RELU" else g * np.sign(logits)
-
-
-def _pairs_last(x, nb, k):
-    """(batch..., L1, L1', ..., Lk, Lk') -> (batch..., L1, ..., Lk, L1', ..., Lk')."""
-    return x.transpose(tuple(range(nb)) + tuple(nb + 2 * d for d in range(k)) + tuple(nb + 2 * d + 1 for d in range(k)))
-
-
-def _pairs_back(x, nb, k):
-    """The inverse of :func:`_pairs_last`."""
-    return x.transpose(tuple(range(nb)) + tuple(a for d in range(k) for a in (nb + d, nb + k + d)))

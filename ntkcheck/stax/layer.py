@@ -112,6 +112,16 @@ def _variances(cov: np.ndarray, k: int) -> np.ndarray:
     return np.einsum(f"n{''.join(c + c for c in sp)}->n{sp}", cov)
 
 
+def _pairs_last(x, nb, k):
+    """(batch..., L1, L1', ..., Lk, Lk') -> (batch..., L1, ..., Lk, L1', ..., Lk')."""
+    return x.transpose(tuple(range(nb)) + tuple(nb + 2 * d for d in range(k)) + tuple(nb + 2 * d + 1 for d in range(k)))
+
+
+def _pairs_back(x, nb, k):
+    """The inverse of :func:`_pairs_last`."""
+    return x.transpose(tuple(range(nb)) + tuple(a for d in range(k) for a in (nb + d, nb + k + d)))
+
+
 def _spread(var: np.ndarray, k: int, which: int, nb: int) -> np.ndarray:
     """Variances (N, L1, ..., Lk) broadcast against kernels with ``nb`` batch axes, as the
     first (which=0) or second (which=1) member of each pair (and of the batch pair).  Repeated

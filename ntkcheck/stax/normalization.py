@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .layer import Layer, _single_shape, _variances
+from .layer import Layer, _pairs_back, _single_shape, _variances
 
 
 @dataclass(frozen=True)
@@ -73,11 +73,11 @@ class LayerNorm(Layer):
             pair = rows[:n1, None] * other[None]
         else:
             pair = (rows[state.pairs[0]] * other[state.pairs[1]])[:, None]
-        pair = _interleaved(pair.reshape(pair.shape[:2] + state.spatial * 2), 2, k)
+        pair = _pairs_back(pair.reshape(pair.shape[:2] + state.spatial * 2), 2, k)
         nngp = state.nngp * pair
         ntk = np.multiply(state.ntk, pair, out=pair)        # a fresh array fewer (page faults)
         rows *= cols                                        # each input's own pairs: the same products
-        cov = cov * _interleaved(rows.reshape(rows.shape[:1] + state.spatial * 2), 1, k)
+        cov = cov * _pairs_back(rows.reshape(rows.shape[:1] + state.spatial * 2), 1, k)
         return replace(state, nngp=nngp, ntk=ntk, cov1=cov[:n1], cov2=None if state.cov2 is None else cov[n1:])
 
     def out_shape(self, shape):
@@ -116,7 +116,3 @@ def _scale_pairs(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     flat = s.reshape(N, 1, P)
     return np.repeat(flat, P, axis=2).reshape(N, P * P), np.repeat(flat, P, axis=1).reshape(N, P * P)
 
-
-def _interleaved(x: np.ndarray, nb: int, k: int) -> np.ndarray:
-    """(batch..., L1, ..., Lk, L1', ..., Lk') viewed as (batch..., L1, L1', ..., Lk, Lk')."""
-    return x.transpose(tuple(range(nb)) + tuple(a for d in range(k) for a in (nb + d, nb + k + d)))
