@@ -214,7 +214,7 @@ def _sandwich(G1, kernels, G2, k, scale, shift, pairs=None):
     each input over the P = L1 ... Lk flattened positions; with ``pairs`` (i1, i2) the kernels
     (P, 1, ...) list input pairs (see :class:`ntkcheck.states.SpatialState`).  One P x P
     product per input pair and side, batched, on the kernels' own layout (no transposed copy of
-    them), with each input's weights scaled once; G (Theta + 2 K) as G Theta + 2 G K."""
+    them), with each input's weights scaled once; G (Theta + 2 K) as G Theta + G K + G K."""
     K, T = kernels
     n1, n2 = K.shape[:2]
     P = G1.shape[-1]
@@ -223,12 +223,14 @@ def _sandwich(G1, kernels, G2, k, scale, shift, pairs=None):
         left, right = left[:, None], right[None]
     else:
         left, right = left[pairs[0]][:, None], right[pairs[1]][:, None]
-    GK = np.matmul(left, _pairs_last(K, 2, k).reshape(n1, n2, P, P))
-    GA = np.matmul(left, _pairs_last(T, 2, k).reshape(n1, n2, P, P))
-    GA += GK + GK
-    out = np.empty((2, n1, n2, P, P))
-    np.matmul(GK, right, out=out[0])
-    np.matmul(GA, right, out=out[1])
+    # [G K; G (Theta + 2 K)] into one array, then both right products in one call into another
+    # (two arrays in all: a tile's temporaries stay in the caches)
+    GA = np.empty((2, n1, n2, P, P))
+    np.matmul(left, _pairs_last(K, 2, k).reshape(n1, n2, P, P), out=GA[0])
+    np.matmul(left, _pairs_last(T, 2, k).reshape(n1, n2, P, P), out=GA[1])
+    GA[1] += GA[0]
+    GA[1] += GA[0]
+    out = np.matmul(GA, right[None])
     out += shift
     out = _pairs_back(out.reshape((2, n1, n2) + K.shape[2::2] * 2), 3, k)
     return out[0], out[1]
