@@ -324,6 +324,21 @@ def test_listed_pairs_equal_the_full_kernels(act):
     np.testing.assert_array_equal(listed.diag1, full.diag1)
 
 
+
+def test_listed_pairs_equal_the_full_kernels_on_two_spatial_axes():
+    """The same on images (two spatial axes): each member's variances gathered per listed pair with
+    size-1 axes for the other member's positions, and attention's products per pair on the
+    flattened positions."""
+    net = S.serial(S.Conv(6, (2, 2), padding="SAME", W_std=1.5, b_std=0.1), S.LayerNorm(),
+                   S.GlobalSelfAttention(6, 4, 4, 2, b_std=0.2), S.Relu(), S.Conv(6, (1, 1)), S.LayerNorm(axis=(1, 2, 3)),
+                   S.GlobalSelfAttention(6, 3, 3, 1), S.Relu(), S.GlobalAvgPool(), S.Dense(1))
+    X = np.random.default_rng(2).standard_normal((4, 3, 2, 2))
+    full = network._spatial_output(net, X, None, 0)
+    rows, cols = np.triu_indices(len(X))
+    listed = network._spatial_output(net, X, None, 0, (rows, cols))
+    for name in ("nngp", "ntk"):
+        np.testing.assert_allclose(getattr(listed, name)[:, 0], getattr(full, name)[rows, cols], rtol=1e-13, atol=0)
+
 # --- extreme scales ----------------------------------------------------------
 
 #: Where a kernel's true value is below this it must come out finite (a margin for the layers

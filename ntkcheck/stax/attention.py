@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..states import SpatialState
-from .layer import Layer, _check_positive_int, _single_shape
+from .layer import Layer, _check_positive_int, _pairs_back, _pairs_last, _single_shape
 from .linear import Dense, _affine_backward, _affine_forward, _affine_ntk, _AffineParams, draw_affine
 
 #: The attention mechanisms of neural-tangents' ``AttentionMechanism``.
@@ -211,38 +211,28 @@ class GlobalSelfAttention(Layer):
 def _sandwich(G1, kernels, G2, k, scale, shift, pairs=None):
     """``scale G1(x) A(x, x') G2(x')^T + shift`` for A = K and A = Theta + 2 K, the kernels (N1,
     N2, L1, L1', ..., Lk, Lk') over position pairs and G1, G2 (N, P, P) the attention weights of
-    each input over the P = L1 ... Lk flattened positions.  The products run as two batched
-    matrix products on the layout (N1, [K; Theta], P, N2, P'), where the weights of each side act
-    on contiguous rows, instead of one P x P product per input pair: on the left, per input x,
-    [[G, 0], [2 G, G]] (scaled) times [K; Theta] gives [G K; G (Theta + 2 K)] (the sum inside
-    the product); on the right, per input x', G2(x') on the strided rows of its column block.
-    With ``pairs`` (i1, i2) the kernels (P, 1, ...) list input pairs (see
-    :class:`ntkcheck.states.SpatialState`): the weights are gathered per pair, and the right
-    product is one per pair."""
+    each input over the P = L1 ... Lk flattened positions; with ``pairs`` (i1, i2) the kernels
+    (P, 1, ...) list input pairs (see :class:`ntkcheck.states.SpatialState`).  One P x P
+    product per input pair and side, batched, on the kernels' own layout (no transposed copy of
+    them), with each input's weights scaled once; G (Theta + 2 K) as G Theta + G K + G K."""
     K, T = kernels
-    if pairs is not None:
-        G1, G2 = G1[pairs[0]], G2[pairs[1]]
-    N1, N2, P = K.shape[0], K.shape[1], G1.shape[-1]
-    spatial = K.shape[2::2]
-    # (N1, N2, L1, L1', ...) -> (N1, L1, ..., N2, L1', ...): the rows and columns of the full matrix
-    rows = (0,) + tuple(2 + 2 * d for d in range(k)) + (1,) + tuple(3 + 2 * d for d in range(k))
-    Z = np.empty((N1, 2) + spatial + (N2,) + spatial)
-    np.copyto(Z[:, 0], K.transpose(rows))
-    np.copyto(Z[:, 1], T.transpose(rows))
-    left = np.zeros((N1, 2 * P, 2 * P))
-    left[:, :P, :P] = left[:, P:, P:] = scale * G1
-    left[:, P:, :P] = 2 * scale * G1
-    L = np.matmul(left, Z.reshape(N1, 2 * P, N2 * P))                      # (N1, 2, i, N2, P')
-    # into Z's memory, no longer needed (a fresh array costs its page faults)
-    if pairs is None:
-        right = np.matmul(L.reshape(N1 * 2 * P, N2, P).transpose(1, 0, 2), np.ascontiguousarray(G2.transpose(0, 2, 1)),
-                          out=Z.reshape(N2, N1 * 2 * P, P))                 # (N2, N1 2 i, j)
-    else:                                                                   # N2 = 1: (pairs, 2 i, j)
-        right = np.matmul(L.reshape(N1, 2 * P, P), G2.transpose(0, 2, 1), out=Z.reshape(N1, 2 * P, P))
-    # back to ([K; Theta], N1, N2, L1, L1', ...), shifted in the same pass
-    out = np.empty((2,) + K.shape)
-    perm = (2, 1, 0) + tuple(a for d in range(k) for a in (3 + d, 3 + k + d))
-    np.add(right.reshape((N2, N1, 2) + spatial * 2).transpose(perm), shift, out=out)
+    n1, n2 = K.shape[:2]
+    P = G1.shape[-1]
+    left, right = scale * G1, G2.transpose(0, 2, 1)
+    if pairs is None:                       # broadcast over the other input of the pair
+        left, right = left[:, None], right[None]
+    else:
+        left, right = left[pairs[0]][:, None], right[pairs[1]][:, None]
+    # [G K; G (Theta + 2 K)] into one array, then both right products in one call into another
+    # (two arrays in all: a tile's temporaries stay in the caches)
+    GA = np.empty((2, n1, n2, P, P))
+    np.matmul(left, _pairs_last(K, 2, k).reshape(n1, n2, P, P), out=GA[0])
+    np.matmul(left, _pairs_last(T, 2, k).reshape(n1, n2, P, P), out=GA[1])
+    GA[1] += GA[0]
+    GA[1] += GA[0]
+    out = np.matmul(GA, right[None])
+    out += shift
+    out = _pairs_back(out.reshape((2, n1, n2) + K.shape[2::2] * 2), 3, k)
     return out[0], out[1]
 
 
@@ -269,13 +259,3 @@ def _mechanism_backward(name, logits, A, g):
     if name == "IDENTITY":
         return g
     return g * (logits > 0) if name == "RELU" else g * np.sign(logits)
-
-
-def _pairs_last(x, nb, k):
-    """(batch..., L1, L1', ..., Lk, Lk') -> (batch..., L1, ..., Lk, L1', ..., Lk')."""
-    return x.transpose(tuple(range(nb)) + tuple(nb + 2 * d for d in range(k)) + tuple(nb + 2 * d + 1 for d in range(k)))
-
-
-def _pairs_back(x, nb, k):
-    """The inverse of :func:`_pairs_last`."""
-    return x.transpose(tuple(range(nb)) + tuple(a for d in range(k) for a in (nb + d, nb + k + d)))

@@ -112,15 +112,24 @@ def _variances(cov: np.ndarray, k: int) -> np.ndarray:
     return np.einsum(f"n{''.join(c + c for c in sp)}->n{sp}", cov)
 
 
-def _spread(var: np.ndarray, k: int, which: int, nb: int, batch: int | None = None) -> np.ndarray:
+def _pairs_last(x, nb, k):
+    """(batch..., L1, L1', ..., Lk, Lk') -> (batch..., L1, ..., Lk, L1', ..., Lk')."""
+    return x.transpose(tuple(range(nb)) + tuple(nb + 2 * d for d in range(k)) + tuple(nb + 2 * d + 1 for d in range(k)))
+
+
+def _pairs_back(x, nb, k):
+    """The inverse of :func:`_pairs_last`."""
+    return x.transpose(tuple(range(nb)) + tuple(a for d in range(k) for a in (nb + d, nb + k + d)))
+
+
+def _spread(var: np.ndarray, k: int, which: int, nb: int) -> np.ndarray:
     """Variances (N, L1, ..., Lk) broadcast against kernels with ``nb`` batch axes, as the
-    first (which=0) or second (which=1) member of each pair (and of the batch pair, or on batch
-    axis ``batch`` if given).  Repeated over the other member's positions, so that a product
-    with a kernel broadcasts over batch axes only (with size-1 position axes numpy runs one
-    short inner loop per row, ~4x slower)."""
+    first (which=0) or second (which=1) member of each pair (and of the batch pair).  Repeated
+    over the other member's positions, so that a product with a kernel broadcasts over batch
+    axes only (with size-1 position axes numpy runs one short inner loop per row, ~4x slower)."""
     shape = [1] * (nb + 2 * k)
     if nb == 2:
-        shape[which if batch is None else batch] = var.shape[0]
+        shape[which] = var.shape[0]
     else:
         shape[0] = var.shape[0]
     full = list(shape)
@@ -134,11 +143,16 @@ def _spread(var: np.ndarray, k: int, which: int, nb: int, batch: int | None = No
 def _spread_pairs(state: SpatialState, var1: np.ndarray, var2: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-input values var1 (of ``cov1``'s inputs) and var2 (of ``cov2``'s), (N, L1, ..., Lk),
     as the first and the second member of every entry of ``state``'s kernels (see
-    :func:`_spread`; gathered per entry when the state lists input pairs)."""
+    :func:`_spread`).  When the state lists input pairs they are gathered per entry and not
+    repeated over the other member's positions (size-1 axes): a repeated copy would be as
+    large as the kernels, and a step's work on it (a dual's square roots and divisions) costs
+    more than the shorter inner loops of its products."""
     if state.pairs is None:
         return _spread(var1, k, 0, 2), _spread(var2, k, 1, 2)
-    i1, i2 = state.pairs
-    return _spread(var1[i1], k, 0, 2), _spread(var2[i2], k, 1, 2, batch=0)
+
+    def member(v, i, which):    # (P, 1, L1, 1, ..., Lk, 1) or (P, 1, 1, L1, ..., 1, Lk)
+        return v[i].reshape((len(i), 1) + tuple(n for L in v.shape[1:] for n in ((L, 1), (1, L))[which]))
+    return member(var1, state.pairs[0], 0), member(var2, state.pairs[1], 1)
 
 
 def _check_spatial(layer, shape, k):

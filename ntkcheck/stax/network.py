@@ -18,14 +18,16 @@ from .widths import layers
 
 
 #: A spatial recursion whose kernels have more entries than this (input pairs x position pairs)
-#: runs in tiles of input pairs (see :func:`spatial_kernels`).
-SPLIT_ENTRIES = 2**17
-#: Entries of one tile's kernels (and at most of one chunk of listed pairs): large enough that a
-#: step's fixed cost per call (~1 ms per pass through a 2-block transformer) stays small, small
-#: enough for the caches (64 sequences of length 8: 3 tiles above the diagonal and the diagonal
-#: tiles' upper triangles in 2 chunks, 54% of the 64 x 64 input pairs; 2**16 was no faster, larger
-#: tiles slower).
-TILE_ENTRIES = 2**15
+#: runs in tiles of input pairs (see :func:`spatial_kernels`): one tile's size (45 sequences of
+#: length 8, 129,600 entries: 11 ms in tiles, 23 ms whole).
+SPLIT_ENTRIES = 2**16
+#: Entries of one tile's kernels: large enough that a pass's fixed cost (~0.9 ms per pass of one
+#: tile through a 2-block transformer) stays small, small enough for the caches (a transformer
+#: costs ~100 ns per entry up to 2**16 entries, ~170 ns at 2**17).  64 sequences of length 8: one
+#: tile above the diagonal and the diagonal tiles' upper triangles in one chunk of listed pairs
+#: (a chunk holds up to step (step + 1) pairs, the triangles of two diagonal tiles), 51% of the
+#: 64 x 64 input pairs in two parts of equal size (one per thread).
+TILE_ENTRIES = 2**16
 
 
 def spatial_kernels(net: Layer, X1: np.ndarray, X2: np.ndarray | None, threads: int = 1) -> KernelState:
@@ -47,9 +49,13 @@ def spatial_kernels(net: Layer, X1: np.ndarray, X2: np.ndarray | None, threads: 
     with blas.single_threaded():
         if len(X1) * n2 * math.prod(X1.shape[1:-1]) ** 2 <= SPLIT_ENTRIES or len(X1) < 2:
             return _spatial_output(net, X1, X2, n_affine)
-        # a 4 MB block allocated and freed raises glibc malloc's dynamic mmap threshold above
-        # every tile array, so that they come from the heap instead of fresh zeroed pages
-        # (~5000 page faults, ~4 ms per transformer call otherwise; elsewhere a no-op)
+        # a 4 MB block allocated and freed raises glibc malloc's dynamic mmap and trim thresholds
+        # (to 4 and 8 MB) above every tile array and a tile's working set, so that the arrays
+        # come from the heap and freed ones are reused instead of returned and faulted in again
+        # (64 sequences of length 8: ~3500 page faults, 4-8 ms of system time per call
+        # otherwise).  Process-wide, as after any free of a block that large (glibc's own
+        # adjustment); a no-op elsewhere.  Buffers kept per tile would not do: they are fresh
+        # pages on each call, and most of the arrays are the steps' outputs.
         np.empty(2**19)
         return _tiled(net, X1, X2, n_affine, threads)
 
@@ -69,7 +75,7 @@ def _tiled(net: Layer, X1: np.ndarray, X2: np.ndarray | None, n_affine: int, thr
     if same:
         rows, cols = np.concatenate([np.add(np.triu_indices(min(i + step, n1) - i), i)
                                      for i in range(0, n1, step)], axis=1)
-        ends = np.linspace(0, len(rows), -(-len(rows) // (step * step)) + 1).astype(int)
+        ends = np.linspace(0, len(rows), -(-len(rows) // (step * (step + 1))) + 1).astype(int)
         chunks = [(rows[a:z], cols[a:z]) for a, z in zip(ends[:-1], ends[1:])]
 
     def run(part):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .layer import Layer, _single_shape, _spread, _variances
+from .layer import Layer, _pairs_back, _single_shape, _variances
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ class LayerNorm(Layer):
 
     def _positions(self, shape) -> tuple[int, ...]:
         """The position axes d (of one input's ``shape``) normalized with the channels."""
+        if self.axis == -1:                  # the default, valid for every shape: the channels only
+            return ()
         ndim = len(shape) + 1                # with the batch axis
         axes = (self.axis,) if isinstance(self.axis, numbers.Integral) else tuple(self.axis)
         if not all(-ndim <= a < ndim for a in axes):
@@ -57,23 +59,25 @@ class LayerNorm(Layer):
                        "as in neural-tangents")
         positions = self._positions(state.shape)
         k = len(state.spatial)
-
-        def scale(cov):         # 1 / sqrt(v) per (input, position), (N, L1, ..., Lk)
-            v = self.eps + _variances(cov, k)
-            if positions:
-                v = np.broadcast_to(np.mean(v, axis=tuple(1 + d for d in positions), keepdims=True), v.shape)
-            return 1 / np.sqrt(v)
         # both inputs' own covariances at once (a few small arrays: the calls are the cost)
         n1 = len(state.cov1)
         cov = state.cov1 if state.cov2 is None else np.concatenate([state.cov1, state.cov2])
-        s = scale(cov)
-        s1, s2 = (s, s) if state.cov2 is None else (s[:n1], s[n1:])
+        v = self.eps + _variances(cov, k)            # (N, L1, ..., Lk)
+        if positions:
+            v = np.broadcast_to(np.mean(v, axis=tuple(1 + d for d in positions), keepdims=True), v.shape)
+        rows, cols = _scale_pairs(1 / np.sqrt(v))
         # every kernel by the product of its two scales, so that K(x,i; x,i) and the variance of
         # (x, i) stay equal to the bit (a correlation of exactly 1 where relu's dual is steepest)
-        pair = _outer(s1, s2, k, state.pairs)
+        other = cols[:n1] if state.cov2 is None else cols[n1:]
+        if state.pairs is None:
+            pair = rows[:n1, None] * other[None]
+        else:
+            pair = (rows[state.pairs[0]] * other[state.pairs[1]])[:, None]
+        pair = _pairs_back(pair.reshape(pair.shape[:2] + state.spatial * 2), 2, k)
         nngp = state.nngp * pair
         ntk = np.multiply(state.ntk, pair, out=pair)        # a fresh array fewer (page faults)
-        cov = cov * (_spread(s, k, 0, 1) * _spread(s, k, 1, 1))
+        rows *= cols                                        # each input's own pairs: the same products
+        cov = cov * _pairs_back(rows.reshape(rows.shape[:1] + state.spatial * 2), 1, k)
         return replace(state, nngp=nngp, ntk=ntk, cov1=cov[:n1], cov2=None if state.cov2 is None else cov[n1:])
 
     def out_shape(self, shape):
@@ -102,20 +106,13 @@ class LayerNorm(Layer):
         return tuple(lead + d for d in self._positions((1,) * (ndim - lead))) + (ndim - 1,)
 
 
-def _outer(s1: np.ndarray, s2: np.ndarray, k: int, pairs=None) -> np.ndarray:
-    """s1(x, i) s2(x', j) over (N1, N2, L1, L1', ..., Lk, Lk') for s1 (N1, L1, ..., Lk) and s2 (N2,
-    ...), or over (P, 1, ...) for the input pairs (x, x') = (i1[p], i2[p]) of ``pairs`` (see
-    :class:`ntkcheck.states.SpatialState`): formed with the position pairs of each input pair
-    contiguous (a broadcast with the positions innermost runs one short loop per row, ~10x
-    slower), then viewed interleaved."""
-    spatial = s1.shape[1:]
-    P = math.prod(spatial)
-    if pairs is not None:
-        s1, s2 = s1[pairs[0]], s2[pairs[1]]
-    rows = np.repeat(s1.reshape(len(s1), P), P, axis=1)     # s1(x, i) at i P + j
-    cols = np.tile(s2.reshape(len(s2), P), P)               # s2(x', j) at i P + j
-    if pairs is None:
-        pair = (rows[:, None] * cols[None]).reshape((len(s1), len(s2)) + spatial * 2)
-    else:
-        pair = (rows * cols).reshape((len(s1), 1) + spatial * 2)
-    return pair.transpose((0, 1) + tuple(a for d in range(k) for a in (2 + d, 2 + k + d)))
+def _scale_pairs(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols), (N, P^2) each for scales s (N, L1, ..., Lk) of N inputs over P = L1 ... Lk
+    positions: s(x, i) and s(x, j) at i P + j.  Products of a row of one input and a row of
+    another are the scales of every position pair of the input pair, formed with the position
+    pairs contiguous (a broadcast with the positions innermost runs one short loop per row, ~10x
+    slower)."""
+    N, P = len(s), s[0].size
+    flat = s.reshape(N, 1, P)
+    return np.repeat(flat, P, axis=2).reshape(N, P * P), np.repeat(flat, P, axis=1).reshape(N, P * P)
+
