@@ -55,8 +55,11 @@ with 4 cells x M networks per width, where a per-cell fit from M = 10 networks a
 level has a Student t quantile of ~8 and no power): the rate error is ``O(n^{-1/2})``, the
 largest relative spectral change of a layer is ``O(n^{-1/2})`` (Allen-Zhu et al.'s omega: an
 upper bound), and for ReLU the flip fraction is ``O(n^{-1/3})`` (their ``omega^{2/3}``), each
-by :func:`ntkcheck.claims._training.bound_passed` (the interval reaches the bound and excludes
-0).  Measured at quick (seed 0): rate error -0.55 [-0.94, -0.16] (GD) and -0.57 [-0.97, -0.17]
+one-sided: it passes unless the whole interval lies above the bound.  Not also "the interval
+excludes 0" (no decay), as the other training claims' bounds: that test's false-fail rate is
+1 - its power, and at quick it failed 3 of 200 correct seeds (rate error, intervals about
++-0.35 wide); an exponent of 0 lies beyond every fit's detectable (at most 0.39 at quick over
+200 seeds), so the one-sided test rejects it with probability above 0.99.  Measured at quick (seed 0): rate error -0.55 [-0.94, -0.16] (GD) and -0.57 [-0.97, -0.17]
 (SGD), layer change -0.55 and -0.60, flips -0.40 (GD) and -0.51 (SGD): the heuristic ``n^{-1/2}`` for flips (a pre-activation moves
 O(n^{-1/2}) and has a bounded density at 0) fits better than the bound.  Per cell exponents
 are reported, and they qualify the pooled rate error: at quick the gelu cells decay as ~ n^-1
@@ -101,7 +104,7 @@ from ..networks import empirical_ntk_from, forward, init_params
 from ..seeding import child
 from ..train import affine_weights, batch_mask, epoch_orders, stax_train_params, train_params
 from . import CLAIM_FALSE_FAIL_RATE, Claim, GridError, Task, Verdict, architectures, split_cells, task_key
-from ._training import (bound_passed, check_cells, geometric_mean, network_rows, spec_of, width_fit,
+from ._training import (check_cells, geometric_mean, network_rows, spec_of, width_fit,
                         width_series)
 from .linear_convergence import data
 
@@ -354,7 +357,11 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
             if g.empty:
                 continue
             fit, scaled = pooled_fit(g, claimed, alpha, f"{quantity}: {method}")
-            ok = bound_passed(fit, claimed) if bound else bool(fit.passed)
+            # a bound passes unless the whole interval lies above it (one-sided, at the fit's
+            # level).  No "interval excludes 0" on top: that test's false-fail rate is 1 - its
+            # power (3 of 200 correct quick seeds failed on it), and no decay already lies
+            # beyond every fit's detectable
+            ok = bool(fit.ci_low <= claimed) if bound else bool(fit.passed)
             fits.append({"method": method, "quantity": quantity, "claimed": claimed,
                          "kind": "bound" if bound else "two-sided", "exponent": fit.exponent, "ci_low": fit.ci_low,
                          "ci_high": fit.ci_high, "detectable": fit.detectable, "passed": ok})

@@ -18,9 +18,11 @@ from .widths import layers
 
 
 #: A spatial recursion whose kernels have more entries than this (input pairs x position pairs)
-#: runs in tiles of input pairs (see :func:`spatial_kernels`): one tile's size (45 sequences of
-#: length 8, 129,600 entries: 11 ms in tiles, 23 ms whole).
-SPLIT_ENTRIES = 2**16
+#: runs in tiles of input pairs (see :func:`spatial_kernels`).  Not lower: a tiled call adjusts
+#: glibc's allocator for the whole process (below), and at 2**16 the claims' own cells took that
+#: path, which made a whole quick verify ~25 % slower in CPU (45 sequences of length 8, 129,600
+#: entries, would take 11 ms in tiles and take 23 ms whole).
+SPLIT_ENTRIES = 2**17
 #: Entries of one tile's kernels: large enough that a pass's fixed cost (~0.9 ms per pass of one
 #: tile through a 2-block transformer) stays small, small enough for the caches (a transformer
 #: costs ~100 ns per entry up to 2**16 entries, ~170 ns at 2**17).  64 sequences of length 8: one
