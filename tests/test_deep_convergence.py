@@ -97,7 +97,8 @@ def test_run_task_resnet_rows():
     assert per["reached_eps"].all() and np.all(per["rate_error"] < 1)
 
 
-@pytest.mark.parametrize("key, value", [("method", ["adam"]), ("architecture", ["cnn-gap"]), ("batch_size", 3), ("control_width", 5),
+@pytest.mark.parametrize("key, value", [("method", ["adam"]), ("architecture", ["cnn-gap"]), ("batch_size", 3),
+                                        ("control_width", 5),
                                         ("width", [16, 64]), ("lr_fraction", 1.5)])
 def test_check_refuses(key, value):
     with pytest.raises(GridError, match=key):

@@ -62,8 +62,9 @@ excludes 0" (no decay), as the other training claims' bounds: that test's false-
 or flip exponent 0.16-0.23 above its bound (median; at most 0.40), so no decay is rejected; a
 rate-error exponent 0.51-0.53 above -1/2 (median; at most 0.73), so at quick no decay of the
 rate error is rejected with probability ~0.99 only at the median seed (~0.95 at a typical
-worst); at standard (seed 0) 0.24 and 0.30, well inside.  Measured at quick (seed 0): rate error -0.55 [-0.94, -0.16] (GD) and -0.57 [-0.97, -0.17]
-(SGD), layer change -0.55 and -0.60, flips -0.40 (GD) and -0.51 (SGD): the heuristic ``n^{-1/2}`` for flips (a pre-activation moves
+worst); at standard (seed 0) 0.24 and 0.30, well inside.  Measured at quick (seed 0): rate
+error -0.55 [-0.94, -0.16] (GD) and -0.57 [-0.97, -0.17] (SGD), layer change -0.55 and -0.60,
+flips -0.40 (GD) and -0.51 (SGD): the heuristic ``n^{-1/2}`` for flips (a pre-activation moves
 O(n^{-1/2}) and has a bounded density at 0) fits better than the bound.  Per cell exponents
 are reported, and they qualify the pooled rate error: at quick the gelu cells decay as ~ n^-1
 (Dyer & Gur-Ari's 1/n drift) and the ReLU cells only as ~ n^-0.3 over widths 16-256 (ReLU's
@@ -397,7 +398,8 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
     summary = (f"{'pass' if passed else 'FAIL'}: every network at the widest width reaches eps L_0 (within "
                f"{REACH_FACTOR}x its linear model's iterations) in "
                f"{int((cells['fraction reaching eps (widest)'] == 1.0).sum())}/{len(cells)} cells; "
-               + (f"{len(unstable_top)} networks of the widest width UNSTABLE (diverged); " if len(unstable_top) else "")
+               + (f"{len(unstable_top)} networks of the widest width UNSTABLE (diverged); "
+                  if len(unstable_top) else "")
                + (f"{len(unstable) - len(unstable_top)} narrower networks diverged (widths "
                   f"{', '.join(str(int(w)) for w in sorted(unstable['width'].unique()))}; left out of the fits); "
                   if len(unstable) > len(unstable_top) else "")
@@ -426,12 +428,14 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
 
 CLAIM = Claim(
     id="deep-convergence",
-    title="deep ReLU/smooth nets, GD and SGD: linear convergence at the NTK rate; layers move n^-1/2, few flips",
-    statement=("Wide networks of depth 2-8 in NTK parameterization trained by full-batch GD or mini-batch SGD "
-               "below the critical rate reach eps x the initial loss, at the rate of the linear model of their "
-               "initial tangent kernel (error O(n^-1/2)); each layer moves n^-1/2 in relative spectral norm and an "
+    title=("deep ReLU/smooth nets and ResNets, GD and SGD: linear convergence at the NTK rate; layers move "
+           "n^-1/2, few flips"),
+    statement=("Wide networks (MLPs and ResNets) of depth 2-8 in NTK parameterization trained by full-batch GD or "
+               "mini-batch SGD below their own critical rate reach eps x the initial loss, at the rate of the "
+               "linear model of their initial tangent kernel (error O(n^-1/2)); each layer moves n^-1/2 in relative spectral norm and an "
                "O(n^-1/3) fraction of ReLU activation patterns flips."),
-    sources=("Allen-Zhu, Li & Song 2019, Thms 1-2, Lemma 8.2", "Du, Lee, Li, Wang & Zhai 2019, Thm 5.1 and the ResNet result",
+    sources=("Allen-Zhu, Li & Song 2019, Thms 1-2, Lemma 8.2",
+             "Du, Lee, Li, Wang & Zhai 2019, Thm 5.1 and the ResNet result",
              "Li & Liang 2018, Lemma 5.1", "Lee et al. 2019, sec. 2.2"),
     grids=GRIDS, run_task=run_task, verdict=verdict, split=split, check=check, keys=KEYS,
 )
