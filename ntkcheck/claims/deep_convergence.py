@@ -432,8 +432,8 @@ CLAIM = Claim(
            "n^-1/2, few flips"),
     statement=("Wide networks (MLPs and ResNets) of depth 2-8 in NTK parameterization trained by full-batch GD or "
                "mini-batch SGD below their own critical rate reach eps x the initial loss, at the rate of the "
-               "linear model of their initial tangent kernel (error O(n^-1/2)); each layer moves n^-1/2 in relative spectral norm and an "
-               "O(n^-1/3) fraction of ReLU activation patterns flips."),
+               "linear model of their initial tangent kernel (error O(n^-1/2)); each layer moves n^-1/2 in relative "
+               "spectral norm and an O(n^-1/3) fraction of ReLU activation patterns flips."),
     sources=("Allen-Zhu, Li & Song 2019, Thms 1-2, Lemma 8.2",
              "Du, Lee, Li, Wang & Zhai 2019, Thm 5.1 and the ResNet result",
              "Li & Liang 2018, Lemma 5.1", "Lee et al. 2019, sec. 2.2"),
