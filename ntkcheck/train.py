@@ -153,12 +153,16 @@ def _check_run(spec: MLP, X, y, X_test, lr, steps, dt):
     return X, y, X_test
 
 
-def _check_rates(lr, m: int) -> np.ndarray:
+def _split_rate(lr, m: int) -> tuple[float, np.ndarray | None]:
+    """``(rate, None)`` for one rate; ``(1.0, rates)`` for one rate per network (M,), which
+    then scale each network's cotangent (the gradient is linear in it)."""
+    if np.ndim(lr) != 1:
+        return lr, None
     rates = np.asarray(lr, dtype=float)
     if rates.shape != (m,) or not np.all(np.isfinite(rates) & (rates >= 0)):
         raise ValueError(f"lr must be a finite number > 0, or {m} numbers >= 0 (one per network; 0 freezes a "
                          f"network), got shape {rates.shape}")
-    return rates
+    return 1.0, rates
 
 
 def _record_steps(record, steps: int) -> np.ndarray:
@@ -318,10 +322,8 @@ def train_params(spec: MLP, params: DenseParams, X, y, lr: float | np.ndarray, s
     (:mod:`ntkcheck.blas`).  Every network's arithmetic is the same whatever the
     grouping and the thread count, so are the results.
     """
-    per_network = np.ndim(lr) == 1
-    if per_network:
-        lr = _check_rates(lr, params.n_networks)
-    X, y, X_test = _check_run(spec, X, y, X_test, 1.0 if per_network else lr, steps, dt)
+    lr, rates = _split_rate(lr, params.n_networks)
+    X, y, X_test = _check_run(spec, X, y, X_test, lr, steps, dt)
     rec = _record_steps(record, steps)
     threads = _check_threads(threads)
     orders = _check_orders(batch_size, orders, params.n_networks, len(X), steps)
@@ -335,17 +337,15 @@ def train_params(spec: MLP, params: DenseParams, X, y, lr: float | np.ndarray, s
                      loss=np.full((m, steps + 1), np.inf), ntk=np.full((m, len(rec), n_all, n_all), np.nan)
                      if record_ntk else None, dtheta_sq=np.full((m, len(rec), len(spec.widths) + 1), np.nan),
                      theta0_sq=np.full((m, len(spec.widths) + 1), np.nan), diverged=np.zeros(m, dtype=bool),
-                     lr=lr if per_network else float(lr), dt=float(dt))
+                     lr=float(lr) if rates is None else rates, dt=float(dt))
     f_rec = np.full((m, len(rec), n_all), np.nan)
     size = max(1, GROUP_BYTES // train_bytes_per_network(spec, d_in, n_all, track_weights=False))
     groups = [slice(s, min(m, s + size)) for s in range(0, m, size)]
     # theta_0 copies, handed from one group to the next: fresh memory costs a page fault
     # per 4 KiB, more than the copy itself
     spares = queue.SimpleQueue()
-    # per-network rates scale each network's cotangent (the gradient is linear in it)
-    run = partial(_train_group, spec, params, X, X_all, y, rec, dt if per_network else lr * dt, readout_only,
-                  centered, blowup, track_weights, out, f_rec, spares, batch_size, orders,
-                  lr if per_network else None)
+    run = partial(_train_group, spec, params, X, X_all, y, rec, lr * dt, readout_only, centered, blowup,
+                  track_weights, out, f_rec, spares, batch_size, orders, rates)
     with blas.single_threaded():
         if min(threads, len(groups)) > 1:
             with ThreadPoolExecutor(min(threads, len(groups))) as pool:
@@ -602,15 +602,14 @@ def stax_train_params(net, params, X, y, lr: float | np.ndarray, steps: int, *, 
     """:func:`train_params` for a stax network: train ``params`` (from
     :func:`ntkcheck.stax.init_params`) in place by GD, or by mini-batch SGD through
     ``batch_size`` and ``orders``; ``lr`` one rate or one per network (0 freezes one)."""
-    per_network = np.ndim(lr) == 1
     m = len(next(_affine_layers(net, params))[1].W)
-    rates = _check_rates(lr, m) if per_network else None
-    X, y, _ = _check_stax_run(net, X, y, None, 1.0 if per_network else lr, steps, 1.0)
+    lr, rates = _split_rate(lr, m)
+    X, y, _ = _check_stax_run(net, X, y, None, lr, steps, 1.0)
     orders = _check_orders(batch_size, orders, m, len(X), steps)
     with blas.single_threaded():
-        return _stax_train(net, params, X, y, np.zeros((0,) + X.shape[1:]), 1.0 if per_network else float(lr), steps,
+        return _stax_train(net, params, X, y, np.zeros((0,) + X.shape[1:]), float(lr), steps,
                            _record_steps(record, steps), False, False, blowup, track_weights,
-                           rates if per_network else float(lr), 1.0, rates, batch_size, orders)
+                           float(lr) if rates is None else rates, 1.0, rates, batch_size, orders)
 
 
 def affine_weights(net, params) -> list[np.ndarray]:

@@ -220,17 +220,17 @@ def train_until(train, lr, n: int, k_fit, k_max, eps: float, cap: int, batch_siz
     run."""
     per_epoch = n // (batch_size or n)
     seg = SEGMENT_EPOCHS * per_epoch
-    losses, diverged, k = [], np.zeros(len(lr), dtype=bool), 0
+    losses, k = [], 0
+    diverged, reached = np.zeros(len(lr), dtype=bool), np.zeros(len(lr), dtype=bool)
     while k < cap:
         s = min(seg, cap - k)
         # a network that diverged stays where it stopped (rate 0), its losses inf
         tr = train(np.where(diverged, 0.0, lr), s, batch_size=batch_size,
                    orders=None if orders is None else orders[:, k // per_epoch:])
         losses.append(np.where(diverged[:, None], np.inf, tr.loss)[:, 1 if k else 0:])
+        reached |= (losses[-1] <= eps * losses[0][:, :1]).any(1)
         diverged |= tr.diverged
         k += s
-        loss = np.concatenate(losses, axis=1)
-        reached = (loss <= eps * loss[:, :1]).any(1)
         if np.all(diverged | ((k >= k_fit) & (reached | (k >= k_max)))):
             break
     return np.concatenate(losses, axis=1), diverged
