@@ -245,7 +245,7 @@ def test_nngp_gaussian_fails_on_a_5_percent_excess_fourth_moment(nngp_rows):
 
 @pytest.fixture(scope="module")
 def nngp_cnn_rows():
-    """A CNN with global average pooling, with enough networks at width 128 to resolve 3 %."""
+    """A CNN with global average pooling, 2,000 networks per width."""
     return run_claim("nngp-gaussian", architecture=["cnn-gap"], arch_width=[2, 4, 64, 128],
                      arch_n_networks=2000, control_networks=2000, attention_networks=0)
 
@@ -255,13 +255,34 @@ def test_nngp_gaussian_cnn_cell_passes_against_its_own_kernel(nngp_cnn_rows):
     v = get_claim("nngp-gaussian").verdict(nngp_cnn_rows)
     assert v.verified, v.summary
     assert "architectures cnn-gap (control rejected in cnn-gap)" in v.summary
-    assert v.statistics["max_rb_covariance_detectable[cnn-gap]"] < 0.05
 
 
-def test_nngp_gaussian_cnn_cell_fails_on_a_kernel_off_by_3_percent(nngp_cnn_rows):
+def test_nngp_gaussian_cnn_cell_reports_the_exact_law_below_exact_min_width(nngp_cnn_rows):
+    """Below EXACT_MIN_WIDTH the tests of the exact law (Gaussianity, readout kernel) see its
+    O(1/n) corrections: reported, not judged.  A kernel off by 3 % there shows in the reported
+    p-values; judging the cell's kernel is kernel-mean's (tests/test_kernel_mean.py)."""
+    from ntkcheck.claims.nngp_gaussian import EXACT_MIN_WIDTH
+
+    assert nngp_cnn_rows.width.max() < EXACT_MIN_WIDTH
+    v = get_claim("nngp-gaussian").verdict(nngp_cnn_rows)
+    assert v.statistics["n_reported_exact_law_tests"] > 0
     bad = nngp_cnn_rows.copy()
     hit = bad.quantity == "kernel_dev"
     bad.loc[hit, "value"] -= 0.03 * bad.loc[hit, "kernel_rel"]
+    w = get_claim("nngp-gaussian").verdict(bad)
+    assert w.statistics["reported_exact_law_min_p"] < 1e-6 < v.statistics["reported_exact_law_min_p"]
+
+
+def test_nngp_gaussian_cnn_cell_fails_when_its_kurtosis_does_not_decay(nngp_cnn_rows):
+    """The architecture cell's Gaussianity is judged by its kurtosis fit: an excess fourth
+    moment held at its width-64 value at width 128 (exponent ~0 there): FAIL."""
+    bad = nngp_cnn_rows.copy()
+    bad["value"] = bad["value"].astype(float)
+    for i in bad.i.dropna().unique():
+        ratio = {n: (lambda e: e[e.quantity == "G^2"].value.mean() / e[e.quantity == "G"].value.mean() ** 2)(
+                 bad[(bad.width == n) & (bad.i == i)]) for n in (64, 128)}
+        hit = (bad.width == 128) & (bad.i == i) & (bad.quantity == "G^2")
+        bad.loc[hit, "value"] *= ratio[64] / ratio[128]
     v = get_claim("nngp-gaussian").verdict(bad)
     assert not v.passed, v.summary
 

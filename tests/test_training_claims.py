@@ -45,6 +45,17 @@ def test_jacot_kernel_level_off_fails(jacot_data):
     assert not v.passed and "does NOT match" in v.summary, v.summary
 
 
+def test_jacot_kernel_level_off_at_the_widest_width_alone_fails(jacot_data):
+    """Test (1) is applied at the widest width (narrower widths' means carry O(1/n) corrections
+    and are reported only): its level 30 % low there alone FAILs."""
+    df = jacot_data.copy()
+    widest = df["width"].astype(float).max()
+    rows = (df["quantity"] == "ntk_t0") & (df["width"].astype(float) == widest)
+    df.loc[rows, "value"] = df.loc[rows, "value"].astype(float) * 0.7
+    v = _jacot(df)
+    assert not v.passed and f"does NOT match the analytic Theta at n = {widest:g}" in v.summary, v.summary
+
+
 @pytest.mark.parametrize("by", [1.5, -1.5])
 def test_jacot_spread_exponent_off_fails(jacot_data, by):
     """Deviations from the analytic kernel scaled by width^by (beyond the stated detectable ~1.3

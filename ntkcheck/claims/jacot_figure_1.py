@@ -11,15 +11,21 @@ the critical rate 2N/lambda_max).  The analytic Theta is overlaid.
 Expected (the paper's caption): a smaller spread across initializations at n = 10,000; the
 kernel moves ("inflates") during training, much less at n = 10,000.
 
-Tests, Bonferroni over all of them (2 per width and 2 fits).  (1) At t = 0 the mean over
-initializations of Theta_hat(x_0, .) equals the analytic Theta (Jacot Thm 1), at every width,
-twice: (1a) at every angle (:func:`ntkcheck.stats.mean_test`, max-|t| over the angles: any
-local discrepancy, but with 10 networks its bootstrap critical |t| is ~10-45) and (1b) in the
-first :data:`N_HARMONICS` cosine coefficients ``mean_g Theta_hat(x_0, x(g)) cos(k g)`` of the
-curve (Theta depends on g through cos g only; :func:`harmonics_test`): smooth discrepancies,
-a wrong level or shape of the whole curve, pooled over the angles.  (2) The spread at t = 0
-(the mean over angles of the standard deviation across initializations) falls as n^{-1/2},
-two-sided (fluctuations of the empirical NTK are O(n^{-1/2}) at fixed depth: Jacot Thm 1's
+Tests, Bonferroni over all four of them (2 at the widest width and 2 fits).  (1) At t = 0 the
+mean over initializations of Theta_hat(x_0, .) equals the analytic Theta (Jacot Thm 1) at the
+widest width, twice: (1a) at every angle (:func:`ntkcheck.stats.mean_test`, max-|t| over the
+angles: any local discrepancy, but with 10 networks its bootstrap critical |t| is ~10-45) and
+(1b) in the first :data:`N_HARMONICS` cosine coefficients
+``mean_g Theta_hat(x_0, x(g)) cos(k g)`` of the curve (Theta depends on g through cos g only; :func:`harmonics_test`): smooth discrepancies,
+a wrong level or shape of the whole curve, pooled over the angles.  Narrower widths' means are
+reported, not tested: Jacot Thm 1 is a statement of the limit, E[Theta_hat] carries an O(1/n)
+correction there (at quick's n = 50, over 1,960 networks of seeds 0-97: -0.2 % of the angle
+average in the k = 3 coefficient, z = -3.2), and the coefficients are skewed (skewness 1.1-1.3,
+excess kurtosis 1.6-3.4 at n = 50, against 0.3-0.4 and <= 0.35 at n = 500), so Student t's
+lower tail is heavy at the verdict's level: testing n = 50 too, 2 of 98 correct seeds had
+harmonics p <= 6.3e-4 (one failed the claim), where the stated level allows ~0.06.  (2) The
+spread at t = 0 (the mean over angles of the standard deviation across initializations) falls
+as n^{-1/2}, two-sided (fluctuations of the empirical NTK are O(n^{-1/2}) at fixed depth: Jacot Thm 1's
 CLT; Hanin & Nica 2019).  With 10 networks per width its exponent has a standard error ~0.12
 over a decade of widths, so this test detects an exponent off by ~0.9 only: at these budgets
 it does not exclude 0 (no concentration), which would need ~4x the networks.  Quick runs 20
@@ -237,15 +243,15 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
     _, wrong = analytic(p, CONTROL_DEPTH)
     curves = _curves(df, "ntk_t0")
     widths = sorted(curves)
-    rate = false_fail_rate / (2 * len(widths) + 2)
-    tests = _kernel_tests(curves, theta, gamma, rate, "t=0 mean")
+    rate = false_fail_rate / 4      # tests (1a), (1b) at the widest width, fits (2), (3)
+    tests = _kernel_tests(curves, theta, gamma, rate, "t=0 mean")   # narrower widths: reported only
     powers = _kernel_tests(curves, wrong, gamma, rate, "power check")
     change = df[df["quantity"] == "relative_change"]
     fit = width_fit(change, -0.5, 0, rate, "relative kernel change")
     lazy_ok = bound_passed(fit, -0.5)
     spread_fit = power_law_fit(widths, [curves[w] for w in widths], -0.5, seed=0, statistic=_spread, n_boot=N_BOOT,
                                false_fail_rate=rate, false_pass_rate=FALSE_PASS_RATE, name="spread at t=0")
-    kernel_ok = all(a.passed and b.passed for a, b in tests.values())
+    kernel_ok = all(t.passed for t in tests[widths[-1]])
     spread_ok = bool(spread_fit.ci_low <= -0.5 <= spread_fit.ci_high)
     passed = kernel_ok and spread_ok and lazy_ok
     power = not all(t.passed for t in powers[widths[-1]])
@@ -255,7 +261,8 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
     ctrl_median = ctrl_change.groupby("width")["value"].median().sort_index()
     s = change.groupby("width")["value"].agg(["mean", "std", "count"]).sort_index()
     spread = {w: float(_spread(c[None])[0] / np.mean(np.abs(theta))) for w, c in curves.items()}
-    table = pd.DataFrame([{"width": w, "networks": len(curves[w]), "t=0 per-angle max |t|": tests[w][0].statistic,
+    table = pd.DataFrame([{"width": w, "networks": len(curves[w]), "t=0 mean tested": w == widths[-1],
+                           "t=0 per-angle max |t|": tests[w][0].statistic,
                            "t=0 per-angle p": tests[w][0].pvalue, "t=0 harmonics max |t|": tests[w][1].statistic,
                            "t=0 harmonics p": tests[w][1].pvalue, "spread at t=0 / |Theta|": spread[w],
                            "relative change after training": s.loc[w, "mean"],
@@ -264,7 +271,7 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
     stats = {"change_exponent": fit.exponent, "change_exponent_ci_low": fit.ci_low,
              "change_exponent_ci_high": fit.ci_high, "spread_exponent": spread_fit.exponent,
              "spread_exponent_ci_low": spread_fit.ci_low, "spread_exponent_ci_high": spread_fit.ci_high,
-             "min_t0_pvalue": min(t.pvalue for pair in tests.values() for t in pair),
+             "min_t0_pvalue": min(t.pvalue for t in tests[widths[-1]]),
              "control_mean_field_median_change": ", ".join(f"{v:.3g}" for v in ctrl_median),
              "control_mean_field_widths": ", ".join(str(int(w)) for w in ctrl_median.index),
              "control_mean_field_exponent": ctrl_fit.exponent if ctrl_fit is not None else np.nan,
@@ -273,7 +280,8 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
              "power_check_pvalue_widest": min(t.pvalue for t in powers[widths[-1]])}
     level = f"{100 * (1 - rate):.4g}%"
     summary = (f"{'pass' if passed else 'FAIL'}: t=0 mean kernel {'matches' if kernel_ok else 'does NOT match'} the "
-               f"analytic Theta per angle and in its first {N_HARMONICS} cosine coefficients (min p = "
+               f"analytic Theta at n = {widths[-1]} per angle and in its first {N_HARMONICS} cosine coefficients "
+               f"(min p = "
                f"{stats['min_t0_pvalue']:.2g}); spread {spread[widths[0]]:.3f} -> {spread[widths[-1]]:.3f} from n = "
                f"{widths[0]} to {widths[-1]} (exponent {spread_fit.exponent:.2f}, {level} interval "
                f"[{spread_fit.ci_low:.2f}, {spread_fit.ci_high:.2f}], claimed -1/2: "
