@@ -117,22 +117,44 @@ def test_mean_field_alpha_sweep_rejects_an_inverse_square_root_law(tmp_path):
     assert not v.passed, v.summary
 
 
-def test_diverged_networks_fail_at_the_widest_width_and_are_reported_below(tmp_path):
-    """A network whose own top eigenvalue exceeds 2N/lr diverges (a finite-width event): the
-    task records it instead of stopping the study; the verdict fails when it happens at the
-    widest width (where the GP moments are tested) and reports it elsewhere."""
+@pytest.fixture(scope="module")
+def readout_rows(tmp_path_factory):
+    """readout-posterior's rows at the TINY grid, study seed 0."""
     import pandas as pd
 
     from ntkcheck.runner import run_study
     from ntkcheck.studies import make_study
 
-    study = make_study("quick", claims=["readout-posterior"], seed=0, out=tmp_path,
+    out = tmp_path_factory.mktemp("readout")
+    study = make_study("quick", claims=["readout-posterior"], seed=0, out=out,
                        overrides={"readout-posterior": TINY["readout-posterior"]})
     run_study(study, jobs=1)
-    df = pd.read_csv(tmp_path / "readout-posterior.csv")
+    return pd.read_csv(out / "readout-posterior.csv")
+
+
+def test_diverged_networks_fail_at_the_widest_width_and_are_reported_below(readout_rows):
+    """A network whose own top eigenvalue exceeds 2N/lr diverges (a finite-width event): the
+    task records it instead of stopping the study; the verdict fails when it happens at the
+    widest width (where the GP moments are tested) and reports it elsewhere."""
+    import pandas as pd
+
+    df = readout_rows.copy()
     claim = get_claim("readout-posterior")
     assert claim.verdict(df).passed
     row = df.iloc[[0]].assign(quantity="diverged", value=1.0)
     small = claim.verdict(pd.concat([df, row.assign(width=64)], ignore_index=True))
     assert small.passed and "1 networks diverged at width 64" in small.summary
     assert not claim.verdict(pd.concat([df, row.assign(width=1024)], ignore_index=True)).passed
+
+
+@pytest.mark.parametrize("shift, passes", [(0.5, False), (0.3, False), (-0.5, True)])
+def test_coupling_gap_is_judged_as_an_upper_bound(readout_rows, shift, passes):
+    """The theorems bound the coupling gap by O(n^-1/2): a gap times width^shift with exponent
+    ~0 (no decay) or ~-0.2 (slower than the bound) FAILs; a faster decay (~-1) does not."""
+    import pandas as pd
+
+    df = readout_rows.copy()
+    hit = df["quantity"] == "coupling"
+    df.loc[hit, "value"] = df.loc[hit, "value"].astype(float) * (df.loc[hit, "width"].astype(float) / 64) ** shift
+    v = get_claim("readout-posterior").verdict(df)
+    assert v.passed == passes, v.summary

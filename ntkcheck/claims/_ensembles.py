@@ -17,8 +17,14 @@ steps ``t_finite`` and ``steps``:
 
 The verdict: at the widest width, Holm's combination (:func:`ntkcheck.stats.holm`) of the
 mean, covariance (of ``f - mu``) and Gaussianity tests at both times must pass and the same
-tests against the control GP must fail; the coupling gap must shrink as width^-1/2
-(:func:`ntkcheck.stats.power_law_fit`; the control's gap must not shrink).
+tests against the control GP must fail; the coupling gap must shrink at least as fast as
+width^-1/2 (:func:`ntkcheck.stats.power_law_fit`, :func:`bound_passed`: the theorems bound it by
+O(n^-1/2); the control's gap must not).  The bound is one-sided because the fitted exponent
+carries the gap's higher-order terms: over the quick calibration's first 122 seeds the sphere
+exponents averaged -0.508 (readout-posterior; sd 0.015, 0.55 of an interval's standard error
+below -1/2, pooled z = -5.7) and -0.505 (ntk-ensemble), so the two-sided test "interval contains
+-1/2" failed readout-posterior at seed 120 (-0.55 [-0.60, -0.50]) at several times its stated
+rate.
 """
 from __future__ import annotations
 
@@ -33,7 +39,7 @@ from ..kernels import output_kernels
 from ..stats import covariance_test, gaussianity_test, holm, mean_test
 from ..train import gradient_descent
 from . import CLAIM_FALSE_FAIL_RATE, Convergence, GridError, Task, Verdict, pool, split_cells
-from ._training import check_cells, spec_of, width_fit, width_series
+from ._training import bound_passed, check_cells, spec_of, width_fit, width_series
 
 #: The last recorded step counts as t = inf when every mode has contracted below this.
 INF_TOLERANCE = 1e-9
@@ -225,12 +231,13 @@ def verdict(df: pd.DataFrame, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE, *,
     table = pd.DataFrame(rows)
     sphere = table[table["data"] == "sphere"]
     widest = sphere[sphere["width"] == sphere["width"].max()].iloc[0]
-    gaps_ok = all(f["coupling"].passed for f in gap_fits.values())
+    gaps_ok = all(bound_passed(f["coupling"], -0.5) for f in gap_fits.values())
     lost = df[df["quantity"] == "diverged"].groupby(["data", "width"])["value"].sum()
     lost_widest = float(lost.get(("sphere", int(widest["width"])), 0.0))
     passed = bool(widest["moments pass"] and widest["contraction at t_end"] <= INF_TOLERANCE and gaps_ok
                   and lost_widest == 0)
-    rejected = bool(widest["control rejected"] and not any(f["coupling_control"].passed for f in gap_fits.values()))
+    rejected = bool(widest["control rejected"]
+                    and not any(bound_passed(f["coupling_control"], -0.5) for f in gap_fits.values()))
     fmt = lambda q: ", ".join(f"{d}: {f[q].exponent:.2f} [{f[q].ci_low:.2f}, {f[q].ci_high:.2f}]"  # noqa: E731
                               for d, f in gap_fits.items())
     stats = {"widest width": int(widest["width"]), "moments p (Holm)": float(widest["moments p (Holm)"]),
@@ -240,7 +247,7 @@ def verdict(df: pd.DataFrame, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE, *,
     summary = (f"{'pass' if passed else 'FAIL'}: at width {stats['widest width']} the ensemble matches the "
                f"{theory} at steps {stats['times']} (last = t->inf, contraction {stats['contraction at t_end']:.1e}; "
                f"Holm p = {stats['moments p (Holm)']:.3g}); coupling-gap exponents {stats['coupling exponents']} "
-               f"(theory -1/2)"
+               f"(theory <= -1/2)"
                + "".join(f"; {int(v)} networks diverged at width {w} ({d}; left out)" for (d, w), v in lost.items())
                + f"; control ({control}) {'rejected' if rejected else 'NOT rejected'} "
                f"(p = {stats['control p (Holm)']:.2g}, gap exponents {stats['control coupling exponents']})")
@@ -248,7 +255,7 @@ def verdict(df: pd.DataFrame, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE, *,
         claim=claim_id, passed=passed, summary=summary, statistics=stats, false_fail_rate=false_fail_rate,
         detectable=(f"a mean shift of {widest['detectable mean shift']:.2g} on a test input at the widest width "
                     f"(plus covariance and Gaussianity departures), or a coupling-gap exponent whose "
-                    f"bootstrap interval excludes -1/2 or contains 0 (Bonferroni over 4 tests)"),
+                    f"bootstrap interval lies above -1/2 or contains 0 (Bonferroni over 4 tests)"),
         negative_control=control, negative_control_rejected=rejected, convergence=tuple(series), table=table)
 
 

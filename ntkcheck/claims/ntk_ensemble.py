@@ -7,7 +7,7 @@ Gaussian ensemble with ``A_t = Theta_*X Theta^{-1} (I - E_t)``, ``E_t = (I - eta
     mean  A_t y,     covariance  K_** + A_t K_XX A_t^T - (A_t K_X* + K_*X A_t^T),
 
 (derived in :mod:`ntkcheck.gp`; the two cross terms exist because f_0 != 0).  The
-per-network gap to the infinite-width map shrinks as width^-1/2 (Lee et al. 2019, Thm 2.1:
+per-network gap to the infinite-width map shrinks as O(width^-1/2) (Lee et al. 2019, Thm 2.1:
 ``|f_t - f^lin_t| = O(n^{-1/2})``, and Theta_hat_0 - Theta = O(n^{-1/2})).
 
 Measured as for readout-posterior (``ntkcheck.claims._ensembles``), and on the digits data

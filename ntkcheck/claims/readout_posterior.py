@@ -16,7 +16,7 @@ engine to rounding for single networks.
 Measured (``ntkcheck.claims._ensembles``): at steps ``t_finite`` and ``steps`` (where every
 mode has contracted below 1e-9, i.e. t = inf to far below the Monte Carlo resolution) the
 mean, covariance and Gaussianity tests of :mod:`ntkcheck.stats` at the widest width, and the
-per-network coupling gap to the infinite-width map, which must shrink as width^-1/2 (the
+per-network coupling gap to the infinite-width map, which must shrink as O(width^-1/2) (the
 readout kernel's fluctuation, K_hat - K = O(n^{-1/2})).
 
 Negative control: the same ensemble against the NTK-GP of fully trained networks (Theta in
