@@ -16,8 +16,9 @@ mean over initializations of Theta_hat(x_0, .) equals the analytic Theta (Jacot 
 widest width, twice: (1a) at every angle (:func:`ntkcheck.stats.mean_test`, max-|t| over the
 angles: any local discrepancy, but with 10 networks its bootstrap critical |t| is ~10-45) and
 (1b) in the first :data:`N_HARMONICS` cosine coefficients
-``mean_g Theta_hat(x_0, x(g)) cos(k g)`` of the curve (Theta depends on g through cos g only; :func:`harmonics_test`): smooth discrepancies,
-a wrong level or shape of the whole curve, pooled over the angles.  Narrower widths' means are
+``mean_g Theta_hat(x_0, x(g)) cos(k g)`` of the curve (Theta depends on g through cos g only;
+:func:`harmonics_test`): smooth discrepancies, a wrong level or shape of the whole curve,
+pooled over the angles.  Narrower widths' means are
 reported, not tested: Jacot Thm 1 is a statement of the limit, E[Theta_hat] carries an O(1/n)
 correction there (at quick's n = 50, over 1,960 networks of seeds 0-97: -0.2 % of the angle
 average in the k = 3 coefficient, z = -3.2), and the coefficients are skewed (skewness 1.1-1.3,
@@ -25,8 +26,8 @@ excess kurtosis 1.6-3.4 at n = 50, against 0.3-0.4 and <= 0.35 at n = 500), so S
 lower tail is heavy at the verdict's level: testing n = 50 too, 2 of 98 correct seeds had
 harmonics p <= 6.3e-4 (one failed the claim), where the stated level allows ~0.06.  (2) The
 spread at t = 0 (the mean over angles of the standard deviation across initializations) falls
-as n^{-1/2}, two-sided (fluctuations of the empirical NTK are O(n^{-1/2}) at fixed depth: Jacot Thm 1's
-CLT; Hanin & Nica 2019).  With 10 networks per width its exponent has a standard error ~0.12
+as n^{-1/2}, two-sided (fluctuations of the empirical NTK are O(n^{-1/2}) at fixed depth: Jacot
+Thm 1's CLT; Hanin & Nica 2019).  With 10 networks per width its exponent has a standard error ~0.12
 over a decade of widths, so this test detects an exponent off by ~0.9 only: at these budgets
 it does not exclude 0 (no concentration), which would need ~4x the networks.  Quick runs 20
 networks per width at widths 50 / 500 (the paper's 10 at standard): test (3) passes only if its
@@ -281,8 +282,7 @@ def verdict(df, false_fail_rate: float = CLAIM_FALSE_FAIL_RATE) -> Verdict:
     level = f"{100 * (1 - rate):.4g}%"
     summary = (f"{'pass' if passed else 'FAIL'}: t=0 mean kernel {'matches' if kernel_ok else 'does NOT match'} the "
                f"analytic Theta at n = {widths[-1]} per angle and in its first {N_HARMONICS} cosine coefficients "
-               f"(min p = "
-               f"{stats['min_t0_pvalue']:.2g}); spread {spread[widths[0]]:.3f} -> {spread[widths[-1]]:.3f} from n = "
+               f"(min p = {stats['min_t0_pvalue']:.2g}); spread {spread[widths[0]]:.3f} -> {spread[widths[-1]]:.3f} from n = "
                f"{widths[0]} to {widths[-1]} (exponent {spread_fit.exponent:.2f}, {level} interval "
                f"[{spread_fit.ci_low:.2f}, {spread_fit.ci_high:.2f}], claimed -1/2: "
                f"{'consistent' if spread_ok else 'NOT consistent'}); kernel change after training "
