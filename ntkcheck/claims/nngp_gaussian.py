@@ -29,7 +29,8 @@ inputs (:func:`ntkcheck.claims.kernel_mean.inputs`), M networks from the exact s
   (computed in the verdict from the stored per-block means, so planted kernels can be
   fed to it).  At widths >= 10^4 it resolves relative covariance errors of ~0.1 %, far
   below the O(1/n) finite-width bias it must not see.  All of them one Holm family at
-  the rest of the level (the Gaussianity and readout-kernel tests from :data:`EXACT_MIN_WIDTH`).  The tasks store the tests' p-values and what their detectables need
+  the rest of the level (the Gaussianity and readout-kernel tests from
+  :data:`EXACT_MIN_WIDTH`).  The tasks store the tests' p-values and what their detectables need
   (components or kernel entries, the largest relative standard error); the verdict states the
   detectables at its own level, which depends on how many claims are registered (task data
   must not: the covariance tests' bootstrap draws a fixed :data:`TEST_BOOT` resamples).
@@ -115,8 +116,8 @@ HEAD_CHANNELS = 4
 #: calibration, seeds 0-105: Gaussianity p <= 0.001 in 1.9 % of seeds for the resnet and
 #: cnn-gap cells at n = 128; the transformer's readout-kernel t averages -0.50 at n = 128 and
 #: -0.23 at 256), which put the family's Holm p <= 0.01 in 5 of 106 correct seeds.  At 10^4 the
-#: O(1/n) terms are ~100x smaller.  The f f^T covariance test (spread O(1)) is judged from the
-#: cells' own large widths.
+#: O(1/n) terms are ~80x smaller than at 128.  The f f^T covariance test (spread O(1)) is judged
+#: from the cells' own large widths.  A study's lower ``test_min_width`` does not lower this.
 EXACT_MIN_WIDTH = 10_000
 
 _BASE = {"activation": ["relu", "erf", "tanh"], "sigma_w": 1.5, "n_inputs": 3, "d_in": 4,
